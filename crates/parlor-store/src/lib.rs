@@ -1,0 +1,100 @@
+//! Parlor's durable record: accounts, refresh tokens, magic codes, persistent rooms, chat
+//! history and stats.
+//!
+//! - `Store`: the contract every implementation honours.
+//! - `embedded`: the default, a redb file in the data dir.
+//! - `conformance`: one suite every implementation must pass (behind `test-util`).
+
+mod embedded;
+mod records;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+pub use embedded::EmbeddedStore;
+pub use records::{
+    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsDelta, StatsSubject,
+    UserRecord,
+};
+
+use parlor_core::{Room, RoomId, UserId};
+
+/// A boxed future, so that `Store` stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Result alias for store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key (a registered name) is already taken.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The record to update does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The backing store could not be reached or failed; the call may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Store is responsible for everything that must outlive a pod.
+pub trait Store: Send + Sync + 'static {
+    /// Creates an account; `Conflict` if `login` is set and already taken (case-insensitive).
+    fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
+    /// The account with this id.
+    fn get_user(&self, id: &UserId) -> BoxFuture<'_, Result<Option<UserRecord>>>;
+    /// The registered account with this login name (case-insensitive).
+    fn find_user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<UserRecord>>>;
+    /// Replaces an existing account; `NotFound` if there is none.
+    fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
+    /// Deletes an account and frees its login; returns whether it existed.
+    fn delete_user(&self, id: &UserId) -> BoxFuture<'_, Result<bool>>;
+
+    /// Records a newly issued refresh token.
+    fn put_refresh(&self, token: &RefreshRecord) -> BoxFuture<'_, Result<()>>;
+    /// Atomically marks a refresh token used and says whether it was fresh, already used
+    /// (a replay: its family is revoked too) or unknown.
+    fn use_refresh(&self, id: &str) -> BoxFuture<'_, Result<RefreshUse>>;
+
+    /// Records a magic login code (by its hash).
+    fn put_magic(&self, code: &MagicRecord) -> BoxFuture<'_, Result<()>>;
+    /// Atomically removes and returns the magic code with this hash.
+    fn take_magic(&self, code_hash: &str) -> BoxFuture<'_, Result<Option<MagicRecord>>>;
+
+    /// Inserts or replaces a persistent room.
+    fn save_room(&self, room: &Room) -> BoxFuture<'_, Result<()>>;
+    /// Deletes a persistent room and its chat history.
+    fn delete_room(&self, id: &RoomId) -> BoxFuture<'_, Result<()>>;
+    /// Every persistent room.
+    fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>>;
+
+    /// Appends chat lines to a room's history.
+    fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>>;
+    /// The newest `limit` lines of a room's history, oldest first.
+    fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
+
+    /// Adds a batch of counter increments.
+    fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>>;
+    /// The counters of one user or room (zeros if none).
+    fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>>;
+
+    /// Succeeds when the store can serve requests (readiness).
+    fn ping(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// Opens the store named in config: `embedded` (a redb file under `data_dir`).
+/// `mongodb` arrives with the MongoDB issue; an unknown name is an error.
+pub fn open(kind: &str, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
+    match kind {
+        "embedded" => Ok(Arc::new(EmbeddedStore::open(&data_dir.join("parlor.redb"))?)),
+        other => Err(StoreError::Unavailable(format!(
+            "unknown store kind {other:?} (expected \"embedded\")"
+        ))),
+    }
+}

@@ -1,0 +1,110 @@
+use parlor_core::{GlobalRole, RoomId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// An account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Stable id (`u_...`).
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Lowercased login name of a registered account; None for guests.
+    pub login: Option<String>,
+    /// argon2 PHC string; None for guests.
+    pub password_hash: Option<String>,
+    /// Cluster-wide role.
+    pub role: GlobalRole,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: i64,
+}
+
+/// One issued refresh token. Tokens of one login form a family; reusing a used token
+/// revokes the family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// The token's `jti`.
+    pub id: String,
+    /// Shared by every token rotated from one login.
+    pub family: String,
+    /// Whose token it is.
+    pub user_id: UserId,
+    /// Expiry, ms since the epoch.
+    pub expires_at_ms: i64,
+    /// Set once the token has been exchanged.
+    pub used: bool,
+}
+
+/// What `use_refresh` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// First use: the caller may rotate it.
+    Fresh(RefreshRecord),
+    /// Already used, or its family revoked: a replay.
+    Reused(RefreshRecord),
+    /// Never issued (or purged).
+    Unknown,
+}
+
+/// A one-time login code, stored by hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MagicRecord {
+    /// Hex SHA-256 of the code.
+    pub code_hash: String,
+    /// The account it logs into.
+    pub user_id: UserId,
+    /// Expiry, ms since the epoch.
+    pub expires_at_ms: i64,
+}
+
+/// One chat line kept in a room's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRecord {
+    /// The room's sequence number of the line.
+    pub seq: u64,
+    /// Author.
+    pub from_user_id: UserId,
+    /// Author's display name then.
+    pub from_name: String,
+    /// The line.
+    pub text: String,
+    /// When it was said, ms since the epoch.
+    pub sent_at_ms: i64,
+}
+
+/// Whose counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StatsSubject {
+    /// A user's counters.
+    User(UserId),
+    /// A room's counters.
+    Room(RoomId),
+}
+
+/// Activity counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Chat lines sent.
+    pub chat_messages: u64,
+    /// Game events sent.
+    pub game_events: u64,
+    /// Room joins.
+    pub joins: u64,
+}
+
+impl Stats {
+    /// Adds another set of counters.
+    pub fn add(&mut self, other: &Stats) {
+        self.chat_messages += other.chat_messages;
+        self.game_events += other.game_events;
+        self.joins += other.joins;
+    }
+}
+
+/// An increment to one subject's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsDelta {
+    /// Whose counters.
+    pub subject: StatsSubject,
+    /// How much to add.
+    pub add: Stats,
+}
