@@ -1,1 +1,159 @@
-fn main() {}
+//! The `parlor` binary: parses flags, binds, and calls `parlor_server::run`.
+//!
+//! - `parlor serve` (the default): run a pod.
+//! - `parlor keygen`: write an Ed25519 key pair as PKCS#8 / SPKI PEM.
+//! - `parlor token`: mint an access token for an existing account (ops and tests).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use parlor_server::Config;
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(name = "parlor", version, about = "Parlor: a multiplayer game server")]
+struct Cli {
+    /// Config file; `parlor.toml` in the working directory is read if it exists.
+    #[arg(long, global = true, env = "PARLOR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pod (the default).
+    Serve(ServeArgs),
+    /// Write a new Ed25519 signing key pair.
+    Keygen {
+        /// Directory for signing.pem (private, PKCS#8) and signing.pub.pem (public, SPKI).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Mint an access token for an existing account, signed with the configured key.
+    Token {
+        /// The account id (`u_...`).
+        #[arg(long)]
+        user: String,
+        /// Display name to put in the token.
+        #[arg(long, default_value = "ops")]
+        name: String,
+        /// Global role: guest, user, moderator or admin.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 900)]
+        ttl: u64,
+    },
+}
+
+/// CLI flags that override file and env settings.
+#[derive(Args, Default, Serialize)]
+struct ServeArgs {
+    /// Public listener (REST and /ws).
+    #[arg(long)]
+    #[serde(skip)]
+    public_addr: Option<SocketAddr>,
+    /// Admin listener (/metrics, /health).
+    #[arg(long)]
+    #[serde(skip)]
+    admin_addr: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long)]
+    #[serde(skip)]
+    data_dir: Option<PathBuf>,
+    /// Log format: json or pretty.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Overrides<'a> {
+    #[serde(flatten)]
+    top: &'a ServeArgs,
+    server: serde_json::Map<String, serde_json::Value>,
+}
+
+fn load(config: Option<&PathBuf>, args: &ServeArgs) -> anyhow::Result<Config> {
+    let mut server = serde_json::Map::new();
+    if let Some(a) = args.public_addr {
+        server.insert("public_addr".into(), a.to_string().into());
+    }
+    if let Some(a) = args.admin_addr {
+        server.insert("admin_addr".into(), a.to_string().into());
+    }
+    if let Some(d) = &args.data_dir {
+        server.insert("data_dir".into(), d.display().to_string().into());
+    }
+    let (file, required) = match config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("parlor.toml"), false),
+    };
+    Ok(Config::load(
+        &file,
+        required,
+        Overrides { top: args, server },
+    )?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(load(cli.config.as_ref(), &args)?),
+        Command::Keygen { out } => {
+            std::fs::create_dir_all(&out)?;
+            let (private, public) = parlor_server::generate_pem()?;
+            parlor_server::write_private(&out.join("signing.pem"), &private)?;
+            std::fs::write(out.join("signing.pub.pem"), public)?;
+            println!("wrote {}/signing.pem and signing.pub.pem", out.display());
+            Ok(())
+        }
+        Command::Token {
+            user,
+            name,
+            role,
+            ttl,
+        } => {
+            let cfg = load(cli.config.as_ref(), &ServeArgs::default())?;
+            let token = parlor_server::mint_token(&cfg, &user, &name, &role, ttl)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Sentry first, so that it sees panics from every thread the System starts.
+    let _sentry = parlor_server::init_sentry(&cfg);
+    parlor_server::init_logging(&cfg);
+    let public = std::net::TcpListener::bind(cfg.server.public_addr)
+        .with_context(|| format!("server.public_addr {}", cfg.server.public_addr))?;
+    let admin = std::net::TcpListener::bind(cfg.server.admin_addr)
+        .with_context(|| format!("server.admin_addr {}", cfg.server.admin_addr))?;
+    let listeners = parlor_server::Listeners { public, admin };
+    actix_web::rt::System::new().block_on(parlor_server::run(cfg, listeners, shutdown_signal()))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -116,7 +116,10 @@ pub fn check(
                 ErrorCode::Forbidden,
                 "visitors may only watch public rooms that allow guests",
             ),
-            _ => deny(ErrorCode::Unauthenticated, "sign in (a guest account will do)"),
+            _ => deny(
+                ErrorCode::Unauthenticated,
+                "sign in (a guest account will do)",
+            ),
         },
         CreateRoom => Ok(()),
         JoinAsPlayer | JoinAsWatcher if guest_barred => {
@@ -128,9 +131,10 @@ pub fn check(
         }
         PrivateChat => Ok(()),
         UpdateRoom | Kick | Ban | Mute | Unmute if owner || global.is_staff() => Ok(()),
-        UpdateRoom | Kick | Ban | Mute | Unmute => {
-            deny(ErrorCode::Forbidden, "only the room owner or a moderator may do that")
-        }
+        UpdateRoom | Kick | Ban | Mute | Unmute => deny(
+            ErrorCode::Forbidden,
+            "only the room owner or a moderator may do that",
+        ),
         _ if !member => deny(ErrorCode::NotInRoom, "join the room first"),
         Chat if !policy.allow_chat => deny(ErrorCode::ChatDisabled, "chat is off in this room"),
         Chat if policy.owner_only_chat && !owner => {

@@ -6,8 +6,8 @@ use parlor_protocol::{v1, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check, validate_kind, validate_name, Action, CoreError, GlobalRole, Limits, RoomId,
-    RoomPolicy, RoomRole, UserId,
+    check, validate_kind, validate_name, Action, CoreError, GlobalRole, Limits, RoomId, RoomPolicy,
+    RoomRole, UserId,
 };
 
 /// Members a room holds unless its creator says otherwise.
@@ -242,14 +242,20 @@ impl Room {
         };
         check(action, global, None, &self.policy())?;
         if self.bans.contains(user) {
-            return Err(CoreError::new(ErrorCode::Banned, "you are banned from this room"));
+            return Err(CoreError::new(
+                ErrorCode::Banned,
+                "you are banned from this room",
+            ));
         }
         let exempt = is_owner || global.is_staff();
         if !self.info.password.is_empty()
             && !exempt
             && !constant_time_eq(self.info.password.as_bytes(), password.as_bytes())
         {
-            return Err(CoreError::new(ErrorCode::WrongPassword, "wrong room password"));
+            return Err(CoreError::new(
+                ErrorCode::WrongPassword,
+                "wrong room password",
+            ));
         }
         if self.is_full() {
             return Err(CoreError::new(ErrorCode::RoomFull, "the room is full"));
@@ -276,7 +282,11 @@ impl Room {
                 .members
                 .iter()
                 .position(|m| m.role == RoomRole::Player)
-                .or(if self.members.is_empty() { None } else { Some(0) });
+                .or(if self.members.is_empty() {
+                    None
+                } else {
+                    Some(0)
+                });
             if let Some(i) = next {
                 let m = &mut self.members[i];
                 m.role = RoomRole::Owner;
@@ -368,8 +378,15 @@ mod tests {
             max_members: max,
             ..Default::default()
         };
-        Room::create("r1".into(), "ABCDEF".into(), &req, "owner".into(), &Limits::default(), 0)
-            .unwrap()
+        Room::create(
+            "r1".into(),
+            "ABCDEF".into(),
+            &req,
+            "owner".into(),
+            &Limits::default(),
+            0,
+        )
+        .unwrap()
     }
 
     fn member(id: &str, role: RoomRole) -> MemberState {
@@ -388,21 +405,33 @@ mod tests {
         let mut r = room("pw", 2);
         let u = GlobalRole::User;
         assert_eq!(
-            r.admit(&"a".into(), u, RoomRole::Player, "no").unwrap_err().code,
+            r.admit(&"a".into(), u, RoomRole::Player, "no")
+                .unwrap_err()
+                .code,
             ErrorCode::WrongPassword
         );
-        assert_eq!(r.admit(&"a".into(), u, RoomRole::Player, "pw"), Ok(RoomRole::Player));
-        assert_eq!(r.admit(&"owner".into(), u, RoomRole::Watcher, ""), Ok(RoomRole::Owner));
+        assert_eq!(
+            r.admit(&"a".into(), u, RoomRole::Player, "pw"),
+            Ok(RoomRole::Player)
+        );
+        assert_eq!(
+            r.admit(&"owner".into(), u, RoomRole::Watcher, ""),
+            Ok(RoomRole::Owner)
+        );
         r.members.push(member("owner", RoomRole::Owner));
         r.members.push(member("a", RoomRole::Player));
         assert_eq!(
-            r.admit(&"b".into(), u, RoomRole::Player, "pw").unwrap_err().code,
+            r.admit(&"b".into(), u, RoomRole::Player, "pw")
+                .unwrap_err()
+                .code,
             ErrorCode::RoomFull
         );
         r.bans.insert("c".into());
         r.members.pop();
         assert_eq!(
-            r.admit(&"c".into(), u, RoomRole::Player, "pw").unwrap_err().code,
+            r.admit(&"c".into(), u, RoomRole::Player, "pw")
+                .unwrap_err()
+                .code,
             ErrorCode::Banned
         );
     }

@@ -44,6 +44,22 @@ pub fn encode_envelope(request_id: u64, seq: u64, body: Body) -> Bytes {
     Bytes::from(env.encode_to_vec())
 }
 
+/// Encodes a room event's body once, without its seq; see [`frame_with_seq`].
+pub fn encode_body(body: Body) -> Bytes {
+    encode_envelope(0, 0, body)
+}
+
+/// Builds the final frame of a room event: the Envelope `seq` field followed by the body
+/// from [`encode_body`]. Protobuf fields may come in any order, so this is a valid Envelope,
+/// and the body is encoded once however many members or pods receive it.
+pub fn frame_with_seq(seq: u64, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 11);
+    out.push(0x10); // field 2 (seq), wire type varint
+    prost::encoding::encode_varint(seq, &mut out);
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
 /// Encodes an Error frame answering `request_id`.
 pub fn error_envelope(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Bytes {
     encode_envelope(
@@ -67,6 +83,15 @@ mod tests {
         let (id, body) = decode_envelope(&bytes).unwrap();
         assert_eq!(id, 7);
         assert_eq!(body, Body::Ping(Ping { client_time_ms: 5 }));
+    }
+
+    #[test]
+    fn seq_prefix_makes_a_valid_envelope() {
+        let body = encode_body(Body::Ping(Ping { client_time_ms: 9 }));
+        let frame = frame_with_seq(300, &body);
+        let env = Envelope::decode(&frame[..]).unwrap();
+        assert_eq!(env.seq, 300);
+        assert_eq!(env.body, Some(Body::Ping(Ping { client_time_ms: 9 })));
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub mod v1 {
 }
 
 pub use codes::{close, ErrorInfo};
-pub use frame::{decode_envelope, encode_envelope, error_envelope, FrameError};
+pub use frame::{
+    decode_envelope, encode_body, encode_envelope, error_envelope, frame_with_seq, FrameError,
+};
 pub use v1::ErrorCode;
 
 /// The protocol version this build speaks; Hello must carry it.

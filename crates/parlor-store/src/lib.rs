@@ -5,23 +5,26 @@
 //! - `embedded`: the default, a redb file in the data dir.
 //! - `conformance`: one suite every implementation must pass (behind `test-util`).
 
-mod embedded;
-mod records;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
+mod embedded;
+mod records;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use embedded::EmbeddedStore;
 pub use records::{
-    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsDelta, StatsSubject,
-    UserRecord,
+    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsDelta, StatsSubject, UserRecord,
 };
 
 use parlor_core::{Room, RoomId, UserId};
 
 /// A boxed future, so that `Store` stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Chat lines a store keeps per room; appending drops the oldest beyond this, so history
+/// stays bounded however long a persistent room lives.
+pub const CHAT_HISTORY_LIMIT: usize = 1000;
 
 /// Result alias for store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -45,13 +48,15 @@ pub enum StoreError {
 
 /// Store is responsible for everything that must outlive a pod.
 pub trait Store: Send + Sync + 'static {
-    /// Creates an account; `Conflict` if `login` is set and already taken (case-insensitive).
+    /// Creates an account; `Conflict` if its id is taken, or if `login` is set and already
+    /// taken (case-insensitive).
     fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
     /// The account with this id.
     fn get_user(&self, id: &UserId) -> BoxFuture<'_, Result<Option<UserRecord>>>;
     /// The registered account with this login name (case-insensitive).
     fn find_user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<UserRecord>>>;
-    /// Replaces an existing account; `NotFound` if there is none.
+    /// Replaces an existing account; `NotFound` if there is none, `Conflict` if it takes a
+    /// login another account holds.
     fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
     /// Deletes an account and frees its login; returns whether it existed.
     fn delete_user(&self, id: &UserId) -> BoxFuture<'_, Result<bool>>;
@@ -74,7 +79,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every persistent room.
     fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>>;
 
-    /// Appends chat lines to a room's history.
+    /// Appends chat lines to a room's history (a line with an existing `seq` replaces it),
+    /// keeping only the newest `CHAT_HISTORY_LIMIT`.
     fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>>;
     /// The newest `limit` lines of a room's history, oldest first.
     fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
@@ -92,7 +98,9 @@ pub trait Store: Send + Sync + 'static {
 /// `mongodb` arrives with the MongoDB issue; an unknown name is an error.
 pub fn open(kind: &str, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
     match kind {
-        "embedded" => Ok(Arc::new(EmbeddedStore::open(&data_dir.join("parlor.redb"))?)),
+        "embedded" => Ok(Arc::new(EmbeddedStore::open(
+            &data_dir.join("parlor.redb"),
+        )?)),
         other => Err(StoreError::Unavailable(format!(
             "unknown store kind {other:?} (expected \"embedded\")"
         ))),

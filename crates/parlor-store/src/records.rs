@@ -37,9 +37,9 @@ pub struct RefreshRecord {
 /// What `use_refresh` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// First use: the caller may rotate it.
+    /// First use: the caller may rotate it. Carries the record as now stored (`used` set).
     Fresh(RefreshRecord),
-    /// Already used, or its family revoked: a replay.
+    /// Already used, or its family revoked: a replay. The family is now revoked.
     Reused(RefreshRecord),
     /// Never issued (or purged).
     Unknown,
@@ -92,11 +92,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Adds another set of counters.
+    /// Adds another set of counters, saturating so a bad stored value cannot panic.
     pub fn add(&mut self, other: &Stats) {
-        self.chat_messages += other.chat_messages;
-        self.game_events += other.game_events;
-        self.joins += other.joins;
+        self.chat_messages = self.chat_messages.saturating_add(other.chat_messages);
+        self.game_events = self.game_events.saturating_add(other.game_events);
+        self.joins = self.joins.saturating_add(other.joins);
     }
 }
 

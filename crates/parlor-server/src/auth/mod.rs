@@ -1,0 +1,30 @@
+//! Authentication: keys, tokens, passwords and the REST routes under /api/v1/auth.
+
+mod keys;
+mod password;
+mod tokens;
+
+pub(crate) use keys::Keyring;
+pub use keys::{generate_pem, write_private, KeyError};
+pub(crate) use password::{hash as hash_password, verify as verify_password};
+pub(crate) use tokens::{Claims, TokenKind};
+
+/// Mints an access token for an account with the configured signing key (for `parlor token`).
+pub fn mint_token(
+    cfg: &crate::Config,
+    user: &str,
+    name: &str,
+    role: &str,
+    ttl_secs: u64,
+) -> Result<String, KeyError> {
+    let role = parlor_core::GlobalRole::parse(role)
+        .ok_or_else(|| KeyError::new(format!("unknown role {role:?}")))?;
+    let keys = Keyring::load(
+        &cfg.auth.signing_key,
+        &cfg.auth.verify_keys,
+        &cfg.server.data_dir,
+    )?;
+    Ok(keys
+        .issue(TokenKind::Access, user, name, role, ttl_secs, None)
+        .0)
+}

@@ -1,0 +1,227 @@
+//! Access, refresh and resume tokens: EdDSA JWTs with a `kid`.
+
+use jsonwebtoken::{
+    decode, decode_header, encode, errors::ErrorKind, Algorithm, Header, Validation,
+};
+use parlor_core::{new_id, GlobalRole};
+use serde::{Deserialize, Serialize};
+
+use super::keys::Keyring;
+
+const ISSUER: &str = "parlor";
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TokenKind {
+    Access,
+    Refresh,
+    Resume,
+}
+
+/// The claims Parlor puts in every token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Claims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) name: String,
+    pub(crate) role: GlobalRole,
+    pub(crate) typ: TokenKind,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
+    pub(crate) jti: String,
+    /// Refresh tokens: the rotation family.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fam: Option<String>,
+}
+
+/// Why a token was refused; `reason()` is the bounded metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    Malformed,
+    BadAlgorithm,
+    UnknownKid,
+    BadSignature,
+    Expired,
+    WrongType,
+}
+
+impl TokenError {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed",
+            TokenError::BadAlgorithm => "bad_algorithm",
+            TokenError::UnknownKid => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::WrongType => "wrong_type",
+        }
+    }
+
+    pub(crate) fn code(self) -> parlor_protocol::ErrorCode {
+        match self {
+            TokenError::Expired => parlor_protocol::ErrorCode::TokenExpired,
+            _ => parlor_protocol::ErrorCode::TokenInvalid,
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    (parlor_core::now_ms() / 1000).max(0) as u64
+}
+
+impl Keyring {
+    /// Signs a token of `typ` for a user, valid for `ttl_secs`.
+    pub(crate) fn issue(
+        &self,
+        typ: TokenKind,
+        user: &str,
+        name: &str,
+        role: GlobalRole,
+        ttl_secs: u64,
+        fam: Option<String>,
+    ) -> (String, Claims) {
+        let iat = now_secs();
+        let claims = Claims {
+            iss: ISSUER.into(),
+            sub: user.into(),
+            name: name.into(),
+            role,
+            typ,
+            iat,
+            exp: iat + ttl_secs,
+            jti: new_id("t_"),
+            fam,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        // Signing with a loaded Ed25519 key and serialisable claims cannot fail.
+        let token = encode(&header, &claims, &self.encoding).unwrap_or_default();
+        (token, claims)
+    }
+
+    /// Verifies signature, algorithm, `kid`, expiry, issuer and type.
+    pub(crate) fn verify(&self, token: &str, want: TokenKind) -> Result<Claims, TokenError> {
+        let header = decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                TokenError::BadAlgorithm
+            }
+            _ => TokenError::Malformed,
+        })?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::BadAlgorithm);
+        }
+        let key = header
+            .kid
+            .as_ref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(TokenError::UnknownKid)?;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.leeway = 5;
+        v.set_issuer(&[ISSUER]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let data = decode::<Claims>(token, key, &v).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidAlgorithm => TokenError::BadAlgorithm,
+            _ => TokenError::Malformed,
+        })?;
+        if data.claims.typ != want {
+            return Err(TokenError::WrongType);
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn ring(dir: &std::path::Path) -> Keyring {
+        Keyring::load("".as_ref(), &[], dir).unwrap()
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn issue_verify_and_every_forgery() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(dir.path());
+        let (tok, _) = keys.issue(TokenKind::Access, "u_1", "Ann", GlobalRole::User, 60, None);
+        let c = keys.verify(&tok, TokenKind::Access).unwrap();
+        assert_eq!((c.sub.as_str(), c.role), ("u_1", GlobalRole::User));
+        assert_eq!(
+            keys.verify(&tok, TokenKind::Refresh),
+            Err(TokenError::WrongType)
+        );
+
+        // A key generated elsewhere: same kid is impossible, so use our kid with a foreign key.
+        let other = tempfile::tempdir().unwrap();
+        let foreign = ring(other.path());
+        let (forged, _) =
+            foreign.issue(TokenKind::Access, "u_1", "Ann", GlobalRole::Admin, 60, None);
+        assert_eq!(
+            keys.verify(&forged, TokenKind::Access),
+            Err(TokenError::UnknownKid)
+        );
+        let parts: Vec<&str> = forged.split('.').collect();
+        let mut hdr: serde_json::Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(parts[0])
+                .unwrap(),
+        )
+        .unwrap();
+        hdr["kid"] = keys.kid.clone().into();
+        let relabeled = format!("{}.{}.{}", b64(&hdr), parts[1], parts[2]);
+        assert_eq!(
+            keys.verify(&relabeled, TokenKind::Access),
+            Err(TokenError::BadSignature)
+        );
+
+        let claims = serde_json::json!({"iss":"parlor","sub":"u_1","name":"x","role":"admin",
+            "typ":"access","iat":0,"exp":now_secs()+60,"jti":"t"});
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg":"none","kid":keys.kid})),
+            b64(&claims)
+        );
+        assert_eq!(
+            keys.verify(&none, TokenKind::Access),
+            Err(TokenError::BadAlgorithm)
+        );
+
+        let (expired, _) = keys.issue(TokenKind::Access, "u_1", "Ann", GlobalRole::User, 0, None);
+        // exp == iat; with 5 s leeway it is still valid now, so forge an older one instead.
+        let mut old = serde_json::from_slice::<serde_json::Value>(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(expired.split('.').nth(1).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        old["exp"] = 1.into();
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(keys.kid.clone());
+        let stale = encode(&h, &old, &keys.encoding).unwrap();
+        assert_eq!(
+            keys.verify(&stale, TokenKind::Access),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            keys.verify("not a jwt", TokenKind::Access),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_restart_reuses_the_generated_key_and_jwks_lists_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = ring(dir.path());
+        let b = ring(dir.path());
+        assert_eq!(a.kid, b.kid);
+        assert_eq!(a.jwks()["keys"][0]["kid"], a.kid.as_str());
+        assert_eq!(a.jwks()["keys"][0]["crv"], "Ed25519");
+    }
+}

@@ -1,0 +1,403 @@
+//! One typed Config, loaded as file (`parlor.toml`) < env (`PARLOR_*`, `__` for nesting) <
+//! CLI flags, and validated at start-up with errors that name the field.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+
+/// Everything a pod can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, threads and the data dir.
+    pub server: ServerConfig,
+    /// WebSocket limits and timers.
+    pub ws: WsConfig,
+    /// Token keys and lifetimes.
+    pub auth: AuthConfig,
+    /// Room retention and timers.
+    pub rooms: RoomsConfig,
+    /// Size limits on client input.
+    pub limits: LimitsConfig,
+    /// Which cluster backend: `memory` (default; single pod).
+    pub cluster: BackendConfig,
+    /// Which store: `embedded` (default; redb under data_dir).
+    pub store: BackendConfig,
+    /// Stats batching.
+    pub stats: StatsConfig,
+    /// Log format: `json` (default) or `pretty`.
+    pub log_format: String,
+    /// Log filter, tracing-subscriber syntax. Default `info`.
+    pub log_level: String,
+    /// Sentry DSN; empty (default) disables Sentry. Env: `PARLOR_SENTRY_DSN`.
+    pub sentry_dsn: String,
+    /// Sentry environment name. Default `production`.
+    pub sentry_environment: String,
+    /// Test-only switches; never enable them in production.
+    pub debug: DebugConfig,
+}
+
+/// Listeners, threads and the data dir.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Public listener (REST and /ws). Default `0.0.0.0:8080`.
+    pub public_addr: SocketAddr,
+    /// Admin listener (/metrics, /health/*). Default `0.0.0.0:9090`.
+    pub admin_addr: SocketAddr,
+    /// HTTP worker threads; 0 (default) means one per core.
+    pub workers: usize,
+    /// Room arbiters (threads that run room actors); 0 (default) means one per core.
+    pub room_shards: usize,
+    /// Where the embedded store and generated keys live. Default `./data`.
+    pub data_dir: PathBuf,
+    /// This pod's name in logs and presence. Default: `$HOSTNAME`, else `parlor`.
+    pub pod_name: String,
+    /// Seconds SIGTERM waits for clients to leave and buffers to flush. Default 10.
+    pub shutdown_grace_secs: u64,
+    /// Largest REST request body in bytes. Default 65536.
+    pub max_body_bytes: usize,
+}
+
+/// WebSocket limits and timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Largest inbound frame; a bigger one closes with 1009. Default 65536.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one client before it counts as a slow consumer and is closed
+    /// with 4000. Default 1024.
+    pub outbound_queue: usize,
+    /// How often the server pings. Default 15000 ms.
+    pub heartbeat_interval_ms: u64,
+    /// A client silent this long is closed with 4004. Default 45000 ms.
+    pub idle_timeout_ms: u64,
+    /// Time allowed between connect and Hello. Default 10000 ms.
+    pub hello_timeout_ms: u64,
+    /// Rate-limit rejections in a row before the socket is closed with 4029. Default 20.
+    pub flood_strikes: u32,
+}
+
+/// Token keys and lifetimes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// PKCS#8 PEM of the Ed25519 signing key. Empty (default): generated into
+    /// `<data_dir>/keys/signing.pem` on first start, with a warning.
+    pub signing_key: PathBuf,
+    /// PEM files of earlier keys (private or public) whose tokens are still accepted.
+    /// Default none.
+    pub verify_keys: Vec<PathBuf>,
+    /// Access-token lifetime. Default 900 s.
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime. Default 2592000 s (30 days).
+    pub refresh_ttl_secs: u64,
+    /// Resume-token lifetime. Default 600 s.
+    pub resume_ttl_secs: u64,
+    /// Magic login code lifetime. Default 900 s.
+    pub magic_ttl_secs: u64,
+    /// Logins that get the admin role when they register. Default none.
+    pub admins: Vec<String>,
+}
+
+/// Room retention and timers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Chat lines in a join snapshot. Default 50.
+    pub snapshot_chat: usize,
+    /// Recent events kept per room for replay. Default 256.
+    pub retain_events: usize,
+    /// Oldest event kept for replay. Default 120 s.
+    pub retain_secs: u64,
+    /// A non-persistent room nobody has joined closes after this. Default 300 s.
+    pub empty_room_ttl_secs: u64,
+}
+
+/// Size limits on client input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest room or display name in characters. Default 64.
+    pub name_chars: usize,
+    /// Longest chat line in bytes. Default 2000.
+    pub chat_bytes: usize,
+    /// Largest game-event payload in bytes. Default 32768.
+    pub event_payload_bytes: usize,
+    /// Most members per room. Default 5000.
+    pub max_members: u32,
+}
+
+/// Names an implementation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Implementation name.
+    pub kind: String,
+}
+
+/// Stats batching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// How often counters are written to the store. Default 5000 ms.
+    pub flush_interval_ms: u64,
+}
+
+/// Test-only switches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebugConfig {
+    /// A game event of type `parlor.debug.panic` panics its room actor. Default false.
+    pub fault_injection: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            ws: WsConfig::default(),
+            auth: AuthConfig::default(),
+            rooms: RoomsConfig::default(),
+            limits: LimitsConfig::default(),
+            cluster: BackendConfig {
+                kind: "memory".into(),
+            },
+            store: BackendConfig {
+                kind: "embedded".into(),
+            },
+            stats: StatsConfig::default(),
+            log_format: "json".into(),
+            log_level: "info".into(),
+            sentry_dsn: String::new(),
+            sentry_environment: "production".into(),
+            debug: DebugConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public_addr: ([0, 0, 0, 0], 8080).into(),
+            admin_addr: ([0, 0, 0, 0], 9090).into(),
+            workers: 0,
+            room_shards: 0,
+            data_dir: PathBuf::from("./data"),
+            pod_name: std::env::var("HOSTNAME").unwrap_or_else(|_| "parlor".into()),
+            shutdown_grace_secs: 10,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: parlor_protocol::DEFAULT_MAX_FRAME_BYTES,
+            outbound_queue: 1024,
+            heartbeat_interval_ms: 15_000,
+            idle_timeout_ms: 45_000,
+            hello_timeout_ms: 10_000,
+            flood_strikes: 20,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: PathBuf::new(),
+            verify_keys: Vec::new(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            resume_ttl_secs: 600,
+            magic_ttl_secs: 900,
+            admins: Vec::new(),
+        }
+    }
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            snapshot_chat: 50,
+            retain_events: 256,
+            retain_secs: 120,
+            empty_room_ttl_secs: 300,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = parlor_core::Limits::default();
+        Self {
+            name_chars: l.name_chars,
+            chat_bytes: l.chat_bytes,
+            event_payload_bytes: l.event_payload_bytes,
+            max_members: l.max_members,
+        }
+    }
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            kind: String::new(),
+        }
+    }
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 5000,
+        }
+    }
+}
+
+/// A config that could not be loaded or is invalid; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config: {0}")]
+pub struct ConfigError(pub String);
+
+fn field(name: &str, why: &str) -> ConfigError {
+    ConfigError(format!("`{name}` {why}"))
+}
+
+impl Config {
+    /// Loads file (if it exists, or fails if `required`) < env < `overrides`, then validates.
+    pub fn load(
+        file: &std::path::Path,
+        required: bool,
+        overrides: impl Serialize,
+    ) -> Result<Config, ConfigError> {
+        if required && !file.exists() {
+            return Err(ConfigError(format!(
+                "config file {} not found",
+                file.display()
+            )));
+        }
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("PARLOR_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ws.max_frame_bytes < 1024 {
+            return Err(field("ws.max_frame_bytes", "must be at least 1024"));
+        }
+        if self.ws.outbound_queue < 16 {
+            return Err(field("ws.outbound_queue", "must be at least 16"));
+        }
+        if self.ws.heartbeat_interval_ms == 0
+            || self.ws.idle_timeout_ms <= self.ws.heartbeat_interval_ms
+        {
+            return Err(field(
+                "ws.idle_timeout_ms",
+                "must be greater than ws.heartbeat_interval_ms (> 0)",
+            ));
+        }
+        if self.auth.access_ttl_secs == 0 || self.auth.refresh_ttl_secs == 0 {
+            return Err(field(
+                "auth.access_ttl_secs",
+                "and refresh_ttl_secs must be > 0",
+            ));
+        }
+        if self.rooms.retain_events == 0 {
+            return Err(field("rooms.retain_events", "must be > 0"));
+        }
+        if self.limits.max_members == 0 {
+            return Err(field("limits.max_members", "must be > 0"));
+        }
+        if !matches!(self.log_format.as_str(), "json" | "pretty") {
+            return Err(field("log_format", "must be \"json\" or \"pretty\""));
+        }
+        if self.cluster.kind != "memory" {
+            return Err(field(
+                "cluster.kind",
+                "must be \"memory\" (redis is not built yet)",
+            ));
+        }
+        if self.store.kind != "embedded" {
+            return Err(field(
+                "store.kind",
+                "must be \"embedded\" (mongodb is not built yet)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Domain limits from config.
+    pub(crate) fn core_limits(&self) -> parlor_core::Limits {
+        parlor_core::Limits {
+            name_chars: self.limits.name_chars,
+            chat_bytes: self.limits.chat_bytes,
+            event_payload_bytes: self.limits.event_payload_bytes,
+            max_members: self.limits.max_members,
+            ..parlor_core::Limits::default()
+        }
+    }
+
+    pub(crate) fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.ws.heartbeat_interval_ms)
+    }
+
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws.idle_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct NoOverrides {}
+
+    #[test]
+    fn file_then_env_then_cli_and_errors_name_fields() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "parlor.toml",
+                "[server]\nworkers = 3\n[ws]\noutbound_queue = 64\n",
+            )?;
+            jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "128");
+            #[derive(Serialize)]
+            struct Cli {
+                server: serde_json::Value,
+            }
+            let cli = Cli {
+                server: serde_json::json!({"workers": 5}),
+            };
+            let cfg = Config::load("parlor.toml".as_ref(), true, cli).unwrap();
+            assert_eq!(cfg.server.workers, 5);
+            assert_eq!(cfg.ws.outbound_queue, 128);
+
+            jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "2");
+            let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
+            assert!(err.to_string().contains("ws.outbound_queue"), "{err}");
+
+            jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "lots");
+            let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
+            assert!(err.to_string().contains("outbound_queue"), "{err}");
+
+            jail.clear_env();
+            jail.create_file("bad.toml", "[server]\nworkerz = 1\n")?;
+            let err = Config::load("bad.toml".as_ref(), true, NoOverrides {}).unwrap_err();
+            assert!(err.to_string().contains("workerz"), "{err}");
+            Ok(())
+        });
+    }
+}

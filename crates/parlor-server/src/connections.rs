@@ -1,0 +1,156 @@
+//! ConnectionManager: this pod's sessions by user, for private messages, presence and drain.
+
+use std::{collections::HashMap, sync::Arc};
+
+use actix::{Actor, Context, Handler, Message, Recipient, Supervised};
+use bytes::Bytes;
+use parlor_cluster::Presence;
+use parlor_core::UserId;
+
+use crate::ws::{Outbox, SessionNotice};
+
+struct Entry {
+    user: UserId,
+    notify: Recipient<SessionNotice>,
+    outbox: Outbox,
+}
+
+/// Tracks local sessions.
+pub(crate) struct ConnectionManager {
+    pod: String,
+    presence: Arc<dyn Presence>,
+    sessions: HashMap<String, Entry>,
+    by_user: HashMap<UserId, Vec<String>>,
+}
+
+impl ConnectionManager {
+    pub(crate) fn new(pod: String, presence: Arc<dyn Presence>) -> Self {
+        Self {
+            pod,
+            presence,
+            sessions: HashMap::new(),
+            by_user: HashMap::new(),
+        }
+    }
+}
+
+impl Actor for ConnectionManager {
+    type Context = Context<Self>;
+}
+
+impl Supervised for ConnectionManager {}
+
+/// A session was welcomed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Connect {
+    pub(crate) session_id: String,
+    pub(crate) user_id: UserId,
+    pub(crate) addr: Recipient<SessionNotice>,
+    pub(crate) outbox: Outbox,
+}
+
+/// A session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Disconnect {
+    pub(crate) session_id: String,
+    pub(crate) user_id: UserId,
+}
+
+/// Delivers a frame to every local session of a user; returns how many got it.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct DirectMessage {
+    pub(crate) to: UserId,
+    pub(crate) frame: Bytes,
+}
+
+/// Tells every session to reconnect elsewhere; returns how many were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct Drain {
+    pub(crate) reason: String,
+}
+
+/// How many sessions are open.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct Count;
+
+impl Handler<Connect> for ConnectionManager {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        let presence = self.presence.clone();
+        let (user, session, pod) = (
+            msg.user_id.clone(),
+            msg.session_id.clone(),
+            self.pod.clone(),
+        );
+        actix::spawn(async move {
+            let _ = presence.online(&user, &session, &pod).await;
+        });
+        self.by_user
+            .entry(msg.user_id.clone())
+            .or_default()
+            .push(msg.session_id.clone());
+        self.sessions.insert(
+            msg.session_id,
+            Entry {
+                user: msg.user_id,
+                notify: msg.addr,
+                outbox: msg.outbox,
+            },
+        );
+    }
+}
+
+impl Handler<Disconnect> for ConnectionManager {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        if let Some(e) = self.sessions.remove(&msg.session_id) {
+            if let Some(list) = self.by_user.get_mut(&e.user) {
+                list.retain(|s| s != &msg.session_id);
+                if list.is_empty() {
+                    self.by_user.remove(&e.user);
+                }
+            }
+        }
+        let presence = self.presence.clone();
+        actix::spawn(async move {
+            let _ = presence.offline(&msg.user_id, &msg.session_id).await;
+        });
+    }
+}
+
+impl Handler<DirectMessage> for ConnectionManager {
+    type Result = usize;
+    fn handle(&mut self, msg: DirectMessage, _: &mut Context<Self>) -> usize {
+        let Some(ids) = self.by_user.get(&msg.to) else {
+            return 0;
+        };
+        ids.iter()
+            .filter_map(|id| self.sessions.get(id))
+            .filter(|e| e.outbox.push(msg.frame.clone()))
+            .count()
+    }
+}
+
+impl Handler<Drain> for ConnectionManager {
+    type Result = usize;
+    fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> usize {
+        for e in self.sessions.values() {
+            e.notify.do_send(SessionNotice::Drain {
+                reason: msg.reason.clone(),
+            });
+        }
+        self.sessions.len()
+    }
+}
+
+impl Handler<Count> for ConnectionManager {
+    type Result = usize;
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> usize {
+        self.sessions.len()
+    }
+}

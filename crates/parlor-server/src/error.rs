@@ -1,0 +1,88 @@
+//! The error every request path returns. It carries a code from the one error-code table,
+//! so a WebSocket client gets it as an Error frame and an HTTP client as
+//! `{"error":{"code","message"}}` with the table's status.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use parlor_core::CoreError;
+use parlor_protocol::{ErrorCode, ErrorInfo};
+
+/// A refused or failed request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    /// Wire code.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An internal failure; the detail goes to the log, not the client.
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// The answer to a request that an overloaded or draining pod could not serve.
+    pub(crate) fn unavailable(detail: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %detail, "unavailable");
+        Self::new(ErrorCode::Unavailable, "temporarily unavailable, retry")
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        Self::new(e.code, e.message)
+    }
+}
+
+impl From<parlor_store::StoreError> for ApiError {
+    fn from(e: parlor_store::StoreError) -> Self {
+        match e {
+            parlor_store::StoreError::Conflict(m) => Self::new(ErrorCode::NameTaken, m),
+            parlor_store::StoreError::NotFound(m) => Self::new(ErrorCode::NotFound, m),
+            e @ parlor_store::StoreError::Unavailable(_) => Self::unavailable(e),
+            e @ parlor_store::StoreError::Corrupt(_) => Self::internal(e),
+        }
+    }
+}
+
+impl From<parlor_cluster::ClusterError> for ApiError {
+    fn from(e: parlor_cluster::ClusterError) -> Self {
+        match e {
+            parlor_cluster::ClusterError::NoSuchRoom => {
+                Self::new(ErrorCode::RoomNotFound, "no such room")
+            }
+            e => Self::unavailable(e),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for ApiError {
+    fn from(e: actix::MailboxError) -> Self {
+        Self::unavailable(format!("actor mailbox: {e}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({
+            "error": { "code": self.code.name(), "message": self.message }
+        }))
+    }
+}
+
+/// Result alias for request paths.
+pub type ApiResult<T> = Result<T, ApiError>;

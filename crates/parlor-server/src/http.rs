@@ -1,0 +1,382 @@
+//! HTTP routes. Public: the REST API under /api/v1, /ws and the JWKS. Admin (separate port):
+//! /metrics, /health/live, /health/ready. Every error is `{"error":{"code","message"}}`.
+
+use actix_web::{
+    error::JsonPayloadError,
+    http::header,
+    web::{self, Data, Json},
+    HttpRequest, HttpResponse,
+};
+use parlor_core::{RoomId, UserId};
+use parlor_protocol::ErrorCode;
+use parlor_store::{StatsSubject, UserRecord};
+use serde::Deserialize;
+
+use crate::{
+    auth::TokenKind,
+    error::{ApiError, ApiResult},
+    server::Shared,
+    users::{self, PublicUser},
+    ws::{ws_route, Identity},
+};
+
+/// The bearer token of a request, if any.
+pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// The signed-in caller, or 401.
+async fn caller(req: &HttpRequest, shared: &Shared) -> ApiResult<UserRecord> {
+    let token = bearer(req)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing bearer token"))?;
+    let claims = shared.verify_token(&token, TokenKind::Access)?;
+    shared
+        .users
+        .send(users::CheckUser {
+            id: UserId(claims.sub),
+        })
+        .await?
+}
+
+fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(ErrorCode::BodyTooLarge, err.to_string())
+        }
+        _ => ApiError::new(ErrorCode::BadRequest, err.to_string()),
+    };
+    api.into()
+}
+
+/// Registers the public routes.
+pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .error_handler(json_error),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::new(ErrorCode::BadRequest, e.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::new(ErrorCode::BadRequest, e.to_string()).into()),
+    )
+    .route("/ws", web::get().to(ws_route))
+    .route("/.well-known/jwks.json", web::get().to(jwks))
+    .service(
+        web::scope("/api/v1")
+            .route("/auth/guest", web::post().to(guest))
+            .route("/auth/register", web::post().to(register))
+            .route("/auth/login", web::post().to(login))
+            .route("/auth/refresh", web::post().to(refresh))
+            .route("/auth/magic", web::post().to(magic))
+            .route("/auth/magic/redeem", web::post().to(redeem))
+            .route("/rooms", web::get().to(list_rooms))
+            .route("/rooms", web::post().to(create_room))
+            .route("/rooms/{id}", web::get().to(get_room))
+            .route("/me", web::get().to(me))
+            .route("/me", web::delete().to(delete_me))
+            .route("/me/stats", web::get().to(my_stats)),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found() -> ApiResult<HttpResponse> {
+    Err(ApiError::new(ErrorCode::NotFound, "no such route"))
+}
+
+async fn jwks(shared: Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok().json(shared.keys.jwks())
+}
+
+#[derive(Deserialize)]
+struct GuestBody {
+    name: String,
+}
+
+async fn guest(shared: Data<Shared>, body: Json<GuestBody>) -> ApiResult<HttpResponse> {
+    let t = shared
+        .users
+        .send(users::Guest {
+            name: body.into_inner().name,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    login: String,
+    password: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn register(shared: Data<Shared>, body: Json<RegisterBody>) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let t = shared
+        .users
+        .send(users::Register {
+            login: b.login,
+            password: b.password,
+            name: b.name,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+async fn login(shared: Data<Shared>, body: Json<LoginBody>) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let t = shared
+        .users
+        .send(users::Login {
+            login: b.login,
+            password: b.password,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(shared: Data<Shared>, body: Json<RefreshBody>) -> ApiResult<HttpResponse> {
+    let t = shared
+        .users
+        .send(users::Refresh {
+            token: body.into_inner().refresh_token,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+#[derive(Deserialize)]
+struct MagicBody {
+    user_id: Option<String>,
+    login: Option<String>,
+}
+
+async fn magic(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<MagicBody>,
+) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    parlor_core::check(
+        parlor_core::Action::IssueMagicCode,
+        me.role,
+        None,
+        &Default::default(),
+    )?;
+    let b = body.into_inner();
+    let (code, expires_at_ms, user_id) = shared
+        .users
+        .send(users::IssueMagic {
+            user_id: b.user_id.map(UserId),
+            login: b.login,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "code": code, "expires_at_ms": expires_at_ms, "user_id": user_id
+    })))
+}
+
+#[derive(Deserialize)]
+struct RedeemBody {
+    code: String,
+}
+
+async fn redeem(shared: Data<Shared>, body: Json<RedeemBody>) -> ApiResult<HttpResponse> {
+    let t = shared
+        .users
+        .send(users::RedeemMagic {
+            code: body.into_inner().code,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(t))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+fn summary_json(s: &parlor_protocol::v1::RoomSummary) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id, "code": s.code, "name": s.name, "kind": s.kind,
+        "public": s.visibility == parlor_protocol::v1::Visibility::Public as i32,
+        "member_count": s.member_count, "max_members": s.max_members,
+        "has_password": s.has_password, "owner_id": s.owner_id, "persistent": s.persistent,
+    })
+}
+
+async fn list_rooms(shared: Data<Shared>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let kind = (!q.kind.is_empty()).then_some(q.kind.as_str());
+    let (rooms, total) = shared.directory.list(kind, q.offset, limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "rooms": rooms.iter().map(summary_json).collect::<Vec<_>>(),
+        "total": total,
+    })))
+}
+
+async fn get_room(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let room = shared
+        .directory
+        .get(&RoomId(id.into_inner()))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?;
+    // Private rooms are visible to their members and staff only.
+    if !room.info.public {
+        let me = caller(&req, &shared).await?;
+        if room.member(&me.id).is_none() && !me.role.is_staff() && room.info.owner_id != me.id {
+            return Err(ApiError::new(ErrorCode::RoomNotFound, "no such room"));
+        }
+    }
+    let members: Vec<_> = room
+        .members
+        .iter()
+        .map(|m| serde_json::json!({"user_id": m.user_id, "name": m.name, "role": m.role}))
+        .collect();
+    let mut body = summary_json(&room.summary());
+    body["members"] = members.into();
+    body["settings"] = serde_json::to_value(&room.settings).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: String,
+    kind: String,
+    #[serde(default = "yes")]
+    public: bool,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    max_members: u32,
+    #[serde(default)]
+    persistent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn create_room(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<CreateBody>,
+) -> ApiResult<HttpResponse> {
+    use parlor_protocol::v1;
+    let me = caller(&req, &shared).await?;
+    let b = body.into_inner();
+    let create = v1::CreateRoom {
+        name: b.name,
+        kind: b.kind,
+        visibility: if b.public {
+            v1::Visibility::Public
+        } else {
+            v1::Visibility::Private
+        } as i32,
+        password: b.password,
+        max_members: b.max_members,
+        settings: None,
+        persistent: b.persistent,
+    };
+    let (id, _) = shared
+        .rooms
+        .send(crate::rooms::Create {
+            req: create,
+            owner: Identity {
+                user_id: me.id,
+                name: me.name,
+                role: me.role,
+            },
+        })
+        .await??;
+    let room = shared
+        .directory
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "room closed"))?;
+    Ok(HttpResponse::Created().json(summary_json(&room.summary())))
+}
+
+async fn me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    let mut body = serde_json::to_value(PublicUser::from(&me)).unwrap_or_default();
+    body["login"] = me.login.clone().into();
+    body["created_at_ms"] = me.created_at_ms.into();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn delete_me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    shared.users.send(users::DeleteUser { id: me.id }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn my_stats(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    let s = shared.store.stats(&StatsSubject::User(me.id)).await?;
+    Ok(HttpResponse::Ok().json(s))
+}
+
+/// Registers the admin routes.
+pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready))
+        .default_service(web::to(not_found));
+}
+
+async fn metrics(shared: Data<Shared>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(shared.metrics.render())
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
+}
+
+async fn ready(shared: Data<Shared>) -> HttpResponse {
+    let store_ok = shared.store.ping().await.is_ok();
+    let draining = shared.is_draining();
+    let body = serde_json::json!({
+        "status": if store_ok && !draining { "ready" } else { "not_ready" },
+        "store": store_ok,
+        "draining": draining,
+    });
+    if store_ok && !draining {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}

@@ -1,0 +1,141 @@
+//! Prometheus metrics. Every name has the `parlor_` prefix; every label takes a bounded set
+//! of values (message types, error codes, reasons), never ids.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+/// The pod's metrics, registered in their own registry so that test servers in one process
+/// do not share counters.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: IntGauge,
+    /// Live rooms on this pod.
+    pub rooms: IntGauge,
+    /// Room memberships held by local connections.
+    pub members: IntGauge,
+    /// Inbound frames by message type.
+    pub frames_in: IntCounterVec,
+    /// Outbound frames by kind (`room_event`, `direct`).
+    pub frames_out: IntCounterVec,
+    /// Error frames and JSON errors by code.
+    pub errors: IntCounterVec,
+    /// Time to handle one inbound frame, by message type.
+    pub frame_seconds: HistogramVec,
+    /// Local recipients of one room event.
+    pub fanout_size: Histogram,
+    /// Connections closed for not reading fast enough.
+    pub slow_consumer_disconnects: IntCounter,
+    /// Rejected tokens and logins by reason.
+    pub auth_failures: IntCounterVec,
+    /// Room actors restarted after a panic.
+    pub actor_restarts: IntCounterVec,
+    /// Stats deltas waiting to be written.
+    pub stats_pending: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let registry =
+            Registry::new_custom(Some("parlor".into()), None).expect("a constant prefix is valid");
+        let m = Metrics {
+            connections: IntGauge::new("connections", "Open WebSocket connections").unwrap(),
+            rooms: IntGauge::new("rooms", "Live rooms on this pod").unwrap(),
+            members: IntGauge::new("members", "Room memberships of local connections").unwrap(),
+            frames_in: IntCounterVec::new(
+                Opts::new("frames_in_total", "Inbound frames by message type"),
+                &["type"],
+            )
+            .unwrap(),
+            frames_out: IntCounterVec::new(
+                Opts::new("frames_out_total", "Outbound frames by kind"),
+                &["kind"],
+            )
+            .unwrap(),
+            errors: IntCounterVec::new(
+                Opts::new("errors_total", "Errors sent to clients by code"),
+                &["code"],
+            )
+            .unwrap(),
+            frame_seconds: HistogramVec::new(
+                HistogramOpts::new("frame_handle_seconds", "Time to handle one inbound frame")
+                    .buckets(vec![
+                        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
+                        0.005, 0.01, 0.025, 0.05, 0.1,
+                    ]),
+                &["type"],
+            )
+            .unwrap(),
+            fanout_size: Histogram::with_opts(
+                HistogramOpts::new("fanout_size", "Local recipients of one room event").buckets(
+                    vec![
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                    ],
+                ),
+            )
+            .unwrap(),
+            slow_consumer_disconnects: IntCounter::new(
+                "slow_consumer_disconnects_total",
+                "Connections closed for not reading fast enough",
+            )
+            .unwrap(),
+            auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "auth_failures_total",
+                    "Rejected tokens and logins by reason",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
+            actor_restarts: IntCounterVec::new(
+                Opts::new("actor_restarts_total", "Actors restarted after a panic"),
+                &["actor"],
+            )
+            .unwrap(),
+            stats_pending: IntGauge::new("stats_pending", "Stats deltas waiting to be written")
+                .unwrap(),
+            registry,
+        };
+        let r = &m.registry;
+        for c in [
+            Box::new(m.connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.rooms.clone()),
+            Box::new(m.members.clone()),
+            Box::new(m.frames_in.clone()),
+            Box::new(m.frames_out.clone()),
+            Box::new(m.errors.clone()),
+            Box::new(m.frame_seconds.clone()),
+            Box::new(m.fanout_size.clone()),
+            Box::new(m.slow_consumer_disconnects.clone()),
+            Box::new(m.auth_failures.clone()),
+            Box::new(m.actor_restarts.clone()),
+            Box::new(m.stats_pending.clone()),
+        ] {
+            r.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Counts one error sent to a client.
+    pub(crate) fn error(&self, code: parlor_protocol::ErrorCode) {
+        use parlor_protocol::ErrorInfo;
+        self.errors.with_label_values(&[code.name()]).inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

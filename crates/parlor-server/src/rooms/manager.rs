@@ -1,0 +1,244 @@
+//! RoomManager: creates rooms, finds them by id or code, and starts their actors.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
+
+use actix::{
+    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
+    ResponseActFuture, Supervised, Supervisor, WrapFuture,
+};
+use parlor_cluster::{Broker, Presence, RoomDirectory};
+use parlor_core::{new_id, new_room_code, now_ms, Room, RoomId};
+use parlor_protocol::{v1, ErrorCode};
+use parlor_store::Store;
+
+use super::room::RoomActor;
+use crate::{
+    error::{ApiError, ApiResult},
+    stats::StatsTracker,
+    ws::Identity,
+    Config, Metrics,
+};
+
+/// What every room actor needs.
+pub(crate) struct RoomDeps {
+    pub(crate) cfg: Config,
+    pub(crate) limits: parlor_core::Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) directory: Arc<dyn RoomDirectory>,
+    #[allow(dead_code)]
+    pub(crate) presence: Arc<dyn Presence>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) stats: Addr<StatsTracker>,
+}
+
+/// Owns room lifecycle and lookup; never on the per-event path.
+pub(crate) struct RoomManager {
+    deps: Arc<RoomDeps>,
+    shards: Vec<ArbiterHandle>,
+    live: HashMap<RoomId, Addr<RoomActor>>,
+}
+
+impl RoomManager {
+    pub(crate) fn new(deps: Arc<RoomDeps>, shards: Vec<ArbiterHandle>) -> Self {
+        Self {
+            deps,
+            shards,
+            live: HashMap::new(),
+        }
+    }
+
+    fn spawn(&mut self, room: Room, me: Addr<RoomManager>) -> Addr<RoomActor> {
+        let id = room.info.id.clone();
+        if let Some(addr) = self.live.get(&id) {
+            if addr.connected() {
+                return addr.clone();
+            }
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        let shard = &self.shards[(h.finish() as usize) % self.shards.len()];
+        let deps = self.deps.clone();
+        let addr = Supervisor::start_in_arbiter(shard, move |_| RoomActor::new(room, deps, me));
+        self.deps.metrics.rooms.inc();
+        self.live.insert(id, addr.clone());
+        addr
+    }
+}
+
+impl Actor for RoomManager {
+    type Context = Context<Self>;
+}
+
+impl Supervised for RoomManager {}
+
+type Found = ApiResult<(RoomId, Addr<RoomActor>)>;
+
+/// Creates a room owned by `owner` and starts its actor (the caller joins next).
+#[derive(Message)]
+#[rtype(result = "Found")]
+pub(crate) struct Create {
+    pub(crate) req: v1::CreateRoom,
+    pub(crate) owner: Identity,
+}
+
+/// Finds a live room by id or by code, starting its actor if needed.
+#[derive(Message)]
+#[rtype(result = "Found")]
+pub(crate) struct Resolve {
+    pub(crate) room_id: String,
+    pub(crate) code: String,
+}
+
+/// The first public room of a kind with a free seat, else a new one.
+#[derive(Message)]
+#[rtype(result = "Found")]
+pub(crate) struct FindOrCreate {
+    pub(crate) kind: String,
+    pub(crate) who: Identity,
+}
+
+/// A room actor closed for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Closed {
+    pub(crate) room_id: RoomId,
+}
+
+async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> ApiResult<Room> {
+    parlor_core::check(
+        parlor_core::Action::CreateRoom,
+        owner.role,
+        None,
+        &parlor_core::RoomPolicy::default(),
+    )?;
+    // A clash of 6-character codes is rare; retry a few times rather than fail.
+    for _ in 0..8 {
+        let code = new_room_code();
+        if deps.directory.find_code(&code).await?.is_some() {
+            continue;
+        }
+        let room = Room::create(
+            RoomId(new_id("r_")),
+            code,
+            &req,
+            owner.user_id.clone(),
+            &deps.limits,
+            now_ms(),
+        )?;
+        if room.info.persistent {
+            deps.store.save_room(&room).await?;
+        }
+        deps.directory.put(&room).await?;
+        return Ok(room);
+    }
+    Err(ApiError::unavailable("could not allocate a room code"))
+}
+
+impl Handler<Create> for RoomManager {
+    type Result = ResponseActFuture<Self, Found>;
+
+    fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(
+            create(deps, msg.req, msg.owner)
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    let room = res?;
+                    let id = room.info.id.clone();
+                    Ok((id, act.spawn(room, ctx.address())))
+                }),
+        )
+    }
+}
+
+impl Handler<Resolve> for RoomManager {
+    type Result = ResponseActFuture<Self, Found>;
+
+    fn handle(&mut self, msg: Resolve, _ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let fut = async move {
+            let id = if !msg.room_id.is_empty() {
+                RoomId(msg.room_id)
+            } else if !msg.code.is_empty() {
+                deps.directory.find_code(&msg.code).await?.ok_or_else(|| {
+                    ApiError::new(ErrorCode::RoomNotFound, "no room with that code")
+                })?
+            } else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "give room_id or code",
+                ));
+            };
+            deps.directory
+                .get(&id)
+                .await?
+                .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))
+        };
+        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
+            let room = res?;
+            let id = room.info.id.clone();
+            Ok((id, act.spawn(room, ctx.address())))
+        }))
+    }
+}
+
+impl Handler<FindOrCreate> for RoomManager {
+    type Result = ResponseActFuture<Self, Found>;
+
+    fn handle(&mut self, msg: FindOrCreate, _ctx: &mut Context<Self>) -> Self::Result {
+        let deps = self.deps.clone();
+        let fut = async move {
+            parlor_core::validate_kind(&msg.kind)?;
+            if let Some(id) = deps.directory.find_open(&msg.kind).await? {
+                if let Some(room) = deps.directory.get(&id).await? {
+                    return Ok(room);
+                }
+            }
+            let req = v1::CreateRoom {
+                name: format!("{} room", msg.kind),
+                kind: msg.kind,
+                visibility: v1::Visibility::Public as i32,
+                ..Default::default()
+            };
+            create(deps, req, msg.who).await
+        };
+        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
+            let room = res?;
+            let id = room.info.id.clone();
+            Ok((id, act.spawn(room, ctx.address())))
+        }))
+    }
+}
+
+impl Handler<Closed> for RoomManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Closed, _ctx: &mut Context<Self>) {
+        if self.live.remove(&msg.room_id).is_some() {
+            self.deps.metrics.rooms.dec();
+        }
+    }
+}
+
+/// Asks every live room to hand over its pending stats and chat lines (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FlushAll;
+
+impl Handler<FlushAll> for RoomManager {
+    type Result = actix::ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let rooms: Vec<_> = self.live.values().cloned().collect();
+        Box::pin(async move {
+            for room in rooms {
+                let _ = room.send(super::room::FlushRoom).await;
+            }
+        })
+    }
+}

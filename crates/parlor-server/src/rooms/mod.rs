@@ -1,0 +1,9 @@
+//! Rooms: RoomManager owns lifecycle and lookup; each room runs in its own RoomActor on one
+//! of several arbiters (sharded by room id), so no single actor carries every room's traffic.
+
+mod fanout;
+mod manager;
+mod room;
+
+pub(crate) use manager::{Create, FindOrCreate, FlushAll, Resolve, RoomDeps, RoomManager};
+pub(crate) use room::{Act, Action, Join, JoinSpec, Leave, RoomActor};

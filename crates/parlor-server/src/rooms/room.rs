@@ -1,0 +1,953 @@
+//! RoomActor: one per live room. It is the only writer of its room, so admission, rate
+//! limits, permissions and publishing are serialised per room without locks.
+//!
+//! Invariants:
+//! - Every room event is encoded once and published through the Broker, which assigns its
+//!   seq and delivers it to each subscribed pod's LocalFanout.
+//! - A joiner gets RoomJoined (snapshot at `last_seq`) and any replay before it is added to
+//!   the fan-out, inside one `AtomicResponse`, so it sees every later event exactly once.
+//! - A panic inside a handler is caught, counted and reported; the actor stops, its
+//!   Supervisor restarts it, and `restarting` reloads the room from the directory. Local
+//!   members and their outboxes are pod-local state and survive the restart.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
+    Message, Recipient, SpawnHandle, Supervised, WrapFuture,
+};
+use parlor_cluster::{Replay, SubscriptionId};
+use parlor_core::{
+    check, now_ms, Action as Perm, CoreError, Limits, MemberState, Room, RoomId, RoomRole,
+    TokenBucket, UserId,
+};
+use parlor_protocol::{
+    encode_body, encode_envelope, error_envelope,
+    v1::{self, envelope::Body},
+    ErrorCode,
+};
+use parlor_store::{ChatRecord, Stats, StatsDelta, StatsSubject};
+
+use super::{
+    fanout::LocalFanout,
+    manager::{Closed, RoomDeps, RoomManager},
+};
+use crate::{
+    error::{ApiError, ApiResult},
+    stats::Record,
+    ws::{Identity, Outbox, SessionNotice},
+};
+
+/// The game-event type that panics a room when `debug.fault_injection` is on.
+const PANIC_EVENT: &str = "parlor.debug.panic";
+
+/// How a session wants to join.
+#[derive(Debug, Clone)]
+pub(crate) struct JoinSpec {
+    pub(crate) role: RoomRole,
+    pub(crate) password: String,
+    pub(crate) last_seq: u64,
+}
+
+impl Default for JoinSpec {
+    fn default() -> Self {
+        Self {
+            role: RoomRole::Player,
+            password: String::new(),
+            last_seq: 0,
+        }
+    }
+}
+
+/// Joins a session to the room; RoomJoined goes straight to its outbox.
+#[derive(Message)]
+#[rtype(result = "ApiResult<()>")]
+pub(crate) struct Join {
+    pub(crate) who: Identity,
+    pub(crate) session_id: String,
+    pub(crate) outbox: Outbox,
+    pub(crate) notify: Recipient<SessionNotice>,
+    pub(crate) spec: JoinSpec,
+    pub(crate) request_id: u64,
+}
+
+/// A session leaves (or disconnected).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Leave {
+    pub(crate) room_id: RoomId,
+    pub(crate) user_id: UserId,
+    pub(crate) session_id: String,
+    pub(crate) reason: v1::LeaveReason,
+    pub(crate) request_id: u64,
+    /// Where RoomLeft goes; None when the socket is already gone.
+    pub(crate) reply: Option<Outbox>,
+}
+
+/// Something a member does in the room.
+pub(crate) enum Action {
+    Chat(String),
+    Event(v1::GameEvent),
+    Presence(v1::PresenceUpdate),
+    Update(v1::UpdateRoom),
+    Moderate(v1::Moderate),
+}
+
+/// A member's action; errors go back to `reply` with the request id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Act {
+    pub(crate) user_id: UserId,
+    pub(crate) session_id: String,
+    pub(crate) request_id: u64,
+    pub(crate) reply: Outbox,
+    pub(crate) action: Action,
+}
+
+struct Local {
+    session_id: String,
+    outbox: Outbox,
+    notify: Recipient<SessionNotice>,
+    bucket: TokenBucket,
+    strikes: u32,
+}
+
+/// The actor that runs one room.
+pub(crate) struct RoomActor {
+    id: RoomId,
+    room: Option<Room>,
+    deps: Arc<RoomDeps>,
+    manager: Addr<RoomManager>,
+    fanout: Arc<LocalFanout>,
+    locals: HashMap<UserId, Local>,
+    sub: Option<SubscriptionId>,
+    recent_chat: VecDeque<v1::ChatMessage>,
+    pending_chat: Vec<ChatRecord>,
+    pending_stats: HashMap<StatsSubject, Stats>,
+    closed: bool,
+    timers: Vec<SpawnHandle>,
+}
+
+impl RoomActor {
+    pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
+        Self {
+            id: room.info.id.clone(),
+            room: Some(room),
+            fanout: Arc::new(LocalFanout::new(deps.metrics.clone())),
+            deps,
+            manager,
+            locals: HashMap::new(),
+            sub: None,
+            recent_chat: VecDeque::new(),
+            pending_chat: Vec::new(),
+            pending_stats: HashMap::new(),
+            closed: false,
+            timers: Vec::new(),
+        }
+    }
+
+    /// Runs a handler body, turning a panic into a restart instead of a dead pod.
+    fn guarded<R>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Self, &mut Context<Self>) -> R,
+    ) -> Option<R> {
+        match catch_unwind(AssertUnwindSafe(|| f(self, ctx))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                tracing::error!(room_id = %self.id, "room actor panicked; restarting it");
+                self.deps
+                    .metrics
+                    .actor_restarts
+                    .with_label_values(&["room"])
+                    .inc();
+                ctx.stop();
+                None
+            }
+        }
+    }
+
+    fn publish(&self, body: Body) {
+        if let Err(e) = self.deps.broker.publish(&self.id, encode_body(body)) {
+            tracing::warn!(room_id = %self.id, error = %e, "publish failed");
+        }
+    }
+
+    fn persist(&self, ctx: &mut Context<Self>) {
+        let Some(room) = self.room.clone() else {
+            return;
+        };
+        let deps = self.deps.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = deps.directory.put(&room).await {
+                    tracing::warn!(room_id = %room.info.id, error = %e, "directory write failed");
+                }
+                if room.info.persistent {
+                    let mut durable = room;
+                    durable.members.clear();
+                    if let Err(e) = deps.store.save_room(&durable).await {
+                        tracing::warn!(room_id = %durable.info.id, error = %e, "store write failed");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn count(&mut self, user: &UserId, add: Stats) {
+        for subject in [
+            StatsSubject::User(user.clone()),
+            StatsSubject::Room(self.id.clone()),
+        ] {
+            self.pending_stats.entry(subject).or_default().add(&add);
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if let Some(write) = self.flush_now() {
+            ctx.spawn(write.into_actor(self));
+        }
+    }
+
+    /// Hands stats to the tracker and returns the pending chat write, if any.
+    fn flush_now(&mut self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        if !self.pending_stats.is_empty() {
+            let batch = self
+                .pending_stats
+                .drain()
+                .map(|(subject, add)| StatsDelta { subject, add })
+                .collect();
+            self.deps.stats.do_send(Record { batch });
+        }
+        if self.pending_chat.is_empty() {
+            return None;
+        }
+        let lines = std::mem::take(&mut self.pending_chat);
+        let deps = self.deps.clone();
+        let id = self.id.clone();
+        Some(async move {
+            if let Err(e) = deps.store.append_chat(&id, &lines).await {
+                tracing::warn!(room_id = %id, error = %e, "chat history write failed");
+            }
+        })
+    }
+
+    fn err(&self, to: &Outbox, rid: u64, e: &CoreError) {
+        self.deps.metrics.error(e.code);
+        to.push(error_envelope(rid, e.code, &e.message));
+    }
+
+    fn snapshot(&self, room: &Room, role: RoomRole, last_seq: u64, resync: bool) -> v1::RoomJoined {
+        v1::RoomJoined {
+            room: Some(room.summary()),
+            settings: Some(room.settings.to_proto()),
+            members: room.members.iter().map(|m| room.member_proto(m)).collect(),
+            recent_chat: self.recent_chat.iter().cloned().collect(),
+            last_seq,
+            your_role: role.to_proto() as i32,
+            resync,
+        }
+    }
+
+    /// Closes a non-persistent room once its last member has gone.
+    fn close_if_empty(&mut self, ctx: &mut Context<Self>) {
+        let Some(room) = &self.room else { return };
+        if !room.members.is_empty() || room.info.persistent || self.closed {
+            return;
+        }
+        self.closed = true;
+        self.flush(ctx);
+        for t in self.timers.drain(..) {
+            ctx.cancel_future(t);
+        }
+        let deps = self.deps.clone();
+        let id = self.id.clone();
+        let sub = self.sub.take();
+        ctx.spawn(
+            async move {
+                if let Some(sub) = sub {
+                    let _ = deps.broker.unsubscribe(&id, sub).await;
+                }
+                let _ = deps.directory.remove(&id).await;
+                let _ = deps.broker.forget(&id).await;
+            }
+            .into_actor(self),
+        );
+        self.manager.do_send(Closed {
+            room_id: self.id.clone(),
+        });
+        tracing::debug!(room_id = %self.id, "room closed");
+    }
+
+    fn remove_local(&mut self, user: &UserId, ctx: &mut Context<Self>) {
+        self.locals.remove(user);
+        self.fanout.remove(user);
+        if self.fanout.len() == 0 {
+            if let Some(sub) = self.sub.take() {
+                let deps = self.deps.clone();
+                let id = self.id.clone();
+                ctx.spawn(
+                    async move {
+                        let _ = deps.broker.unsubscribe(&id, sub).await;
+                    }
+                    .into_actor(self),
+                );
+            }
+        }
+    }
+
+    /// Removes a member and tells the room; returns false if they were not a member.
+    fn depart(&mut self, user: &UserId, reason: v1::LeaveReason, ctx: &mut Context<Self>) -> bool {
+        let Some(room) = self.room.as_mut() else {
+            return false;
+        };
+        let (gone, promoted) = room.remove_member(user);
+        if gone.is_none() {
+            return false;
+        }
+        let promoted = promoted.map(|m| room.member_proto(&m));
+        self.remove_local(user, ctx);
+        self.publish(Body::MemberLeft(v1::MemberLeft {
+            room_id: self.id.0.clone(),
+            user_id: user.0.clone(),
+            reason: reason as i32,
+        }));
+        if let Some(member) = promoted {
+            self.publish(Body::MemberUpdated(v1::MemberUpdated {
+                room_id: self.id.0.clone(),
+                member: Some(member),
+            }));
+        }
+        self.persist(ctx);
+        true
+    }
+
+    /// The caller's membership, checked against the session that joined.
+    fn member_of(&self, user: &UserId, session: &str) -> Result<&MemberState, CoreError> {
+        let not_in = || CoreError::new(ErrorCode::NotInRoom, "you are not in that room");
+        let local = self.locals.get(user).ok_or_else(not_in)?;
+        if local.session_id != session {
+            return Err(not_in());
+        }
+        self.room
+            .as_ref()
+            .and_then(|r| r.member(user))
+            .ok_or_else(not_in)
+    }
+
+    /// Applies the room's rate limit; past `flood_strikes` refusals in a row the socket closes.
+    fn rate_ok(&mut self, user: &UserId, rid: u64, reply: &Outbox) -> bool {
+        let strikes_max = self.deps.cfg.ws.flood_strikes;
+        let Some(local) = self.locals.get_mut(user) else {
+            return false;
+        };
+        if local.bucket.try_take(Instant::now()) {
+            local.strikes = 0;
+            return true;
+        }
+        local.strikes += 1;
+        let wait = local.bucket.wait_hint();
+        if local.strikes >= strikes_max {
+            local.notify.do_send(SessionNotice::Close {
+                code: parlor_protocol::close::FLOOD,
+                reason: "flooding after rate limit".into(),
+            });
+        }
+        self.deps.metrics.error(ErrorCode::RateLimited);
+        reply.push(error_envelope(
+            rid,
+            ErrorCode::RateLimited,
+            format!("rate limited; retry in {} ms", wait.as_millis().max(1)),
+        ));
+        false
+    }
+
+    fn on_act(&mut self, msg: Act, ctx: &mut Context<Self>) {
+        let Act {
+            user_id,
+            session_id,
+            request_id: rid,
+            reply,
+            action,
+        } = msg;
+        if self.closed || self.room.is_none() {
+            return self.err(
+                &reply,
+                rid,
+                &CoreError::new(ErrorCode::RoomNotFound, "room closed"),
+            );
+        }
+        let member = match self.member_of(&user_id, &session_id) {
+            Ok(m) => m.clone(),
+            Err(e) => return self.err(&reply, rid, &e),
+        };
+        let result = match action {
+            Action::Chat(text) => self.chat(&member, rid, &reply, text),
+            Action::Event(ev) => self.event(&member, rid, &reply, ev),
+            Action::Presence(p) => self.presence(&member, rid, &reply, p, ctx),
+            Action::Update(u) => self.update(&member, rid, &reply, u, ctx),
+            Action::Moderate(m) => self.moderate(&member, rid, &reply, m, ctx),
+        };
+        if let Err(e) = result {
+            self.err(&reply, rid, &e);
+        }
+    }
+
+    fn allowed(&self, action: Perm, member: &MemberState) -> Result<(), CoreError> {
+        let room = self.room.as_ref().expect("checked by on_act");
+        check(action, member.global, Some(member.role), &room.policy())
+    }
+
+    fn chat(
+        &mut self,
+        m: &MemberState,
+        rid: u64,
+        reply: &Outbox,
+        text: String,
+    ) -> Result<(), CoreError> {
+        self.allowed(Perm::Chat, m)?;
+        let room = self.room.as_ref().expect("checked by on_act");
+        let persistent = room.info.persistent;
+        if room.mutes.contains(&m.user_id) {
+            return Err(CoreError::new(
+                ErrorCode::Muted,
+                "you are muted in this room",
+            ));
+        }
+        Limits::check_len("chat", text.len(), self.deps.limits.chat_bytes)?;
+        if text.trim().is_empty() {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                "chat text is empty",
+            ));
+        }
+        if !self.rate_ok(&m.user_id, rid, reply) {
+            return Ok(());
+        }
+        let line = v1::ChatMessage {
+            room_id: self.id.0.clone(),
+            from_user_id: m.user_id.0.clone(),
+            from_name: m.name.clone(),
+            text,
+            sent_at_ms: now_ms(),
+            to_user_id: String::new(),
+        };
+        self.publish(Body::ChatMessage(line.clone()));
+        if persistent {
+            self.pending_chat.push(ChatRecord {
+                seq: 0,
+                from_user_id: m.user_id.clone(),
+                from_name: line.from_name.clone(),
+                text: line.text.clone(),
+                sent_at_ms: line.sent_at_ms,
+            });
+        }
+        self.recent_chat.push_back(line);
+        while self.recent_chat.len() > self.deps.cfg.rooms.snapshot_chat {
+            self.recent_chat.pop_front();
+        }
+        self.count(
+            &m.user_id,
+            Stats {
+                chat_messages: 1,
+                ..Stats::default()
+            },
+        );
+        Ok(())
+    }
+
+    fn event(
+        &mut self,
+        m: &MemberState,
+        rid: u64,
+        reply: &Outbox,
+        mut ev: v1::GameEvent,
+    ) -> Result<(), CoreError> {
+        self.allowed(Perm::SendGameEvent, m)?;
+        Limits::check_len(
+            "event type",
+            ev.r#type.len(),
+            self.deps.limits.event_type_bytes,
+        )?;
+        Limits::check_len(
+            "event payload",
+            ev.payload.len(),
+            self.deps.limits.event_payload_bytes,
+        )?;
+        if ev.r#type.is_empty() {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                "event type is empty",
+            ));
+        }
+        if self.deps.cfg.debug.fault_injection && ev.r#type == PANIC_EVENT {
+            panic!("fault injection: {PANIC_EVENT} in room {}", self.id);
+        }
+        if !self.rate_ok(&m.user_id, rid, reply) {
+            return Ok(());
+        }
+        ev.sender_id = m.user_id.0.clone();
+        ev.sent_at_ms = now_ms();
+        self.count(
+            &m.user_id,
+            Stats {
+                game_events: 1,
+                ..Stats::default()
+            },
+        );
+        if ev.target_user_id.is_empty() {
+            self.publish(Body::GameEvent(ev));
+            return Ok(());
+        }
+        // A targeted event skips the room sequence: other members must not see a gap.
+        let target = UserId(ev.target_user_id.clone());
+        let Some(to) = self.locals.get(&target) else {
+            return Err(CoreError::new(
+                ErrorCode::UserNotFound,
+                "target is not in this room",
+            ));
+        };
+        let frame = encode_envelope(0, 0, Body::GameEvent(ev));
+        to.outbox.push(frame.clone());
+        if target != m.user_id {
+            reply.push(frame);
+        }
+        Ok(())
+    }
+
+    fn presence(
+        &mut self,
+        m: &MemberState,
+        rid: u64,
+        reply: &Outbox,
+        p: v1::PresenceUpdate,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), CoreError> {
+        self.allowed(Perm::UpdatePresence, m)?;
+        if !self.rate_ok(&m.user_id, rid, reply) {
+            return Ok(());
+        }
+        let room = self.room.as_mut().expect("checked by on_act");
+        let Some(member) = room.member_mut(&m.user_id) else {
+            return Ok(());
+        };
+        if p.status != v1::PresenceStatus::Unspecified as i32 {
+            member.status = p.status;
+        }
+        if let Some(x) = p.cursor_x.filter(|x| x.is_finite()) {
+            member.cursor.0 = x;
+        }
+        if let Some(y) = p.cursor_y.filter(|y| y.is_finite()) {
+            member.cursor.1 = y;
+        }
+        let member = member.clone();
+        let proto = room.member_proto(&member);
+        self.publish(Body::MemberUpdated(v1::MemberUpdated {
+            room_id: self.id.0.clone(),
+            member: Some(proto),
+        }));
+        // Cursor moves are frequent and cheap to lose; only status changes are written through.
+        if p.status != v1::PresenceStatus::Unspecified as i32 {
+            self.persist(ctx);
+        }
+        Ok(())
+    }
+
+    fn update(
+        &mut self,
+        m: &MemberState,
+        rid: u64,
+        reply: &Outbox,
+        u: v1::UpdateRoom,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), CoreError> {
+        self.allowed(Perm::UpdateRoom, m)?;
+        let limits = self.deps.limits;
+        let room = self.room.as_mut().expect("checked by on_act");
+        room.apply_update(&u, &limits)?;
+        let rate = room.settings.event_rate_limit;
+        let updated = v1::RoomUpdated {
+            room: Some(room.summary()),
+            settings: Some(room.settings.to_proto()),
+        };
+        for local in self.locals.values_mut() {
+            local.bucket.set_rate(rate, rate);
+        }
+        self.publish(Body::RoomUpdated(updated));
+        self.persist(ctx);
+        reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
+        Ok(())
+    }
+
+    fn moderate(
+        &mut self,
+        m: &MemberState,
+        rid: u64,
+        reply: &Outbox,
+        req: v1::Moderate,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), CoreError> {
+        use v1::ModerationAction as MA;
+        let action = MA::try_from(req.action).unwrap_or(MA::Unspecified);
+        let perm = match action {
+            MA::Kick => Perm::Kick,
+            MA::Ban => Perm::Ban,
+            MA::Mute => Perm::Mute,
+            MA::Unmute => Perm::Unmute,
+            MA::Unspecified => {
+                return Err(CoreError::new(
+                    ErrorCode::InvalidArgument,
+                    "unknown moderation action",
+                ))
+            }
+        };
+        self.allowed(perm, m)?;
+        let target = UserId(req.user_id.clone());
+        if target == m.user_id {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                "you cannot moderate yourself",
+            ));
+        }
+        let room = self.room.as_mut().expect("checked by on_act");
+        let target_member = room.member(&target).cloned();
+        let protected = target == room.info.owner_id
+            || target_member.as_ref().is_some_and(|t| t.global.is_staff());
+        if protected && !m.global.is_staff() {
+            return Err(CoreError::new(
+                ErrorCode::Forbidden,
+                "the owner and moderators cannot be moderated by you",
+            ));
+        }
+        if target_member.is_none() && matches!(action, MA::Kick | MA::Mute | MA::Unmute) {
+            return Err(CoreError::new(
+                ErrorCode::UserNotFound,
+                "that user is not in this room",
+            ));
+        }
+        match action {
+            MA::Ban => {
+                room.bans.insert(target.clone());
+            }
+            MA::Mute => {
+                room.mutes.insert(target.clone());
+            }
+            MA::Unmute => {
+                room.mutes.remove(&target);
+            }
+            _ => {}
+        }
+        let muted_update = matches!(action, MA::Mute | MA::Unmute)
+            .then(|| target_member.as_ref().map(|t| room.member_proto(t)))
+            .flatten();
+        self.publish(Body::Moderated(v1::Moderated {
+            room_id: self.id.0.clone(),
+            user_id: target.0.clone(),
+            action: action as i32,
+            by_user_id: m.user_id.0.clone(),
+            reason: req.reason,
+        }));
+        if let Some(member) = muted_update {
+            self.publish(Body::MemberUpdated(v1::MemberUpdated {
+                room_id: self.id.0.clone(),
+                member: Some(member),
+            }));
+        }
+        if matches!(action, MA::Kick | MA::Ban) && target_member.is_some() {
+            let reason = if action == MA::Ban {
+                v1::LeaveReason::Banned
+            } else {
+                v1::LeaveReason::Kicked
+            };
+            if let Some(local) = self.locals.get(&target) {
+                local.outbox.push(encode_envelope(
+                    0,
+                    0,
+                    Body::RoomLeft(v1::RoomLeft {
+                        room_id: self.id.0.clone(),
+                        reason: reason as i32,
+                    }),
+                ));
+                local.notify.do_send(SessionNotice::RoomGone {
+                    room_id: self.id.clone(),
+                });
+            }
+            self.depart(&target, reason, ctx);
+        } else {
+            self.persist(ctx);
+        }
+        reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
+        Ok(())
+    }
+
+    fn on_join(
+        &mut self,
+        msg: Join,
+        ctx: &mut Context<Self>,
+    ) -> Result<(u64, Local, RoomRole, UserId), ApiError> {
+        if self.closed {
+            return Err(ApiError::new(ErrorCode::RoomNotFound, "room closed"));
+        }
+        let room = self
+            .room
+            .as_mut()
+            .ok_or_else(|| ApiError::unavailable("room is reloading"))?;
+        let who = &msg.who;
+        let rate = room.settings.event_rate_limit;
+        let local = Local {
+            session_id: msg.session_id.clone(),
+            outbox: msg.outbox.clone(),
+            notify: msg.notify.clone(),
+            bucket: TokenBucket::new(rate, rate, Instant::now()),
+            strikes: 0,
+        };
+        if let Some(existing) = room.member(&who.user_id) {
+            // The same user from a new session takes the seat over; the room sees no change.
+            let role = existing.role;
+            if let Some(old) = self.locals.get(&who.user_id) {
+                if old.session_id != msg.session_id {
+                    old.outbox.push(encode_envelope(
+                        0,
+                        0,
+                        Body::RoomLeft(v1::RoomLeft {
+                            room_id: self.id.0.clone(),
+                            reason: v1::LeaveReason::Replaced as i32,
+                        }),
+                    ));
+                    old.notify.do_send(SessionNotice::RoomGone {
+                        room_id: self.id.clone(),
+                    });
+                }
+            }
+            self.fanout.remove(&who.user_id);
+            self.locals.remove(&who.user_id);
+            return Ok((msg.spec.last_seq, local, role, who.user_id.clone()));
+        }
+        let role = room.admit(&who.user_id, who.role, msg.spec.role, &msg.spec.password)?;
+        let member = MemberState {
+            user_id: who.user_id.clone(),
+            name: who.name.clone(),
+            global: who.role,
+            role,
+            status: v1::PresenceStatus::Online as i32,
+            cursor: (0.0, 0.0),
+        };
+        let proto = room.member_proto(&member);
+        room.members.push(member);
+        self.publish(Body::MemberJoined(v1::MemberJoined {
+            room_id: self.id.0.clone(),
+            member: Some(proto),
+        }));
+        self.count(
+            &who.user_id,
+            Stats {
+                joins: 1,
+                ..Stats::default()
+            },
+        );
+        self.persist(ctx);
+        Ok((msg.spec.last_seq, local, role, who.user_id.clone()))
+    }
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.room.is_none() {
+            // Restarted after a panic: the directory holds the truth.
+            let deps = self.deps.clone();
+            let id = self.id.clone();
+            ctx.wait(
+                async move { deps.directory.get(&id).await }
+                    .into_actor(self)
+                    .map(|res, act, ctx| match res {
+                        Ok(Some(room)) => {
+                            tracing::info!(room_id = %act.id, "room reloaded after restart");
+                            act.room = Some(room);
+                        }
+                        Ok(None) => {
+                            act.closed = true;
+                            act.manager.do_send(Closed {
+                                room_id: act.id.clone(),
+                            });
+                            ctx.stop();
+                        }
+                        Err(e) => {
+                            tracing::error!(room_id = %act.id, error = %e, "reload failed");
+                        }
+                    }),
+            );
+        } else if self.room.as_ref().is_some_and(|r| r.info.persistent)
+            && self.recent_chat.is_empty()
+        {
+            let deps = self.deps.clone();
+            let id = self.id.clone();
+            let n = deps.cfg.rooms.snapshot_chat;
+            ctx.wait(
+                async move { deps.store.recent_chat(&id, n).await }
+                    .into_actor(self)
+                    .map(|res, act, _| {
+                        for r in res.unwrap_or_default() {
+                            act.recent_chat.push_back(v1::ChatMessage {
+                                room_id: act.id.0.clone(),
+                                from_user_id: r.from_user_id.0,
+                                from_name: r.from_name,
+                                text: r.text,
+                                sent_at_ms: r.sent_at_ms,
+                                to_user_id: String::new(),
+                            });
+                        }
+                    }),
+            );
+        }
+        let every = Duration::from_millis(self.deps.cfg.stats.flush_interval_ms.max(100));
+        let flush = ctx.run_interval(every, |act, ctx| act.flush(ctx));
+        let ttl = Duration::from_secs(self.deps.cfg.rooms.empty_room_ttl_secs);
+        let empty = ctx.run_later(ttl, |act, ctx| act.close_if_empty(ctx));
+        self.timers = vec![flush, empty];
+    }
+
+    fn stopping(&mut self, ctx: &mut Context<Self>) -> actix::Running {
+        self.flush(ctx);
+        actix::Running::Stop
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        if self.closed {
+            self.deps.metrics.rooms.dec();
+        }
+    }
+}
+
+impl Supervised for RoomActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.room = None;
+        self.timers.clear();
+    }
+}
+
+impl Handler<Join> for RoomActor {
+    type Result = AtomicResponse<Self, ApiResult<()>>;
+
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
+        let rid = msg.request_id;
+        let joined = self
+            .guarded(ctx, |act, ctx| act.on_join(msg, ctx))
+            .unwrap_or_else(|| Err(ApiError::internal("room restarted")));
+        let (since, local, role, user) = match joined {
+            Ok(v) => v,
+            Err(e) => return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
+        };
+        let deps = self.deps.clone();
+        let id = self.id.clone();
+        let sink = (self.sub.is_none()).then(|| self.fanout.clone());
+        let fut = async move {
+            let sub = match sink {
+                Some(sink) => Some(deps.broker.subscribe(&id, sink).await?),
+                None => None,
+            };
+            let last = deps.broker.last_seq(&id).await?;
+            let replay = if since > 0 {
+                Some(deps.broker.replay(&id, since).await?)
+            } else {
+                None
+            };
+            Ok::<_, parlor_cluster::ClusterError>((sub, last, replay))
+        };
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let (sub, last, replay) = res.map_err(ApiError::from)?;
+            if sub.is_some() {
+                act.sub = sub;
+            }
+            let room = act
+                .room
+                .as_ref()
+                .ok_or_else(|| ApiError::unavailable("room is reloading"))?;
+            let (events, resync) = match replay {
+                Some(Replay::Events(ev)) => (ev, false),
+                Some(Replay::Gone) => (Vec::new(), true),
+                None => (Vec::new(), false),
+            };
+            let mut snap = act.snapshot(room, role, last, resync);
+            if !events.is_empty() {
+                // The client resumes from its own seq: its snapshot is as of that point.
+                snap.last_seq = since;
+            }
+            local
+                .outbox
+                .push(encode_envelope(rid, 0, Body::RoomJoined(snap)));
+            for frame in events {
+                local.outbox.push(frame);
+            }
+            act.fanout.insert(user.clone(), local.outbox.clone());
+            act.locals.insert(user, local);
+            Ok(())
+        })))
+    }
+}
+
+/// Hands over pending stats and writes pending chat now (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FlushRoom;
+
+impl Handler<FlushRoom> for RoomActor {
+    type Result = actix::ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushRoom, _ctx: &mut Context<Self>) -> Self::Result {
+        match self.flush_now() {
+            Some(write) => Box::pin(write),
+            None => Box::pin(std::future::ready(())),
+        }
+    }
+}
+
+impl Handler<Leave> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, ctx: &mut Context<Self>) {
+        self.guarded(ctx, |act, ctx| {
+            let is_session = act
+                .locals
+                .get(&msg.user_id)
+                .is_some_and(|l| l.session_id == msg.session_id);
+            if is_session {
+                act.depart(&msg.user_id, msg.reason, ctx);
+            }
+            if let Some(reply) = msg.reply {
+                reply.push(encode_envelope(
+                    msg.request_id,
+                    0,
+                    Body::RoomLeft(v1::RoomLeft {
+                        room_id: msg.room_id.0,
+                        reason: msg.reason as i32,
+                    }),
+                ));
+            }
+            act.close_if_empty(ctx);
+        });
+    }
+}
+
+impl Handler<Act> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Act, ctx: &mut Context<Self>) {
+        let reply = msg.reply.clone();
+        let rid = msg.request_id;
+        if self.guarded(ctx, |act, ctx| act.on_act(msg, ctx)).is_none() {
+            reply.push(error_envelope(
+                rid,
+                ErrorCode::Internal,
+                "internal error; the room restarted",
+            ));
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! `run`: builds every part of a pod from Config, serves until `shutdown`, then drains.
+
+use std::{
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, Addr, Arbiter, Supervisor};
+use actix_web::{web::Data, App, HttpServer};
+use anyhow::Context as _;
+use parlor_cluster::{Retention, RoomDirectory};
+use parlor_store::Store;
+
+use crate::{
+    auth::{Claims, Keyring, TokenKind},
+    connections::{self, ConnectionManager},
+    error::{ApiError, ApiResult},
+    http,
+    rooms::{RoomDeps, RoomManager},
+    stats::{self, StatsTracker},
+    users::UserManager,
+    Config, Metrics,
+};
+
+/// The two already-bound listeners a pod serves on.
+pub struct Listeners {
+    /// REST, /ws and JWKS.
+    pub public: std::net::TcpListener,
+    /// /metrics and /health/*.
+    pub admin: std::net::TcpListener,
+}
+
+/// What request handlers share.
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) directory: Arc<dyn RoomDirectory>,
+    pub(crate) rooms: Addr<RoomManager>,
+    pub(crate) users: Addr<UserManager>,
+    pub(crate) conns: Addr<ConnectionManager>,
+    draining: AtomicBool,
+}
+
+impl Shared {
+    /// True once shutdown has begun.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Verifies a token, counting refusals by reason.
+    pub(crate) fn verify_token(&self, token: &str, kind: TokenKind) -> ApiResult<Claims> {
+        self.keys.verify(token, kind).map_err(|e| {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[e.reason()])
+                .inc();
+            ApiError::new(e.code(), format!("token rejected: {}", e.reason()))
+        })
+    }
+}
+
+fn threads(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+/// Runs a pod on already-bound listeners until `shutdown` resolves, then drains: stops
+/// accepting, tells every client to reconnect elsewhere, flushes stats, and returns within
+/// `server.shutdown_grace_secs`. Must be called inside an actix System.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    std::fs::create_dir_all(&cfg.server.data_dir)
+        .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
+    let store = parlor_store::open(&cfg.store.kind, &cfg.server.data_dir).context("store")?;
+    let keys = Arc::new(
+        Keyring::load(
+            &cfg.auth.signing_key,
+            &cfg.auth.verify_keys,
+            &cfg.server.data_dir,
+        )
+        .context("auth keys")?,
+    );
+    let retention = Retention {
+        count: cfg.rooms.retain_events,
+        age: Duration::from_secs(cfg.rooms.retain_secs),
+    };
+    let (broker, directory, presence) =
+        parlor_cluster::memory_backends(&cfg.cluster.kind, retention).context("cluster")?;
+
+    for mut room in store
+        .load_rooms()
+        .await
+        .context("loading persistent rooms")?
+    {
+        room.members.clear();
+        directory.put(&room).await.context("room directory")?;
+    }
+
+    let flush_every = Duration::from_millis(cfg.stats.flush_interval_ms.max(100));
+    let stats = {
+        let (store, metrics) = (store.clone(), metrics.clone());
+        Supervisor::start(move |_| StatsTracker::new(store, metrics, flush_every))
+    };
+    let users = {
+        let (store, keys, cfg, metrics) =
+            (store.clone(), keys.clone(), cfg.clone(), metrics.clone());
+        Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics))
+    };
+    let conns = {
+        let (pod, presence) = (cfg.server.pod_name.clone(), presence.clone());
+        Supervisor::start(move |_| ConnectionManager::new(pod, presence))
+    };
+    let arbiters: Vec<Arbiter> = (0..threads(cfg.server.room_shards))
+        .map(|_| Arbiter::new())
+        .collect();
+    let deps = Arc::new(RoomDeps {
+        cfg: cfg.clone(),
+        limits: cfg.core_limits(),
+        metrics: metrics.clone(),
+        broker,
+        directory: directory.clone(),
+        presence,
+        store: store.clone(),
+        stats: stats.clone(),
+    });
+    let handles = arbiters.iter().map(|a| a.handle()).collect();
+    let rooms = RoomManager::new(deps, handles).start();
+
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        metrics,
+        keys,
+        store,
+        directory,
+        rooms: rooms.clone(),
+        users,
+        conns: conns.clone(),
+        draining: AtomicBool::new(false),
+    });
+
+    let public_addr = listeners.public.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let max_body = cfg.server.max_body_bytes;
+    let data = Data::from(shared.clone());
+    let public = HttpServer::new({
+        let data = data.clone();
+        move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(|c| http::public_routes(c, max_body))
+        }
+    })
+    .workers(threads(cfg.server.workers))
+    .disable_signals()
+    .shutdown_timeout(grace.as_secs().max(1))
+    .listen(listeners.public)?
+    .run();
+    let admin = HttpServer::new({
+        let data = data.clone();
+        move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(http::admin_routes)
+        }
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listeners.admin)?
+    .run();
+    let (public_handle, admin_handle) = (public.handle(), admin.handle());
+    let public_task = actix_web::rt::spawn(public);
+    let admin_task = actix_web::rt::spawn(admin);
+    tracing::info!(%public_addr, %admin_addr, pod = %cfg.server.pod_name, "parlor pod serving");
+
+    shutdown.await;
+    let deadline = Instant::now() + grace;
+    tracing::info!("draining");
+    shared.draining.store(true, Ordering::Release);
+    public_handle.pause().await;
+    let told = conns
+        .send(connections::Drain {
+            reason: "server shutting down".into(),
+        })
+        .await
+        .unwrap_or(0);
+    while Instant::now() < deadline {
+        if conns.send(connections::Count).await.unwrap_or(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = rooms.send(crate::rooms::FlushAll).await;
+    let flushed = stats.send(stats::Flush).await.unwrap_or(false);
+    tracing::info!(clients_told = told, stats_flushed = flushed, "drained");
+    public_handle.stop(true).await;
+    admin_handle.stop(true).await;
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    for a in arbiters {
+        a.stop();
+    }
+    Ok(())
+}

@@ -1,0 +1,480 @@
+//! UserManager: accounts, logins, token issue and rotation, over the Store.
+//!
+//! Password hashing runs on the blocking pool and store calls are async, so the actor's
+//! mailbox only ever does cache lookups and bookkeeping.
+
+use std::{collections::HashMap, sync::Arc};
+
+use actix::{
+    Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture, ResponseFuture,
+    Supervised, WrapFuture,
+};
+use parlor_core::{new_id, now_ms, validate_name, GlobalRole, UserId};
+use parlor_protocol::ErrorCode;
+use parlor_store::{MagicRecord, RefreshRecord, RefreshUse, Store, UserRecord};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    auth::{hash_password, verify_password, Keyring, TokenKind},
+    error::{ApiError, ApiResult},
+    Config, Metrics,
+};
+
+const CACHE_MAX: usize = 100_000;
+
+/// Tokens handed to a client after a login.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Tokens {
+    pub(crate) access_token: String,
+    pub(crate) refresh_token: String,
+    pub(crate) token_type: &'static str,
+    pub(crate) expires_in: u64,
+    pub(crate) user: PublicUser,
+}
+
+/// What clients see of an account.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PublicUser {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) role: GlobalRole,
+}
+
+impl From<&UserRecord> for PublicUser {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id.0.clone(),
+            name: u.name.clone(),
+            role: u.role,
+        }
+    }
+}
+
+/// Owns accounts and token issue.
+pub(crate) struct UserManager {
+    store: Arc<dyn Store>,
+    keys: Arc<Keyring>,
+    cfg: Config,
+    metrics: Arc<Metrics>,
+    cache: HashMap<UserId, UserRecord>,
+}
+
+impl UserManager {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<Keyring>,
+        cfg: Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            cfg,
+            metrics,
+            cache: HashMap::new(),
+        }
+    }
+
+    fn remember(&mut self, user: &UserRecord) {
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(user.id.clone(), user.clone());
+    }
+}
+
+impl Actor for UserManager {
+    type Context = Context<Self>;
+}
+
+impl Supervised for UserManager {}
+
+/// Issues an access and a refresh token for a user, in a new or existing family.
+async fn issue(
+    store: &dyn Store,
+    keys: &Keyring,
+    cfg: &Config,
+    user: &UserRecord,
+    family: Option<String>,
+) -> ApiResult<Tokens> {
+    let (access, _) = keys.issue(
+        TokenKind::Access,
+        user.id.as_str(),
+        &user.name,
+        user.role,
+        cfg.auth.access_ttl_secs,
+        None,
+    );
+    let family = family.unwrap_or_else(|| new_id("f_"));
+    let (refresh, claims) = keys.issue(
+        TokenKind::Refresh,
+        user.id.as_str(),
+        &user.name,
+        user.role,
+        cfg.auth.refresh_ttl_secs,
+        Some(family.clone()),
+    );
+    store
+        .put_refresh(&RefreshRecord {
+            id: claims.jti,
+            family,
+            user_id: user.id.clone(),
+            expires_at_ms: (claims.exp as i64) * 1000,
+            used: false,
+        })
+        .await?;
+    Ok(Tokens {
+        access_token: access,
+        refresh_token: refresh,
+        token_type: "Bearer",
+        expires_in: cfg.auth.access_ttl_secs,
+        user: user.into(),
+    })
+}
+
+fn hash_code(code: &str) -> String {
+    hex::encode(Sha256::digest(code.trim().to_ascii_uppercase().as_bytes()))
+}
+
+/// The account behind a verified token; refused if it was deleted.
+#[derive(Message)]
+#[rtype(result = "ApiResult<UserRecord>")]
+pub(crate) struct CheckUser {
+    pub(crate) id: UserId,
+}
+
+impl Handler<CheckUser> for UserManager {
+    type Result = ResponseActFuture<Self, ApiResult<UserRecord>>;
+
+    fn handle(&mut self, msg: CheckUser, _: &mut Context<Self>) -> Self::Result {
+        if let Some(u) = self.cache.get(&msg.id) {
+            return Box::pin(actix::fut::ready(Ok(u.clone())));
+        }
+        let store = self.store.clone();
+        Box::pin(
+            async move { store.get_user(&msg.id).await }
+                .into_actor(self)
+                .map(|res, act, _| match res? {
+                    Some(user) => {
+                        act.remember(&user);
+                        Ok(user)
+                    }
+                    None => Err(ApiError::new(
+                        ErrorCode::TokenInvalid,
+                        "the account no longer exists",
+                    )),
+                }),
+        )
+    }
+}
+
+/// Creates a guest account and signs it in.
+#[derive(Message)]
+#[rtype(result = "ApiResult<Tokens>")]
+pub(crate) struct Guest {
+    pub(crate) name: String,
+}
+
+impl Handler<Guest> for UserManager {
+    type Result = ResponseFuture<ApiResult<Tokens>>;
+
+    fn handle(&mut self, msg: Guest, _: &mut Context<Self>) -> Self::Result {
+        let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
+        Box::pin(async move {
+            let name = validate_name("name", &msg.name, cfg.limits.name_chars)?;
+            let user = UserRecord {
+                id: UserId(new_id("u_")),
+                name,
+                login: None,
+                password_hash: None,
+                role: GlobalRole::Guest,
+                created_at_ms: now_ms(),
+            };
+            store.create_user(&user).await?;
+            issue(store.as_ref(), &keys, &cfg, &user, None).await
+        })
+    }
+}
+
+/// Registers an account with a login and password.
+#[derive(Message)]
+#[rtype(result = "ApiResult<Tokens>")]
+pub(crate) struct Register {
+    pub(crate) login: String,
+    pub(crate) password: String,
+    pub(crate) name: String,
+}
+
+fn validate_login(login: &str) -> ApiResult<String> {
+    let login = login.trim().to_ascii_lowercase();
+    let ok = (3..=32).contains(&login.len())
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'));
+    if ok {
+        Ok(login)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "login must be 3 to 32 of a-z, 0-9, '_', '-', '.', '@'",
+        ))
+    }
+}
+
+impl Handler<Register> for UserManager {
+    type Result = ResponseFuture<ApiResult<Tokens>>;
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
+        let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
+        Box::pin(async move {
+            let login = validate_login(&msg.login)?;
+            if !(8..=256).contains(&msg.password.len()) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "password must be 8 to 256 bytes",
+                ));
+            }
+            let name = if msg.name.trim().is_empty() {
+                login.clone()
+            } else {
+                msg.name
+            };
+            let name = validate_name("name", &name, cfg.limits.name_chars)?;
+            let password = msg.password;
+            let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            let role = if cfg
+                .auth
+                .admins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&login))
+            {
+                GlobalRole::Admin
+            } else {
+                GlobalRole::User
+            };
+            let user = UserRecord {
+                id: UserId(new_id("u_")),
+                name,
+                login: Some(login),
+                password_hash: Some(hash),
+                role,
+                created_at_ms: now_ms(),
+            };
+            store.create_user(&user).await.map_err(|e| match e {
+                parlor_store::StoreError::Conflict(_) => {
+                    ApiError::new(ErrorCode::NameTaken, "that login is taken")
+                }
+                e => e.into(),
+            })?;
+            issue(store.as_ref(), &keys, &cfg, &user, None).await
+        })
+    }
+}
+
+/// Signs in with a login and password.
+#[derive(Message)]
+#[rtype(result = "ApiResult<Tokens>")]
+pub(crate) struct Login {
+    pub(crate) login: String,
+    pub(crate) password: String,
+}
+
+impl Handler<Login> for UserManager {
+    type Result = ResponseFuture<ApiResult<Tokens>>;
+
+    fn handle(&mut self, msg: Login, _: &mut Context<Self>) -> Self::Result {
+        let (store, keys, cfg, metrics) = (
+            self.store.clone(),
+            self.keys.clone(),
+            self.cfg.clone(),
+            self.metrics.clone(),
+        );
+        Box::pin(async move {
+            let refused = || {
+                metrics
+                    .auth_failures
+                    .with_label_values(&["bad_password"])
+                    .inc();
+                ApiError::new(ErrorCode::InvalidCredentials, "wrong login or password")
+            };
+            let login = msg.login.trim().to_ascii_lowercase();
+            let user = store.find_user_by_login(&login).await?;
+            let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+            let password = msg.password;
+            // Hash even for an unknown login so that timing does not reveal which logins exist.
+            let ok = tokio::task::spawn_blocking(move || match hash {
+                Some(h) => verify_password(&password, &h),
+                None => {
+                    let _ = hash_password(&password);
+                    false
+                }
+            })
+            .await
+            .map_err(ApiError::internal)?;
+            let user = user.filter(|_| ok).ok_or_else(refused)?;
+            issue(store.as_ref(), &keys, &cfg, &user, None).await
+        })
+    }
+}
+
+/// Exchanges a refresh token for a new pair; a reused token is refused and its family revoked.
+#[derive(Message)]
+#[rtype(result = "ApiResult<Tokens>")]
+pub(crate) struct Refresh {
+    pub(crate) token: String,
+}
+
+impl Handler<Refresh> for UserManager {
+    type Result = ResponseFuture<ApiResult<Tokens>>;
+
+    fn handle(&mut self, msg: Refresh, _: &mut Context<Self>) -> Self::Result {
+        let (store, keys, cfg, metrics) = (
+            self.store.clone(),
+            self.keys.clone(),
+            self.cfg.clone(),
+            self.metrics.clone(),
+        );
+        Box::pin(async move {
+            let claims = keys.verify(&msg.token, TokenKind::Refresh).map_err(|e| {
+                metrics.auth_failures.with_label_values(&[e.reason()]).inc();
+                ApiError::new(e.code(), "refresh token rejected")
+            })?;
+            let record = match store.use_refresh(&claims.jti).await? {
+                RefreshUse::Fresh(r) => r,
+                RefreshUse::Reused(_) => {
+                    metrics
+                        .auth_failures
+                        .with_label_values(&["refresh_reuse"])
+                        .inc();
+                    return Err(ApiError::new(
+                        ErrorCode::TokenInvalid,
+                        "refresh token was already used; sign in again",
+                    ));
+                }
+                RefreshUse::Unknown => {
+                    metrics
+                        .auth_failures
+                        .with_label_values(&["refresh_unknown"])
+                        .inc();
+                    return Err(ApiError::new(
+                        ErrorCode::TokenInvalid,
+                        "unknown refresh token",
+                    ));
+                }
+            };
+            let user = store.get_user(&record.user_id).await?.ok_or_else(|| {
+                ApiError::new(ErrorCode::TokenInvalid, "the account no longer exists")
+            })?;
+            issue(store.as_ref(), &keys, &cfg, &user, Some(record.family)).await
+        })
+    }
+}
+
+/// Issues a one-time login code for an account (admins only; checked by the caller).
+#[derive(Message)]
+#[rtype(result = "ApiResult<(String, i64, UserId)>")]
+pub(crate) struct IssueMagic {
+    pub(crate) user_id: Option<UserId>,
+    pub(crate) login: Option<String>,
+}
+
+impl Handler<IssueMagic> for UserManager {
+    type Result = ResponseFuture<ApiResult<(String, i64, UserId)>>;
+
+    fn handle(&mut self, msg: IssueMagic, _: &mut Context<Self>) -> Self::Result {
+        let (store, cfg) = (self.store.clone(), self.cfg.clone());
+        Box::pin(async move {
+            let user = match (msg.user_id, msg.login) {
+                (Some(id), _) => store.get_user(&id).await?,
+                (None, Some(login)) => {
+                    store
+                        .find_user_by_login(&login.to_ascii_lowercase())
+                        .await?
+                }
+                (None, None) => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "give user_id or login",
+                    ))
+                }
+            }
+            .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such account"))?;
+            // 12 characters of a 32-letter alphabet: 60 bits, single use, short-lived.
+            let code: String = (0..2).map(|_| parlor_core::new_room_code()).collect();
+            let expires = now_ms() + (cfg.auth.magic_ttl_secs as i64) * 1000;
+            store
+                .put_magic(&MagicRecord {
+                    code_hash: hash_code(&code),
+                    user_id: user.id.clone(),
+                    expires_at_ms: expires,
+                })
+                .await?;
+            Ok((code, expires, user.id))
+        })
+    }
+}
+
+/// Redeems a magic code for tokens.
+#[derive(Message)]
+#[rtype(result = "ApiResult<Tokens>")]
+pub(crate) struct RedeemMagic {
+    pub(crate) code: String,
+}
+
+impl Handler<RedeemMagic> for UserManager {
+    type Result = ResponseFuture<ApiResult<Tokens>>;
+
+    fn handle(&mut self, msg: RedeemMagic, _: &mut Context<Self>) -> Self::Result {
+        let (store, keys, cfg, metrics) = (
+            self.store.clone(),
+            self.keys.clone(),
+            self.cfg.clone(),
+            self.metrics.clone(),
+        );
+        Box::pin(async move {
+            let refused = |why: &'static str| {
+                metrics.auth_failures.with_label_values(&[why]).inc();
+                ApiError::new(ErrorCode::InvalidCredentials, "invalid or expired code")
+            };
+            let rec = store
+                .take_magic(&hash_code(&msg.code))
+                .await?
+                .ok_or_else(|| refused("magic_unknown"))?;
+            if rec.expires_at_ms < now_ms() {
+                return Err(refused("magic_expired"));
+            }
+            let user = store
+                .get_user(&rec.user_id)
+                .await?
+                .ok_or_else(|| refused("magic_unknown"))?;
+            issue(store.as_ref(), &keys, &cfg, &user, None).await
+        })
+    }
+}
+
+/// Deletes an account; its tokens stop working at once on this pod.
+#[derive(Message)]
+#[rtype(result = "ApiResult<()>")]
+pub(crate) struct DeleteUser {
+    pub(crate) id: UserId,
+}
+
+impl Handler<DeleteUser> for UserManager {
+    type Result = ResponseFuture<ApiResult<()>>;
+
+    fn handle(&mut self, msg: DeleteUser, _: &mut Context<Self>) -> Self::Result {
+        self.cache.remove(&msg.id);
+        let store = self.store.clone();
+        Box::pin(async move {
+            if store.delete_user(&msg.id).await? {
+                Ok(())
+            } else {
+                Err(ApiError::new(ErrorCode::UserNotFound, "no such account"))
+            }
+        })
+    }
+}

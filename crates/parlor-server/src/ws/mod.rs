@@ -1,0 +1,7 @@
+//! WebSocket connections: one actor per socket, and its bounded outbound queue.
+
+mod outbox;
+mod session;
+
+pub(crate) use outbox::Outbox;
+pub(crate) use session::{ws_route, Identity, SessionNotice};

@@ -1,0 +1,684 @@
+//! One actor per WebSocket. It reads binary frames (one Envelope each), answers Hello,
+//! forwards room actions to room actors and writes through its Outbox.
+//!
+//! Requests that change which rooms the session is in (create, join, leave) run with
+//! `ctx.wait`, so a client's later frames are handled after them, in order.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Message, StreamHandler,
+    WrapFuture,
+};
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, ProtocolError};
+use bytes::Bytes;
+use parlor_core::{new_id, now_ms, GlobalRole, RoomId, UserId};
+use parlor_protocol::{
+    close, decode_envelope, encode_envelope, error_envelope,
+    v1::{self, envelope::Body},
+    ErrorCode, PROTOCOL_VERSION,
+};
+
+use super::outbox::{self, Out, Outbox};
+use crate::{
+    auth::TokenKind,
+    error::{ApiError, ApiResult},
+    rooms::{self, RoomActor},
+    server::Shared,
+    users::CheckUser,
+};
+
+/// Who a session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) user_id: UserId,
+    pub(crate) name: String,
+    pub(crate) role: GlobalRole,
+}
+
+/// Something a room or manager tells a session.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) enum SessionNotice {
+    /// The session is no longer in this room (kicked, banned, replaced, closed).
+    RoomGone { room_id: RoomId },
+    /// Close the socket with this code after the queued frames.
+    Close { code: u16, reason: String },
+    /// The pod is draining: send Reconnect, then close with 1001.
+    Drain { reason: String },
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriterDone;
+
+/// The actor behind one WebSocket.
+pub(crate) struct WsSession {
+    shared: Arc<Shared>,
+    id: String,
+    outbox: Outbox,
+    upgrade_token: Option<String>,
+    identity: Option<Identity>,
+    rooms: HashMap<RoomId, Addr<RoomActor>>,
+    last_seen: Instant,
+    closing: bool,
+}
+
+/// GET /ws: upgrades to a WebSocket. A token in `?token=` or `Authorization: Bearer` is
+/// checked here, so a bad one is refused with 401 before the upgrade.
+pub(crate) async fn ws_route(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+) -> ApiResult<HttpResponse> {
+    let shared = shared.into_inner();
+    if shared.is_draining() {
+        return Err(ApiError::new(ErrorCode::Unavailable, "pod is draining"));
+    }
+    let token = crate::http::bearer(&req).or_else(|| query_token(&req));
+    if let Some(t) = &token {
+        shared.verify_token(t, TokenKind::Access)?;
+    }
+    let (response, session, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    let max = shared.cfg.ws.max_frame_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let id = new_id("s_");
+    WsSession::create(move |ctx| {
+        let addr = ctx.address();
+        let outbox = outbox::start(
+            session,
+            shared.cfg.ws.outbound_queue,
+            shared.metrics.clone(),
+            move || addr.do_send(WriterDone),
+        );
+        ctx.add_stream(stream);
+        WsSession {
+            shared,
+            id,
+            outbox,
+            upgrade_token: token,
+            identity: None,
+            rooms: HashMap::new(),
+            last_seen: Instant::now(),
+            closing: false,
+        }
+    });
+    Ok(response)
+}
+
+fn query_token(req: &HttpRequest) -> Option<String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned())
+        .filter(|t| !t.is_empty())
+}
+
+fn body_name(body: &Body) -> &'static str {
+    match body {
+        Body::Hello(_) => "hello",
+        Body::Ping(_) => "ping",
+        Body::CreateRoom(_) => "create_room",
+        Body::JoinRoom(_) => "join_room",
+        Body::JoinOrCreate(_) => "join_or_create",
+        Body::LeaveRoom(_) => "leave_room",
+        Body::ListRooms(_) => "list_rooms",
+        Body::UpdateRoom(_) => "update_room",
+        Body::Chat(_) => "chat",
+        Body::GameEvent(_) => "game_event",
+        Body::PresenceUpdate(_) => "presence_update",
+        Body::Moderate(_) => "moderate",
+        _ => "server_only",
+    }
+}
+
+impl Actor for WsSession {
+    type Context = actix::Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.shared.metrics.connections.inc();
+        let hb = self.shared.cfg.heartbeat();
+        let idle = self.shared.cfg.idle_timeout();
+        ctx.run_interval(hb, move |act, ctx| {
+            if act.last_seen.elapsed() > idle {
+                act.close_with(ctx, close::IDLE_TIMEOUT, "idle timeout");
+            } else {
+                act.outbox.send(Out::Ping);
+            }
+        });
+        let hello = Duration::from_millis(self.shared.cfg.ws.hello_timeout_ms);
+        ctx.run_later(hello, |act, ctx| {
+            if act.identity.is_none() {
+                act.close_with(ctx, close::IDLE_TIMEOUT, "no Hello in time");
+            }
+        });
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
+        if let Some(who) = &self.identity {
+            for (room_id, room) in self.rooms.drain() {
+                room.do_send(rooms::Leave {
+                    room_id,
+                    user_id: who.user_id.clone(),
+                    session_id: self.id.clone(),
+                    reason: v1::LeaveReason::Disconnected,
+                    request_id: 0,
+                    reply: None,
+                });
+            }
+            self.shared.conns.do_send(crate::connections::Disconnect {
+                session_id: self.id.clone(),
+                user_id: who.user_id.clone(),
+            });
+        }
+        actix::Running::Stop
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.shared.metrics.connections.dec();
+    }
+}
+
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match msg {
+            Ok(AggregatedMessage::Binary(bytes)) => self.on_frame(bytes, ctx),
+            Ok(AggregatedMessage::Text(_)) => {
+                self.error(
+                    0,
+                    ErrorCode::TextFrame,
+                    "only binary protobuf frames are accepted",
+                );
+                self.close_with(ctx, close::UNSUPPORTED_DATA, "text frames are not accepted");
+            }
+            Ok(AggregatedMessage::Ping(b)) => {
+                self.outbox.send(Out::Pong(b));
+            }
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Close(_)) => ctx.stop(),
+            Err(ProtocolError::Overflow) => {
+                self.shared.metrics.error(ErrorCode::FrameTooLarge);
+                self.close_with(ctx, close::TOO_BIG, "frame over the size limit");
+            }
+            Err(e) => {
+                self.shared.metrics.error(ErrorCode::MalformedFrame);
+                self.close_with(
+                    ctx,
+                    close::POLICY_VIOLATION,
+                    &format!("protocol error: {e}"),
+                );
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<WriterDone> for WsSession {
+    type Result = ();
+    fn handle(&mut self, _: WriterDone, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<SessionNotice> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: SessionNotice, ctx: &mut Self::Context) {
+        match msg {
+            SessionNotice::RoomGone { room_id } => {
+                self.rooms.remove(&room_id);
+            }
+            SessionNotice::Close { code, reason } => self.close_with(ctx, code, &reason),
+            SessionNotice::Drain { reason } => {
+                self.outbox.push(encode_envelope(
+                    0,
+                    0,
+                    Body::Reconnect(v1::Reconnect {
+                        reason: reason.clone(),
+                        retry_after_ms: 1000,
+                    }),
+                ));
+                self.close_with(ctx, close::GOING_AWAY, &reason);
+            }
+        }
+    }
+}
+
+impl WsSession {
+    fn error(&self, request_id: u64, code: ErrorCode, message: &str) {
+        self.shared.metrics.error(code);
+        self.outbox.push(error_envelope(request_id, code, message));
+    }
+
+    fn api_error(&self, request_id: u64, e: &ApiError) {
+        self.error(request_id, e.code, &e.message);
+    }
+
+    fn reply(&self, request_id: u64, body: Body) {
+        self.shared
+            .metrics
+            .frames_out
+            .with_label_values(&["direct"])
+            .inc();
+        self.outbox.push(encode_envelope(request_id, 0, body));
+    }
+
+    /// Queues a close after the frames already queued; the writer then ends the actor.
+    fn close_with(&mut self, ctx: &mut actix::Context<Self>, code: u16, reason: &str) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        if !self.outbox.send(Out::Close(code, reason.to_owned())) {
+            ctx.stop();
+        }
+    }
+
+    fn on_frame(&mut self, bytes: Bytes, ctx: &mut actix::Context<Self>) {
+        if self.closing {
+            return;
+        }
+        let started = Instant::now();
+        let (request_id, body) = match decode_envelope(&bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .frames_in
+                    .with_label_values(&["invalid"])
+                    .inc();
+                self.error(0, e.code(), &e.to_string());
+                return;
+            }
+        };
+        let name = body_name(&body);
+        self.shared
+            .metrics
+            .frames_in
+            .with_label_values(&[name])
+            .inc();
+        self.dispatch(request_id, body, ctx);
+        self.shared
+            .metrics
+            .frame_seconds
+            .with_label_values(&[name])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn dispatch(&mut self, rid: u64, body: Body, ctx: &mut actix::Context<Self>) {
+        let who = match (&self.identity, body) {
+            (None, Body::Hello(h)) => return self.on_hello(rid, h, ctx),
+            (None, _) => {
+                return self.error(
+                    rid,
+                    ErrorCode::HelloRequired,
+                    "the first frame must be Hello",
+                )
+            }
+            (Some(_), Body::Hello(_)) => {
+                return self.error(
+                    rid,
+                    ErrorCode::AlreadyWelcomed,
+                    "Hello was already accepted",
+                )
+            }
+            (Some(who), body) => (who.clone(), body),
+        };
+        let (who, body) = who;
+        match body {
+            Body::Ping(p) => self.reply(
+                rid,
+                Body::Pong(v1::Pong {
+                    client_time_ms: p.client_time_ms,
+                    server_time_ms: now_ms(),
+                }),
+            ),
+            Body::CreateRoom(req) => {
+                let fut = self.shared.rooms.send(rooms::Create {
+                    req,
+                    owner: who.clone(),
+                });
+                self.enter_room(rid, who, fut, rooms::JoinSpec::default(), ctx);
+            }
+            Body::JoinRoom(req) => {
+                let spec = rooms::JoinSpec {
+                    role: parlor_core::RoomRole::requested(req.role),
+                    password: req.password.clone(),
+                    last_seq: req.last_seq,
+                };
+                let fut = self.shared.rooms.send(rooms::Resolve {
+                    room_id: req.room_id,
+                    code: req.code,
+                });
+                self.enter_room(rid, who, fut, spec, ctx);
+            }
+            Body::JoinOrCreate(req) => {
+                let spec = rooms::JoinSpec {
+                    role: parlor_core::RoomRole::requested(req.role),
+                    ..Default::default()
+                };
+                let fut = self.shared.rooms.send(rooms::FindOrCreate {
+                    kind: req.kind,
+                    who: who.clone(),
+                });
+                self.enter_room(rid, who, fut, spec, ctx);
+            }
+            Body::LeaveRoom(req) => {
+                let room_id = RoomId(req.room_id);
+                let Some(room) = self.rooms.remove(&room_id) else {
+                    return self.error(rid, ErrorCode::NotInRoom, "you are not in that room");
+                };
+                room.do_send(rooms::Leave {
+                    room_id,
+                    user_id: who.user_id,
+                    session_id: self.id.clone(),
+                    reason: v1::LeaveReason::Left,
+                    request_id: rid,
+                    reply: Some(self.outbox.clone()),
+                });
+            }
+            Body::ListRooms(req) => {
+                let limit = match req.limit {
+                    0 => 50,
+                    n => n.min(200),
+                } as usize;
+                let dir = self.shared.directory.clone();
+                let kind = (!req.kind.is_empty()).then_some(req.kind);
+                let fut =
+                    async move { dir.list(kind.as_deref(), req.offset as usize, limit).await };
+                ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
+                    Ok((rooms, total)) => act.reply(
+                        rid,
+                        Body::RoomList(v1::RoomList {
+                            rooms,
+                            total: total as u32,
+                        }),
+                    ),
+                    Err(e) => act.api_error(rid, &e.into()),
+                }));
+            }
+            Body::UpdateRoom(req) => {
+                let Some(room) = self.joined(rid, &req.room_id) else {
+                    return;
+                };
+                room.do_send(rooms::Act {
+                    user_id: who.user_id,
+                    session_id: self.id.clone(),
+                    request_id: rid,
+                    reply: self.outbox.clone(),
+                    action: rooms::Action::Update(req),
+                });
+            }
+            Body::Moderate(req) => {
+                let Some(room) = self.joined(rid, &req.room_id) else {
+                    return;
+                };
+                room.do_send(rooms::Act {
+                    user_id: who.user_id,
+                    session_id: self.id.clone(),
+                    request_id: rid,
+                    reply: self.outbox.clone(),
+                    action: rooms::Action::Moderate(req),
+                });
+            }
+            Body::Chat(req) if req.room_id.is_empty() => self.private_chat(rid, who, req, ctx),
+            Body::Chat(req) => {
+                let Some(room) = self.joined(rid, &req.room_id) else {
+                    return;
+                };
+                room.do_send(rooms::Act {
+                    user_id: who.user_id,
+                    session_id: self.id.clone(),
+                    request_id: rid,
+                    reply: self.outbox.clone(),
+                    action: rooms::Action::Chat(req.text),
+                });
+            }
+            Body::GameEvent(ev) => {
+                let Some(room) = self.joined(rid, &ev.room_id) else {
+                    return;
+                };
+                room.do_send(rooms::Act {
+                    user_id: who.user_id,
+                    session_id: self.id.clone(),
+                    request_id: rid,
+                    reply: self.outbox.clone(),
+                    action: rooms::Action::Event(ev),
+                });
+            }
+            Body::PresenceUpdate(p) => {
+                let Some(room) = self.joined(rid, &p.room_id) else {
+                    return;
+                };
+                room.do_send(rooms::Act {
+                    user_id: who.user_id,
+                    session_id: self.id.clone(),
+                    request_id: rid,
+                    reply: self.outbox.clone(),
+                    action: rooms::Action::Presence(p),
+                });
+            }
+            Body::Hello(_) => {}
+            _ => self.error(
+                rid,
+                ErrorCode::UnknownMessage,
+                "that message is server-to-client only",
+            ),
+        }
+    }
+
+    fn joined(&self, rid: u64, room_id: &str) -> Option<Addr<RoomActor>> {
+        let room = self.rooms.get(&RoomId(room_id.to_owned())).cloned();
+        if room.is_none() {
+            self.error(rid, ErrorCode::NotInRoom, "you are not in that room");
+        }
+        room
+    }
+
+    fn on_hello(&mut self, rid: u64, hello: v1::Hello, ctx: &mut actix::Context<Self>) {
+        if hello.protocol_version != PROTOCOL_VERSION {
+            self.error(
+                rid,
+                ErrorCode::UnsupportedVersion,
+                &format!(
+                    "protocol version {} is not supported; use {PROTOCOL_VERSION}",
+                    hello.protocol_version
+                ),
+            );
+            return self.close_with(
+                ctx,
+                close::UNSUPPORTED_VERSION,
+                "unsupported protocol version",
+            );
+        }
+        let token = if !hello.access_token.is_empty() {
+            Some((hello.access_token, TokenKind::Access))
+        } else if !hello.resume_token.is_empty() {
+            Some((hello.resume_token, TokenKind::Resume))
+        } else {
+            self.upgrade_token.take().map(|t| (t, TokenKind::Access))
+        };
+        let Some((token, kind)) = token else {
+            let who = Identity {
+                user_id: UserId(format!("v_{}", &self.id[2..])),
+                name: "visitor".into(),
+                role: GlobalRole::Visitor,
+            };
+            return self.welcome(rid, who, ctx);
+        };
+        let claims = match self.shared.verify_token(&token, kind) {
+            Ok(c) => c,
+            Err(e) => return self.auth_failed(rid, &e, ctx),
+        };
+        let fut = self.shared.users.send(CheckUser {
+            id: UserId(claims.sub),
+        });
+        ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+            match res.map_err(ApiError::from).and_then(|r| r) {
+                Ok(user) => act.welcome(
+                    rid,
+                    Identity {
+                        user_id: user.id,
+                        name: user.name,
+                        role: user.role,
+                    },
+                    ctx,
+                ),
+                Err(e) => {
+                    act.shared
+                        .metrics
+                        .auth_failures
+                        .with_label_values(&["unknown_user"])
+                        .inc();
+                    act.auth_failed(rid, &e, ctx)
+                }
+            }
+        }));
+    }
+
+    fn auth_failed(&mut self, rid: u64, e: &ApiError, ctx: &mut actix::Context<Self>) {
+        self.api_error(rid, e);
+        self.close_with(ctx, close::AUTH_FAILED, "authentication failed");
+    }
+
+    fn welcome(&mut self, rid: u64, who: Identity, ctx: &mut actix::Context<Self>) {
+        let resume_token = if who.role == GlobalRole::Visitor {
+            String::new()
+        } else {
+            self.shared
+                .keys
+                .issue(
+                    TokenKind::Resume,
+                    who.user_id.as_str(),
+                    &who.name,
+                    who.role,
+                    self.shared.cfg.auth.resume_ttl_secs,
+                    None,
+                )
+                .0
+        };
+        self.shared.conns.do_send(crate::connections::Connect {
+            session_id: self.id.clone(),
+            user_id: who.user_id.clone(),
+            addr: ctx.address().recipient(),
+            outbox: self.outbox.clone(),
+        });
+        self.reply(
+            rid,
+            Body::Welcome(v1::Welcome {
+                session_id: self.id.clone(),
+                user: Some(v1::User {
+                    id: who.user_id.0.clone(),
+                    name: who.name.clone(),
+                    role: who.role.to_proto() as i32,
+                }),
+                server_time_ms: now_ms(),
+                resume_token,
+                protocol_version: PROTOCOL_VERSION,
+                heartbeat_interval_ms: self.shared.cfg.ws.heartbeat_interval_ms as u32,
+                idle_timeout_ms: self.shared.cfg.ws.idle_timeout_ms as u32,
+            }),
+        );
+        tracing::debug!(session_id = %self.id, user_id = %who.user_id, "session welcomed");
+        self.identity = Some(who);
+    }
+
+    /// Resolves a room (create, join, join-or-create), then joins it; in order with later
+    /// frames.
+    fn enter_room(
+        &mut self,
+        rid: u64,
+        who: Identity,
+        resolve: impl std::future::Future<
+                Output = Result<ApiResult<(RoomId, Addr<RoomActor>)>, actix::MailboxError>,
+            > + 'static,
+        spec: rooms::JoinSpec,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let outbox = self.outbox.clone();
+        let session_id = self.id.clone();
+        let notify = ctx.address().recipient();
+        let fut = async move {
+            let (room_id, room) = resolve.await.map_err(ApiError::from)??;
+            room.send(rooms::Join {
+                who,
+                session_id,
+                outbox,
+                notify,
+                spec,
+                request_id: rid,
+            })
+            .await
+            .map_err(ApiError::from)??;
+            Ok::<_, ApiError>((room_id, room))
+        };
+        ctx.wait(fut.into_actor(self).map(move |res, act, _| match res {
+            Ok((room_id, room)) => {
+                act.rooms.insert(room_id, room);
+            }
+            Err(e) => act.api_error(rid, &e),
+        }));
+    }
+
+    fn private_chat(
+        &mut self,
+        rid: u64,
+        who: Identity,
+        req: v1::Chat,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        if let Err(e) = parlor_core::check(
+            parlor_core::Action::PrivateChat,
+            who.role,
+            None,
+            &parlor_core::RoomPolicy::default(),
+        ) {
+            return self.api_error(rid, &e.into());
+        }
+        if req.to_user_id.is_empty() {
+            return self.error(rid, ErrorCode::InvalidArgument, "set room_id or to_user_id");
+        }
+        if let Err(e) = parlor_core::Limits::check_len(
+            "chat",
+            req.text.len(),
+            self.shared.cfg.limits.chat_bytes,
+        ) {
+            return self.api_error(rid, &e.into());
+        }
+        let frame = encode_envelope(
+            0,
+            0,
+            Body::ChatMessage(v1::ChatMessage {
+                room_id: String::new(),
+                from_user_id: who.user_id.0.clone(),
+                from_name: who.name.clone(),
+                text: req.text,
+                sent_at_ms: now_ms(),
+                to_user_id: req.to_user_id.clone(),
+            }),
+        );
+        let fut = self.shared.conns.send(crate::connections::DirectMessage {
+            to: UserId(req.to_user_id),
+            frame: frame.clone(),
+        });
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
+            Ok(0) => act.error(rid, ErrorCode::UserNotFound, "that user is not online"),
+            Ok(_) => {
+                // The sender gets its own copy as the acknowledgement.
+                act.outbox.push(frame);
+            }
+            Err(e) => act.api_error(rid, &e.into()),
+        }));
+    }
+}

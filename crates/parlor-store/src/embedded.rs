@@ -1,0 +1,623 @@
+//! The default store: one redb file in the data dir, values as JSON.
+//!
+//! redb is synchronous and a write transaction may fsync, so every call runs on tokio's
+//! blocking pool and never stalls an executor thread.
+
+use std::{fs, path::Path, sync::Arc};
+
+use parlor_core::{Room, RoomId, UserId};
+use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    BoxFuture, ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Result, Stats, StatsDelta,
+    StatsSubject, Store, StoreError, UserRecord, CHAT_HISTORY_LIMIT,
+};
+
+/// User id -> `UserRecord`.
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// Lowercased login -> user id. Written in the same transaction as `USERS`.
+const LOGINS: TableDefinition<&str, &str> = TableDefinition::new("logins");
+/// Refresh token id (`jti`) -> `RefreshRecord`.
+const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh");
+/// Refresh token families revoked after a replay.
+const REVOKED_FAMILIES: TableDefinition<&str, ()> = TableDefinition::new("revoked_families");
+/// Magic code hash -> `MagicRecord`.
+const MAGIC: TableDefinition<&str, &[u8]> = TableDefinition::new("magic");
+/// Room id -> `Room`.
+const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
+/// (room id, seq) -> `ChatRecord`. Tuple keys sort by room then seq, so one room's history
+/// is a contiguous range in seq order.
+const CHAT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chat");
+/// `stats_key(subject)` -> `Stats`.
+const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
+
+/// A `Store` backed by a single redb file.
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the database file at `path`, creating its parent directories.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // Create every table up front so read transactions never meet a missing one.
+        write(&db, |txn| {
+            txn.open_table(USERS).map_err(db_err)?;
+            txn.open_table(LOGINS).map_err(db_err)?;
+            txn.open_table(REFRESH).map_err(db_err)?;
+            txn.open_table(REVOKED_FAMILIES).map_err(db_err)?;
+            txn.open_table(MAGIC).map_err(db_err)?;
+            txn.open_table(ROOMS).map_err(db_err)?;
+            txn.open_table(CHAT).map_err(db_err)?;
+            txn.open_table(STATS).map_err(db_err)?;
+            Ok(())
+        })?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on the blocking pool. The future owns everything it needs, so callers
+    /// clone their arguments into `f`.
+    fn run<T, F>(&self, f: F) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || f(&db))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        })
+    }
+}
+
+/// Runs `f` in one write transaction: committed if `f` succeeds, aborted (by drop) if not.
+fn write<T>(db: &Database, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let out = f(&txn)?;
+    txn.commit().map_err(db_err)?;
+    Ok(out)
+}
+
+/// Runs `f` in one read transaction (a consistent snapshot).
+fn read<T>(db: &Database, f: impl FnOnce(&ReadTransaction) -> Result<T>) -> Result<T> {
+    let txn = db.begin_read().map_err(db_err)?;
+    f(&txn)
+}
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(e.into().to_string())
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Logins are unique regardless of case.
+fn login_key(login: &str) -> String {
+    login.to_lowercase()
+}
+
+/// The fixed prefix keeps user and room ids from colliding.
+fn stats_key(subject: &StatsSubject) -> String {
+    match subject {
+        StatsSubject::User(id) => format!("user:{id}"),
+        StatsSubject::Room(id) => format!("room:{id}"),
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
+        let user = user.clone();
+        self.run(move |db| {
+            let bytes = encode(&user)?;
+            write(db, |txn| {
+                let mut users = txn.open_table(USERS).map_err(db_err)?;
+                if users.get(user.id.as_str()).map_err(db_err)?.is_some() {
+                    return Err(StoreError::Conflict(format!("user {}", user.id)));
+                }
+                if let Some(login) = &user.login {
+                    let key = login_key(login);
+                    let mut logins = txn.open_table(LOGINS).map_err(db_err)?;
+                    if logins.get(key.as_str()).map_err(db_err)?.is_some() {
+                        return Err(StoreError::Conflict(format!("login {key:?}")));
+                    }
+                    logins
+                        .insert(key.as_str(), user.id.as_str())
+                        .map_err(db_err)?;
+                }
+                users
+                    .insert(user.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn get_user(&self, id: &UserId) -> BoxFuture<'_, Result<Option<UserRecord>>> {
+        let id = id.clone();
+        self.run(move |db| {
+            read(db, |txn| {
+                let users = txn.open_table(USERS).map_err(db_err)?;
+                let found = users.get(id.as_str()).map_err(db_err)?;
+                found.map(|g| decode("user", g.value())).transpose()
+            })
+        })
+    }
+
+    fn find_user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<UserRecord>>> {
+        let key = login_key(login);
+        self.run(move |db| {
+            read(db, |txn| {
+                let logins = txn.open_table(LOGINS).map_err(db_err)?;
+                let Some(id) = logins.get(key.as_str()).map_err(db_err)? else {
+                    return Ok(None);
+                };
+                let id = id.value();
+                let users = txn.open_table(USERS).map_err(db_err)?;
+                match users.get(id).map_err(db_err)? {
+                    Some(g) => decode("user", g.value()).map(Some),
+                    None => Err(StoreError::Corrupt(format!(
+                        "login {key:?} points at missing user {id}"
+                    ))),
+                }
+            })
+        })
+    }
+
+    fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
+        let user = user.clone();
+        self.run(move |db| {
+            let bytes = encode(&user)?;
+            write(db, |txn| {
+                let mut users = txn.open_table(USERS).map_err(db_err)?;
+                let old: UserRecord = match users.get(user.id.as_str()).map_err(db_err)? {
+                    Some(g) => decode("user", g.value())?,
+                    None => return Err(StoreError::NotFound(format!("user {}", user.id))),
+                };
+                let old_key = old.login.as_deref().map(login_key);
+                let new_key = user.login.as_deref().map(login_key);
+                if old_key != new_key {
+                    let mut logins = txn.open_table(LOGINS).map_err(db_err)?;
+                    if let Some(key) = &new_key {
+                        let owner = logins.get(key.as_str()).map_err(db_err)?;
+                        if owner.is_some_and(|o| o.value() != user.id.as_str()) {
+                            return Err(StoreError::Conflict(format!("login {key:?}")));
+                        }
+                        logins
+                            .insert(key.as_str(), user.id.as_str())
+                            .map_err(db_err)?;
+                    }
+                    if let Some(key) = &old_key {
+                        remove_login_if_owned(&mut logins, key, &user.id)?;
+                    }
+                }
+                users
+                    .insert(user.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn delete_user(&self, id: &UserId) -> BoxFuture<'_, Result<bool>> {
+        let id = id.clone();
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut users = txn.open_table(USERS).map_err(db_err)?;
+                let Some(removed) = users.remove(id.as_str()).map_err(db_err)? else {
+                    return Ok(false);
+                };
+                let old = decode::<UserRecord>("user", removed.value());
+                drop(removed);
+                let mut logins = txn.open_table(LOGINS).map_err(db_err)?;
+                match old {
+                    Ok(old) => {
+                        if let Some(login) = &old.login {
+                            remove_login_if_owned(&mut logins, &login_key(login), &id)?;
+                        }
+                    }
+                    // The record is unreadable, so its login is unknown: sweep the index
+                    // rather than leave the name taken forever.
+                    Err(_) => logins
+                        .retain(|_, owner| owner != id.as_str())
+                        .map_err(db_err)?,
+                }
+                Ok(true)
+            })
+        })
+    }
+
+    fn put_refresh(&self, token: &RefreshRecord) -> BoxFuture<'_, Result<()>> {
+        let token = token.clone();
+        self.run(move |db| {
+            let bytes = encode(&token)?;
+            write(db, |txn| {
+                let mut refresh = txn.open_table(REFRESH).map_err(db_err)?;
+                refresh
+                    .insert(token.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn use_refresh(&self, id: &str) -> BoxFuture<'_, Result<RefreshUse>> {
+        let id = id.to_owned();
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut refresh = txn.open_table(REFRESH).map_err(db_err)?;
+                let mut token: RefreshRecord = match refresh.get(id.as_str()).map_err(db_err)? {
+                    Some(g) => decode("refresh token", g.value())?,
+                    None => return Ok(RefreshUse::Unknown),
+                };
+                let mut revoked = txn.open_table(REVOKED_FAMILIES).map_err(db_err)?;
+                let family_revoked = revoked
+                    .get(token.family.as_str())
+                    .map_err(db_err)?
+                    .is_some();
+                if token.used || family_revoked {
+                    revoked.insert(token.family.as_str(), ()).map_err(db_err)?;
+                    return Ok(RefreshUse::Reused(token));
+                }
+                token.used = true;
+                let bytes = encode(&token)?;
+                refresh
+                    .insert(id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(RefreshUse::Fresh(token))
+            })
+        })
+    }
+
+    fn put_magic(&self, code: &MagicRecord) -> BoxFuture<'_, Result<()>> {
+        let code = code.clone();
+        self.run(move |db| {
+            let bytes = encode(&code)?;
+            write(db, |txn| {
+                let mut magic = txn.open_table(MAGIC).map_err(db_err)?;
+                magic
+                    .insert(code.code_hash.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn take_magic(&self, code_hash: &str) -> BoxFuture<'_, Result<Option<MagicRecord>>> {
+        let code_hash = code_hash.to_owned();
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut magic = txn.open_table(MAGIC).map_err(db_err)?;
+                let removed = magic.remove(code_hash.as_str()).map_err(db_err)?;
+                removed.map(|g| decode("magic code", g.value())).transpose()
+            })
+        })
+    }
+
+    fn save_room(&self, room: &Room) -> BoxFuture<'_, Result<()>> {
+        let room = room.clone();
+        self.run(move |db| {
+            let bytes = encode(&room)?;
+            write(db, |txn| {
+                let mut rooms = txn.open_table(ROOMS).map_err(db_err)?;
+                rooms
+                    .insert(room.info.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn delete_room(&self, id: &RoomId) -> BoxFuture<'_, Result<()>> {
+        let id = id.clone();
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut rooms = txn.open_table(ROOMS).map_err(db_err)?;
+                rooms.remove(id.as_str()).map_err(db_err)?;
+                let mut chat = txn.open_table(CHAT).map_err(db_err)?;
+                let room = id.as_str();
+                chat.retain_in((room, 0)..=(room, u64::MAX), |_, _| false)
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>> {
+        self.run(move |db| {
+            read(db, |txn| {
+                let rooms = txn.open_table(ROOMS).map_err(db_err)?;
+                rooms
+                    .iter()
+                    .map_err(db_err)?
+                    .map(|entry| {
+                        let (_, v) = entry.map_err(db_err)?;
+                        decode("room", v.value())
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>> {
+        let room = room.clone();
+        let lines = lines.to_vec();
+        self.run(move |db| {
+            let encoded = lines
+                .iter()
+                .map(|line| Ok((line.seq, encode(line)?)))
+                .collect::<Result<Vec<_>>>()?;
+            write(db, |txn| {
+                let mut chat = txn.open_table(CHAT).map_err(db_err)?;
+                let room = room.as_str();
+                for (seq, bytes) in &encoded {
+                    chat.insert((room, *seq), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+                // The newest line past the limit, if any: it and everything older goes.
+                let cutoff = chat
+                    .range((room, 0)..=(room, u64::MAX))
+                    .map_err(db_err)?
+                    .rev()
+                    .nth(CHAT_HISTORY_LIMIT)
+                    .transpose()
+                    .map_err(db_err)?
+                    .map(|(k, _)| k.value().1);
+                if let Some(cutoff) = cutoff {
+                    chat.retain_in((room, 0)..=(room, cutoff), |_, _| false)
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
+        let room = room.clone();
+        self.run(move |db| {
+            read(db, |txn| {
+                let chat = txn.open_table(CHAT).map_err(db_err)?;
+                let room = room.as_str();
+                let mut lines = chat
+                    .range((room, 0)..=(room, u64::MAX))
+                    .map_err(db_err)?
+                    .rev()
+                    .take(limit)
+                    .map(|entry| {
+                        let (_, v) = entry.map_err(db_err)?;
+                        decode("chat line", v.value())
+                    })
+                    .collect::<Result<Vec<ChatRecord>>>()?;
+                lines.reverse();
+                Ok(lines)
+            })
+        })
+    }
+
+    fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>> {
+        let batch = batch.to_vec();
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut stats = txn.open_table(STATS).map_err(db_err)?;
+                for delta in &batch {
+                    let key = stats_key(&delta.subject);
+                    let mut total: Stats = match stats.get(key.as_str()).map_err(db_err)? {
+                        Some(g) => decode("stats", g.value())?,
+                        None => Stats::default(),
+                    };
+                    total.add(&delta.add);
+                    let bytes = encode(&total)?;
+                    stats
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>> {
+        let key = stats_key(subject);
+        self.run(move |db| {
+            read(db, |txn| {
+                let stats = txn.open_table(STATS).map_err(db_err)?;
+                match stats.get(key.as_str()).map_err(db_err)? {
+                    Some(g) => decode("stats", g.value()),
+                    None => Ok(Stats::default()),
+                }
+            })
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        self.run(move |db| {
+            read(db, |txn| {
+                txn.open_table(USERS).map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+}
+
+/// Frees `key` in the login index unless another account has claimed it since.
+fn remove_login_if_owned(
+    logins: &mut redb::Table<'_, &'static str, &'static str>,
+    key: &str,
+    id: &UserId,
+) -> Result<()> {
+    let owned = logins
+        .get(key)
+        .map_err(db_err)?
+        .is_some_and(|owner| owner.value() == id.as_str());
+    if owned {
+        logins.remove(key).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use parlor_core::{GlobalRole, RoomInfo, RoomSettings};
+
+    use super::*;
+    use crate::conformance;
+
+    fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(&dir.path().join("nested/parlor.redb")).expect("open");
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn users() {
+        let (_dir, store) = fresh();
+        conformance::users(&store).await;
+    }
+
+    #[tokio::test]
+    async fn refresh() {
+        let (_dir, store) = fresh();
+        conformance::refresh(&store).await;
+    }
+
+    #[tokio::test]
+    async fn magic() {
+        let (_dir, store) = fresh();
+        conformance::magic(&store).await;
+    }
+
+    #[tokio::test]
+    async fn rooms() {
+        let (_dir, store) = fresh();
+        conformance::rooms(&store).await;
+    }
+
+    #[tokio::test]
+    async fn chat() {
+        let (_dir, store) = fresh();
+        conformance::chat(&store).await;
+    }
+
+    #[tokio::test]
+    async fn stats() {
+        let (_dir, store) = fresh();
+        conformance::stats(&store).await;
+    }
+
+    #[tokio::test]
+    async fn all_on_one_store() {
+        let (_dir, store) = fresh();
+        conformance::run_all(&store).await;
+    }
+
+    #[tokio::test]
+    async fn open_through_the_factory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = crate::open("embedded", dir.path()).expect("open");
+        store.ping().await.expect("ping");
+        assert!(crate::open("nosuch", dir.path()).is_err());
+    }
+
+    #[tokio::test]
+    async fn survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("parlor.redb");
+        let user = UserRecord {
+            id: "u_restart".into(),
+            name: "Ada".into(),
+            login: Some("ada".into()),
+            password_hash: Some("$argon2id$stub".into()),
+            role: GlobalRole::Admin,
+            created_at_ms: 42,
+        };
+        let room = Room {
+            info: RoomInfo {
+                id: "r_restart".into(),
+                code: "ABCDEF".into(),
+                name: "Jam".into(),
+                kind: "piano".into(),
+                public: true,
+                password: String::new(),
+                max_members: 8,
+                owner_id: user.id.clone(),
+                persistent: true,
+                created_at_ms: 7,
+            },
+            settings: RoomSettings::default(),
+            members: Vec::new(),
+            bans: BTreeSet::new(),
+            mutes: BTreeSet::new(),
+        };
+        let subject = StatsSubject::User(user.id.clone());
+        let add = Stats {
+            chat_messages: 3,
+            game_events: 2,
+            joins: 1,
+        };
+        {
+            let store = EmbeddedStore::open(&path).expect("open");
+            store.create_user(&user).await.expect("create user");
+            store.save_room(&room).await.expect("save room");
+            store
+                .add_stats(&[StatsDelta {
+                    subject: subject.clone(),
+                    add,
+                }])
+                .await
+                .expect("add stats");
+        }
+        let store = EmbeddedStore::open(&path).expect("reopen");
+        assert_eq!(
+            store.get_user(&user.id).await.expect("get"),
+            Some(user.clone())
+        );
+        assert_eq!(
+            store.find_user_by_login("ADA").await.expect("find"),
+            Some(user.clone())
+        );
+        assert_eq!(store.load_rooms().await.expect("load"), vec![room]);
+        assert_eq!(store.stats(&subject).await.expect("stats"), add);
+    }
+
+    #[tokio::test]
+    async fn corrupt_records_are_errors_not_panics() {
+        let (_dir, store) = fresh();
+        write(&store.db, |txn| {
+            let mut users = txn.open_table(USERS).map_err(db_err)?;
+            users
+                .insert("u_bad", b"not json".as_slice())
+                .map_err(db_err)?;
+            let mut logins = txn.open_table(LOGINS).map_err(db_err)?;
+            logins.insert("bad", "u_bad").map_err(db_err)?;
+            Ok(())
+        })
+        .expect("seed");
+        let id = UserId::from("u_bad");
+        assert!(matches!(
+            store.get_user(&id).await,
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.find_user_by_login("bad").await,
+            Err(StoreError::Corrupt(_))
+        ));
+        // Deleting still works and frees the login.
+        assert!(store.delete_user(&id).await.expect("delete"));
+        assert_eq!(store.find_user_by_login("bad").await.expect("find"), None);
+    }
+}
