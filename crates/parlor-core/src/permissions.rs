@@ -91,8 +91,8 @@ fn deny(code: ErrorCode, why: &str) -> Result<(), CoreError> {
 /// Decides whether a subject with `global` role, holding `room` role in the room (None when
 /// not a member), may perform `action` in a room governed by `policy`.
 ///
-/// Membership-scoped actions (chat, events, presence) require `room` to be Some; join
-/// actions are about non-members and ignore `room`.
+/// Membership-scoped actions (chat, events, presence) require `room` to be Some. For join
+/// actions `room` is Some(Owner) when the joiner owns the room, else None.
 pub fn check(
     action: Action,
     global: GlobalRole,
@@ -122,7 +122,7 @@ pub fn check(
             ),
         },
         CreateRoom => Ok(()),
-        JoinAsPlayer | JoinAsWatcher if guest_barred => {
+        JoinAsPlayer | JoinAsWatcher if guest_barred && !owner => {
             deny(ErrorCode::Forbidden, "this room does not allow guests")
         }
         JoinAsPlayer | JoinAsWatcher => Ok(()),
@@ -209,6 +209,11 @@ mod tests {
             ErrorCode::Forbidden
         );
         assert!(check(Action::JoinAsWatcher, GlobalRole::Visitor, None, &p).is_err());
+        let owner = Some(RoomRole::Owner);
+        assert!(
+            check(Action::JoinAsPlayer, g, owner, &p).is_ok(),
+            "a guest may enter its own room"
+        );
         assert!(check(Action::JoinAsPlayer, GlobalRole::User, None, &p).is_ok());
 
         let private = RoomPolicy {

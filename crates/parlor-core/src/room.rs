@@ -240,7 +240,12 @@ impl Room {
             RoomRole::Watcher => Action::JoinAsWatcher,
             _ => Action::JoinAsPlayer,
         };
-        check(action, global, None, &self.policy())?;
+        check(
+            action,
+            global,
+            is_owner.then_some(RoomRole::Owner),
+            &self.policy(),
+        )?;
         if self.bans.contains(user) {
             return Err(CoreError::new(
                 ErrorCode::Banned,

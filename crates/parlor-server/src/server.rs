@@ -211,8 +211,10 @@ pub async fn run(
     admin_handle.stop(true).await;
     let _ = public_task.await;
     let _ = admin_task.await;
+    // Room actors hold the store; join their threads so that it is closed when we return.
     for a in arbiters {
         a.stop();
+        let _ = a.join();
     }
     Ok(())
 }

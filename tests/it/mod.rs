@@ -1,0 +1,5 @@
+mod auth;
+mod bad_input;
+mod ops;
+mod scenarios;
+mod support;

@@ -1,0 +1,434 @@
+//! What SREs and dashboards rely on: health, metrics, restarts, drain, slow consumers,
+//! supervision, Sentry and the binary's commands.
+
+use std::{process::Command, time::Duration};
+
+use parlor_client::{v1, Body, ClientError, Connection};
+
+use super::support::*;
+
+#[tokio::test]
+async fn health_and_metrics_on_the_admin_port_only() {
+    let s = TestServer::start().await;
+    let admin = parlor_client::Rest::new(s.admin_url());
+    assert_eq!(
+        admin.get_json("/health/live", None).await.unwrap()["status"],
+        "live"
+    );
+    assert_eq!(
+        admin.get_json("/health/ready", None).await.unwrap()["status"],
+        "ready"
+    );
+    let public = s.rest();
+    assert!(matches!(
+        public.get_json("/metrics", None).await,
+        Err(ClientError::Http { status: 404, .. })
+    ));
+
+    let (mut a, _) = s.guest("a").await;
+    let (mut b, _) = s.guest("b").await;
+    let room = a
+        .create_room(create("m", "piano"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    b.join_room(join_id(&room.id)).await.unwrap();
+    a.chat(&room.id, "hi").await.unwrap();
+    room_events(&mut b, 1).await;
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "parlor_connections"), 2.0, "{m}");
+    assert_eq!(metric(&m, "parlor_rooms"), 1.0);
+    assert_eq!(metric(&m, "parlor_members"), 2.0);
+    assert_eq!(metric(&m, "parlor_frames_in_total{type=\"chat\"}"), 1.0);
+    assert!(metric(&m, "parlor_frames_out_total{kind=\"room_event\"}") >= 3.0);
+    assert!(metric(&m, "parlor_fanout_size_count") >= 2.0);
+    assert!(metric(&m, "parlor_frame_handle_seconds_count{type=\"hello\"}") >= 2.0);
+    for line in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(line.starts_with("parlor_"), "unprefixed metric: {line}");
+    }
+}
+
+#[tokio::test]
+async fn accounts_persistent_rooms_chat_and_stats_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let s = TestServer::start_config(cfg.clone()).await;
+    let (mut a, _, tokens) = s.user("keeper").await;
+    let room = a
+        .create_room(v1::CreateRoom {
+            persistent: true,
+            ..create("Campaign", "tabletop")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let temp = a
+        .create_room(create("scratch", "tabletop"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    a.chat(&room.id, "the dragon sleeps").await.unwrap();
+    a.game_event(&room.id, "roll", vec![20u8]).await.unwrap();
+    room_events(&mut a, 1).await;
+    a.close().await;
+    s.stop().await;
+
+    let s = TestServer::start_config(cfg).await;
+    let t2 = s
+        .rest()
+        .login("keeper", "correct horse battery")
+        .await
+        .unwrap();
+    assert_eq!(t2.user_id, tokens.user_id);
+    let stats = s
+        .rest()
+        .get_json("/api/v1/me/stats", Some(&t2.access_token))
+        .await
+        .unwrap();
+    assert_eq!(stats["chat_messages"], 1, "{stats}");
+    assert_eq!(stats["game_events"], 1, "{stats}");
+    assert_eq!(stats["joins"], 2, "{stats}");
+    let got = s
+        .rest()
+        .get_json(&format!("/api/v1/rooms/{}", room.id), None)
+        .await
+        .unwrap();
+    assert_eq!(got["name"], "Campaign");
+    assert!(matches!(
+        s.rest()
+            .get_json(&format!("/api/v1/rooms/{}", temp.id), None)
+            .await,
+        Err(ClientError::Http { status: 404, .. })
+    ));
+    let (mut a2, _) = s.connect(Some(&t2.access_token)).await;
+    let joined = a2.join_room(join_id(&room.id)).await.unwrap();
+    assert_eq!(joined.your_role, v1::RoomRole::Owner as i32);
+    let lines: Vec<_> = joined.recent_chat.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(lines, ["the dragon sleeps"]);
+}
+
+#[tokio::test]
+async fn a_panicking_room_is_restarted_and_its_members_play_on() {
+    let s = TestServer::with(|c| c.debug.fault_injection = true).await;
+    let (mut a, _) = s.guest("a").await;
+    let (mut b, _) = s.guest("b").await;
+    let room = a
+        .create_room(create("fragile", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    b.join_room(join_id(&room.id)).await.unwrap();
+    a.chat(&room.id, "before").await.unwrap();
+    let before = room_events(&mut b, 1).await[0].seq;
+
+    let rid = a
+        .game_event(&room.id, "parlor.debug.panic", vec![])
+        .await
+        .unwrap();
+    let (erid, e) = next_error(&mut a).await;
+    assert_eq!((erid, code(&e)), (rid, v1::ErrorCode::Internal));
+
+    a.chat(&room.id, "after").await.unwrap();
+    let after = b
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(m) if m.text == "after" => Some(f.seq),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(after > before, "seq keeps increasing across the restart");
+    let list = b.list_rooms("cards").await.unwrap();
+    assert_eq!(
+        list.rooms[0].member_count, 2,
+        "membership survived the restart"
+    );
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(&m, "parlor_actor_restarts_total{actor=\"room\"}"),
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn draining_tells_clients_to_reconnect_then_closes_with_1001() {
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("a").await;
+    let stop = tokio::spawn(s.stop());
+    let reconnect = a
+        .wait_for(T, |f| match &f.body {
+            Body::Reconnect(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(!reconnect.reason.is_empty());
+    assert_eq!(close_code(&mut a).await, Some(1001));
+    stop.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_closed_and_the_room_does_not_wait_for_it() {
+    let s = TestServer::with(|c| c.ws.outbound_queue = 16).await;
+    let (mut sender, _) = s.guest("sender").await;
+    let (mut fast, _) = s.guest("fast").await;
+    let (mut slow, _) = s.guest("slow").await;
+    let room = sender
+        .create_room(v1::CreateRoom {
+            settings: Some(v1::RoomSettings {
+                event_rate_limit: Some(10_000),
+                ..Default::default()
+            }),
+            ..create("firehose", "piano")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    fast.join_room(join_id(&room.id)).await.unwrap();
+    slow.join_room(join_id(&room.id)).await.unwrap();
+    room_events(&mut fast, 1).await;
+    // `slow` now stops reading. 600 x 30 KiB is far more than socket buffers hold. The
+    // sender stays at most 8 events ahead of `fast`, so only `slow` can fall behind.
+    const N: usize = 600;
+    let (progress, mut seen) = tokio::sync::watch::channel(0usize);
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while n < N {
+            let f = fast.next_frame(Duration::from_secs(20)).await.unwrap();
+            if matches!(f.body, Body::GameEvent(_)) {
+                n += 1;
+                let _ = progress.send(n);
+            }
+        }
+        n
+    });
+    for i in 0..N {
+        let mut payload = vec![0u8; 30 * 1024];
+        payload[0] = (i % 256) as u8;
+        sender.game_event(&room.id, "blob", payload).await.unwrap();
+        // The sender is a member too: it reads its own copy to stay a fast consumer.
+        sender
+            .wait_for(T, |f| matches!(f.body, Body::GameEvent(_)).then_some(()))
+            .await
+            .unwrap();
+        if i >= 8 {
+            seen.wait_for(|n| *n + 8 >= i).await.unwrap();
+        }
+    }
+    assert_eq!(reader.await.unwrap(), N, "the fast member got every event");
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(&m, "parlor_slow_consumer_disconnects_total"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(close_code(&mut slow).await, Some(4000));
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let s = TestServer::with(|c| {
+        c.ws.heartbeat_interval_ms = 100;
+        c.ws.idle_timeout_ms = 300;
+    })
+    .await;
+    // A raw socket that completes the handshake and then never reads or answers pings.
+    let (mut ws, _) = parlor_client::tungstenite::client::connect(format!("ws://{}/ws", s.public))
+        .map(|(ws, r)| (ws, r))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_millis(900));
+    let mut code = None;
+    while let Ok(msg) = ws.read() {
+        if let parlor_client::tungstenite::Message::Close(Some(f)) = msg {
+            code = Some(u16::from(f.code));
+        }
+    }
+    assert_eq!(code, Some(4004));
+    let _ = Connection::connect(&s.ws_url()).await.unwrap(); // the pod is fine
+}
+
+fn parlor() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_parlor"))
+}
+
+#[test]
+fn invalid_config_fails_at_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = parlor()
+        .current_dir(dir.path())
+        .env("PARLOR_WS__OUTBOUND_QUEUE", "3")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ws.outbound_queue"), "{err}");
+
+    std::fs::write(
+        dir.path().join("parlor.toml"),
+        "[server]\npublic_adr = \"x\"\n",
+    )
+    .unwrap();
+    let out = parlor()
+        .current_dir(dir.path())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("public_adr"));
+}
+
+#[tokio::test]
+async fn keygen_and_token_commands_produce_keys_and_tokens_the_pod_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = parlor()
+        .args(["keygen", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pem = std::fs::read_to_string(dir.path().join("signing.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("signing.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let key = dir.path().join("signing.pem");
+    let s = TestServer::with(|c| c.auth.signing_key = key.clone()).await;
+    let user = s.rest().guest("ops-target").await.unwrap();
+    let out = parlor()
+        .env("PARLOR_AUTH__SIGNING_KEY", &key)
+        .env("PARLOR_SERVER__DATA_DIR", dir.path())
+        .args(["token", "--user", &user.user_id, "--role", "guest"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let (_, w) = s.connect(Some(token.trim())).await;
+    assert_eq!(w.user.unwrap().id, user.user_id);
+}
+
+/// Runs the real binary with a DSN pointing at a local HTTP listener, panics a room, and
+/// checks that the envelope Sentry posts carries the panic and the release.
+#[tokio::test]
+async fn a_panic_reaches_sentry() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sentry = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sentry_addr = sentry.local_addr().unwrap();
+    let captured = tokio::spawn(async move {
+        let mut all = Vec::new();
+        loop {
+            let (mut sock, _) = sentry.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            // Read until the request body (Content-Length) is complete.
+            loop {
+                let n = sock.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = find(&buf, b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .await;
+            all.extend_from_slice(&buf);
+            let text = String::from_utf8_lossy(&all).to_string();
+            if text.contains("fault injection") {
+                return text;
+            }
+        }
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let public = free_port();
+    let admin = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .current_dir(dir.path())
+        .env(
+            "PARLOR_SENTRY_DSN",
+            format!("http://publickey@{sentry_addr}/1"),
+        )
+        .env("PARLOR_DEBUG__FAULT_INJECTION", "true")
+        .args([
+            "serve",
+            "--public-addr",
+            &public.to_string(),
+            "--admin-addr",
+            &admin.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let rest = parlor_client::Rest::new(format!("http://{public}"));
+    let mut tokens = None;
+    for _ in 0..200 {
+        if let Ok(t) = rest.guest("crash").await {
+            tokens = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let tokens = tokens.expect("pod started");
+    let mut c = Connection::connect(&format!("ws://{public}/ws"))
+        .await
+        .unwrap();
+    c.hello(Some(&tokens.access_token)).await.unwrap();
+    let room = c
+        .create_room(create("boom", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    c.game_event(&room.id, "parlor.debug.panic", vec![])
+        .await
+        .unwrap();
+    assert_eq!(code(&next_error(&mut c).await.1), v1::ErrorCode::Internal);
+
+    let envelope = tokio::time::timeout(Duration::from_secs(15), captured)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(envelope.contains("/api/1/envelope/"), "{envelope}");
+    assert!(
+        envelope.contains(&format!("parlor@{}", env!("CARGO_PKG_VERSION"))),
+        "{envelope}"
+    );
+    // The pod survived its room's panic.
+    assert!(rest.get_json("/api/v1/rooms", None).await.is_ok());
+    child.start_kill().unwrap();
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}

@@ -1,0 +1,442 @@
+//! Game-client scenarios from the foundation issue, end to end.
+
+use parlor_client::{v1, Body};
+
+use super::support::*;
+
+#[tokio::test]
+async fn a_guest_joins_a_public_room() {
+    let s = TestServer::start().await;
+    let (mut a, wa) = s.guest("Ann").await;
+    let (mut b, wb) = s.guest("Bob").await;
+    assert_eq!(wa.user.as_ref().unwrap().role, v1::GlobalRole::Guest as i32);
+
+    let joined = a.create_room(create("Jam", "piano")).await.unwrap();
+    let room = joined.room.unwrap();
+    assert_eq!(joined.your_role, v1::RoomRole::Owner as i32);
+    assert_eq!(room.max_members, 16, "default max members");
+
+    let list = b.list_rooms("piano").await.unwrap();
+    assert_eq!(list.total, 1);
+    assert_eq!(list.rooms[0].id, room.id);
+
+    let jb = b.join_room(join_id(&room.id)).await.unwrap();
+    assert_eq!(jb.your_role, v1::RoomRole::Player as i32);
+    let names: Vec<_> = jb.members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Ann", "Bob"]);
+
+    let ev = room_events(&mut a, 1).await;
+    match &ev[0].body {
+        Body::MemberJoined(m) => {
+            assert_eq!(m.member.as_ref().unwrap().user_id, wb.user.unwrap().id)
+        }
+        other => panic!("expected MemberJoined, got {other:?}"),
+    }
+    assert_eq!(
+        ev[0].seq, jb.last_seq,
+        "the joiner's snapshot includes its own join"
+    );
+}
+
+#[tokio::test]
+async fn an_owner_makes_a_private_room_with_a_password_and_a_friend_joins_by_code() {
+    let s = TestServer::start().await;
+    let (mut owner, _, _) = s.user("olivia").await;
+    let (mut friend, _, _) = s.user("frank").await;
+    let joined = owner
+        .create_room(v1::CreateRoom {
+            name: "Poker night".into(),
+            kind: "cards".into(),
+            visibility: v1::Visibility::Private as i32,
+            password: "s3cret".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let room = joined.room.unwrap();
+    assert!(room.has_password);
+    assert_eq!(
+        friend.list_rooms("cards").await.unwrap().total,
+        0,
+        "private rooms are unlisted"
+    );
+
+    let wrong = friend
+        .join_room(v1::JoinRoom {
+            code: room.code.to_lowercase(),
+            password: "guess".into(),
+            ..Default::default()
+        })
+        .await;
+    match wrong {
+        Err(parlor_client::ClientError::Server { code, .. }) => {
+            assert_eq!(code, v1::ErrorCode::WrongPassword)
+        }
+        other => panic!("expected WRONG_PASSWORD, got {other:?}"),
+    }
+    let ok = friend
+        .join_room(v1::JoinRoom {
+            code: room.code.clone(),
+            password: "s3cret".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ok.room.unwrap().id, room.id);
+    assert_eq!(ok.members.len(), 2);
+}
+
+#[tokio::test]
+async fn chat_presence_and_events_arrive_in_sequence_order_at_every_member() {
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("a").await;
+    let (mut b, _) = s.guest("b").await;
+    let (mut c, _) = s.guest("c").await;
+    let room = a
+        .create_room(create("r", "piano"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    b.join_room(join_id(&room.id)).await.unwrap();
+    let jc = c.join_room(join_id(&room.id)).await.unwrap();
+    // Drain the join events a and b saw.
+    room_events(&mut a, 2).await;
+    room_events(&mut b, 1).await;
+
+    a.chat(&room.id, "hello").await.unwrap();
+    b.send(Body::PresenceUpdate(v1::PresenceUpdate {
+        room_id: room.id.clone(),
+        status: v1::PresenceStatus::Away as i32,
+        cursor_x: Some(0.5),
+        cursor_y: Some(0.25),
+    }))
+    .await
+    .unwrap();
+    c.game_event(&room.id, "note_on", vec![60u8, 100])
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        a.game_event(&room.id, "tick", vec![1u8]).await.unwrap();
+    }
+
+    let mut seen = Vec::new();
+    for conn in [&mut a, &mut b, &mut c] {
+        let ev = room_events(conn, 23).await;
+        let seqs: Vec<u64> = ev.iter().map(|f| f.seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "contiguous: {seqs:?}"
+        );
+        assert_eq!(seqs[0], jc.last_seq + 1);
+        seen.push(ev);
+    }
+    // Every member saw exactly the same frames.
+    assert_eq!(
+        seen[0].iter().map(|f| &f.body).collect::<Vec<_>>(),
+        seen[1].iter().map(|f| &f.body).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seen[0].iter().map(|f| &f.body).collect::<Vec<_>>(),
+        seen[2].iter().map(|f| &f.body).collect::<Vec<_>>()
+    );
+    let kinds: Vec<&str> = seen[0]
+        .iter()
+        .take(3)
+        .map(|f| match &f.body {
+            Body::ChatMessage(m) if m.text == "hello" => "chat",
+            Body::MemberUpdated(m)
+                if m.member.as_ref().unwrap().status == v1::PresenceStatus::Away as i32 =>
+            {
+                "presence"
+            }
+            Body::GameEvent(e) if e.r#type == "note_on" && e.payload.as_ref() == [60, 100] => {
+                "event"
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    // Different senders race to the room, but the three must all be there.
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["chat", "event", "presence"]);
+    match &seen[0][2].body {
+        Body::GameEvent(e) if e.r#type == "note_on" => assert!(!e.sender_id.is_empty()),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn a_watcher_may_chat_but_its_game_event_is_denied() {
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("dealer").await;
+    let (mut w, _) = s.guest("watcher").await;
+    let room = a
+        .create_room(create("table", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let jw = w
+        .join_room(v1::JoinRoom {
+            room_id: room.id.clone(),
+            role: v1::RoomRole::Watcher as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jw.your_role, v1::RoomRole::Watcher as i32);
+    let rid = w.game_event(&room.id, "play", vec![1u8]).await.unwrap();
+    let (erid, e) = next_error(&mut w).await;
+    assert_eq!((erid, code(&e)), (rid, v1::ErrorCode::Forbidden));
+    w.chat(&room.id, "nice hand").await.unwrap();
+    let ev = room_events(&mut a, 2).await; // MemberJoined, then the chat
+    assert!(matches!(&ev[1].body, Body::ChatMessage(m) if m.text == "nice hand"));
+}
+
+#[tokio::test]
+async fn a_kick_removes_the_member_and_tells_the_others() {
+    let s = TestServer::start().await;
+    let (mut owner, _) = s.guest("owner").await;
+    let (mut bad, wbad) = s.guest("troll").await;
+    let (mut other, _) = s.guest("other").await;
+    let room = owner
+        .create_room(create("r", "trivia"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    bad.join_room(join_id(&room.id)).await.unwrap();
+    other.join_room(join_id(&room.id)).await.unwrap();
+    let troll = wbad.user.unwrap().id;
+
+    // A player may not kick.
+    other
+        .send(Body::Moderate(v1::Moderate {
+            room_id: room.id.clone(),
+            user_id: troll.clone(),
+            action: v1::ModerationAction::Kick as i32,
+            reason: String::new(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&next_error(&mut other).await.1),
+        v1::ErrorCode::Forbidden
+    );
+
+    let ack = owner
+        .request(
+            Body::Moderate(v1::Moderate {
+                room_id: room.id.clone(),
+                user_id: troll.clone(),
+                action: v1::ModerationAction::Kick as i32,
+                reason: "spam".into(),
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(ack.body, Body::Ack(_)));
+
+    let left = bad
+        .wait_for(T, |f| match &f.body {
+            Body::RoomLeft(l) => Some(l.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.reason, v1::LeaveReason::Kicked as i32);
+
+    let seen = other
+        .wait_for(T, |f| match &f.body {
+            Body::MemberLeft(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (seen.user_id.as_str(), seen.reason),
+        (troll.as_str(), v1::LeaveReason::Kicked as i32)
+    );
+
+    bad.chat(&room.id, "still here?").await.unwrap();
+    assert_eq!(
+        code(&next_error(&mut bad).await.1),
+        v1::ErrorCode::NotInRoom
+    );
+}
+
+#[tokio::test]
+async fn visitors_may_only_list_and_watch_public_rooms_that_allow_guests() {
+    let s = TestServer::start().await;
+    let (mut owner, _) = s.guest("owner").await;
+    let open = owner
+        .create_room(create("open", "pool"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let closed = owner
+        .create_room(v1::CreateRoom {
+            settings: Some(v1::RoomSettings {
+                allow_guests: Some(false),
+                ..Default::default()
+            }),
+            ..create("members only", "pool")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+
+    let (mut v, w) = s.connect(None).await;
+    assert_eq!(w.user.unwrap().role, v1::GlobalRole::Visitor as i32);
+    assert!(w.resume_token.is_empty());
+    assert_eq!(v.list_rooms("pool").await.unwrap().total, 2);
+
+    let as_player = v.join_room(join_id(&open.id)).await;
+    assert!(
+        matches!(
+            as_player,
+            Err(parlor_client::ClientError::Server {
+                code: v1::ErrorCode::Unauthenticated,
+                ..
+            })
+        ),
+        "{as_player:?}"
+    );
+    let watch = |id: &str| v1::JoinRoom {
+        room_id: id.into(),
+        role: v1::RoomRole::Watcher as i32,
+        ..Default::default()
+    };
+    let barred = v.join_room(watch(&closed.id)).await;
+    assert!(
+        matches!(
+            barred,
+            Err(parlor_client::ClientError::Server {
+                code: v1::ErrorCode::Forbidden,
+                ..
+            })
+        ),
+        "{barred:?}"
+    );
+    let ok = v.join_room(watch(&open.id)).await.unwrap();
+    assert_eq!(ok.your_role, v1::RoomRole::Watcher as i32);
+
+    v.chat(&open.id, "hi").await.unwrap();
+    assert_eq!(
+        code(&next_error(&mut v).await.1),
+        v1::ErrorCode::Unauthenticated
+    );
+    let created = v.create_room(create("mine", "pool")).await;
+    assert!(matches!(
+        created,
+        Err(parlor_client::ClientError::Server {
+            code: v1::ErrorCode::Unauthenticated,
+            ..
+        })
+    ));
+
+    // The visitor still receives the room's events as a watcher.
+    owner.chat(&open.id, "welcome, watcher").await.unwrap();
+    let line = v
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(line, "welcome, watcher");
+}
+
+#[tokio::test]
+async fn join_or_create_fills_an_open_room_before_making_another() {
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("a").await;
+    let (mut b, _) = s.guest("b").await;
+    let req = |kind: &str| {
+        Body::JoinOrCreate(v1::JoinOrCreate {
+            kind: kind.into(),
+            role: 0,
+        })
+    };
+    let ra = a.request(req("trivia"), T).await.unwrap();
+    let rb = b.request(req("trivia"), T).await.unwrap();
+    let (Body::RoomJoined(ja), Body::RoomJoined(jb)) = (ra.body, rb.body) else {
+        panic!("expected RoomJoined twice");
+    };
+    assert_eq!(ja.room.unwrap().id, jb.room.as_ref().unwrap().id);
+    assert_eq!(jb.members.len(), 2);
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_gets_exactly_what_it_missed_or_a_resync() {
+    let s = TestServer::with(|c| c.rooms.retain_events = 6).await;
+    let (mut a, _) = s.guest("a").await;
+    let (mut b, wb) = s.guest("b").await;
+    let room = a
+        .create_room(create("r", "tabletop"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let jb = b.join_room(join_id(&room.id)).await.unwrap();
+    let seen = jb.last_seq;
+    b.close().await;
+
+    // b's departure (1 event) and two lines happen while it is away.
+    room_events(&mut a, 2).await; // b joined, b left
+    a.chat(&room.id, "one").await.unwrap();
+    a.chat(&room.id, "two").await.unwrap();
+    room_events(&mut a, 2).await;
+
+    let mut b2 = parlor_client::Connection::connect(&s.ws_url())
+        .await
+        .unwrap();
+    let w2 = b2.resume(&wb.resume_token).await.unwrap();
+    assert_eq!(
+        w2.user.unwrap().id,
+        wb.user.unwrap().id,
+        "resume keeps the identity"
+    );
+    let rejoined = b2
+        .join_room(v1::JoinRoom {
+            room_id: room.id.clone(),
+            last_seq: seen,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!rejoined.resync);
+    assert_eq!(rejoined.last_seq, seen);
+    let missed = room_events(&mut b2, 4).await; // left, one, two, joined again
+    let seqs: Vec<u64> = missed.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (seen + 1..=seen + 4).collect::<Vec<_>>());
+    let texts: Vec<String> = missed
+        .iter()
+        .filter_map(|f| match &f.body {
+            Body::ChatMessage(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two"]);
+
+    // Far behind the retention window: an explicit resync, never a silent gap.
+    for i in 0..10 {
+        a.chat(&room.id, &format!("m{i}")).await.unwrap();
+    }
+    room_events(&mut b2, 10).await;
+    let (mut b3, _) = s.guest("late").await;
+    let stale = b3
+        .join_room(v1::JoinRoom {
+            room_id: room.id.clone(),
+            last_seq: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(stale.resync);
+    assert!(stale.last_seq > seen + 10);
+}

@@ -1,0 +1,243 @@
+//! TestServer: a real pod on 127.0.0.1:0 in its own actix System thread, with its own
+//! data dir, plus helpers to sign in and connect clients.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use parlor_client::{v1, Body, Connection, Frame, Rest, Tokens};
+use parlor_server::Config;
+use tokio::sync::oneshot;
+
+pub(crate) const T: Duration = Duration::from_secs(5);
+
+pub(crate) struct TestServer {
+    pub(crate) public: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) cfg: Config,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// A config for tests: fast timers, small shards, data in `dir`.
+pub(crate) fn test_config(dir: &Path) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.data_dir = dir.to_path_buf();
+    cfg.server.workers = 2;
+    cfg.server.room_shards = 2;
+    cfg.server.shutdown_grace_secs = 3;
+    cfg.server.pod_name = "test-pod".into();
+    cfg.stats.flush_interval_ms = 100;
+    cfg.auth.admins = vec!["root".into()];
+    cfg
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> TestServer {
+        Self::with(|_| {}).await
+    }
+
+    pub(crate) async fn with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = test_config(dir.path());
+        tweak(&mut cfg);
+        let mut s = Self::start_config(cfg).await;
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a pod on `cfg` (whose data dir the caller owns).
+    pub(crate) async fn start_config(cfg: Config) -> TestServer {
+        cfg.validate().unwrap();
+        let public = TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let run_cfg = cfg.clone();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(parlor_server::run(
+                run_cfg,
+                parlor_server::Listeners { public, admin },
+                async move {
+                    let _ = rx.await;
+                },
+            ))
+        });
+        let s = TestServer {
+            public: public_addr,
+            admin: admin_addr,
+            cfg,
+            stop: Some(tx),
+            thread: Some(thread),
+            _dir: None,
+        };
+        // Ready once the admin port answers.
+        let rest = Rest::new(s.admin_url());
+        let mut s = s;
+        for _ in 0..200 {
+            if rest.get_json("/health/live", None).await.is_ok() {
+                return s;
+            }
+            if s.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                let res = s.thread.take().unwrap().join().unwrap();
+                panic!("test server exited: {res:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("test server did not start");
+    }
+
+    pub(crate) fn http_url(&self) -> String {
+        format!("http://{}", self.public)
+    }
+
+    pub(crate) fn admin_url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.public)
+    }
+
+    pub(crate) fn rest(&self) -> Rest {
+        Rest::new(self.http_url())
+    }
+
+    /// Stops the pod (as SIGTERM would) and waits for `run` to return.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            tokio::task::spawn_blocking(move || t.join().unwrap().unwrap())
+                .await
+                .unwrap();
+        }
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.cfg.server.data_dir.clone()
+    }
+
+    /// A guest account, connected and welcomed.
+    pub(crate) async fn guest(&self, name: &str) -> (Connection, v1::Welcome) {
+        let tokens = self.rest().guest(name).await.unwrap();
+        self.connect(Some(&tokens.access_token)).await
+    }
+
+    /// A registered account, connected and welcomed.
+    pub(crate) async fn user(&self, login: &str) -> (Connection, v1::Welcome, Tokens) {
+        let tokens = self
+            .rest()
+            .register(login, "correct horse battery", login)
+            .await
+            .unwrap();
+        let (c, w) = self.connect(Some(&tokens.access_token)).await;
+        (c, w, tokens)
+    }
+
+    pub(crate) async fn connect(&self, token: Option<&str>) -> (Connection, v1::Welcome) {
+        let mut c = Connection::connect(&self.ws_url()).await.unwrap();
+        let w = c.hello(token).await.unwrap();
+        (c, w)
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        reqwest_text(&format!("{}/metrics", self.admin_url())).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn reqwest_text(url: &str) -> String {
+    // The metrics endpoint is text, not JSON; a raw HTTP/1.0 GET keeps the test honest.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = url.strip_prefix("http://").unwrap();
+    let (host, path) = url.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of one metric line (name with labels, exactly as rendered), or 0.
+pub(crate) fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+pub(crate) fn create(name: &str, kind: &str) -> v1::CreateRoom {
+    v1::CreateRoom {
+        name: name.into(),
+        kind: kind.into(),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn join_id(id: &str) -> v1::JoinRoom {
+    v1::JoinRoom {
+        room_id: id.into(),
+        ..Default::default()
+    }
+}
+
+/// The next frame that is an Error (others are skipped but kept queued).
+pub(crate) async fn next_error(c: &mut Connection) -> (u64, v1::Error) {
+    c.wait_for(T, |f| match &f.body {
+        Body::Error(e) => Some((f.request_id, e.clone())),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+pub(crate) fn code(e: &v1::Error) -> v1::ErrorCode {
+    v1::ErrorCode::try_from(e.code).unwrap()
+}
+
+/// Room events (seq > 0) until `n` have arrived.
+pub(crate) async fn room_events(c: &mut Connection, n: usize) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let f = c.next_frame(T).await.unwrap();
+        if f.seq > 0 {
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// Waits for the server to close the socket and returns the close code.
+pub(crate) async fn close_code(c: &mut Connection) -> Option<u16> {
+    loop {
+        match c.next_frame(T).await {
+            Ok(_) => continue,
+            Err(parlor_client::ClientError::Closed { code, .. }) => return code,
+            Err(e) => panic!("expected a close, got {e:?}"),
+        }
+    }
+}
