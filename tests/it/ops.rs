@@ -238,16 +238,20 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
     })
     .await;
     // A raw socket that completes the handshake and then never reads or answers pings.
-    let (mut ws, _) = parlor_client::tungstenite::client::connect(format!("ws://{}/ws", s.public))
-        .map(|(ws, r)| (ws, r))
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(Duration::from_millis(900));
-    let mut code = None;
-    while let Ok(msg) = ws.read() {
-        if let parlor_client::tungstenite::Message::Close(Some(f)) = msg {
-            code = Some(u16::from(f.code));
+    let url = format!("ws://{}/ws", s.public);
+    let code = tokio::task::spawn_blocking(move || {
+        let (mut ws, _) = parlor_client::tungstenite::client::connect(url).unwrap();
+        std::thread::sleep(Duration::from_millis(900));
+        let mut code = None;
+        while let Ok(msg) = ws.read() {
+            if let parlor_client::tungstenite::Message::Close(Some(f)) = msg {
+                code = Some(u16::from(f.code));
+            }
         }
-    }
+        code
+    })
+    .await
+    .unwrap();
     assert_eq!(code, Some(4004));
     let _ = Connection::connect(&s.ws_url()).await.unwrap(); // the pod is fine
 }
@@ -350,8 +354,9 @@ async fn a_panic_reaches_sentry() {
                     }
                 }
             }
+            // One request per connection, so that no keep-alive request goes unread.
             let _ = sock
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
                 .await;
             all.extend_from_slice(&buf);
             let text = String::from_utf8_lossy(&all).to_string();

@@ -10,7 +10,7 @@ mod broker;
 mod directory;
 mod presence;
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use broker::{Broker, EventSink, MemoryBroker, Replay, Retention, SubscriptionId};
 pub use directory::{MemoryDirectory, RoomDirectory};
@@ -33,20 +33,17 @@ pub enum ClusterError {
     NoSuchRoom,
 }
 
-/// Picks implementations by name from config; an unknown name is an error.
-pub fn memory_backends(
-    kind: &str,
-    retention: Retention,
-) -> Result<(
-    std::sync::Arc<dyn Broker>,
-    std::sync::Arc<dyn RoomDirectory>,
-    std::sync::Arc<dyn Presence>,
-)> {
+/// The three shared contracts a pod runs on.
+pub type Backends = (Arc<dyn Broker>, Arc<dyn RoomDirectory>, Arc<dyn Presence>);
+
+/// Picks implementations by name from config (`memory`; `redis` arrives with the cluster
+/// issue); an unknown name is an error.
+pub fn backends(kind: &str, retention: Retention) -> Result<Backends> {
     match kind {
         "memory" => Ok((
-            std::sync::Arc::new(MemoryBroker::new(retention)),
-            std::sync::Arc::new(MemoryDirectory::default()),
-            std::sync::Arc::new(MemoryPresence::default()),
+            Arc::new(MemoryBroker::new(retention)),
+            Arc::new(MemoryDirectory::default()),
+            Arc::new(MemoryPresence::default()),
         )),
         other => Err(ClusterError::Unavailable(format!(
             "unknown cluster kind {other:?} (expected \"memory\")"

@@ -133,7 +133,7 @@ pub struct LimitsConfig {
 }
 
 /// Names an implementation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendConfig {
     /// Implementation name.
@@ -241,14 +241,6 @@ impl Default for LimitsConfig {
             chat_bytes: l.chat_bytes,
             event_payload_bytes: l.event_payload_bytes,
             max_members: l.max_members,
-        }
-    }
-}
-
-impl Default for BackendConfig {
-    fn default() -> Self {
-        Self {
-            kind: String::new(),
         }
     }
 }
@@ -391,7 +383,10 @@ mod tests {
 
             jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "lots");
             let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
-            assert!(err.to_string().contains("outbound_queue"), "{err}");
+            assert!(
+                err.to_string().to_lowercase().contains("ws.outbound_queue"),
+                "{err}"
+            );
 
             jail.clear_env();
             jail.create_file("bad.toml", "[server]\nworkerz = 1\n")?;

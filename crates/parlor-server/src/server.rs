@@ -98,7 +98,7 @@ pub async fn run(
         age: Duration::from_secs(cfg.rooms.retain_secs),
     };
     let (broker, directory, presence) =
-        parlor_cluster::memory_backends(&cfg.cluster.kind, retention).context("cluster")?;
+        parlor_cluster::backends(&cfg.cluster.kind, retention).context("cluster")?;
 
     for mut room in store
         .load_rooms()
@@ -137,7 +137,7 @@ pub async fn run(
         stats: stats.clone(),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
-    let rooms = RoomManager::new(deps, handles).start();
+    let rooms = Supervisor::start(move |_| RoomManager::new(deps, handles));
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
