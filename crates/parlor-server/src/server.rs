@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr, Arbiter, Supervisor};
+use actix::{Addr, Arbiter, Supervisor};
 use actix_web::{web::Data, App, HttpServer};
 use anyhow::Context as _;
 use parlor_cluster::{Retention, RoomDirectory};
