@@ -405,7 +405,11 @@ mod readme {
         match v.as_object() {
             Some(map) if !map.is_empty() => {
                 for (k, v) in map {
-                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     keys(&path, v, out);
                 }
             }
@@ -417,10 +421,17 @@ mod readme {
     fn readme_lists_every_key() {
         let readme = include_str!("../../../README.md");
         let mut all = Vec::new();
-        keys("", &serde_json::to_value(Config::default()).unwrap(), &mut all);
+        keys(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut all,
+        );
         assert!(all.len() > 30);
         for k in all {
-            assert!(readme.contains(&format!("| `{k}` |")), "README.md lacks config key `{k}`");
+            assert!(
+                readme.contains(&format!("| `{k}` |")),
+                "README.md lacks config key `{k}`"
+            );
         }
     }
 }
