@@ -309,3 +309,39 @@ async fn malformed_and_oversized_rest_bodies_get_json_errors() {
     assert!(big.starts_with("HTTP/1.0 413"), "{big}");
     assert!(big.contains("\"code\":\"BODY_TOO_LARGE\""), "{big}");
 }
+
+#[tokio::test]
+async fn a_frame_flood_of_any_kind_is_limited_per_connection() {
+    let s = TestServer::with(|c| {
+        c.ws.max_frames_per_sec = 10;
+        c.ws.flood_strikes = 15;
+    })
+    .await;
+    let (mut c, _) = s.guest("pinger").await;
+    for _ in 0..100 {
+        if c.send(Body::Ping(v1::Ping::default())).await.is_err() {
+            break;
+        }
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    let close = loop {
+        match c.next_frame(T).await {
+            Ok(f) => match f.body {
+                Body::Pong(_) => pongs += 1,
+                Body::Error(e) => {
+                    assert_eq!(code(&e), v1::ErrorCode::RateLimited);
+                    limited += 1;
+                }
+                other => panic!("{other:?}"),
+            },
+            Err(ClientError::Closed { code, .. }) => break code,
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    assert_eq!(close, Some(4029));
+    assert!(
+        (19..=21).contains(&pongs),
+        "the burst (2 x 10) was served: {pongs}"
+    );
+    assert_eq!(limited, 15);
+}

@@ -173,7 +173,11 @@ async fn draining_tells_clients_to_reconnect_then_closes_with_1001() {
 
 #[tokio::test]
 async fn a_slow_consumer_is_closed_and_the_room_does_not_wait_for_it() {
-    let s = TestServer::with(|c| c.ws.outbound_queue = 16).await;
+    let s = TestServer::with(|c| {
+        c.ws.outbound_queue = 16;
+        c.ws.max_frames_per_sec = 100_000;
+    })
+    .await;
     let (mut sender, _) = s.guest("sender").await;
     let (mut fast, _) = s.guest("fast").await;
     let (mut slow, _) = s.guest("slow").await;

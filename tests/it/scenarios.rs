@@ -1,6 +1,6 @@
 //! Game-client scenarios from the foundation issue, end to end.
 
-use parlor_client::{v1, Body};
+use parlor_client::{v1, Body, ClientError};
 
 use super::support::*;
 
@@ -439,4 +439,224 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed_or_a_resync() {
         .unwrap();
     assert!(stale.resync);
     assert!(stale.last_seq > seen + 10);
+}
+
+#[tokio::test]
+async fn owners_update_settings_mute_and_ban_and_members_see_it() {
+    let s = TestServer::start().await;
+    let (mut owner, _, _) = s.user("host").await;
+    let (mut p, wp, _) = s.user("player1").await;
+    let room = owner
+        .create_room(create("quiz", "trivia"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    p.join_room(join_id(&room.id)).await.unwrap();
+    let pid = wp.user.unwrap().id;
+
+    let upd = |settings: v1::RoomSettings| {
+        Body::UpdateRoom(v1::UpdateRoom {
+            room_id: room.id.clone(),
+            name: Some("Quiz night".into()),
+            settings: Some(settings),
+            ..Default::default()
+        })
+    };
+    let denied = p.request(upd(v1::RoomSettings::default()), T).await;
+    assert!(
+        matches!(
+            denied,
+            Err(ClientError::Server {
+                code: v1::ErrorCode::Forbidden,
+                ..
+            })
+        ),
+        "{denied:?}"
+    );
+    let ack = owner
+        .request(
+            upd(v1::RoomSettings {
+                allow_chat: Some(false),
+                ..Default::default()
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(ack.body, Body::Ack(_)));
+    let updated = p
+        .wait_for(T, |f| match &f.body {
+            Body::RoomUpdated(u) => Some(u.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(updated.room.unwrap().name, "Quiz night");
+    assert_eq!(updated.settings.unwrap().allow_chat, Some(false));
+    p.chat(&room.id, "can I talk?").await.unwrap();
+    assert_eq!(
+        code(&next_error(&mut p).await.1),
+        v1::ErrorCode::ChatDisabled
+    );
+
+    owner
+        .request(
+            upd(v1::RoomSettings {
+                allow_chat: Some(true),
+                ..Default::default()
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    let moderate = |action: v1::ModerationAction| {
+        Body::Moderate(v1::Moderate {
+            room_id: room.id.clone(),
+            user_id: pid.clone(),
+            action: action as i32,
+            reason: String::new(),
+        })
+    };
+    owner
+        .request(moderate(v1::ModerationAction::Mute), T)
+        .await
+        .unwrap();
+    let muted = p
+        .wait_for(T, |f| match &f.body {
+            Body::MemberUpdated(m) if m.member.as_ref().unwrap().muted => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(muted.is_ok());
+    p.chat(&room.id, "hello?").await.unwrap();
+    assert_eq!(code(&next_error(&mut p).await.1), v1::ErrorCode::Muted);
+    owner
+        .request(moderate(v1::ModerationAction::Unmute), T)
+        .await
+        .unwrap();
+    p.chat(&room.id, "thanks").await.unwrap();
+    let heard = owner
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(m) => Some(m.text.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(heard, "thanks");
+
+    owner
+        .request(moderate(v1::ModerationAction::Ban), T)
+        .await
+        .unwrap();
+    let left = p
+        .wait_for(T, |f| match &f.body {
+            Body::RoomLeft(l) => Some(l.reason),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, v1::LeaveReason::Banned as i32);
+    let back = p.join_room(join_id(&room.id)).await;
+    assert!(
+        matches!(
+            back,
+            Err(ClientError::Server {
+                code: v1::ErrorCode::Banned,
+                ..
+            })
+        ),
+        "{back:?}"
+    );
+}
+
+#[tokio::test]
+async fn private_messages_and_targeted_events_reach_only_their_target() {
+    let s = TestServer::start().await;
+    let (mut a, wa, _) = s.user("alice").await;
+    let (mut b, wb, _) = s.user("bobby").await;
+    let (mut c, _) = s.guest("carol").await;
+    let bid = wb.user.unwrap().id;
+    let aid = wa.user.unwrap().id;
+
+    a.send(Body::Chat(v1::Chat {
+        to_user_id: bid.clone(),
+        text: "psst".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let dm = b
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            dm.text.as_str(),
+            dm.from_user_id.as_str(),
+            dm.room_id.as_str()
+        ),
+        ("psst", aid.as_str(), "")
+    );
+    // Guests may not send private messages; nobody online is a typed error.
+    c.send(Body::Chat(v1::Chat {
+        to_user_id: bid.clone(),
+        text: "hi".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    assert_eq!(code(&next_error(&mut c).await.1), v1::ErrorCode::Forbidden);
+    a.send(Body::Chat(v1::Chat {
+        to_user_id: "u_offline".into(),
+        text: "hi".into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        code(&next_error(&mut a).await.1),
+        v1::ErrorCode::UserNotFound
+    );
+
+    let room = a
+        .create_room(create("dice", "tabletop"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    b.join_room(join_id(&room.id)).await.unwrap();
+    c.join_room(join_id(&room.id)).await.unwrap();
+    a.send(Body::GameEvent(v1::GameEvent {
+        room_id: room.id.clone(),
+        r#type: "secret_roll".into(),
+        payload: vec![6u8].into(),
+        target_user_id: bid.clone(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    a.chat(&room.id, "rolled").await.unwrap();
+    let got = b
+        .wait_for(T, |f| match &f.body {
+            Body::GameEvent(e) => Some((f.seq, e.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.0, 0, "targeted events are outside the room sequence");
+    assert_eq!(got.1.sender_id, aid);
+    // Carol sees the chat that followed but never the targeted event.
+    let seen_by_carol = c
+        .wait_for(T, |f| match &f.body {
+            Body::GameEvent(_) => Some(false),
+            Body::ChatMessage(m) if m.text == "rolled" => Some(true),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert!(seen_by_carol);
 }

@@ -760,6 +760,10 @@ impl Actor for RoomActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.closed {
+            // Closed for good: stay idle until the last address is dropped.
+            return;
+        }
         if self.room.is_none() {
             // Restarted after a panic: the directory holds the truth.
             let deps = self.deps.clone();
@@ -774,10 +778,12 @@ impl Actor for RoomActor {
                         }
                         Ok(None) => {
                             act.closed = true;
+                            for t in act.timers.drain(..) {
+                                ctx.cancel_future(t);
+                            }
                             act.manager.do_send(Closed {
                                 room_id: act.id.clone(),
                             });
-                            ctx.stop();
                         }
                         Err(e) => {
                             tracing::error!(room_id = %act.id, error = %e, "reload failed");
@@ -817,12 +823,6 @@ impl Actor for RoomActor {
     fn stopping(&mut self, ctx: &mut Context<Self>) -> actix::Running {
         self.flush(ctx);
         actix::Running::Stop
-    }
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        if self.closed {
-            self.deps.metrics.rooms.dec();
-        }
     }
 }
 

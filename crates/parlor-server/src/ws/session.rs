@@ -67,6 +67,8 @@ pub(crate) struct WsSession {
     rooms: HashMap<RoomId, Addr<RoomActor>>,
     last_seen: Instant,
     closing: bool,
+    frames: parlor_core::TokenBucket,
+    strikes: u32,
 }
 
 /// GET /ws: upgrades to a WebSocket. A token in `?token=` or `Authorization: Bearer` is
@@ -92,6 +94,7 @@ pub(crate) async fn ws_route(
         .aggregate_continuations()
         .max_continuation_size(max);
     let id = new_id("s_");
+    let rate = shared.cfg.ws.max_frames_per_sec;
     WsSession::create(move |ctx| {
         let addr = ctx.address();
         let outbox = outbox::start(
@@ -110,6 +113,8 @@ pub(crate) async fn ws_route(
             rooms: HashMap::new(),
             last_seen: Instant::now(),
             closing: false,
+            frames: parlor_core::TokenBucket::new(rate, rate.saturating_mul(2), Instant::now()),
+            strikes: 0,
         }
     });
     Ok(response)
@@ -308,6 +313,19 @@ impl WsSession {
             .frames_in
             .with_label_values(&[name])
             .inc();
+        if !self.frames.try_take(started) {
+            self.strikes += 1;
+            self.error(
+                request_id,
+                ErrorCode::RateLimited,
+                "too many frames; slow down",
+            );
+            if self.strikes >= self.shared.cfg.ws.flood_strikes {
+                self.close_with(ctx, close::FLOOD, "flooding after rate limit");
+            }
+            return;
+        }
+        self.strikes = 0;
         self.dispatch(request_id, body, ctx);
         self.shared
             .metrics
