@@ -23,6 +23,13 @@ macro_rules! string_id {
             }
         }
 
+        // Lets maps keyed by id be searched with a &str, without allocating.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
                 Self(s.to_owned())

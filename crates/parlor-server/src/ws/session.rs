@@ -427,65 +427,30 @@ impl WsSession {
                 }));
             }
             Body::UpdateRoom(req) => {
-                let Some(room) = self.joined(rid, &req.room_id) else {
-                    return;
-                };
-                room.do_send(rooms::Act {
-                    user_id: who.user_id,
-                    session_id: self.id.clone(),
-                    request_id: rid,
-                    reply: self.outbox.clone(),
-                    action: rooms::Action::Update(req),
-                });
+                if let Some(room) = self.joined(rid, &req.room_id) {
+                    self.act(&room, rid, who, rooms::Action::Update(req));
+                }
             }
             Body::Moderate(req) => {
-                let Some(room) = self.joined(rid, &req.room_id) else {
-                    return;
-                };
-                room.do_send(rooms::Act {
-                    user_id: who.user_id,
-                    session_id: self.id.clone(),
-                    request_id: rid,
-                    reply: self.outbox.clone(),
-                    action: rooms::Action::Moderate(req),
-                });
+                if let Some(room) = self.joined(rid, &req.room_id) {
+                    self.act(&room, rid, who, rooms::Action::Moderate(req));
+                }
             }
             Body::Chat(req) if req.room_id.is_empty() => self.private_chat(rid, who, req, ctx),
             Body::Chat(req) => {
-                let Some(room) = self.joined(rid, &req.room_id) else {
-                    return;
-                };
-                room.do_send(rooms::Act {
-                    user_id: who.user_id,
-                    session_id: self.id.clone(),
-                    request_id: rid,
-                    reply: self.outbox.clone(),
-                    action: rooms::Action::Chat(req.text),
-                });
+                if let Some(room) = self.joined(rid, &req.room_id) {
+                    self.act(&room, rid, who, rooms::Action::Chat(req.text));
+                }
             }
             Body::GameEvent(ev) => {
-                let Some(room) = self.joined(rid, &ev.room_id) else {
-                    return;
-                };
-                room.do_send(rooms::Act {
-                    user_id: who.user_id,
-                    session_id: self.id.clone(),
-                    request_id: rid,
-                    reply: self.outbox.clone(),
-                    action: rooms::Action::Event(ev),
-                });
+                if let Some(room) = self.joined(rid, &ev.room_id) {
+                    self.act(&room, rid, who, rooms::Action::Event(ev));
+                }
             }
             Body::PresenceUpdate(p) => {
-                let Some(room) = self.joined(rid, &p.room_id) else {
-                    return;
-                };
-                room.do_send(rooms::Act {
-                    user_id: who.user_id,
-                    session_id: self.id.clone(),
-                    request_id: rid,
-                    reply: self.outbox.clone(),
-                    action: rooms::Action::Presence(p),
-                });
+                if let Some(room) = self.joined(rid, &p.room_id) {
+                    self.act(&room, rid, who, rooms::Action::Presence(p));
+                }
             }
             Body::Hello(_) => {}
             _ => self.error(
@@ -496,8 +461,19 @@ impl WsSession {
         }
     }
 
+    /// Hands a member's action to its room; the room answers errors itself.
+    fn act(&self, room: &Addr<RoomActor>, rid: u64, who: Identity, action: rooms::Action) {
+        room.do_send(rooms::Act {
+            user_id: who.user_id,
+            session_id: self.id.clone(),
+            request_id: rid,
+            reply: self.outbox.clone(),
+            action,
+        });
+    }
+
     fn joined(&self, rid: u64, room_id: &str) -> Option<Addr<RoomActor>> {
-        let room = self.rooms.get(&RoomId(room_id.to_owned())).cloned();
+        let room = self.rooms.get(room_id).cloned();
         if room.is_none() {
             self.error(rid, ErrorCode::NotInRoom, "you are not in that room");
         }
