@@ -173,8 +173,14 @@ async fn forged_expired_and_orphaned_tokens_are_refused() {
     rest.get_json("/api/v1/me", Some(&doomed.access_token))
         .await
         .unwrap();
+    let (mut live, _) = s.connect(Some(&doomed.access_token)).await;
     let del = reqwest_delete(&s, "/api/v1/me", &doomed.access_token).await;
     assert_eq!(del, 204);
+    assert_eq!(
+        close_code(&mut live).await,
+        Some(4002),
+        "live sessions end with the account"
+    );
     let mut conn = Connection::connect(&s.ws_url()).await.unwrap();
     match conn.hello(Some(&doomed.access_token)).await {
         Err(ClientError::Server { code, .. }) => assert_eq!(code, v1::ErrorCode::TokenInvalid),

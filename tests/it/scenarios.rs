@@ -386,8 +386,10 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed_or_a_resync() {
     let seen = jb.last_seq;
     b.close().await;
 
-    // b's departure (1 event) and two lines happen while it is away.
-    room_events(&mut a, 2).await; // b joined, b left
+    // b's seat is held (it shows as away) while two lines are said.
+    let away = room_events(&mut a, 2).await; // b joined, b away
+    assert!(matches!(&away[1].body, Body::MemberUpdated(m)
+        if m.member.as_ref().unwrap().status == v1::PresenceStatus::Away as i32));
     a.chat(&room.id, "one").await.unwrap();
     a.chat(&room.id, "two").await.unwrap();
     room_events(&mut a, 2).await;
@@ -410,8 +412,13 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed_or_a_resync() {
         .await
         .unwrap();
     assert!(!rejoined.resync);
+    assert!(rejoined.resumed);
+    assert!(
+        rejoined.members.is_empty(),
+        "a resumed join carries no snapshot"
+    );
     assert_eq!(rejoined.last_seq, seen);
-    let missed = room_events(&mut b2, 4).await; // left, one, two, joined again
+    let missed = room_events(&mut b2, 4).await; // away, one, two, back online
     let seqs: Vec<u64> = missed.iter().map(|f| f.seq).collect();
     assert_eq!(seqs, (seen + 1..=seen + 4).collect::<Vec<_>>());
     let texts: Vec<String> = missed
@@ -422,6 +429,8 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed_or_a_resync() {
         })
         .collect();
     assert_eq!(texts, ["one", "two"]);
+    assert!(matches!(&missed[3].body, Body::MemberUpdated(m)
+        if m.member.as_ref().unwrap().status == v1::PresenceStatus::Online as i32));
 
     // Far behind the retention window: an explicit resync, never a silent gap.
     for i in 0..10 {
@@ -659,4 +668,72 @@ async fn private_messages_and_targeted_events_reach_only_their_target() {
         .await
         .unwrap();
     assert!(seen_by_carol);
+}
+
+#[tokio::test]
+async fn a_dropped_member_keeps_the_seat_for_the_grace_period_only() {
+    let s = TestServer::with(|c| c.rooms.reconnect_grace_secs = 1).await;
+    let (mut owner, _) = s.guest("owner").await;
+    let room = owner
+        .create_room(v1::CreateRoom {
+            password: "pw".into(),
+            max_members: 2,
+            ..create("held", "cards")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let (mut p, wp) = s.guest("player").await;
+    p.join_room(v1::JoinRoom {
+        room_id: room.id.clone(),
+        password: "pw".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    p.close().await;
+    // The seat is held: a third user finds the room full.
+    let (mut third, _) = s.guest("third").await;
+    let full = third
+        .join_room(v1::JoinRoom {
+            room_id: room.id.clone(),
+            password: "pw".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(
+            full,
+            Err(ClientError::Server {
+                code: v1::ErrorCode::RoomFull,
+                ..
+            })
+        ),
+        "{full:?}"
+    );
+    // Back within the grace period: no password needed, same seat.
+    let mut back = parlor_client::Connection::connect(&s.ws_url())
+        .await
+        .unwrap();
+    back.resume(&wp.resume_token).await.unwrap();
+    back.join_room(join_id(&room.id)).await.unwrap();
+    back.close().await;
+    // Gone for longer than the grace period: the seat is freed and the room is told.
+    let left = owner
+        .wait_for(T, |f| match &f.body {
+            Body::MemberLeft(m) => Some(m.reason),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, v1::LeaveReason::Disconnected as i32);
+    third
+        .join_room(v1::JoinRoom {
+            room_id: room.id.clone(),
+            password: "pw".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }

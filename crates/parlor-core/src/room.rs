@@ -246,7 +246,8 @@ impl Room {
             is_owner.then_some(RoomRole::Owner),
             &self.policy(),
         )?;
-        if self.bans.contains(user) {
+        // Staff are never locked out: an owner cannot ban the people who moderate owners.
+        if self.bans.contains(user) && !global.is_staff() {
             return Err(CoreError::new(
                 ErrorCode::Banned,
                 "you are banned from this room",

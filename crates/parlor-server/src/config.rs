@@ -117,8 +117,12 @@ pub struct RoomsConfig {
     pub retain_events: usize,
     /// Oldest event kept for replay. Default 120 s.
     pub retain_secs: u64,
-    /// A non-persistent room nobody has joined closes after this. Default 300 s.
+    /// A non-persistent room created with nobody in it closes after this unless someone
+    /// joins. (A room closes as soon as its last member leaves.) Default 300 s.
     pub empty_room_ttl_secs: u64,
+    /// A member whose socket drops keeps their seat, marked away, this long; 0 frees it at
+    /// once. Default 30 s.
+    pub reconnect_grace_secs: u64,
 }
 
 /// Size limits on client input.
@@ -233,6 +237,7 @@ impl Default for RoomsConfig {
             retain_events: 256,
             retain_secs: 120,
             empty_room_ttl_secs: 300,
+            reconnect_grace_secs: 30,
         }
     }
 }

@@ -73,6 +73,27 @@ pub(crate) struct Drain {
     pub(crate) reason: String,
 }
 
+/// Closes every local session of a user (the account was deleted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct CloseUser {
+    pub(crate) user_id: UserId,
+}
+
+impl Handler<CloseUser> for ConnectionManager {
+    type Result = ();
+    fn handle(&mut self, msg: CloseUser, _: &mut Context<Self>) {
+        for id in self.by_user.get(&msg.user_id).into_iter().flatten() {
+            if let Some(e) = self.sessions.get(id) {
+                e.notify.do_send(SessionNotice::Close {
+                    code: parlor_protocol::close::AUTH_FAILED,
+                    reason: "account deleted".into(),
+                });
+            }
+        }
+    }
+}
+
 /// How many sessions are open.
 #[derive(Message)]
 #[rtype(result = "usize")]

@@ -338,7 +338,13 @@ async fn me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
 
 async fn delete_me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
     let me = caller(&req, &shared).await?;
-    shared.users.send(users::DeleteUser { id: me.id }).await??;
+    shared
+        .users
+        .send(users::DeleteUser { id: me.id.clone() })
+        .await??;
+    shared
+        .conns
+        .do_send(crate::connections::CloseUser { user_id: me.id });
     Ok(HttpResponse::NoContent().finish())
 }
 

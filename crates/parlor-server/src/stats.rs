@@ -48,10 +48,13 @@ impl StatsTracker {
         self.metrics.stats_pending.set(self.pending.len() as i64);
     }
 
+    /// Takes everything pending into one write; `force` writes even while another write is
+    /// in flight (the store adds, so two writes commute).
     fn write(
         &mut self,
+        force: bool,
     ) -> Option<impl std::future::Future<Output = (Vec<StatsDelta>, bool)> + use<>> {
-        if self.pending.is_empty() || self.writing {
+        if self.pending.is_empty() || (self.writing && !force) {
             return None;
         }
         self.writing = true;
@@ -78,7 +81,7 @@ impl Actor for StatsTracker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.every, |act, ctx| {
-            if let Some(fut) = act.write() {
+            if let Some(fut) = act.write(false) {
                 ctx.spawn(fut.into_actor(act).map(|(batch, ok), act, _| {
                     act.writing = false;
                     if !ok {
@@ -115,8 +118,8 @@ pub(crate) struct Flush;
 impl Handler<Flush> for StatsTracker {
     type Result = ResponseActFuture<Self, bool>;
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        match self.write() {
-            None => Box::pin(actix::fut::ready(!self.writing || self.pending.is_empty())),
+        match self.write(true) {
+            None => Box::pin(actix::fut::ready(true)),
             Some(fut) => Box::pin(fut.into_actor(self).map(|(batch, ok), act, _| {
                 act.writing = false;
                 if !ok {

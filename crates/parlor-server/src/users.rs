@@ -58,6 +58,8 @@ pub(crate) struct UserManager {
     cfg: Config,
     metrics: Arc<Metrics>,
     cache: HashMap<UserId, UserRecord>,
+    /// Accounts deleted through this pod, so that a lookup racing the delete is refused.
+    deleted: std::collections::HashSet<UserId>,
 }
 
 impl UserManager {
@@ -73,6 +75,7 @@ impl UserManager {
             cfg,
             metrics,
             cache: HashMap::new(),
+            deleted: std::collections::HashSet::new(),
         }
     }
 
@@ -156,10 +159,14 @@ impl Handler<CheckUser> for UserManager {
             async move { store.get_user(&msg.id).await }
                 .into_actor(self)
                 .map(|res, act, _| match res? {
-                    Some(user) => {
+                    Some(user) if !act.deleted.contains(&user.id) => {
                         act.remember(&user);
                         Ok(user)
                     }
+                    Some(_) => Err(ApiError::new(
+                        ErrorCode::TokenInvalid,
+                        "the account no longer exists",
+                    )),
                     None => Err(ApiError::new(
                         ErrorCode::TokenInvalid,
                         "the account no longer exists",
@@ -464,17 +471,28 @@ pub(crate) struct DeleteUser {
 }
 
 impl Handler<DeleteUser> for UserManager {
-    type Result = ResponseFuture<ApiResult<()>>;
+    type Result = ResponseActFuture<Self, ApiResult<()>>;
 
     fn handle(&mut self, msg: DeleteUser, _: &mut Context<Self>) -> Self::Result {
-        self.cache.remove(&msg.id);
         let store = self.store.clone();
-        Box::pin(async move {
-            if store.delete_user(&msg.id).await? {
-                Ok(())
-            } else {
-                Err(ApiError::new(ErrorCode::UserNotFound, "no such account"))
-            }
-        })
+        let id = msg.id.clone();
+        Box::pin(
+            async move { store.delete_user(&msg.id).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    // Forget the account only once the store no longer has it, so that a
+                    // lookup racing the delete cannot cache it again.
+                    act.cache.remove(&id);
+                    if act.deleted.len() >= CACHE_MAX {
+                        act.deleted.clear();
+                    }
+                    act.deleted.insert(id);
+                    if res? {
+                        Ok(())
+                    } else {
+                        Err(ApiError::new(ErrorCode::UserNotFound, "no such account"))
+                    }
+                }),
+        )
     }
 }

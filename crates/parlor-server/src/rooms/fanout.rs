@@ -30,9 +30,12 @@ impl LocalFanout {
     /// Adds or replaces a member's outbox.
     pub(crate) fn insert(&self, user: UserId, outbox: Outbox) {
         let mut m = self.lock();
+        let before = m.len();
         m.retain(|(u, _)| u != &user);
+        if m.len() == before {
+            self.metrics.members.inc();
+        }
         m.push((user, outbox));
-        self.metrics.members.inc();
     }
 
     /// Removes a member; returns whether it was there.

@@ -58,6 +58,7 @@ impl RoomManager {
             if addr.connected() {
                 return addr.clone();
             }
+            self.deps.metrics.rooms.dec();
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);

@@ -6,9 +6,16 @@
 //!   seq and delivers it to each subscribed pod's LocalFanout.
 //! - A joiner gets RoomJoined (snapshot at `last_seq`) and any replay before it is added to
 //!   the fan-out, inside one `AtomicResponse`, so it sees every later event exactly once.
-//! - A panic inside a handler is caught, counted and reported; the actor stops, its
-//!   Supervisor restarts it, and `restarting` reloads the room from the directory. Local
-//!   members and their outboxes are pod-local state and survive the restart.
+//! - A panic inside a handler is caught at the handler boundary, counted and reported (the
+//!   Sentry panic hook still fires). The actor then restarts in place: it drops its cached
+//!   room and reloads it from the directory inside `ctx.wait`, so no later message is
+//!   handled against a half-updated room. It does not stop, because a stopped actix context
+//!   drops its spawned work and keeps draining its mailbox until the Supervisor restarts it.
+//!   Local members and their outboxes are pod-local state and survive.
+//! - Directory and store writes go through one ordered writer task per room, detached from
+//!   the actor's context, so a restart loses none and a reload first waits for them.
+//! - A member whose socket drops keeps their seat, marked away, for
+//!   `rooms.reconnect_grace_secs`; rejoining in time needs no password and keeps the role.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -18,8 +25,8 @@ use std::{
 };
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
-    Message, Recipient, SpawnHandle, Supervised, WrapFuture,
+    Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
+    Recipient, SpawnHandle, Supervised, WrapFuture,
 };
 use parlor_cluster::{Replay, SubscriptionId};
 use parlor_core::{
@@ -32,6 +39,7 @@ use parlor_protocol::{
     ErrorCode,
 };
 use parlor_store::{ChatRecord, Stats, StatsDelta, StatsSubject};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     fanout::LocalFanout,
@@ -109,6 +117,48 @@ pub(crate) struct Act {
     pub(crate) action: Action,
 }
 
+/// A write the room's writer task applies, in order.
+enum Write {
+    /// The room into the directory; also into the store when persistent.
+    Put(Box<Room>),
+    /// Chat lines into a persistent room's history.
+    Chat(Vec<ChatRecord>),
+    /// Answers once every earlier write is done.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Starts a room's writer on the current arbiter, outside any actor context.
+fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    actix::spawn(async move {
+        while let Some(w) = rx.recv().await {
+            match w {
+                Write::Put(room) => {
+                    if let Err(e) = deps.directory.put(&room).await {
+                        tracing::warn!(room_id = %id, error = %e, "directory write failed");
+                    }
+                    if room.info.persistent {
+                        let mut durable = *room;
+                        durable.members.clear();
+                        if let Err(e) = deps.store.save_room(&durable).await {
+                            tracing::warn!(room_id = %id, error = %e, "store write failed");
+                        }
+                    }
+                }
+                Write::Chat(lines) => {
+                    if let Err(e) = deps.store.append_chat(&id, &lines).await {
+                        tracing::warn!(room_id = %id, error = %e, "chat history write failed");
+                    }
+                }
+                Write::Barrier(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    });
+    tx
+}
+
 struct Local {
     session_id: String,
     outbox: Outbox,
@@ -131,10 +181,13 @@ pub(crate) struct RoomActor {
     pending_stats: HashMap<StatsSubject, Stats>,
     closed: bool,
     timers: Vec<SpawnHandle>,
+    writer: mpsc::UnboundedSender<Write>,
+    away: HashMap<UserId, SpawnHandle>,
 }
 
 impl RoomActor {
     pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
+        let writer = spawn_writer(deps.clone(), room.info.id.clone());
         Self {
             id: room.info.id.clone(),
             room: Some(room),
@@ -148,6 +201,8 @@ impl RoomActor {
             pending_stats: HashMap::new(),
             closed: false,
             timers: Vec::new(),
+            writer,
+            away: HashMap::new(),
         }
     }
 
@@ -166,7 +221,8 @@ impl RoomActor {
                     .actor_restarts
                     .with_label_values(&["room"])
                     .inc();
-                ctx.stop();
+                self.room = None;
+                self.reload(ctx);
                 None
             }
         }
@@ -178,26 +234,56 @@ impl RoomActor {
         }
     }
 
-    fn persist(&self, ctx: &mut Context<Self>) {
-        let Some(room) = self.room.clone() else {
-            return;
-        };
+    fn persist(&self) {
+        if let Some(room) = &self.room {
+            let _ = self.writer.send(Write::Put(Box::new(room.clone())));
+        }
+    }
+
+    /// Reloads the room from the directory, after every queued write has landed. Nothing
+    /// else runs on this actor meanwhile.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
-        ctx.spawn(
+        let id = self.id.clone();
+        let (done, landed) = oneshot::channel();
+        let _ = self.writer.send(Write::Barrier(done));
+        ctx.wait(
             async move {
-                if let Err(e) = deps.directory.put(&room).await {
-                    tracing::warn!(room_id = %room.info.id, error = %e, "directory write failed");
-                }
-                if room.info.persistent {
-                    let mut durable = room;
-                    durable.members.clear();
-                    if let Err(e) = deps.store.save_room(&durable).await {
-                        tracing::warn!(room_id = %durable.info.id, error = %e, "store write failed");
-                    }
-                }
+                let _ = landed.await;
+                deps.directory.get(&id).await
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(|res, act, ctx| match res {
+                Ok(Some(room)) => {
+                    tracing::info!(room_id = %act.id, "room reloaded after restart");
+                    act.room = Some(room);
+                }
+                Ok(None) => act.vanish(ctx),
+                Err(e) => {
+                    tracing::error!(room_id = %act.id, error = %e, "room reload failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.reload(ctx));
+                }
+            }),
         );
+    }
+
+    /// The room is gone from the directory: tell local members and close for good.
+    fn vanish(&mut self, ctx: &mut Context<Self>) {
+        for (user, local) in self.locals.drain() {
+            self.fanout.remove(&user);
+            local.outbox.push(encode_envelope(
+                0,
+                0,
+                Body::RoomLeft(v1::RoomLeft {
+                    room_id: self.id.0.clone(),
+                    reason: v1::LeaveReason::Closed as i32,
+                }),
+            ));
+            local.notify.do_send(SessionNotice::RoomGone {
+                room_id: self.id.clone(),
+            });
+        }
+        self.shut(ctx);
     }
 
     fn count(&mut self, user: &UserId, add: Stats) {
@@ -209,14 +295,8 @@ impl RoomActor {
         }
     }
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if let Some(write) = self.flush_now() {
-            ctx.spawn(write.into_actor(self));
-        }
-    }
-
-    /// Hands stats to the tracker and returns the pending chat write, if any.
-    fn flush_now(&mut self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+    /// Hands stats to the tracker and queues pending chat lines for the store.
+    fn flush(&mut self) {
         if !self.pending_stats.is_empty() {
             let batch = self
                 .pending_stats
@@ -225,17 +305,10 @@ impl RoomActor {
                 .collect();
             self.deps.stats.do_send(Record { batch });
         }
-        if self.pending_chat.is_empty() {
-            return None;
+        if !self.pending_chat.is_empty() {
+            let lines = std::mem::take(&mut self.pending_chat);
+            let _ = self.writer.send(Write::Chat(lines));
         }
-        let lines = std::mem::take(&mut self.pending_chat);
-        let deps = self.deps.clone();
-        let id = self.id.clone();
-        Some(async move {
-            if let Err(e) = deps.store.append_chat(&id, &lines).await {
-                tracing::warn!(room_id = %id, error = %e, "chat history write failed");
-            }
-        })
     }
 
     fn err(&self, to: &Outbox, rid: u64, e: &CoreError) {
@@ -252,6 +325,7 @@ impl RoomActor {
             last_seq,
             your_role: role.to_proto() as i32,
             resync,
+            resumed: false,
         }
     }
 
@@ -261,24 +335,35 @@ impl RoomActor {
         if !room.members.is_empty() || room.info.persistent || self.closed {
             return;
         }
+        self.shut(ctx);
+    }
+
+    /// Closes the room for good: no timers, no subscription, out of the directory. The actor
+    /// then idles until the last address to it is dropped.
+    fn shut(&mut self, ctx: &mut Context<Self>) {
         self.closed = true;
-        self.flush(ctx);
-        for t in self.timers.drain(..) {
+        self.flush();
+        for t in self
+            .timers
+            .drain(..)
+            .chain(self.away.drain().map(|(_, t)| t))
+        {
             ctx.cancel_future(t);
         }
         let deps = self.deps.clone();
         let id = self.id.clone();
         let sub = self.sub.take();
-        ctx.spawn(
-            async move {
-                if let Some(sub) = sub {
-                    let _ = deps.broker.unsubscribe(&id, sub).await;
-                }
-                let _ = deps.directory.remove(&id).await;
-                let _ = deps.broker.forget(&id).await;
+        let (done, landed) = oneshot::channel();
+        let _ = self.writer.send(Write::Barrier(done));
+        // Detached, after queued writes, so that a late Put cannot resurrect the room.
+        actix::spawn(async move {
+            let _ = landed.await;
+            if let Some(sub) = sub {
+                let _ = deps.broker.unsubscribe(&id, sub).await;
             }
-            .into_actor(self),
-        );
+            let _ = deps.directory.remove(&id).await;
+            let _ = deps.broker.forget(&id).await;
+        });
         self.manager.do_send(Closed {
             room_id: self.id.clone(),
         });
@@ -289,14 +374,18 @@ impl RoomActor {
         self.locals.remove(user);
         self.fanout.remove(user);
         if self.fanout.len() == 0 {
-            if let Some(sub) = self.sub.take() {
+            if let Some(sub) = self.sub {
+                // In ctx.wait, so that a join right behind cannot subscribe a second sink.
                 let deps = self.deps.clone();
                 let id = self.id.clone();
-                ctx.spawn(
-                    async move {
-                        let _ = deps.broker.unsubscribe(&id, sub).await;
-                    }
-                    .into_actor(self),
+                ctx.wait(
+                    async move { deps.broker.unsubscribe(&id, sub).await }
+                        .into_actor(self)
+                        .map(move |res, act, _| {
+                            if res.is_ok() && act.sub == Some(sub) {
+                                act.sub = None;
+                            }
+                        }),
                 );
             }
         }
@@ -304,6 +393,9 @@ impl RoomActor {
 
     /// Removes a member and tells the room; returns false if they were not a member.
     fn depart(&mut self, user: &UserId, reason: v1::LeaveReason, ctx: &mut Context<Self>) -> bool {
+        if let Some(timer) = self.away.remove(user) {
+            ctx.cancel_future(timer);
+        }
         let Some(room) = self.room.as_mut() else {
             return false;
         };
@@ -324,8 +416,46 @@ impl RoomActor {
                 member: Some(member),
             }));
         }
-        self.persist(ctx);
+        self.persist();
         true
+    }
+
+    /// Keeps a disconnected member's seat, marked away, until `grace` runs out.
+    fn hold_seat(&mut self, user: UserId, grace: Duration, ctx: &mut Context<Self>) {
+        self.remove_local(&user, ctx);
+        self.set_status(&user, v1::PresenceStatus::Away);
+        self.arm_away(user, grace, ctx);
+    }
+
+    fn arm_away(&mut self, user: UserId, grace: Duration, ctx: &mut Context<Self>) {
+        let who = user.clone();
+        let timer = ctx.run_later(grace, move |act, ctx| {
+            if act.away.remove(&who).is_some() {
+                act.depart(&who, v1::LeaveReason::Disconnected, ctx);
+                act.close_if_empty(ctx);
+            }
+        });
+        if let Some(old) = self.away.insert(user, timer) {
+            ctx.cancel_future(old);
+        }
+    }
+
+    /// Sets a member's presence status and tells the room.
+    fn set_status(&mut self, user: &UserId, status: v1::PresenceStatus) {
+        let Some(room) = self.room.as_mut() else {
+            return;
+        };
+        let Some(member) = room.member_mut(user) else {
+            return;
+        };
+        member.status = status as i32;
+        let member = member.clone();
+        let proto = room.member_proto(&member);
+        self.publish(Body::MemberUpdated(v1::MemberUpdated {
+            room_id: self.id.0.clone(),
+            member: Some(proto),
+        }));
+        self.persist();
     }
 
     /// The caller's membership, checked against the session that joined.
@@ -390,8 +520,8 @@ impl RoomActor {
         let result = match action {
             Action::Chat(text) => self.chat(&member, rid, &reply, text),
             Action::Event(ev) => self.event(&member, rid, &reply, ev),
-            Action::Presence(p) => self.presence(&member, rid, &reply, p, ctx),
-            Action::Update(u) => self.update(&member, rid, &reply, u, ctx),
+            Action::Presence(p) => self.presence(&member, rid, &reply, p),
+            Action::Update(u) => self.update(&member, rid, &reply, u),
             Action::Moderate(m) => self.moderate(&member, rid, &reply, m, ctx),
         };
         if let Err(e) = result {
@@ -527,7 +657,6 @@ impl RoomActor {
         rid: u64,
         reply: &Outbox,
         p: v1::PresenceUpdate,
-        ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::UpdatePresence, m)?;
         if !self.rate_ok(&m.user_id, rid, reply) {
@@ -554,7 +683,7 @@ impl RoomActor {
         }));
         // Cursor moves are frequent and cheap to lose; only status changes are written through.
         if p.status != v1::PresenceStatus::Unspecified as i32 {
-            self.persist(ctx);
+            self.persist();
         }
         Ok(())
     }
@@ -565,7 +694,6 @@ impl RoomActor {
         rid: u64,
         reply: &Outbox,
         u: v1::UpdateRoom,
-        ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::UpdateRoom, m)?;
         let limits = self.deps.limits;
@@ -580,7 +708,7 @@ impl RoomActor {
             local.bucket.set_rate(rate, rate);
         }
         self.publish(Body::RoomUpdated(updated));
-        self.persist(ctx);
+        self.persist();
         reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
         Ok(())
     }
@@ -680,7 +808,7 @@ impl RoomActor {
             }
             self.depart(&target, reason, ctx);
         } else {
-            self.persist(ctx);
+            self.persist();
         }
         reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
         Ok(())
@@ -690,7 +818,7 @@ impl RoomActor {
         &mut self,
         msg: Join,
         ctx: &mut Context<Self>,
-    ) -> Result<(u64, Local, RoomRole, UserId), ApiError> {
+    ) -> Result<(u64, Local, RoomRole, UserId, bool), ApiError> {
         if self.closed {
             return Err(ApiError::new(ErrorCode::RoomNotFound, "room closed"));
         }
@@ -727,7 +855,11 @@ impl RoomActor {
             }
             self.fanout.remove(&who.user_id);
             self.locals.remove(&who.user_id);
-            return Ok((msg.spec.last_seq, local, role, who.user_id.clone()));
+            if let Some(timer) = self.away.remove(&who.user_id) {
+                ctx.cancel_future(timer);
+                self.set_status(&who.user_id, v1::PresenceStatus::Online);
+            }
+            return Ok((msg.spec.last_seq, local, role, who.user_id.clone(), false));
         }
         let role = room.admit(&who.user_id, who.role, msg.spec.role, &msg.spec.password)?;
         let member = MemberState {
@@ -751,8 +883,8 @@ impl RoomActor {
                 ..Stats::default()
             },
         );
-        self.persist(ctx);
-        Ok((msg.spec.last_seq, local, role, who.user_id.clone()))
+        self.persist();
+        Ok((msg.spec.last_seq, local, role, who.user_id.clone(), true))
     }
 }
 
@@ -765,31 +897,8 @@ impl Actor for RoomActor {
             return;
         }
         if self.room.is_none() {
-            // Restarted after a panic: the directory holds the truth.
-            let deps = self.deps.clone();
-            let id = self.id.clone();
-            ctx.wait(
-                async move { deps.directory.get(&id).await }
-                    .into_actor(self)
-                    .map(|res, act, ctx| match res {
-                        Ok(Some(room)) => {
-                            tracing::info!(room_id = %act.id, "room reloaded after restart");
-                            act.room = Some(room);
-                        }
-                        Ok(None) => {
-                            act.closed = true;
-                            for t in act.timers.drain(..) {
-                                ctx.cancel_future(t);
-                            }
-                            act.manager.do_send(Closed {
-                                room_id: act.id.clone(),
-                            });
-                        }
-                        Err(e) => {
-                            tracing::error!(room_id = %act.id, error = %e, "reload failed");
-                        }
-                    }),
-            );
+            // Restarted by the Supervisor: the directory holds the truth.
+            self.reload(ctx);
         } else if self.room.as_ref().is_some_and(|r| r.info.persistent)
             && self.recent_chat.is_empty()
         {
@@ -814,22 +923,28 @@ impl Actor for RoomActor {
             );
         }
         let every = Duration::from_millis(self.deps.cfg.stats.flush_interval_ms.max(100));
-        let flush = ctx.run_interval(every, |act, ctx| act.flush(ctx));
+        let flush = ctx.run_interval(every, |act, _| act.flush());
         let ttl = Duration::from_secs(self.deps.cfg.rooms.empty_room_ttl_secs);
         let empty = ctx.run_later(ttl, |act, ctx| act.close_if_empty(ctx));
         self.timers = vec![flush, empty];
     }
 
-    fn stopping(&mut self, ctx: &mut Context<Self>) -> actix::Running {
-        self.flush(ctx);
+    fn stopping(&mut self, _ctx: &mut Context<Self>) -> actix::Running {
+        self.flush();
         actix::Running::Stop
     }
 }
 
 impl Supervised for RoomActor {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
         self.room = None;
         self.timers.clear();
+        // A restart drops every timer: give held seats a fresh grace period.
+        let grace = Duration::from_secs(self.deps.cfg.rooms.reconnect_grace_secs);
+        let held: Vec<UserId> = self.away.drain().map(|(u, _)| u).collect();
+        for user in held {
+            self.arm_away(user, grace, ctx);
+        }
     }
 }
 
@@ -841,7 +956,7 @@ impl Handler<Join> for RoomActor {
         let joined = self
             .guarded(ctx, |act, ctx| act.on_join(msg, ctx))
             .unwrap_or_else(|| Err(ApiError::internal("room restarted")));
-        let (since, local, role, user) = match joined {
+        let (since, local, role, user, fresh) = match joined {
             Ok(v) => v,
             Err(e) => return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
         };
@@ -861,8 +976,17 @@ impl Handler<Join> for RoomActor {
             };
             Ok::<_, parlor_cluster::ClusterError>((sub, last, replay))
         };
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let (sub, last, replay) = res.map_err(ApiError::from)?;
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
+            let (sub, last, replay) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    // Admitted but never seated: take the member out again.
+                    if fresh {
+                        act.depart(&user, v1::LeaveReason::Left, ctx);
+                    }
+                    return Err(e.into());
+                }
+            };
             if sub.is_some() {
                 act.sub = sub;
             }
@@ -870,16 +994,25 @@ impl Handler<Join> for RoomActor {
                 .room
                 .as_ref()
                 .ok_or_else(|| ApiError::unavailable("room is reloading"))?;
-            let (events, resync) = match replay {
-                Some(Replay::Events(ev)) => (ev, false),
-                Some(Replay::Gone) => (Vec::new(), true),
-                None => (Vec::new(), false),
+            let snap = match replay {
+                // The client keeps its state as of `since`; the events below bring it up to date.
+                Some(Replay::Events(ref ev)) if !ev.is_empty() || since == last => v1::RoomJoined {
+                    room: Some(room.summary()),
+                    settings: None,
+                    members: Vec::new(),
+                    recent_chat: Vec::new(),
+                    last_seq: since,
+                    your_role: role.to_proto() as i32,
+                    resync: false,
+                    resumed: true,
+                },
+                Some(_) => act.snapshot(room, role, last, true),
+                None => act.snapshot(room, role, last, false),
             };
-            let mut snap = act.snapshot(room, role, last, resync);
-            if !events.is_empty() {
-                // The client resumes from its own seq: its snapshot is as of that point.
-                snap.last_seq = since;
-            }
+            let events = match replay {
+                Some(Replay::Events(ev)) if snap.resumed => ev,
+                _ => Vec::new(),
+            };
             local
                 .outbox
                 .push(encode_envelope(rid, 0, Body::RoomJoined(snap)));
@@ -902,10 +1035,12 @@ impl Handler<FlushRoom> for RoomActor {
     type Result = actix::ResponseFuture<()>;
 
     fn handle(&mut self, _: FlushRoom, _ctx: &mut Context<Self>) -> Self::Result {
-        match self.flush_now() {
-            Some(write) => Box::pin(write),
-            None => Box::pin(std::future::ready(())),
-        }
+        self.flush();
+        let (done, landed) = oneshot::channel();
+        let _ = self.writer.send(Write::Barrier(done));
+        Box::pin(async move {
+            let _ = landed.await;
+        })
     }
 }
 
@@ -918,7 +1053,10 @@ impl Handler<Leave> for RoomActor {
                 .locals
                 .get(&msg.user_id)
                 .is_some_and(|l| l.session_id == msg.session_id);
-            if is_session {
+            let grace = Duration::from_secs(act.deps.cfg.rooms.reconnect_grace_secs);
+            if is_session && msg.reason == v1::LeaveReason::Disconnected && !grace.is_zero() {
+                act.hold_seat(msg.user_id.clone(), grace, ctx);
+            } else if is_session {
                 act.depart(&msg.user_id, msg.reason, ctx);
             }
             if let Some(reply) = msg.reply {

@@ -102,38 +102,41 @@ async fn write_loop(
     evict: Arc<Evict>,
     on_done: impl FnOnce(),
 ) {
+    const SLOW: u16 = parlor_protocol::close::SLOW_CONSUMER;
     loop {
         let next = tokio::select! {
             biased;
             _ = evict.notify.notified() => None,
             out = rx.recv() => out,
         };
-        let Some(out) = next else {
-            if evict.fired.load(Ordering::Acquire) {
-                close(
-                    session,
-                    parlor_protocol::close::SLOW_CONSUMER,
-                    "slow consumer".into(),
-                )
-                .await;
-            }
-            break;
-        };
-        let sent = match out {
-            Out::Frame(bytes) => tokio::select! {
-                biased;
-                _ = evict.notify.notified() => {
-                    close(session, parlor_protocol::close::SLOW_CONSUMER, "slow consumer".into()).await;
-                    break;
-                }
-                r = session.binary(bytes) => r,
-            },
-            Out::Ping => session.ping(b"").await,
-            Out::Pong(bytes) => session.pong(&bytes).await,
-            Out::Close(code, reason) => {
+        let out = match next {
+            Some(Out::Close(code, reason)) => {
                 close(session, code, reason).await;
                 break;
             }
+            Some(out) => out,
+            None => {
+                if evict.fired.load(Ordering::Acquire) {
+                    close(session, SLOW, "slow consumer".into()).await;
+                }
+                break;
+            }
+        };
+        // Every send races eviction: a peer that stops reading must not wedge the writer.
+        let sent = tokio::select! {
+            biased;
+            _ = evict.notify.notified() => {
+                close(session, SLOW, "slow consumer".into()).await;
+                break;
+            }
+            r = async {
+                match out {
+                    Out::Frame(bytes) => session.binary(bytes).await,
+                    Out::Ping => session.ping(b"").await,
+                    Out::Pong(bytes) => session.pong(&bytes).await,
+                    Out::Close(..) => Ok(()),
+                }
+            } => r,
         };
         if sent.is_err() {
             break;

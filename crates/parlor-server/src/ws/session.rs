@@ -57,6 +57,9 @@ pub(crate) enum SessionNotice {
 #[rtype(result = "()")]
 struct WriterDone;
 
+/// How long a queued close may take before the session stops regardless.
+const CLOSE_BACKSTOP: Duration = Duration::from_secs(3);
+
 /// The actor behind one WebSocket.
 pub(crate) struct WsSession {
     shared: Arc<Shared>,
@@ -287,7 +290,11 @@ impl WsSession {
         self.closing = true;
         if !self.outbox.send(Out::Close(code, reason.to_owned())) {
             ctx.stop();
+            return;
         }
+        // Backstop: if the writer cannot deliver the close (a peer that reads nothing), the
+        // session still ends, and with it its room seats.
+        ctx.run_later(CLOSE_BACKSTOP, |_, ctx| ctx.stop());
     }
 
     fn on_frame(&mut self, bytes: Bytes, ctx: &mut actix::Context<Self>) {
@@ -509,12 +516,14 @@ impl WsSession {
                 name: "visitor".into(),
                 role: GlobalRole::Visitor,
             };
-            return self.welcome(rid, who, ctx);
+            return self.welcome(rid, who, None, ctx);
         };
         let claims = match self.shared.verify_token(&token, kind) {
             Ok(c) => c,
             Err(e) => return self.auth_failed(rid, &e, ctx),
         };
+        // A resumed session's resume token never outlives the one it came from.
+        let resume_until = (kind == TokenKind::Resume).then_some(claims.exp);
         let fut = self.shared.users.send(CheckUser {
             id: UserId(claims.sub),
         });
@@ -527,6 +536,7 @@ impl WsSession {
                         name: user.name,
                         role: user.role,
                     },
+                    resume_until,
                     ctx,
                 ),
                 Err(e) => {
@@ -546,7 +556,17 @@ impl WsSession {
         self.close_with(ctx, close::AUTH_FAILED, "authentication failed");
     }
 
-    fn welcome(&mut self, rid: u64, who: Identity, ctx: &mut actix::Context<Self>) {
+    fn welcome(
+        &mut self,
+        rid: u64,
+        who: Identity,
+        resume_until: Option<u64>,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let ttl = self.shared.cfg.auth.resume_ttl_secs;
+        let ttl = resume_until.map_or(ttl, |exp| {
+            exp.saturating_sub((now_ms() / 1000).max(0) as u64).min(ttl)
+        });
         let resume_token = if who.role == GlobalRole::Visitor {
             String::new()
         } else {
@@ -557,7 +577,7 @@ impl WsSession {
                     who.user_id.as_str(),
                     &who.name,
                     who.role,
-                    self.shared.cfg.auth.resume_ttl_secs,
+                    ttl,
                     None,
                 )
                 .0
