@@ -3,6 +3,7 @@
 //! - `parlor serve` (the default): run a pod.
 //! - `parlor keygen`: write an Ed25519 key pair as PKCS#8 / SPKI PEM.
 //! - `parlor token`: mint an access token for an existing account (ops and tests).
+//! - `parlor bench`: the load generator (see docs/benchmarks.md).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -31,6 +32,8 @@ enum Command {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Run a bounded load scenario against pods (or redis-server, for the baseline).
+    Bench(Box<parlor_bench::BenchArgs>),
     /// Mint an access token for an existing account, signed with the configured key.
     Token {
         /// The account id (`u_...`).
@@ -102,6 +105,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(load(cli.config.as_ref(), &args)?),
+        Command::Bench(args) => parlor_bench::main(*args),
         Command::Keygen { out } => {
             std::fs::create_dir_all(&out)?;
             let (private, public) = parlor_server::generate_pem()?;

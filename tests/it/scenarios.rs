@@ -140,9 +140,9 @@ async fn chat_presence_and_events_arrive_in_sequence_order_at_every_member() {
         seen[0].iter().map(|f| &f.body).collect::<Vec<_>>(),
         seen[2].iter().map(|f| &f.body).collect::<Vec<_>>()
     );
+    // Different senders race to the room; one sender's frames keep their order.
     let kinds: Vec<&str> = seen[0]
         .iter()
-        .take(3)
         .map(|f| match &f.body {
             Body::ChatMessage(m) if m.text == "hello" => "chat",
             Body::MemberUpdated(m)
@@ -151,19 +151,24 @@ async fn chat_presence_and_events_arrive_in_sequence_order_at_every_member() {
                 "presence"
             }
             Body::GameEvent(e) if e.r#type == "note_on" && e.payload.as_ref() == [60, 100] => {
+                assert!(!e.sender_id.is_empty());
                 "event"
             }
+            Body::GameEvent(e) if e.r#type == "tick" => "tick",
             other => panic!("unexpected {other:?}"),
         })
         .collect();
-    // Different senders race to the room, but the three must all be there.
     let mut sorted = kinds.clone();
     sorted.sort();
-    assert_eq!(sorted, ["chat", "event", "presence"]);
-    match &seen[0][2].body {
-        Body::GameEvent(e) if e.r#type == "note_on" => assert!(!e.sender_id.is_empty()),
-        _ => {}
-    }
+    sorted.dedup();
+    assert_eq!(sorted, ["chat", "event", "presence", "tick"]);
+    assert_eq!(kinds.iter().filter(|k| **k == "tick").count(), 20);
+    let chat_at = kinds.iter().position(|k| *k == "chat").unwrap();
+    let first_tick = kinds.iter().position(|k| *k == "tick").unwrap();
+    assert!(
+        chat_at < first_tick,
+        "a's chat was sent before its ticks: {kinds:?}"
+    );
 }
 
 #[tokio::test]

@@ -57,14 +57,60 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Opens a WebSocket to `url` (e.g. `ws://127.0.0.1:8080/ws`, optionally with `?token=`).
     pub async fn connect(url: &str) -> Result<Connection> {
-        let (ws, _response) = tokio_tungstenite::connect_async(url).await?;
-        Ok(Connection {
+        Self::connect_from(url, None).await
+    }
+
+    /// Like [`Connection::connect`], with the socket bound to `local` first (e.g.
+    /// 127.0.0.2), so that many clients are not limited by one source address's ports.
+    pub async fn connect_from(url: &str, local: Option<std::net::IpAddr>) -> Result<Connection> {
+        let Some(local) = local else {
+            // Nagle off: small frames must not wait for an ACK.
+            let (ws, _response) =
+                tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+            return Ok(Self::wrap(ws));
+        };
+        let host = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .ok_or_else(|| ClientError::Unexpected(format!("not a ws:// url: {url}")))?;
+        let remote = tokio::net::lookup_host(host)
+            .await
+            .map_err(|e| ClientError::Io(e.to_string()))?
+            .next()
+            .ok_or_else(|| ClientError::Io(format!("no address for {host}")))?;
+        let socket = match remote {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .map_err(|e| ClientError::Io(e.to_string()))?;
+        socket
+            .bind(std::net::SocketAddr::new(local, 0))
+            .map_err(|e| ClientError::Io(format!("bind {local}: {e}")))?;
+        let tcp = socket
+            .connect(remote)
+            .await
+            .map_err(|e| ClientError::Io(e.to_string()))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| ClientError::Io(e.to_string()))?;
+        let (ws, _response) =
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)).await?;
+        Ok(Self::wrap(ws))
+    }
+
+    fn wrap(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Connection {
+        Connection {
             ws,
             next_request_id: 1,
             queued: VecDeque::new(),
             closed: None,
             timeout: DEFAULT_TIMEOUT,
-        })
+        }
+    }
+
+    /// The raw WebSocket, for load generators that read and write frames themselves.
+    /// Frames already queued by this Connection are returned with it.
+    pub fn into_parts(self) -> (WebSocketStream<MaybeTlsStream<TcpStream>>, Vec<Frame>) {
+        (self.ws, self.queued.into())
     }
 
     /// Sets the timeout the convenience calls use (default [`DEFAULT_TIMEOUT`]).

@@ -282,6 +282,20 @@ struct CreateBody {
     max_members: u32,
     #[serde(default)]
     persistent: bool,
+    #[serde(default)]
+    settings: SettingsBody,
+}
+
+/// Room settings over REST; an absent field keeps its default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    allow_chat: Option<bool>,
+    allow_guests: Option<bool>,
+    owner_only_play: Option<bool>,
+    owner_only_chat: Option<bool>,
+    welcome_message: Option<String>,
+    event_rate_limit: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -306,7 +320,14 @@ async fn create_room(
         } as i32,
         password: b.password,
         max_members: b.max_members,
-        settings: None,
+        settings: Some(v1::RoomSettings {
+            allow_chat: b.settings.allow_chat,
+            allow_guests: b.settings.allow_guests,
+            owner_only_play: b.settings.owner_only_play,
+            owner_only_chat: b.settings.owner_only_chat,
+            welcome_message: b.settings.welcome_message,
+            event_rate_limit: b.settings.event_rate_limit,
+        }),
         persistent: b.persistent,
     };
     let (id, _) = shared

@@ -165,6 +165,8 @@ pub async fn run(
         }
     })
     .workers(threads(cfg.server.workers))
+    // Frames are already coalesced per flush; Nagle would only add latency to game events.
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(grace.as_secs().max(1))
     .listen(listeners.public)?

@@ -71,3 +71,20 @@ impl EventSink for LocalFanout {
             .inc_by(n as u64);
     }
 }
+
+// `fanout` is private to `rooms`, so the benchmark constructor lives here, as an inherent
+// impl of the public bench type (impls may sit anywhere in the crate).
+#[cfg(feature = "bench")]
+impl crate::bench_support::Fanout {
+    /// A LocalFanout over `members`, as the sink a room subscribes to its broker.
+    pub(crate) fn local_sink(
+        metrics: Arc<Metrics>,
+        members: impl IntoIterator<Item = (UserId, Outbox)>,
+    ) -> Arc<dyn EventSink> {
+        let fanout = LocalFanout::new(metrics);
+        for (user, outbox) in members {
+            fanout.insert(user, outbox);
+        }
+        Arc::new(fanout)
+    }
+}

@@ -3,5 +3,7 @@
 mod outbox;
 mod session;
 
+#[cfg(feature = "bench")]
+pub(crate) use outbox::Out;
 pub(crate) use outbox::Outbox;
 pub(crate) use session::{ws_route, Identity, SessionNotice};

@@ -43,6 +43,21 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// A queue of `capacity` frames with no socket and no writer: the caller reads the
+    /// receiver. For benchmarks, which drive the real push path without a connection.
+    #[cfg(feature = "bench")]
+    pub(crate) fn detached(
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Outbox, mpsc::Receiver<Out>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let evict = Arc::new(Evict {
+            fired: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        (Outbox { tx, evict, metrics }, rx)
+    }
+
     /// Queues a frame. Returns false if the connection is gone or was just evicted.
     pub(crate) fn push(&self, frame: Bytes) -> bool {
         self.send(Out::Frame(frame))

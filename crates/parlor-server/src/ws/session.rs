@@ -217,6 +217,8 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 self.shared.metrics.error(ErrorCode::FrameTooLarge);
                 self.close_with(ctx, close::TOO_BIG, "frame over the size limit");
             }
+            // The peer went away without a close frame: nothing to answer.
+            Err(ProtocolError::Io(_)) => ctx.stop(),
             Err(e) => {
                 self.shared.metrics.error(ErrorCode::MalformedFrame);
                 self.close_with(

@@ -1,0 +1,148 @@
+//! The shared setup: accounts, rooms and a start time, made once by the parent and read by
+//! every worker process.
+
+use std::sync::Arc;
+
+use parlor_client::Rest;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    args::{BenchArgs, Scenario},
+    measure::now_ns,
+};
+
+/// One account a client signs in as.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Identity {
+    pub(crate) token: String,
+    pub(crate) user_id: String,
+}
+
+/// Everything a worker needs to run its slice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Plan {
+    pub(crate) args: BenchArgs,
+    pub(crate) identities: Vec<Identity>,
+    pub(crate) rooms: Vec<String>,
+    /// When clients start connecting, one every 1/`connect_rate` s.
+    pub(crate) ramp_from_ns: u64,
+    /// Wall-clock time (ns since the epoch) at which load starts; measurement starts
+    /// `warmup` seconds later.
+    pub(crate) start_at_ns: u64,
+}
+
+impl Plan {
+    pub(crate) fn measure_from_ns(&self) -> u64 {
+        self.start_at_ns + self.args.warmup * 1_000_000_000
+    }
+
+    pub(crate) fn end_ns(&self) -> u64 {
+        self.measure_from_ns() + self.args.duration * 1_000_000_000
+    }
+
+    /// How many clients the scenario drives in all.
+    pub(crate) fn clients(&self) -> usize {
+        let a = &self.args;
+        let n = match a.scenario {
+            Scenario::Connect | Scenario::Churn => a.clients,
+            Scenario::Fanout | Scenario::RedisFanout => a.members,
+            Scenario::Notes => a.rooms * a.players,
+        };
+        n.min(a.max_connections)
+    }
+
+    /// The pod address client `i` uses.
+    pub(crate) fn target(&self, i: usize) -> &str {
+        &self.args.targets[i % self.args.targets.len()]
+    }
+
+    /// The source address client `i` binds to, if any.
+    pub(crate) fn source(&self, i: usize) -> Option<std::net::IpAddr> {
+        (!self.args.sources.is_empty()).then(|| self.args.sources[i % self.args.sources.len()])
+    }
+}
+
+/// Accounts are created with this much concurrency.
+const SETUP_CONCURRENCY: usize = 32;
+
+async fn guests(rest: Arc<Rest>, n: usize) -> anyhow::Result<Vec<Identity>> {
+    let mut out = Vec::with_capacity(n);
+    let mut next = 0;
+    while next < n {
+        let batch = (next..n.min(next + SETUP_CONCURRENCY)).map(|i| {
+            let rest = rest.clone();
+            tokio::spawn(async move { rest.guest(&format!("bench-{i}")).await })
+        });
+        let batch: Vec<_> = batch.collect();
+        for t in batch {
+            let tokens = t.await??;
+            out.push(Identity {
+                token: tokens.access_token,
+                user_id: tokens.user_id,
+            });
+        }
+        next = out.len();
+    }
+    Ok(out)
+}
+
+async fn room(
+    rest: &Rest,
+    owner: &Identity,
+    kind: &str,
+    max_members: usize,
+) -> anyhow::Result<String> {
+    let body = serde_json::json!({
+        "name": format!("bench {kind}"),
+        "kind": kind,
+        "max_members": max_members,
+        "settings": {"event_rate_limit": 10_000},
+    });
+    let room = rest
+        .post_json("/api/v1/rooms", &body, Some(&owner.token))
+        .await?;
+    room["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("room create answered {room}"))
+}
+
+/// Creates the accounts and rooms a run needs and picks its start time.
+pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
+    let mut plan = Plan {
+        args,
+        identities: Vec::new(),
+        rooms: Vec::new(),
+        ramp_from_ns: 0,
+        start_at_ns: 0,
+    };
+    let clients = plan.clients();
+    let rest = Arc::new(Rest::new(format!("http://{}", plan.args.targets[0])));
+    let a = plan.args.clone();
+    match a.scenario {
+        Scenario::RedisFanout => {}
+        // Idle sessions may share accounts; a user may hold many sessions.
+        Scenario::Connect => plan.identities = guests(rest.clone(), clients.min(1000)).await?,
+        Scenario::Fanout => {
+            plan.identities = guests(rest.clone(), clients).await?;
+            let r = room(&rest, &plan.identities[0], "bench-fanout", clients + 8).await?;
+            plan.rooms.push(r);
+        }
+        Scenario::Notes | Scenario::Churn => {
+            plan.identities = guests(rest.clone(), clients).await?;
+            let rooms = a.rooms.max(1);
+            let per_room = clients.div_ceil(rooms) + 8;
+            for i in 0..rooms {
+                let owner = &plan.identities[i % plan.identities.len()];
+                plan.rooms
+                    .push(room(&rest, owner, "bench-notes", per_room).await?);
+            }
+        }
+    }
+    // Time for every worker to open its connections before load starts.
+    let ramp_secs = (clients as f64 / f64::from(a.connect_rate.max(1))).ceil() as u64 + 2;
+    // One second for worker processes to start.
+    plan.ramp_from_ns = now_ns() + 1_000_000_000;
+    plan.start_at_ns = plan.ramp_from_ns + ramp_secs * 1_000_000_000;
+    Ok(plan)
+}

@@ -1,0 +1,628 @@
+//! The scenarios, the worker that runs a slice of clients, and the parent that starts
+//! workers and merges their results.
+
+use std::{
+    path::Path,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use parlor_client::{tungstenite::Message, v1, Body, Connection};
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::Semaphore,
+};
+
+use crate::{
+    args::{BenchArgs, Scenario},
+    measure::{self, new_histogram, now_ns, Counters},
+    plan::{self, Plan},
+    report,
+};
+
+/// What one worker measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct WorkerResult {
+    pub(crate) connected: u64,
+    pub(crate) sent: u64,
+    pub(crate) delivered: u64,
+    pub(crate) cycles: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) latency: String,
+    /// (second since measuring began, delivered that second, sent that second)
+    pub(crate) timeline: Vec<(u64, u64, u64)>,
+}
+
+/// Parent side: prepare, run or start workers, merge, report.
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.payload < 8 {
+        anyhow::bail!("--payload must be at least 8 bytes (the send timestamp)");
+    }
+    if args.procs > 1 && args.scenario == Scenario::RedisFanout {
+        anyhow::bail!("redis-fanout runs in one process");
+    }
+    let plan = plan::prepare(args.clone()).await?;
+    let sampler = tokio::spawn(report::sample_server(plan.clone()));
+    let results = if args.procs <= 1 {
+        vec![run_worker(&plan, 0, 1, true).await]
+    } else {
+        spawn_workers(&plan).await?
+    };
+    let server = sampler.await.unwrap_or_default();
+    report::finish(&plan, &results, &server)
+}
+
+async fn spawn_workers(plan: &Plan) -> anyhow::Result<Vec<WorkerResult>> {
+    let dir = std::env::temp_dir().join(format!("parlor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let plan_file = dir.join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec(plan)?)?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for i in 0..plan.args.procs {
+        let out = dir.join(format!("worker-{i}.json"));
+        let child = tokio::process::Command::new(&exe)
+            .arg("bench")
+            .arg(scenario_name(plan.args.scenario))
+            .arg("--worker-plan")
+            .arg(&plan_file)
+            .arg("--worker-index")
+            .arg(i.to_string())
+            .arg("--worker-out")
+            .arg(&out)
+            .arg("--threads")
+            .arg(plan.args.threads.to_string())
+            .kill_on_drop(true)
+            .spawn()?;
+        children.push((child, out));
+    }
+    let mut results = Vec::new();
+    for (mut child, out) in children {
+        let status = child.wait().await?;
+        if !status.success() {
+            anyhow::bail!("worker exited with {status}");
+        }
+        results.push(serde_json::from_slice(&std::fs::read(&out)?)?);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(results)
+}
+
+fn scenario_name(s: Scenario) -> &'static str {
+    match s {
+        Scenario::Connect => "connect",
+        Scenario::Fanout => "fanout",
+        Scenario::Notes => "notes",
+        Scenario::Churn => "churn",
+        Scenario::RedisFanout => "redis-fanout",
+    }
+}
+
+/// Worker side, in a child process.
+pub(crate) async fn run_worker_process(args: &BenchArgs, plan_file: &Path) -> anyhow::Result<()> {
+    let plan: Plan = serde_json::from_slice(&std::fs::read(plan_file)?)?;
+    let result = run_worker(&plan, args.worker_index, plan.args.procs, false).await;
+    let out = args
+        .worker_out
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--worker-out is required"))?;
+    std::fs::write(out, serde_json::to_vec(&result)?)?;
+    Ok(())
+}
+
+async fn sleep_until_ns(t: u64) {
+    let now = now_ns();
+    if t > now {
+        tokio::time::sleep(Duration::from_nanos(t - now)).await;
+    }
+}
+
+/// Runs clients `index, index + workers, ...` of the plan.
+async fn run_worker(plan: &Plan, index: usize, workers: usize, progress: bool) -> WorkerResult {
+    let c = Arc::new(Counters::default());
+    let plan = Arc::new(plan.clone());
+    let mut tasks = Vec::new();
+    for i in (index..plan.clients()).step_by(workers.max(1)) {
+        let (plan, c) = (plan.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = match plan.args.scenario {
+                Scenario::Connect => connect_client(&plan, i, &c).await,
+                Scenario::Fanout => fanout_client(&plan, i, &c).await,
+                Scenario::Notes => notes_client(&plan, i, &c).await,
+                Scenario::Churn => churn_client(&plan, i, &c).await,
+                Scenario::RedisFanout => redis_client(&plan, i, &c).await,
+            };
+            if let Err(e) = r {
+                c.error(format!("client {i}: {e}"));
+            }
+        }));
+    }
+    let timeline = tokio::spawn(timeline(plan.clone(), c.clone(), progress, index));
+    for t in tasks {
+        let _ = t.await;
+    }
+    let timeline = timeline.await.unwrap_or_default();
+    WorkerResult {
+        connected: c.connected.load(Ordering::Relaxed),
+        sent: c.sent.load(Ordering::Relaxed),
+        delivered: c.delivered.load(Ordering::Relaxed),
+        cycles: c.cycles.load(Ordering::Relaxed),
+        errors: c.errors.load(Ordering::Relaxed),
+        first_error: c.first_error(),
+        latency: measure::encode_histogram(&c.latency()),
+        timeline,
+    }
+}
+
+/// Opens the measuring window on time, and prints a progress line every second.
+async fn timeline(
+    plan: Arc<Plan>,
+    c: Arc<Counters>,
+    progress: bool,
+    index: usize,
+) -> Vec<(u64, u64, u64)> {
+    // The measuring window opens and closes on time, not on the next progress tick.
+    let window = {
+        let (plan, c) = (plan.clone(), c.clone());
+        tokio::spawn(async move {
+            sleep_until_ns(plan.measure_from_ns()).await;
+            c.measuring.store(true, Ordering::Relaxed);
+            sleep_until_ns(plan.end_ns()).await;
+            c.measuring.store(false, Ordering::Relaxed);
+        })
+    };
+    let mut out = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let (mut last_d, mut last_s, mut last_c) = (0, 0, 0);
+    loop {
+        tick.tick().await;
+        let now = now_ns();
+        if now >= plan.end_ns() {
+            let _ = window.await;
+            return out;
+        }
+        let d = c.delivered.load(Ordering::Relaxed);
+        let s = c.sent.load(Ordering::Relaxed);
+        let cy = c.cycles.load(Ordering::Relaxed);
+        if c.measuring.load(Ordering::Relaxed) {
+            let t = (now - plan.measure_from_ns()) / 1_000_000_000;
+            out.push((t, d - last_d, s - last_s));
+        }
+        let phase = if now < plan.start_at_ns {
+            "ramp"
+        } else if now < plan.measure_from_ns() {
+            "warmup"
+        } else {
+            "measure"
+        };
+        let line = format!(
+            "[w{index}] {phase} conns={} sent/s={} delivered/s={} cycles/s={} errors={}",
+            c.connected.load(Ordering::Relaxed),
+            s - last_s,
+            d - last_d,
+            cy - last_c,
+            c.errors.load(Ordering::Relaxed),
+        );
+        if progress || plan.args.procs > 1 {
+            eprintln!("{line}");
+        }
+        (last_d, last_s, last_c) = (d, s, cy);
+    }
+}
+
+/// Waits for client `i`'s turn in the ramp (`--connect-rate`).
+async fn ramp(plan: &Plan, i: usize) {
+    let step = 1_000_000_000 / u64::from(plan.args.connect_rate.max(1));
+    sleep_until_ns(plan.ramp_from_ns + i as u64 * step).await;
+}
+
+async fn signed_in(plan: &Plan, i: usize) -> anyhow::Result<(Connection, String)> {
+    let id = &plan.identities[i % plan.identities.len()];
+    let url = format!("ws://{}/ws", plan.target(i));
+    let mut conn = Connection::connect_from(&url, plan.source(i))
+        .await
+        .map_err(|e| {
+            let text = e.to_string();
+            match measure::limit_hint(&text) {
+                Some(limit) => anyhow::anyhow!("{text}: limited by {limit}"),
+                None => anyhow::anyhow!(text),
+            }
+        })?;
+    conn.set_timeout(Duration::from_secs(30));
+    let w = conn.hello(Some(&id.token)).await?;
+    Ok((conn, w.user.map(|u| u.id).unwrap_or_default()))
+}
+
+async fn connect_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+    ramp(plan, i).await;
+    let (mut conn, _) = signed_in(plan, i).await?;
+    c.connected.fetch_add(1, Ordering::Relaxed);
+    // Hold the session, answering pings, until the run ends.
+    let end = plan.end_ns();
+    loop {
+        let now = now_ns();
+        if now >= end {
+            break;
+        }
+        match conn.next_frame(Duration::from_nanos(end - now)).await {
+            Ok(_) | Err(parlor_client::ClientError::Timeout) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await;
+    Ok(())
+}
+
+/// A payload of `size` bytes whose first 8 are the send time.
+fn payload(size: usize) -> Bytes {
+    let mut p = vec![0u8; size];
+    p[..8].copy_from_slice(&now_ns().to_le_bytes());
+    Bytes::from(p)
+}
+
+fn sent_at(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
+}
+
+async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+    ramp(plan, i).await;
+    let room = plan.rooms[0].clone();
+    let (mut conn, me) = signed_in(plan, i).await?;
+    conn.join_room(v1::JoinRoom {
+        room_id: room.clone(),
+        ..Default::default()
+    })
+    .await?;
+    c.connected.fetch_add(1, Ordering::Relaxed);
+    let (ws, _) = conn.into_parts();
+    let (mut tx, mut rx) = ws.split();
+    let sender = i < plan.args.senders;
+    let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
+    let end = plan.end_ns();
+    let send_task = sender.then(|| {
+        let (window, room, size) = (window.clone(), room.clone(), plan.args.payload);
+        let start = plan.start_at_ns;
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = sent.clone();
+        let task = tokio::spawn(async move {
+            sleep_until_ns(start).await;
+            let mut rid = 1_000u64;
+            while now_ns() < end {
+                let Ok(permit) = window.acquire().await else {
+                    break;
+                };
+                permit.forget();
+                rid += 1;
+                let frame = parlor_protocol::encode_envelope(
+                    rid,
+                    0,
+                    Body::GameEvent(v1::GameEvent {
+                        room_id: room.clone(),
+                        r#type: "bench".into(),
+                        payload: payload(size),
+                        ..Default::default()
+                    }),
+                );
+                if tx.send(Message::Binary(frame)).await.is_err() {
+                    break;
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = tx.close().await;
+        });
+        (task, sent)
+    });
+    let mut lat = new_histogram();
+    let mut last_merge = now_ns();
+    let mut last_sent = 0;
+    while now_ns() < end + 500_000_000 {
+        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), rx.next()).await else {
+            continue;
+        };
+        let Some(Ok(Message::Binary(bytes))) = next else {
+            if next.is_none() {
+                break;
+            }
+            continue;
+        };
+        let Ok(env) = v1::Envelope::decode(bytes) else {
+            c.error("undecodable frame");
+            continue;
+        };
+        match env.body {
+            Some(Body::GameEvent(ev)) => {
+                if c.measuring.load(Ordering::Relaxed) {
+                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = sent_at(&ev.payload) {
+                        let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
+                    }
+                }
+                if sender && ev.sender_id == me {
+                    window.add_permits(1);
+                }
+            }
+            Some(Body::Error(e)) => {
+                c.error(format!("server error {}: {}", e.code, e.message));
+                // A refused event never comes back: free its place in the window.
+                if sender {
+                    window.add_permits(1);
+                }
+            }
+            _ => {}
+        }
+        if let Some((_, sent)) = &send_task {
+            let s = sent.load(Ordering::Relaxed);
+            c.add(&c.sent, s - last_sent);
+            last_sent = s;
+        }
+        if now_ns() - last_merge > 1_000_000_000 {
+            c.merge(&lat);
+            lat.reset();
+            last_merge = now_ns();
+        }
+    }
+    c.merge(&lat);
+    if let Some((task, _)) = send_task {
+        task.abort();
+    }
+    Ok(())
+}
+
+async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+    ramp(plan, i).await;
+    let room = plan.rooms[i / plan.args.players.max(1) % plan.rooms.len()].clone();
+    let (mut conn, me) = signed_in(plan, i).await?;
+    conn.join_room(v1::JoinRoom {
+        room_id: room.clone(),
+        ..Default::default()
+    })
+    .await?;
+    c.connected.fetch_add(1, Ordering::Relaxed);
+    let (ws, _) = conn.into_parts();
+    let (mut tx, mut rx) = ws.split();
+    let end = plan.end_ns();
+    let (start, rate, size) = (plan.start_at_ns, plan.args.rate.max(1), plan.args.payload);
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = sent.clone();
+    let sender = tokio::spawn(async move {
+        // Spread players' phases so that a room's notes do not all leave at once.
+        sleep_until_ns(start + (i as u64 * 7_919_000) % 1_000_000_000 / u64::from(rate)).await;
+        let mut every =
+            tokio::time::interval(Duration::from_nanos(1_000_000_000 / u64::from(rate)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rid = 0u64;
+        while now_ns() < end {
+            every.tick().await;
+            rid += 1;
+            let frame = parlor_protocol::encode_envelope(
+                rid,
+                0,
+                Body::GameEvent(v1::GameEvent {
+                    room_id: room.clone(),
+                    r#type: "note_on".into(),
+                    payload: payload(size),
+                    ..Default::default()
+                }),
+            );
+            if tx.send(Message::Binary(frame)).await.is_err() {
+                break;
+            }
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = tx.close().await;
+    });
+    let mut lat = new_histogram();
+    let mut last_merge = now_ns();
+    let mut last_sent = 0;
+    while now_ns() < end + 500_000_000 {
+        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), rx.next()).await else {
+            continue;
+        };
+        let Some(Ok(Message::Binary(bytes))) = next else {
+            if next.is_none() {
+                break;
+            }
+            continue;
+        };
+        match v1::Envelope::decode(bytes).map(|e| e.body) {
+            Ok(Some(Body::GameEvent(ev))) if ev.sender_id != me => {
+                if c.measuring.load(Ordering::Relaxed) {
+                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = sent_at(&ev.payload) {
+                        let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
+                    }
+                }
+            }
+            Ok(Some(Body::Error(e))) => c.error(format!("server error {}: {}", e.code, e.message)),
+            Ok(_) => {}
+            Err(_) => c.error("undecodable frame"),
+        }
+        let s = sent.load(Ordering::Relaxed);
+        c.add(&c.sent, s - last_sent);
+        last_sent = s;
+        if now_ns() - last_merge > 1_000_000_000 {
+            c.merge(&lat);
+            lat.reset();
+            last_merge = now_ns();
+        }
+    }
+    c.merge(&lat);
+    sender.abort();
+    Ok(())
+}
+
+async fn churn_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+    ramp(plan, i).await;
+    sleep_until_ns(plan.start_at_ns).await;
+    let room = plan.rooms[i % plan.rooms.len()].clone();
+    let end = plan.end_ns();
+    let mut held = false;
+    while now_ns() < end {
+        let (mut conn, _) = match signed_in(plan, i).await {
+            Ok(v) => v,
+            Err(e) => {
+                c.error(e);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !held {
+            c.connected.fetch_add(1, Ordering::Relaxed);
+            held = true;
+        }
+        let joined = conn
+            .join_room(v1::JoinRoom {
+                room_id: room.clone(),
+                ..Default::default()
+            })
+            .await;
+        let left = match joined {
+            Ok(_) => conn.leave_room(&room).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        conn.close().await;
+        match left {
+            Ok(()) => c.add(&c.cycles, 1),
+            Err(e) => c.error(e),
+        }
+    }
+    Ok(())
+}
+
+/// One redis-server client: the first `senders` publish, the rest subscribe.
+async fn redis_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+    ramp(plan, i).await;
+    let mut s = tokio::net::TcpStream::connect(&plan.args.redis).await?;
+    s.set_nodelay(true)?;
+    let end = plan.end_ns();
+    if i < plan.args.senders {
+        c.connected.fetch_add(1, Ordering::Relaxed);
+        return redis_publisher(plan, s, c).await;
+    }
+    s.write_all(b"SUBSCRIBE bench\r\n").await?;
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    let mut confirmed = false;
+    let mut lat = new_histogram();
+    let mut last_merge = now_ns();
+    while now_ns() < end + 500_000_000 {
+        while let Some((used, payload)) = resp_push(&buf) {
+            match payload {
+                Some(p) if c.measuring.load(Ordering::Relaxed) => {
+                    c.delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = sent_at(p) {
+                        let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
+                    }
+                }
+                Some(_) => {}
+                None if !confirmed => {
+                    confirmed = true;
+                    c.connected.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {}
+            }
+            let _ = buf.split_to(used);
+        }
+        if now_ns() - last_merge > 1_000_000_000 {
+            c.merge(&lat);
+            lat.reset();
+            last_merge = now_ns();
+        }
+        match tokio::time::timeout(Duration::from_millis(200), s.read_buf(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    }
+    c.merge(&lat);
+    Ok(())
+}
+
+async fn redis_publisher(
+    plan: &Plan,
+    s: tokio::net::TcpStream,
+    c: &Counters,
+) -> anyhow::Result<()> {
+    let (mut r, mut w) = s.into_split();
+    let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
+    let replies = window.clone();
+    let end = plan.end_ns();
+    // Each PUBLISH is answered with ":<receivers>\r\n" once Redis has fanned it out.
+    let reader = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let done = buf[..n].iter().filter(|b| **b == b'\n').count();
+            replies.add_permits(done);
+        }
+    });
+    sleep_until_ns(plan.start_at_ns).await;
+    let size = plan.args.payload;
+    while now_ns() < end {
+        let Ok(permit) = window.acquire().await else {
+            break;
+        };
+        permit.forget();
+        let p = payload(size);
+        let mut cmd =
+            format!("*3\r\n$7\r\nPUBLISH\r\n$5\r\nbench\r\n${}\r\n", p.len()).into_bytes();
+        cmd.extend_from_slice(&p);
+        cmd.extend_from_slice(b"\r\n");
+        w.write_all(&cmd).await?;
+        c.add(&c.sent, 1);
+    }
+    reader.abort();
+    Ok(())
+}
+
+/// Parses one pushed RESP array of bulk strings from the front of `buf`. Returns the bytes
+/// used and, for a "message", its payload (None for the subscribe confirmation).
+fn resp_push(buf: &[u8]) -> Option<(usize, Option<&[u8]>)> {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        Some((&buf[at..end], end + 2))
+    }
+    fn num(b: &[u8]) -> Option<i64> {
+        std::str::from_utf8(b).ok()?.parse().ok()
+    }
+    let (head, mut at) = line(buf, 0)?;
+    let n = num(head.strip_prefix(b"*")?)?;
+    let mut parts = Vec::new();
+    for _ in 0..n {
+        let (h, next) = line(buf, at)?;
+        if let Some(rest) = h.strip_prefix(b":") {
+            num(rest)?;
+            parts.push(&buf[0..0]);
+            at = next;
+            continue;
+        }
+        let len = num(h.strip_prefix(b"$")?)? as usize;
+        let body = buf.get(next..next + len)?;
+        buf.get(next + len..next + len + 2)?;
+        parts.push(body);
+        at = next + len + 2;
+    }
+    let is_message = parts.first().is_some_and(|k| *k == b"message");
+    Some((at, is_message.then(|| parts[2])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resp_push;
+
+    #[test]
+    fn parses_subscribe_and_messages() {
+        let confirm = b"*3\r\n$9\r\nsubscribe\r\n$5\r\nbench\r\n:1\r\n";
+        assert_eq!(resp_push(confirm), Some((confirm.len(), None)));
+        let msg = b"*3\r\n$7\r\nmessage\r\n$5\r\nbench\r\n$3\r\nabc\r\n*3";
+        assert_eq!(resp_push(msg), Some((msg.len() - 2, Some(&b"abc"[..]))));
+        assert_eq!(resp_push(&msg[..20]), None);
+    }
+}
