@@ -86,6 +86,7 @@ async fn guests(rest: Arc<Rest>, n: usize) -> anyhow::Result<Vec<Identity>> {
     Ok(out)
 }
 
+/// A room for the run. Persistent, so that it outlives moments with nobody in it (churn).
 async fn room(
     rest: &Rest,
     owner: &Identity,
@@ -96,6 +97,7 @@ async fn room(
         "name": format!("bench {kind}"),
         "kind": kind,
         "max_members": max_members,
+        "persistent": true,
         "settings": {"event_rate_limit": 10_000},
     });
     let room = rest
@@ -141,8 +143,9 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
     }
     // Time for every worker to open its connections before load starts.
     let ramp_secs = (clients as f64 / f64::from(a.connect_rate.max(1))).ceil() as u64 + 2;
-    // One second for worker processes to start.
-    plan.ramp_from_ns = now_ns() + 1_000_000_000;
+    drop(rest);
+    // Time for worker processes to start and for setup's HTTP connections to close.
+    plan.ramp_from_ns = now_ns() + 2_000_000_000;
     plan.start_at_ns = plan.ramp_from_ns + ramp_secs * 1_000_000_000;
     Ok(plan)
 }

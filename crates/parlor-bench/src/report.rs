@@ -35,13 +35,19 @@ fn open_fds(pids: &[u32]) -> usize {
 /// their open sockets pass each checkpoint.
 pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
     let pids = plan.args.server_pid.clone();
+    if pids.is_empty() {
+        return ServerReadings::default();
+    }
+    // The baseline is read just before clients connect, once setup's HTTP connections
+    // have gone.
+    let now = now_ns();
+    if plan.ramp_from_ns > now + 100_000_000 {
+        tokio::time::sleep(Duration::from_nanos(plan.ramp_from_ns - now - 100_000_000)).await;
+    }
     let mut out = ServerReadings {
         baseline: measure::sample(&pids),
         ..Default::default()
     };
-    if pids.is_empty() {
-        return out;
-    }
     let base_fds = open_fds(&pids);
     let mut checkpoints: Vec<usize> = plan.args.checkpoints.clone();
     checkpoints.sort_unstable();

@@ -285,8 +285,13 @@ impl Connection {
         if self.ws.close(None).await.is_err() {
             return;
         }
+        // The server's Close completes the handshake; its TCP close may come later.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while let Some(Ok(_)) = self.ws.next().await {}
+            while let Some(Ok(msg)) = self.ws.next().await {
+                if msg.is_close() {
+                    break;
+                }
+            }
         })
         .await;
     }

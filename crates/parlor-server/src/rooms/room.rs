@@ -119,8 +119,8 @@ pub(crate) struct Act {
 
 /// A write the room's writer task applies, in order.
 enum Write {
-    /// The room into the directory; also into the store when persistent.
-    Put(Box<Room>),
+    /// The room into the directory; also into the store when durable and persistent.
+    Put(Box<Room>, bool),
     /// Chat lines into a persistent room's history.
     Chat(Vec<ChatRecord>),
     /// Answers once every earlier write is done.
@@ -133,11 +133,11 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
     actix::spawn(async move {
         while let Some(w) = rx.recv().await {
             match w {
-                Write::Put(room) => {
+                Write::Put(room, durable) => {
                     if let Err(e) = deps.directory.put(&room).await {
                         tracing::warn!(room_id = %id, error = %e, "directory write failed");
                     }
-                    if room.info.persistent {
+                    if durable && room.info.persistent {
                         let mut durable = *room;
                         durable.members.clear();
                         if let Err(e) = deps.store.save_room(&durable).await {
@@ -234,9 +234,12 @@ impl RoomActor {
         }
     }
 
-    fn persist(&self) {
+    /// Writes the room through to the directory; `durable` also to the store (persistent
+    /// rooms only), for changes the store keeps: info, settings, bans and mutes, never
+    /// members or presence.
+    fn persist(&self, durable: bool) {
         if let Some(room) = &self.room {
-            let _ = self.writer.send(Write::Put(Box::new(room.clone())));
+            let _ = self.writer.send(Write::Put(Box::new(room.clone()), durable));
         }
     }
 
@@ -416,7 +419,7 @@ impl RoomActor {
                 member: Some(member),
             }));
         }
-        self.persist();
+        self.persist(false);
         true
     }
 
@@ -455,7 +458,7 @@ impl RoomActor {
             room_id: self.id.0.clone(),
             member: Some(proto),
         }));
-        self.persist();
+        self.persist(false);
     }
 
     /// The caller's membership, checked against the session that joined.
@@ -683,7 +686,7 @@ impl RoomActor {
         }));
         // Cursor moves are frequent and cheap to lose; only status changes are written through.
         if p.status != v1::PresenceStatus::Unspecified as i32 {
-            self.persist();
+            self.persist(false);
         }
         Ok(())
     }
@@ -708,7 +711,7 @@ impl RoomActor {
             local.bucket.set_rate(rate, rate);
         }
         self.publish(Body::RoomUpdated(updated));
-        self.persist();
+        self.persist(true);
         reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
         Ok(())
     }
@@ -807,8 +810,9 @@ impl RoomActor {
                 });
             }
             self.depart(&target, reason, ctx);
-        } else {
-            self.persist();
+        }
+        if action != MA::Kick {
+            self.persist(true);
         }
         reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
         Ok(())
@@ -883,7 +887,7 @@ impl RoomActor {
                 ..Stats::default()
             },
         );
-        self.persist();
+        self.persist(false);
         Ok((msg.spec.last_seq, local, role, who.user_id.clone(), true))
     }
 }

@@ -212,7 +212,11 @@ impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
                 self.outbox.send(Out::Pong(b));
             }
             Ok(AggregatedMessage::Pong(_)) => {}
-            Ok(AggregatedMessage::Close(_)) => ctx.stop(),
+            // RFC 6455: answer a Close with a Close, so that the client can finish at once.
+            Ok(AggregatedMessage::Close(reason)) => {
+                let code = reason.map_or(close::NORMAL, |r| u16::from(r.code));
+                self.close_with(ctx, code, "closing");
+            }
             Err(ProtocolError::Overflow) => {
                 self.shared.metrics.error(ErrorCode::FrameTooLarge);
                 self.close_with(ctx, close::TOO_BIG, "frame over the size limit");
