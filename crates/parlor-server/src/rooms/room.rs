@@ -239,7 +239,9 @@ impl RoomActor {
     /// members or presence.
     fn persist(&self, durable: bool) {
         if let Some(room) = &self.room {
-            let _ = self.writer.send(Write::Put(Box::new(room.clone()), durable));
+            let _ = self
+                .writer
+                .send(Write::Put(Box::new(room.clone()), durable));
         }
     }
 
