@@ -111,6 +111,9 @@ async fn close(session: Session, code: u16, reason: String) {
     let _ = tokio::time::timeout(CLOSE_WAIT, session.close(Some(reason))).await;
 }
 
+/// Frames taken from the queue per wake-up.
+const BATCH: usize = 64;
+
 async fn write_loop(
     mut session: Session,
     mut rx: mpsc::Receiver<Out>,
@@ -118,44 +121,57 @@ async fn write_loop(
     on_done: impl FnOnce(),
 ) {
     const SLOW: u16 = parlor_protocol::close::SLOW_CONSUMER;
-    loop {
-        let next = tokio::select! {
+    // One eviction waiter for the writer's whole life: making one per frame showed up in
+    // the fan-out profile (docs/benchmarks.md).
+    let evicted = evict.notify.notified();
+    tokio::pin!(evicted);
+    let mut batch = Vec::with_capacity(BATCH);
+    let close_with: Option<(u16, String)> = 'run: loop {
+        let first = tokio::select! {
             biased;
-            _ = evict.notify.notified() => None,
+            _ = &mut evicted => break 'run Some((SLOW, "slow consumer".into())),
             out = rx.recv() => out,
         };
-        let out = match next {
-            Some(Out::Close(code, reason)) => {
-                close(session, code, reason).await;
-                break;
-            }
-            Some(out) => out,
-            None => {
-                if evict.fired.load(Ordering::Acquire) {
-                    close(session, SLOW, "slow consumer".into()).await;
-                }
-                break;
-            }
+        let Some(first) = first else {
+            break 'run evict
+                .fired
+                .load(Ordering::Acquire)
+                .then(|| (SLOW, "slow consumer".into()));
         };
-        // Every send races eviction: a peer that stops reading must not wedge the writer.
-        let sent = tokio::select! {
-            biased;
-            _ = evict.notify.notified() => {
-                close(session, SLOW, "slow consumer".into()).await;
-                break;
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(out) => batch.push(out),
+                Err(_) => break,
             }
-            r = async {
-                match out {
-                    Out::Frame(bytes) => session.binary(bytes).await,
-                    Out::Ping => session.ping(b"").await,
-                    Out::Pong(bytes) => session.pong(&bytes).await,
-                    Out::Close(..) => Ok(()),
-                }
-            } => r,
-        };
-        if sent.is_err() {
-            break;
         }
+        for out in batch.drain(..) {
+            let send = match out {
+                Out::Close(code, reason) => break 'run Some((code, reason)),
+                out => {
+                    async {
+                        match out {
+                            Out::Frame(bytes) => session.binary(bytes).await,
+                            Out::Ping => session.ping(b"").await,
+                            Out::Pong(bytes) => session.pong(&bytes).await,
+                            Out::Close(..) => Ok(()),
+                        }
+                    }
+                }
+            };
+            // Every send races eviction: a peer that stops reading must not wedge the writer.
+            let sent = tokio::select! {
+                biased;
+                _ = &mut evicted => break 'run Some((SLOW, "slow consumer".into())),
+                r = send => r,
+            };
+            if sent.is_err() {
+                break 'run None;
+            }
+        }
+    };
+    if let Some((code, reason)) = close_with {
+        close(session, code, reason).await;
     }
     on_done();
 }
