@@ -1,26 +1,33 @@
-//! One connection's bounded outbound queue and the task that drains it into the socket.
+//! One connection's bounded outbound queue, drained straight into the HTTP response body.
 //!
 //! Room fan-out calls [`Outbox::push`] from any thread: a `try_send` of shared `Bytes`, no
 //! await, no per-member allocation. When the queue is full the client is a slow consumer:
-//! it is evicted (closed with 4000) instead of slowing the room. The writer hands every
-//! frame that is ready to actix-ws, whose response body encodes all queued frames into one
-//! buffer per poll, so frames are coalesced into one write.
+//! it is evicted (closed with 4000) instead of slowing the room.
+//!
+//! [`OutboundBody`] is the WebSocket response body. Each poll encodes every queued frame
+//! (up to a batch) into one buffer, so a burst leaves in one write. Frames cross one
+//! channel; an earlier design crossed two (this queue, then actix-ws's `Session`), and that
+//! hop dominated the fan-out profile (docs/benchmarks.md).
 
 use std::{
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
+    task::{Context, Poll},
 };
 
-use actix_ws::{CloseCode, CloseReason, Session};
-use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
+use actix_web::body::BoxBody;
+use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use tokio::sync::mpsc;
+use tokio_util::codec::Encoder;
 
 use crate::Metrics;
 
-/// What the writer sends.
+/// What the connection sends, in order.
 #[derive(Debug)]
 pub(crate) enum Out {
     Frame(Bytes),
@@ -29,9 +36,15 @@ pub(crate) enum Out {
     Close(u16, String),
 }
 
+/// Frames encoded per poll of the body, so one busy connection cannot hog its worker.
+const BATCH: usize = 64;
+
 struct Evict {
     fired: AtomicBool,
-    notify: Notify,
+    /// The body's waker, so that eviction is seen even while the queue is idle.
+    body: AtomicWaker,
+    /// Tells the session, which then ends even if the socket never drains.
+    session: Option<actix::Recipient<super::SessionNotice>>,
 }
 
 /// A cheap, cloneable handle to one connection's queue.
@@ -43,8 +56,8 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// A queue of `capacity` frames with no socket and no writer: the caller reads the
-    /// receiver. For benchmarks, which drive the real push path without a connection.
+    /// A queue of `capacity` frames with no socket: the caller reads the receiver. For
+    /// benchmarks, which drive the real push path without a connection.
     #[cfg(feature = "bench")]
     pub(crate) fn detached(
         capacity: usize,
@@ -53,7 +66,8 @@ impl Outbox {
         let (tx, rx) = mpsc::channel(capacity);
         let evict = Arc::new(Evict {
             fired: AtomicBool::new(false),
-            notify: Notify::new(),
+            body: AtomicWaker::new(),
+            session: None,
         });
         (Outbox { tx, evict, metrics }, rx)
     }
@@ -78,100 +92,134 @@ impl Outbox {
     fn evict(&self) {
         if !self.evict.fired.swap(true, Ordering::AcqRel) {
             self.metrics.slow_consumer_disconnects.inc();
-            self.evict.notify.notify_one();
+            self.evict.body.wake();
+            if let Some(session) = &self.evict.session {
+                session.do_send(super::SessionNotice::Close {
+                    code: parlor_protocol::close::SLOW_CONSUMER,
+                    reason: "slow consumer".into(),
+                });
+            }
         }
     }
 }
 
-/// Creates a queue of `capacity` frames and spawns its writer on the current arbiter.
-/// `on_done` runs once when the writer stops (socket closed or client evicted).
+/// The WebSocket response body: the queue's frames, encoded in batches.
+pub(crate) struct OutboundBody {
+    rx: mpsc::Receiver<Out>,
+    evict: Arc<Evict>,
+    codec: Codec,
+    buf: BytesMut,
+    done: bool,
+    on_done: Option<Box<dyn FnOnce()>>,
+    /// actix-ws's own body, kept alive but never polled: dropping it is what tells
+    /// actix-ws's inbound `MessageStream` that the connection is gone.
+    _upgrade: BoxBody,
+}
+
+/// Creates a queue of `capacity` frames and the response body that drains it. `upgrade`
+/// is the body actix-ws built for the handshake; `on_done` runs when the body is dropped,
+/// that is, when the connection has ended.
 pub(crate) fn start(
-    session: Session,
     capacity: usize,
     metrics: Arc<Metrics>,
+    session: actix::Recipient<super::SessionNotice>,
+    upgrade: BoxBody,
     on_done: impl FnOnce() + 'static,
-) -> Outbox {
+) -> (Outbox, OutboundBody) {
     let (tx, rx) = mpsc::channel(capacity);
     let evict = Arc::new(Evict {
         fired: AtomicBool::new(false),
-        notify: Notify::new(),
+        body: AtomicWaker::new(),
+        session: Some(session),
     });
-    actix_web::rt::spawn(write_loop(session, rx, evict.clone(), on_done));
-    Outbox { tx, evict, metrics }
+    let body = OutboundBody {
+        rx,
+        evict: evict.clone(),
+        codec: Codec::new(),
+        buf: BytesMut::new(),
+        done: false,
+        on_done: Some(Box::new(on_done)),
+        _upgrade: upgrade,
+    };
+    (Outbox { tx, evict, metrics }, body)
 }
 
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
-async fn close(session: Session, code: u16, reason: String) {
-    let reason = CloseReason {
+fn close_message(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseReason {
         code: CloseCode::from(code),
         description: Some(reason),
-    };
-    // A slow consumer's socket may never drain; do not wait on it for ever.
-    let _ = tokio::time::timeout(CLOSE_WAIT, session.close(Some(reason))).await;
+    }))
 }
 
-/// Frames taken from the queue per wake-up.
-const BATCH: usize = 64;
+impl OutboundBody {
+    fn encode(&mut self, msg: Message) {
+        // Encoding into a BytesMut only fails for control frames over 125 bytes; ours are
+        // shorter, and a failure drops that frame rather than the connection.
+        let _ = self.codec.encode(msg, &mut self.buf);
+    }
+}
 
-async fn write_loop(
-    mut session: Session,
-    mut rx: mpsc::Receiver<Out>,
-    evict: Arc<Evict>,
-    on_done: impl FnOnce(),
-) {
-    const SLOW: u16 = parlor_protocol::close::SLOW_CONSUMER;
-    // One eviction waiter for the writer's whole life: making one per frame showed up in
-    // the fan-out profile (docs/benchmarks.md).
-    let evicted = evict.notify.notified();
-    tokio::pin!(evicted);
-    let mut batch = Vec::with_capacity(BATCH);
-    let close_with: Option<(u16, String)> = 'run: loop {
-        let first = tokio::select! {
-            biased;
-            _ = &mut evicted => break 'run Some((SLOW, "slow consumer".into())),
-            out = rx.recv() => out,
-        };
-        let Some(first) = first else {
-            break 'run evict
-                .fired
-                .load(Ordering::Acquire)
-                .then(|| (SLOW, "slow consumer".into()));
-        };
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(out) => batch.push(out),
-                Err(_) => break,
+impl futures_util::Stream for OutboundBody {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
             }
-        }
-        for out in batch.drain(..) {
-            let send = match out {
-                Out::Close(code, reason) => break 'run Some((code, reason)),
-                out => {
-                    async {
+            if this.evict.fired.load(Ordering::Acquire) {
+                // Queued frames are dropped: this client could not keep up with them.
+                this.buf.clear();
+                this.encode(close_message(
+                    parlor_protocol::close::SLOW_CONSUMER,
+                    "slow consumer".into(),
+                ));
+                this.done = true;
+                return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+            }
+            let mut taken = 0;
+            while taken < BATCH {
+                match this.rx.poll_recv(cx) {
+                    Poll::Ready(Some(out)) => {
+                        taken += 1;
                         match out {
-                            Out::Frame(bytes) => session.binary(bytes).await,
-                            Out::Ping => session.ping(b"").await,
-                            Out::Pong(bytes) => session.pong(&bytes).await,
-                            Out::Close(..) => Ok(()),
+                            Out::Frame(bytes) => this.encode(Message::Binary(bytes)),
+                            Out::Ping => this.encode(Message::Ping(Bytes::new())),
+                            Out::Pong(bytes) => this.encode(Message::Pong(bytes)),
+                            Out::Close(code, reason) => {
+                                this.encode(close_message(code, reason));
+                                this.done = true;
+                                break;
+                            }
                         }
                     }
+                    Poll::Ready(None) => {
+                        this.done = true;
+                        break;
+                    }
+                    Poll::Pending => break,
                 }
-            };
-            // Every send races eviction: a peer that stops reading must not wedge the writer.
-            let sent = tokio::select! {
-                biased;
-                _ = &mut evicted => break 'run Some((SLOW, "slow consumer".into())),
-                r = send => r,
-            };
-            if sent.is_err() {
-                break 'run None;
+            }
+            if !this.buf.is_empty() {
+                return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            this.evict.body.register(cx.waker());
+            // Eviction may have fired between the check above and the registration.
+            if !this.evict.fired.load(Ordering::Acquire) {
+                return Poll::Pending;
             }
         }
-    };
-    if let Some((code, reason)) = close_with {
-        close(session, code, reason).await;
     }
-    on_done();
+}
+
+impl Drop for OutboundBody {
+    fn drop(&mut self) {
+        if let Some(done) = self.on_done.take() {
+            done();
+        }
+    }
 }

@@ -14,7 +14,10 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Message, StreamHandler,
     WrapFuture,
 };
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{
+    body::{BodyStream, BoxBody},
+    web, HttpRequest, HttpResponse,
+};
 use actix_ws::{AggregatedMessage, ProtocolError};
 use bytes::Bytes;
 use parlor_core::{new_id, now_ms, GlobalRole, RoomId, UserId};
@@ -96,16 +99,22 @@ pub(crate) async fn ws_route(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
+    // Frames leave through our own body (ws/outbox.rs), so actix-ws's Session goes unused.
+    drop(session);
+    let (head, upgrade) = response.into_parts();
     let id = new_id("s_");
     let rate = shared.cfg.ws.max_frames_per_sec;
-    WsSession::create(move |ctx| {
+    let mut outbound = None;
+    WsSession::create(|ctx| {
         let addr = ctx.address();
-        let outbox = outbox::start(
-            session,
+        let (outbox, body) = outbox::start(
             shared.cfg.ws.outbound_queue,
             shared.metrics.clone(),
+            addr.clone().recipient(),
+            upgrade,
             move || addr.do_send(WriterDone),
         );
+        outbound = Some(body);
         ctx.add_stream(stream);
         WsSession {
             shared,
@@ -120,7 +129,8 @@ pub(crate) async fn ws_route(
             strikes: 0,
         }
     });
-    Ok(response)
+    let body = outbound.ok_or_else(|| ApiError::internal("session did not start"))?;
+    Ok(head.set_body(BoxBody::new(BodyStream::new(body))))
 }
 
 fn query_token(req: &HttpRequest) -> Option<String> {
