@@ -317,56 +317,26 @@ async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()
         });
         (task, sent)
     });
-    let mut lat = new_histogram();
-    let mut last_merge = now_ns();
-    let mut last_sent = 0;
-    while now_ns() < end + 500_000_000 {
-        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), rx.next()).await else {
-            continue;
-        };
-        let Some(Ok(Message::Binary(bytes))) = next else {
-            if next.is_none() {
-                break;
+    let sent = send_task.as_ref().map(|(_, sent)| sent.clone());
+    receive(
+        &mut rx,
+        c,
+        end,
+        sent.as_deref(),
+        |ev| {
+            if sender && ev.sender_id == me {
+                window.add_permits(1);
             }
-            continue;
-        };
-        let Ok(env) = v1::Envelope::decode(bytes) else {
-            c.error("undecodable frame");
-            continue;
-        };
-        match env.body {
-            Some(Body::GameEvent(ev)) => {
-                if c.measuring.load(Ordering::Relaxed) {
-                    c.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = sent_at(&ev.payload) {
-                        let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
-                    }
-                }
-                if sender && ev.sender_id == me {
-                    window.add_permits(1);
-                }
+            true
+        },
+        // A refused event never comes back: free its place in the window.
+        || {
+            if sender {
+                window.add_permits(1);
             }
-            Some(Body::Error(e)) => {
-                c.error(format!("server error {}: {}", e.code, e.message));
-                // A refused event never comes back: free its place in the window.
-                if sender {
-                    window.add_permits(1);
-                }
-            }
-            _ => {}
-        }
-        if let Some((_, sent)) = &send_task {
-            let s = sent.load(Ordering::Relaxed);
-            c.add(&c.sent, s - last_sent);
-            last_sent = s;
-        }
-        if now_ns() - last_merge > 1_000_000_000 {
-            c.merge(&lat);
-            lat.reset();
-            last_merge = now_ns();
-        }
-    }
-    c.merge(&lat);
+        },
+    )
+    .await;
     if let Some((task, _)) = send_task {
         task.abort();
     }
@@ -416,6 +386,24 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
         }
         let _ = tx.close().await;
     });
+    receive(&mut rx, c, end, Some(&sent), |ev| ev.sender_id != me, || {}).await;
+    sender.abort();
+    Ok(())
+}
+
+/// Reads a client's frames until the run ends (plus half a second for stragglers). Each
+/// GameEvent that `count` accepts is counted and timed; each Error frame calls `refused`.
+/// `sent` is the client's own send counter, folded into the totals while measuring.
+async fn receive<S>(
+    rx: &mut S,
+    c: &Counters,
+    end: u64,
+    sent: Option<&std::sync::atomic::AtomicU64>,
+    mut count: impl FnMut(&v1::GameEvent) -> bool,
+    mut refused: impl FnMut(),
+) where
+    S: futures_util::Stream<Item = Result<Message, parlor_client::tungstenite::Error>> + Unpin,
+{
     let mut lat = new_histogram();
     let mut last_merge = now_ns();
     let mut last_sent = 0;
@@ -430,21 +418,26 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
             continue;
         };
         match v1::Envelope::decode(bytes).map(|e| e.body) {
-            Ok(Some(Body::GameEvent(ev))) if ev.sender_id != me => {
-                if c.measuring.load(Ordering::Relaxed) {
+            Ok(Some(Body::GameEvent(ev))) => {
+                if count(&ev) && c.measuring.load(Ordering::Relaxed) {
                     c.delivered.fetch_add(1, Ordering::Relaxed);
                     if let Some(t) = sent_at(&ev.payload) {
                         let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
                     }
                 }
             }
-            Ok(Some(Body::Error(e))) => c.error(format!("server error {}: {}", e.code, e.message)),
+            Ok(Some(Body::Error(e))) => {
+                c.error(format!("server error {}: {}", e.code, e.message));
+                refused();
+            }
             Ok(_) => {}
             Err(_) => c.error("undecodable frame"),
         }
-        let s = sent.load(Ordering::Relaxed);
-        c.add(&c.sent, s - last_sent);
-        last_sent = s;
+        if let Some(sent) = sent {
+            let s = sent.load(Ordering::Relaxed);
+            c.add(&c.sent, s - last_sent);
+            last_sent = s;
+        }
         if now_ns() - last_merge > 1_000_000_000 {
             c.merge(&lat);
             lat.reset();
@@ -452,8 +445,6 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
         }
     }
     c.merge(&lat);
-    sender.abort();
-    Ok(())
 }
 
 async fn churn_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {

@@ -167,6 +167,24 @@ struct Local {
     strikes: u32,
 }
 
+impl Local {
+    /// Tells this session it is no longer in the room: RoomLeft on the wire, and a notice
+    /// so that it forgets the room.
+    fn dismiss(&self, room: &RoomId, reason: v1::LeaveReason) {
+        self.outbox.push(encode_envelope(
+            0,
+            0,
+            Body::RoomLeft(v1::RoomLeft {
+                room_id: room.0.clone(),
+                reason: reason as i32,
+            }),
+        ));
+        self.notify.do_send(SessionNotice::RoomGone {
+            room_id: room.clone(),
+        });
+    }
+}
+
 /// The actor that runs one room.
 pub(crate) struct RoomActor {
     id: RoomId,
@@ -276,17 +294,7 @@ impl RoomActor {
     fn vanish(&mut self, ctx: &mut Context<Self>) {
         for (user, local) in self.locals.drain() {
             self.fanout.remove(&user);
-            local.outbox.push(encode_envelope(
-                0,
-                0,
-                Body::RoomLeft(v1::RoomLeft {
-                    room_id: self.id.0.clone(),
-                    reason: v1::LeaveReason::Closed as i32,
-                }),
-            ));
-            local.notify.do_send(SessionNotice::RoomGone {
-                room_id: self.id.clone(),
-            });
+            local.dismiss(&self.id, v1::LeaveReason::Closed);
         }
         self.shut(ctx);
     }
@@ -799,17 +807,7 @@ impl RoomActor {
                 v1::LeaveReason::Kicked
             };
             if let Some(local) = self.locals.get(&target) {
-                local.outbox.push(encode_envelope(
-                    0,
-                    0,
-                    Body::RoomLeft(v1::RoomLeft {
-                        room_id: self.id.0.clone(),
-                        reason: reason as i32,
-                    }),
-                ));
-                local.notify.do_send(SessionNotice::RoomGone {
-                    room_id: self.id.clone(),
-                });
+                local.dismiss(&self.id, reason);
             }
             self.depart(&target, reason, ctx);
         }
@@ -846,17 +844,7 @@ impl RoomActor {
             let role = existing.role;
             if let Some(old) = self.locals.get(&who.user_id) {
                 if old.session_id != msg.session_id {
-                    old.outbox.push(encode_envelope(
-                        0,
-                        0,
-                        Body::RoomLeft(v1::RoomLeft {
-                            room_id: self.id.0.clone(),
-                            reason: v1::LeaveReason::Replaced as i32,
-                        }),
-                    ));
-                    old.notify.do_send(SessionNotice::RoomGone {
-                        room_id: self.id.clone(),
-                    });
+                    old.dismiss(&self.id, v1::LeaveReason::Replaced);
                 }
             }
             self.fanout.remove(&who.user_id);
