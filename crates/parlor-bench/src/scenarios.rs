@@ -280,42 +280,20 @@ async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()
     .await?;
     c.connected.fetch_add(1, Ordering::Relaxed);
     let (ws, _) = conn.into_parts();
-    let (mut tx, mut rx) = ws.split();
+    let (tx, mut rx) = ws.split();
     let sender = i < plan.args.senders;
     let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
     let end = plan.end_ns();
     let send_task = sender.then(|| {
-        let (window, room, size) = (window.clone(), room.clone(), plan.args.payload);
-        let start = plan.start_at_ns;
-        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = sent.clone();
-        let task = tokio::spawn(async move {
-            sleep_until_ns(start).await;
-            let mut rid = 1_000u64;
-            while now_ns() < end {
-                let Ok(permit) = window.acquire().await else {
-                    break;
-                };
-                permit.forget();
-                rid += 1;
-                let frame = parlor_protocol::encode_envelope(
-                    rid,
-                    0,
-                    Body::GameEvent(v1::GameEvent {
-                        room_id: room.clone(),
-                        r#type: "bench".into(),
-                        payload: payload(size),
-                        ..Default::default()
-                    }),
-                );
-                if tx.send(Message::Binary(frame)).await.is_err() {
-                    break;
-                }
-                counted.fetch_add(1, Ordering::Relaxed);
-            }
-            let _ = tx.close().await;
-        });
-        (task, sent)
+        spawn_sender(
+            tx,
+            room.clone(),
+            "bench",
+            plan.args.payload,
+            plan.start_at_ns,
+            end,
+            Pace::Window(window.clone()),
+        )
     });
     let sent = send_task.as_ref().map(|(_, sent)| sent.clone());
     receive(
@@ -354,27 +332,81 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
     .await?;
     c.connected.fetch_add(1, Ordering::Relaxed);
     let (ws, _) = conn.into_parts();
-    let (mut tx, mut rx) = ws.split();
+    let (tx, mut rx) = ws.split();
     let end = plan.end_ns();
-    let (start, rate, size) = (plan.start_at_ns, plan.args.rate.max(1), plan.args.payload);
+    let rate = u64::from(plan.args.rate.max(1));
+    // Spread players' phases so that a room's notes do not all leave at once.
+    let phase = (i as u64 * 7_919_000) % 1_000_000_000 / rate;
+    let (sender, sent) = spawn_sender(
+        tx,
+        room,
+        "note_on",
+        plan.args.payload,
+        plan.start_at_ns + phase,
+        end,
+        Pace::Every(Duration::from_nanos(1_000_000_000 / rate)),
+    );
+    receive(&mut rx, c, end, Some(&sent), |ev| ev.sender_id != me, || {}).await;
+    sender.abort();
+    Ok(())
+}
+
+/// How a sender paces itself.
+enum Pace {
+    /// Closed loop: one permit per event, returned when the event comes back.
+    Window(Arc<Semaphore>),
+    /// Open loop: one event per period.
+    Every(Duration),
+}
+
+/// Sends timestamped GameEvents of `kind` from `start` until `end`, as `pace` allows.
+/// Returns the task and its count of frames sent.
+fn spawn_sender<W>(
+    mut tx: W,
+    room: String,
+    kind: &'static str,
+    size: usize,
+    start: u64,
+    end: u64,
+    pace: Pace,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicU64>,
+)
+where
+    W: futures_util::Sink<Message> + Unpin + Send + 'static,
+{
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = sent.clone();
-    let sender = tokio::spawn(async move {
-        // Spread players' phases so that a room's notes do not all leave at once.
-        sleep_until_ns(start + (i as u64 * 7_919_000) % 1_000_000_000 / u64::from(rate)).await;
-        let mut every =
-            tokio::time::interval(Duration::from_nanos(1_000_000_000 / u64::from(rate)));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let task = tokio::spawn(async move {
+        sleep_until_ns(start).await;
+        let mut every = match &pace {
+            Pace::Every(period) => {
+                let mut t = tokio::time::interval(*period);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Some(t)
+            }
+            Pace::Window(_) => None,
+        };
         let mut rid = 0u64;
         while now_ns() < end {
-            every.tick().await;
+            match (&pace, every.as_mut()) {
+                (Pace::Window(w), _) => match w.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break,
+                },
+                (Pace::Every(_), Some(t)) => {
+                    t.tick().await;
+                }
+                (Pace::Every(_), None) => break,
+            }
             rid += 1;
             let frame = parlor_protocol::encode_envelope(
                 rid,
                 0,
                 Body::GameEvent(v1::GameEvent {
                     room_id: room.clone(),
-                    r#type: "note_on".into(),
+                    r#type: kind.into(),
                     payload: payload(size),
                     ..Default::default()
                 }),
@@ -386,9 +418,7 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
         }
         let _ = tx.close().await;
     });
-    receive(&mut rx, c, end, Some(&sent), |ev| ev.sender_id != me, || {}).await;
-    sender.abort();
-    Ok(())
+    (task, sent)
 }
 
 /// Reads a client's frames until the run ends (plus half a second for stragglers). Each
