@@ -301,8 +301,9 @@ async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()
         c,
         end,
         sent.as_deref(),
-        |ev| {
-            if sender && ev.sender_id == me {
+        &me,
+        |mine| {
+            if sender && mine {
                 window.add_permits(1);
             }
             true
@@ -346,7 +347,7 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
         end,
         Pace::Every(Duration::from_nanos(1_000_000_000 / rate)),
     );
-    receive(&mut rx, c, end, Some(&sent), |ev| ev.sender_id != me, || {}).await;
+    receive(&mut rx, c, end, Some(&sent), &me, |mine| !mine, || {}).await;
     sender.abort();
     Ok(())
 }
@@ -421,6 +422,62 @@ where
     (task, sent)
 }
 
+/// What a receiver needs from one frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Scan {
+    /// A GameEvent: its payload's send time, and whether `me` sent it.
+    Event { sent_at: Option<u64>, mine: bool },
+    /// An Error frame.
+    Error,
+    /// Anything else.
+    Other,
+}
+
+/// Reads only the fields a receiver needs, without building the message: at a million
+/// frames a second a full decode (three Strings per event) made the load generator, not
+/// the server, the bottleneck.
+fn scan(frame: &[u8], me: &[u8]) -> Option<Scan> {
+    use prost::encoding::{decode_key, decode_varint, WireType};
+    fn skip(buf: &mut &[u8], wire: WireType) -> Option<()> {
+        let n = match wire {
+            WireType::Varint => return decode_varint(buf).ok().map(|_| ()),
+            WireType::LengthDelimited => decode_varint(buf).ok()? as usize,
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            _ => return None,
+        };
+        *buf = buf.get(n..)?;
+        Some(())
+    }
+    fn bytes<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let n = decode_varint(buf).ok()? as usize;
+        let (head, rest) = (buf.get(..n)?, buf.get(n..)?);
+        *buf = rest;
+        Some(head)
+    }
+    let mut buf = frame;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        match (tag, wire) {
+            (19, WireType::LengthDelimited) => {
+                let mut ev = bytes(&mut buf)?;
+                let (mut at, mut mine) = (None, false);
+                while !ev.is_empty() {
+                    match decode_key(&mut ev).ok()? {
+                        (3, WireType::LengthDelimited) => at = sent_at(bytes(&mut ev)?),
+                        (5, WireType::LengthDelimited) => mine = bytes(&mut ev)? == me,
+                        (_, w) => skip(&mut ev, w)?,
+                    }
+                }
+                return Some(Scan::Event { sent_at: at, mine });
+            }
+            (50, _) => return Some(Scan::Error),
+            (_, w) => skip(&mut buf, w)?,
+        }
+    }
+    Some(Scan::Other)
+}
+
 /// Reads a client's frames until the run ends (plus half a second for stragglers). Each
 /// GameEvent that `count` accepts is counted and timed; each Error frame calls `refused`.
 /// `sent` is the client's own send counter, folded into the totals while measuring.
@@ -429,7 +486,8 @@ async fn receive<S>(
     c: &Counters,
     end: u64,
     sent: Option<&std::sync::atomic::AtomicU64>,
-    mut count: impl FnMut(&v1::GameEvent) -> bool,
+    me: &str,
+    mut count: impl FnMut(bool) -> bool,
     mut refused: impl FnMut(),
 ) where
     S: futures_util::Stream<Item = Result<Message, parlor_client::tungstenite::Error>> + Unpin,
@@ -447,21 +505,26 @@ async fn receive<S>(
             }
             continue;
         };
-        match v1::Envelope::decode(bytes).map(|e| e.body) {
-            Ok(Some(Body::GameEvent(ev))) => {
-                if count(&ev) && c.measuring.load(Ordering::Relaxed) {
+        match scan(&bytes, me.as_bytes()) {
+            Some(Scan::Event { sent_at, mine }) => {
+                if count(mine) && c.measuring.load(Ordering::Relaxed) {
                     c.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = sent_at(&ev.payload) {
+                    if let Some(t) = sent_at {
                         let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
                     }
                 }
             }
-            Ok(Some(Body::Error(e))) => {
-                c.error(format!("server error {}: {}", e.code, e.message));
+            Some(Scan::Error) => {
+                match v1::Envelope::decode(bytes).map(|e| e.body) {
+                    Ok(Some(Body::Error(e))) => {
+                        c.error(format!("server error {}: {}", e.code, e.message))
+                    }
+                    _ => c.error("server error"),
+                }
                 refused();
             }
-            Ok(_) => {}
-            Err(_) => c.error("undecodable frame"),
+            Some(Scan::Other) => {}
+            None => c.error("undecodable frame"),
         }
         if let Some(sent) = sent {
             let s = sent.load(Ordering::Relaxed);
@@ -636,7 +699,43 @@ fn resp_push(buf: &[u8]) -> Option<(usize, Option<&[u8]>)> {
 
 #[cfg(test)]
 mod tests {
-    use super::resp_push;
+    use super::{resp_push, scan, Scan};
+    use parlor_client::{v1, Body};
+
+    #[test]
+    fn scan_reads_what_a_full_decode_reads() {
+        let ts = 1_234_567_890_123u64;
+        let mut payload = ts.to_le_bytes().to_vec();
+        payload.extend_from_slice(&[9; 20]);
+        let body = parlor_protocol::encode_body(Body::GameEvent(v1::GameEvent {
+            room_id: "r_1".into(),
+            r#type: "note".into(),
+            payload: payload.into(),
+            sender_id: "u_me".into(),
+            sent_at_ms: 7,
+            ..Default::default()
+        }));
+        let frame = parlor_protocol::frame_with_seq(300, &body);
+        assert_eq!(
+            scan(&frame, b"u_me"),
+            Some(Scan::Event {
+                sent_at: Some(ts),
+                mine: true
+            })
+        );
+        assert_eq!(
+            scan(&frame, b"u_you"),
+            Some(Scan::Event {
+                sent_at: Some(ts),
+                mine: false
+            })
+        );
+        let err = parlor_protocol::error_envelope(4, v1::ErrorCode::RateLimited, "slow");
+        assert_eq!(scan(&err, b"u_me"), Some(Scan::Error));
+        let pong = parlor_protocol::encode_envelope(1, 0, Body::Pong(v1::Pong::default()));
+        assert_eq!(scan(&pong, b"u_me"), Some(Scan::Other));
+        assert_eq!(scan(&[0xff, 0xff], b"u_me"), None);
+    }
 
     #[test]
     fn parses_subscribe_and_messages() {
