@@ -161,6 +161,13 @@ impl Handler<Resolve> for RoomManager {
     type Result = ResponseActFuture<Self, Found>;
 
     fn handle(&mut self, msg: Resolve, _ctx: &mut Context<Self>) -> Self::Result {
+        // A live room answers at once: no directory read, no copy of the room.
+        if let Some(addr) = self.live.get(msg.room_id.as_str()) {
+            if addr.connected() {
+                let found = (RoomId(msg.room_id), addr.clone());
+                return Box::pin(actix::fut::ready(Ok(found)));
+            }
+        }
         let deps = self.deps.clone();
         let fut = async move {
             let id = if !msg.room_id.is_empty() {
