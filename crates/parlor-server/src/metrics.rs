@@ -6,6 +6,25 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// Inbound frame types, the bounded values of the `type` label. `FRAME_TYPES[i]` names
+/// `Metrics::frame_in[i]` and `Metrics::frame_time[i]`.
+pub(crate) const FRAME_TYPES: [&str; 14] = [
+    "hello",
+    "ping",
+    "create_room",
+    "join_room",
+    "join_or_create",
+    "leave_room",
+    "list_rooms",
+    "update_room",
+    "chat",
+    "game_event",
+    "presence_update",
+    "moderate",
+    "server_only",
+    "invalid",
+];
+
 /// The pod's metrics, registered in their own registry so that test servers in one process
 /// do not share counters.
 pub struct Metrics {
@@ -34,6 +53,10 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     /// Stats deltas waiting to be written.
     pub stats_pending: IntGauge,
+    pub(crate) frame_in: Vec<IntCounter>,
+    pub(crate) frame_time: Vec<Histogram>,
+    pub(crate) out_room_event: IntCounter,
+    pub(crate) out_direct: IntCounter,
 }
 
 impl Metrics {
@@ -41,34 +64,49 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry =
             Registry::new_custom(Some("parlor".into()), None).expect("a constant prefix is valid");
+        let frames_in = IntCounterVec::new(
+            Opts::new("frames_in_total", "Inbound frames by message type"),
+            &["type"],
+        )
+        .unwrap();
+        let frames_out = IntCounterVec::new(
+            Opts::new("frames_out_total", "Outbound frames by kind"),
+            &["kind"],
+        )
+        .unwrap();
+        let frame_seconds = HistogramVec::new(
+            HistogramOpts::new("frame_handle_seconds", "Time to handle one inbound frame").buckets(
+                vec![
+                    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
+                    0.005, 0.01, 0.025, 0.05, 0.1,
+                ],
+            ),
+            &["type"],
+        )
+        .unwrap();
+        // Children resolved once, so the per-frame path hashes no labels.
+        let frame_in = FRAME_TYPES
+            .iter()
+            .map(|t| frames_in.with_label_values(&[t]))
+            .collect();
+        let frame_time = FRAME_TYPES
+            .iter()
+            .map(|t| frame_seconds.with_label_values(&[t]))
+            .collect();
+        let out_room_event = frames_out.with_label_values(&["room_event"]);
+        let out_direct = frames_out.with_label_values(&["direct"]);
         let m = Metrics {
             connections: IntGauge::new("connections", "Open WebSocket connections").unwrap(),
             rooms: IntGauge::new("rooms", "Live rooms on this pod").unwrap(),
             members: IntGauge::new("members", "Room memberships of local connections").unwrap(),
-            frames_in: IntCounterVec::new(
-                Opts::new("frames_in_total", "Inbound frames by message type"),
-                &["type"],
-            )
-            .unwrap(),
-            frames_out: IntCounterVec::new(
-                Opts::new("frames_out_total", "Outbound frames by kind"),
-                &["kind"],
-            )
-            .unwrap(),
+            frames_in,
+            frames_out,
             errors: IntCounterVec::new(
                 Opts::new("errors_total", "Errors sent to clients by code"),
                 &["code"],
             )
             .unwrap(),
-            frame_seconds: HistogramVec::new(
-                HistogramOpts::new("frame_handle_seconds", "Time to handle one inbound frame")
-                    .buckets(vec![
-                        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
-                        0.005, 0.01, 0.025, 0.05, 0.1,
-                    ]),
-                &["type"],
-            )
-            .unwrap(),
+            frame_seconds,
             fanout_size: Histogram::with_opts(
                 HistogramOpts::new("fanout_size", "Local recipients of one room event").buckets(
                     vec![
@@ -98,6 +136,10 @@ impl Metrics {
             stats_pending: IntGauge::new("stats_pending", "Stats deltas waiting to be written")
                 .unwrap(),
             registry,
+            frame_in,
+            frame_time,
+            out_room_event,
+            out_direct,
         };
         let r = &m.registry;
         for c in [

@@ -120,7 +120,7 @@ pub async fn run(
         Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics))
     };
     let conns = {
-        let (pod, presence) = (cfg.server.pod_name.clone(), presence.clone());
+        let pod = cfg.server.pod_name.clone();
         Supervisor::start(move |_| ConnectionManager::new(pod, presence))
     };
     let arbiters: Vec<Arbiter> = (0..threads(cfg.server.room_shards))
@@ -132,7 +132,6 @@ pub async fn run(
         metrics: metrics.clone(),
         broker,
         directory: directory.clone(),
-        presence,
         store: store.clone(),
         stats: stats.clone(),
     });

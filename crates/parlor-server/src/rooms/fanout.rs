@@ -65,10 +65,7 @@ impl EventSink for LocalFanout {
         let n = members.len();
         drop(members);
         self.metrics.fanout_size.observe(n as f64);
-        self.metrics
-            .frames_out
-            .with_label_values(&["room_event"])
-            .inc_by(n as u64);
+        self.metrics.out_room_event.inc_by(n as u64);
     }
 }
 

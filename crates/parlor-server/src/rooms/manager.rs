@@ -10,7 +10,7 @@ use actix::{
     Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
     ResponseActFuture, Supervised, Supervisor, WrapFuture,
 };
-use parlor_cluster::{Broker, Presence, RoomDirectory};
+use parlor_cluster::{Broker, RoomDirectory};
 use parlor_core::{new_id, new_room_code, now_ms, Room, RoomId};
 use parlor_protocol::{v1, ErrorCode};
 use parlor_store::Store;
@@ -30,8 +30,6 @@ pub(crate) struct RoomDeps {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) directory: Arc<dyn RoomDirectory>,
-    #[allow(dead_code)]
-    pub(crate) presence: Arc<dyn Presence>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) stats: Addr<StatsTracker>,
 }

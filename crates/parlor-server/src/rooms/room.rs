@@ -30,8 +30,8 @@ use actix::{
 };
 use parlor_cluster::{Replay, SubscriptionId};
 use parlor_core::{
-    check, now_ms, Action as Perm, CoreError, Limits, MemberState, Room, RoomId, RoomRole,
-    TokenBucket, UserId,
+    check, now_ms, Action as Perm, CoreError, GlobalRole, Limits, MemberState, Room, RoomId,
+    RoomRole, TokenBucket, UserId,
 };
 use parlor_protocol::{
     encode_body, encode_envelope, error_envelope,
@@ -159,12 +159,22 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
     tx
 }
 
+/// Who is acting: taken from the message and the member's roles, so that no member is
+/// copied per event.
+struct Caller {
+    user_id: UserId,
+    global: GlobalRole,
+    role: RoomRole,
+}
+
 struct Local {
     session_id: String,
     outbox: Outbox,
     notify: Recipient<SessionNotice>,
     bucket: TokenBucket,
     strikes: u32,
+    /// This member's counters since the last flush (kept here: no map lookup per event).
+    stats: Stats,
 }
 
 impl Local {
@@ -197,6 +207,7 @@ pub(crate) struct RoomActor {
     recent_chat: VecDeque<v1::ChatMessage>,
     pending_chat: Vec<ChatRecord>,
     pending_stats: HashMap<StatsSubject, Stats>,
+    room_stats: Stats,
     closed: bool,
     timers: Vec<SpawnHandle>,
     writer: mpsc::UnboundedSender<Write>,
@@ -217,6 +228,7 @@ impl RoomActor {
             recent_chat: VecDeque::new(),
             pending_chat: Vec::new(),
             pending_stats: HashMap::new(),
+            room_stats: Stats::default(),
             closed: false,
             timers: Vec::new(),
             writer,
@@ -299,17 +311,43 @@ impl RoomActor {
         self.shut(ctx);
     }
 
+    /// Counts activity. Seated members count into their `Local`; the rest (a join, before
+    /// the seat exists) go straight to the pending map.
     fn count(&mut self, user: &UserId, add: Stats) {
-        for subject in [
-            StatsSubject::User(user.clone()),
-            StatsSubject::Room(self.id.clone()),
-        ] {
-            self.pending_stats.entry(subject).or_default().add(&add);
+        self.room_stats.add(&add);
+        match self.locals.get_mut(user) {
+            Some(local) => local.stats.add(&add),
+            None => self
+                .pending_stats
+                .entry(StatsSubject::User(user.clone()))
+                .or_default()
+                .add(&add),
+        }
+    }
+
+    /// Moves a member's counters into the pending map (flush, or the member leaving).
+    fn collect_stats(pending: &mut HashMap<StatsSubject, Stats>, user: &UserId, local: &mut Local) {
+        if local.stats != Stats::default() {
+            let add = std::mem::take(&mut local.stats);
+            pending
+                .entry(StatsSubject::User(user.clone()))
+                .or_default()
+                .add(&add);
         }
     }
 
     /// Hands stats to the tracker and queues pending chat lines for the store.
     fn flush(&mut self) {
+        for (user, local) in self.locals.iter_mut() {
+            Self::collect_stats(&mut self.pending_stats, user, local);
+        }
+        if self.room_stats != Stats::default() {
+            let add = std::mem::take(&mut self.room_stats);
+            self.pending_stats
+                .entry(StatsSubject::Room(self.id.clone()))
+                .or_default()
+                .add(&add);
+        }
         if !self.pending_stats.is_empty() {
             let batch = self
                 .pending_stats
@@ -384,7 +422,9 @@ impl RoomActor {
     }
 
     fn remove_local(&mut self, user: &UserId, ctx: &mut Context<Self>) {
-        self.locals.remove(user);
+        if let Some(mut local) = self.locals.remove(user) {
+            Self::collect_stats(&mut self.pending_stats, user, &mut local);
+        }
         self.fanout.remove(user);
         if self.fanout.len() == 0 {
             if let Some(sub) = self.sub {
@@ -527,7 +567,11 @@ impl RoomActor {
             );
         }
         let member = match self.member_of(&user_id, &session_id) {
-            Ok(m) => m.clone(),
+            Ok(m) => Caller {
+                global: m.global,
+                role: m.role,
+                user_id,
+            },
             Err(e) => return self.err(&reply, rid, &e),
         };
         let result = match action {
@@ -542,14 +586,14 @@ impl RoomActor {
         }
     }
 
-    fn allowed(&self, action: Perm, member: &MemberState) -> Result<(), CoreError> {
+    fn allowed(&self, action: Perm, member: &Caller) -> Result<(), CoreError> {
         let room = self.room.as_ref().expect("checked by on_act");
         check(action, member.global, Some(member.role), &room.policy())
     }
 
     fn chat(
         &mut self,
-        m: &MemberState,
+        m: &Caller,
         rid: u64,
         reply: &Outbox,
         text: String,
@@ -573,10 +617,16 @@ impl RoomActor {
         if !self.rate_ok(&m.user_id, rid, reply) {
             return Ok(());
         }
+        let from_name = self
+            .room
+            .as_ref()
+            .and_then(|r| r.member(&m.user_id))
+            .map(|x| x.name.clone())
+            .unwrap_or_default();
         let line = v1::ChatMessage {
             room_id: self.id.0.clone(),
             from_user_id: m.user_id.0.clone(),
-            from_name: m.name.clone(),
+            from_name,
             text,
             sent_at_ms: now_ms(),
             to_user_id: String::new(),
@@ -607,7 +657,7 @@ impl RoomActor {
 
     fn event(
         &mut self,
-        m: &MemberState,
+        m: &Caller,
         rid: u64,
         reply: &Outbox,
         mut ev: v1::GameEvent,
@@ -666,7 +716,7 @@ impl RoomActor {
 
     fn presence(
         &mut self,
-        m: &MemberState,
+        m: &Caller,
         rid: u64,
         reply: &Outbox,
         p: v1::PresenceUpdate,
@@ -703,7 +753,7 @@ impl RoomActor {
 
     fn update(
         &mut self,
-        m: &MemberState,
+        m: &Caller,
         rid: u64,
         reply: &Outbox,
         u: v1::UpdateRoom,
@@ -728,7 +778,7 @@ impl RoomActor {
 
     fn moderate(
         &mut self,
-        m: &MemberState,
+        m: &Caller,
         rid: u64,
         reply: &Outbox,
         req: v1::Moderate,
@@ -838,6 +888,7 @@ impl RoomActor {
             notify: msg.notify.clone(),
             bucket: TokenBucket::new(rate, rate, Instant::now()),
             strikes: 0,
+            stats: Stats::default(),
         };
         if let Some(existing) = room.member(&who.user_id) {
             // The same user from a new session takes the seat over; the room sees no change.

@@ -140,23 +140,27 @@ fn query_token(req: &HttpRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn body_name(body: &Body) -> &'static str {
+/// The frame's index in `metrics::FRAME_TYPES`.
+fn body_kind(body: &Body) -> usize {
     match body {
-        Body::Hello(_) => "hello",
-        Body::Ping(_) => "ping",
-        Body::CreateRoom(_) => "create_room",
-        Body::JoinRoom(_) => "join_room",
-        Body::JoinOrCreate(_) => "join_or_create",
-        Body::LeaveRoom(_) => "leave_room",
-        Body::ListRooms(_) => "list_rooms",
-        Body::UpdateRoom(_) => "update_room",
-        Body::Chat(_) => "chat",
-        Body::GameEvent(_) => "game_event",
-        Body::PresenceUpdate(_) => "presence_update",
-        Body::Moderate(_) => "moderate",
-        _ => "server_only",
+        Body::Hello(_) => 0,
+        Body::Ping(_) => 1,
+        Body::CreateRoom(_) => 2,
+        Body::JoinRoom(_) => 3,
+        Body::JoinOrCreate(_) => 4,
+        Body::LeaveRoom(_) => 5,
+        Body::ListRooms(_) => 6,
+        Body::UpdateRoom(_) => 7,
+        Body::Chat(_) => 8,
+        Body::GameEvent(_) => 9,
+        Body::PresenceUpdate(_) => 10,
+        Body::Moderate(_) => 11,
+        _ => 12,
     }
 }
+
+/// Index of undecodable frames in `metrics::FRAME_TYPES`.
+const INVALID_KIND: usize = 13;
 
 impl Actor for WsSession {
     type Context = actix::Context<Self>;
@@ -290,11 +294,7 @@ impl WsSession {
     }
 
     fn reply(&self, request_id: u64, body: Body) {
-        self.shared
-            .metrics
-            .frames_out
-            .with_label_values(&["direct"])
-            .inc();
+        self.shared.metrics.out_direct.inc();
         self.outbox.push(encode_envelope(request_id, 0, body));
     }
 
@@ -321,21 +321,13 @@ impl WsSession {
         let (request_id, body) = match decode_envelope(&bytes) {
             Ok(v) => v,
             Err(e) => {
-                self.shared
-                    .metrics
-                    .frames_in
-                    .with_label_values(&["invalid"])
-                    .inc();
+                self.shared.metrics.frame_in[INVALID_KIND].inc();
                 self.error(0, e.code(), &e.to_string());
                 return;
             }
         };
-        let name = body_name(&body);
-        self.shared
-            .metrics
-            .frames_in
-            .with_label_values(&[name])
-            .inc();
+        let kind = body_kind(&body);
+        self.shared.metrics.frame_in[kind].inc();
         if !self.frames.try_take(started) {
             self.strikes += 1;
             self.error(
@@ -350,34 +342,28 @@ impl WsSession {
         }
         self.strikes = 0;
         self.dispatch(request_id, body, ctx);
-        self.shared
-            .metrics
-            .frame_seconds
-            .with_label_values(&[name])
-            .observe(started.elapsed().as_secs_f64());
+        self.shared.metrics.frame_time[kind].observe(started.elapsed().as_secs_f64());
     }
 
     fn dispatch(&mut self, rid: u64, body: Body, ctx: &mut actix::Context<Self>) {
-        let who = match (&self.identity, body) {
-            (None, Body::Hello(h)) => return self.on_hello(rid, h, ctx),
-            (None, _) => {
-                return self.error(
+        if self.identity.is_none() {
+            return match body {
+                Body::Hello(h) => self.on_hello(rid, h, ctx),
+                _ => self.error(
                     rid,
                     ErrorCode::HelloRequired,
                     "the first frame must be Hello",
-                )
-            }
-            (Some(_), Body::Hello(_)) => {
-                return self.error(
-                    rid,
-                    ErrorCode::AlreadyWelcomed,
-                    "Hello was already accepted",
-                )
-            }
-            (Some(who), body) => (who.clone(), body),
-        };
-        let (who, body) = who;
+                ),
+            };
+        }
+        // The identity is cloned only where a request needs it whole (joins, private chat),
+        // not for every room event.
         match body {
+            Body::Hello(_) => self.error(
+                rid,
+                ErrorCode::AlreadyWelcomed,
+                "Hello was already accepted",
+            ),
             Body::Ping(p) => self.reply(
                 rid,
                 Body::Pong(v1::Pong {
@@ -386,6 +372,7 @@ impl WsSession {
                 }),
             ),
             Body::CreateRoom(req) => {
+                let who = self.me();
                 let fut = self.shared.rooms.send(rooms::Create {
                     req,
                     owner: who.clone(),
@@ -402,7 +389,7 @@ impl WsSession {
                     room_id: req.room_id,
                     code: req.code,
                 });
-                self.enter_room(rid, who, fut, spec, ctx);
+                self.enter_room(rid, self.me(), fut, spec, ctx);
             }
             Body::JoinOrCreate(req) => {
                 let spec = rooms::JoinSpec {
@@ -411,9 +398,9 @@ impl WsSession {
                 };
                 let fut = self.shared.rooms.send(rooms::FindOrCreate {
                     kind: req.kind,
-                    who: who.clone(),
+                    who: self.me(),
                 });
-                self.enter_room(rid, who, fut, spec, ctx);
+                self.enter_room(rid, self.me(), fut, spec, ctx);
             }
             Body::LeaveRoom(req) => {
                 let room_id = RoomId(req.room_id);
@@ -422,7 +409,7 @@ impl WsSession {
                 };
                 room.do_send(rooms::Leave {
                     room_id,
-                    user_id: who.user_id,
+                    user_id: self.user_id(),
                     session_id: self.id.clone(),
                     reason: v1::LeaveReason::Left,
                     request_id: rid,
@@ -451,31 +438,32 @@ impl WsSession {
             }
             Body::UpdateRoom(req) => {
                 if let Some(room) = self.joined(rid, &req.room_id) {
-                    self.act(&room, rid, who, rooms::Action::Update(req));
+                    self.act(&room, rid, rooms::Action::Update(req));
                 }
             }
             Body::Moderate(req) => {
                 if let Some(room) = self.joined(rid, &req.room_id) {
-                    self.act(&room, rid, who, rooms::Action::Moderate(req));
+                    self.act(&room, rid, rooms::Action::Moderate(req));
                 }
             }
-            Body::Chat(req) if req.room_id.is_empty() => self.private_chat(rid, who, req, ctx),
+            Body::Chat(req) if req.room_id.is_empty() => {
+                self.private_chat(rid, self.me(), req, ctx)
+            }
             Body::Chat(req) => {
                 if let Some(room) = self.joined(rid, &req.room_id) {
-                    self.act(&room, rid, who, rooms::Action::Chat(req.text));
+                    self.act(&room, rid, rooms::Action::Chat(req.text));
                 }
             }
             Body::GameEvent(ev) => {
                 if let Some(room) = self.joined(rid, &ev.room_id) {
-                    self.act(&room, rid, who, rooms::Action::Event(ev));
+                    self.act(&room, rid, rooms::Action::Event(ev));
                 }
             }
             Body::PresenceUpdate(p) => {
                 if let Some(room) = self.joined(rid, &p.room_id) {
-                    self.act(&room, rid, who, rooms::Action::Presence(p));
+                    self.act(&room, rid, rooms::Action::Presence(p));
                 }
             }
-            Body::Hello(_) => {}
             _ => self.error(
                 rid,
                 ErrorCode::UnknownMessage,
@@ -485,14 +473,29 @@ impl WsSession {
     }
 
     /// Hands a member's action to its room; the room answers errors itself.
-    fn act(&self, room: &Addr<RoomActor>, rid: u64, who: Identity, action: rooms::Action) {
+    fn act(&self, room: &Addr<RoomActor>, rid: u64, action: rooms::Action) {
         room.do_send(rooms::Act {
-            user_id: who.user_id,
+            user_id: self.user_id(),
             session_id: self.id.clone(),
             request_id: rid,
             reply: self.outbox.clone(),
             action,
         });
+    }
+
+    /// The welcomed identity (dispatch checks that there is one).
+    fn me(&self) -> Identity {
+        self.identity.clone().unwrap_or_else(|| Identity {
+            user_id: UserId(String::new()),
+            name: String::new(),
+            role: GlobalRole::Visitor,
+        })
+    }
+
+    fn user_id(&self) -> UserId {
+        self.identity
+            .as_ref()
+            .map_or_else(|| UserId(String::new()), |w| w.user_id.clone())
     }
 
     fn joined(&self, rid: u64, room_id: &str) -> Option<Addr<RoomActor>> {
