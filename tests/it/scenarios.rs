@@ -1,6 +1,6 @@
 //! Game-client scenarios from the foundation issue, end to end.
 
-use parlor_client::{v1, Body, ClientError};
+use parlor_client::{v1, Body};
 
 use super::support::*;
 
@@ -301,32 +301,14 @@ async fn visitors_may_only_list_and_watch_public_rooms_that_allow_guests() {
     assert_eq!(v.list_rooms("pool").await.unwrap().total, 2);
 
     let as_player = v.join_room(join_id(&open.id)).await;
-    assert!(
-        matches!(
-            as_player,
-            Err(parlor_client::ClientError::Server {
-                code: v1::ErrorCode::Unauthenticated,
-                ..
-            })
-        ),
-        "{as_player:?}"
-    );
+    refused(as_player, v1::ErrorCode::Unauthenticated);
     let watch = |id: &str| v1::JoinRoom {
         room_id: id.into(),
         role: v1::RoomRole::Watcher as i32,
         ..Default::default()
     };
     let barred = v.join_room(watch(&closed.id)).await;
-    assert!(
-        matches!(
-            barred,
-            Err(parlor_client::ClientError::Server {
-                code: v1::ErrorCode::Forbidden,
-                ..
-            })
-        ),
-        "{barred:?}"
-    );
+    refused(barred, v1::ErrorCode::Forbidden);
     let ok = v.join_room(watch(&open.id)).await.unwrap();
     assert_eq!(ok.your_role, v1::RoomRole::Watcher as i32);
 
@@ -336,13 +318,7 @@ async fn visitors_may_only_list_and_watch_public_rooms_that_allow_guests() {
         v1::ErrorCode::Unauthenticated
     );
     let created = v.create_room(create("mine", "pool")).await;
-    assert!(matches!(
-        created,
-        Err(parlor_client::ClientError::Server {
-            code: v1::ErrorCode::Unauthenticated,
-            ..
-        })
-    ));
+    refused(created, v1::ErrorCode::Unauthenticated);
 
     // The visitor still receives the room's events as a watcher.
     owner.chat(&open.id, "welcome, watcher").await.unwrap();
@@ -478,16 +454,7 @@ async fn owners_update_settings_mute_and_ban_and_members_see_it() {
         })
     };
     let denied = p.request(upd(v1::RoomSettings::default()), T).await;
-    assert!(
-        matches!(
-            denied,
-            Err(ClientError::Server {
-                code: v1::ErrorCode::Forbidden,
-                ..
-            })
-        ),
-        "{denied:?}"
-    );
+    refused(denied, v1::ErrorCode::Forbidden);
     let ack = owner
         .request(
             upd(v1::RoomSettings {
@@ -572,16 +539,7 @@ async fn owners_update_settings_mute_and_ban_and_members_see_it() {
         .unwrap();
     assert_eq!(left, v1::LeaveReason::Banned as i32);
     let back = p.join_room(join_id(&room.id)).await;
-    assert!(
-        matches!(
-            back,
-            Err(ClientError::Server {
-                code: v1::ErrorCode::Banned,
-                ..
-            })
-        ),
-        "{back:?}"
-    );
+    refused(back, v1::ErrorCode::Banned);
 }
 
 #[tokio::test]
@@ -690,33 +648,12 @@ async fn a_dropped_member_keeps_the_seat_for_the_grace_period_only() {
         .room
         .unwrap();
     let (mut p, wp) = s.guest("player").await;
-    p.join_room(v1::JoinRoom {
-        room_id: room.id.clone(),
-        password: "pw".into(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    p.join_room(join_pw(&room.id, "pw")).await.unwrap();
     p.close().await;
     // The seat is held: a third user finds the room full.
     let (mut third, _) = s.guest("third").await;
-    let full = third
-        .join_room(v1::JoinRoom {
-            room_id: room.id.clone(),
-            password: "pw".into(),
-            ..Default::default()
-        })
-        .await;
-    assert!(
-        matches!(
-            full,
-            Err(ClientError::Server {
-                code: v1::ErrorCode::RoomFull,
-                ..
-            })
-        ),
-        "{full:?}"
-    );
+    let full = third.join_room(join_pw(&room.id, "pw")).await;
+    refused(full, v1::ErrorCode::RoomFull);
     // Back within the grace period: no password needed, same seat.
     let mut back = parlor_client::Connection::connect(&s.ws_url())
         .await
@@ -733,12 +670,5 @@ async fn a_dropped_member_keeps_the_seat_for_the_grace_period_only() {
         .await
         .unwrap();
     assert_eq!(left, v1::LeaveReason::Disconnected as i32);
-    third
-        .join_room(v1::JoinRoom {
-            room_id: room.id.clone(),
-            password: "pw".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    third.join_room(join_pw(&room.id, "pw")).await.unwrap();
 }

@@ -241,3 +241,20 @@ pub(crate) async fn close_code(c: &mut Connection) -> Option<u16> {
         }
     }
 }
+
+/// Asserts that a request was refused by the server with exactly `want`.
+pub(crate) fn refused<T: std::fmt::Debug>(got: parlor_client::Result<T>, want: v1::ErrorCode) {
+    match got {
+        Err(parlor_client::ClientError::Server { code, .. }) if code == want => {}
+        other => panic!("expected the server to refuse with {want:?}, got {other:?}"),
+    }
+}
+
+/// A JoinRoom by id with a password.
+pub(crate) fn join_pw(id: &str, password: &str) -> v1::JoinRoom {
+    v1::JoinRoom {
+        room_id: id.into(),
+        password: password.into(),
+        ..Default::default()
+    }
+}

@@ -269,18 +269,37 @@ fn sent_at(payload: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
 }
 
-async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Client `i`, after its ramp turn: signed in and seated in `room`, as raw socket halves
+/// for the hot loops, plus its user id.
+async fn seated(
+    plan: &Plan,
+    i: usize,
+    room: &str,
+    c: &Counters,
+) -> anyhow::Result<(
+    futures_util::stream::SplitSink<Socket, Message>,
+    futures_util::stream::SplitStream<Socket>,
+    String,
+)> {
     ramp(plan, i).await;
-    let room = plan.rooms[0].clone();
     let (mut conn, me) = signed_in(plan, i).await?;
     conn.join_room(v1::JoinRoom {
-        room_id: room.clone(),
+        room_id: room.to_owned(),
         ..Default::default()
     })
     .await?;
     c.connected.fetch_add(1, Ordering::Relaxed);
     let (ws, _) = conn.into_parts();
-    let (tx, mut rx) = ws.split();
+    let (tx, rx) = ws.split();
+    Ok((tx, rx, me))
+}
+
+async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
+    let room = plan.rooms[0].clone();
+    let (tx, mut rx, me) = seated(plan, i, &room, c).await?;
     let sender = i < plan.args.senders;
     let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
     let end = plan.end_ns();
@@ -323,17 +342,8 @@ async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()
 }
 
 async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
-    ramp(plan, i).await;
     let room = plan.rooms[i / plan.args.players.max(1) % plan.rooms.len()].clone();
-    let (mut conn, me) = signed_in(plan, i).await?;
-    conn.join_room(v1::JoinRoom {
-        room_id: room.clone(),
-        ..Default::default()
-    })
-    .await?;
-    c.connected.fetch_add(1, Ordering::Relaxed);
-    let (ws, _) = conn.into_parts();
-    let (tx, mut rx) = ws.split();
+    let (tx, mut rx, me) = seated(plan, i, &room, c).await?;
     let end = plan.end_ns();
     let rate = u64::from(plan.args.rate.max(1));
     // Spread players' phases so that a room's notes do not all leave at once.

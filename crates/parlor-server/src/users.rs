@@ -51,12 +51,17 @@ impl From<&UserRecord> for PublicUser {
     }
 }
 
-/// Owns accounts and token issue.
-pub(crate) struct UserManager {
+/// What every account request needs, shared by one Arc instead of cloned piece by piece.
+struct Deps {
     store: Arc<dyn Store>,
     keys: Arc<Keyring>,
     cfg: Config,
     metrics: Arc<Metrics>,
+}
+
+/// Owns accounts and token issue.
+pub(crate) struct UserManager {
+    deps: Arc<Deps>,
     cache: HashMap<UserId, UserRecord>,
     /// Accounts deleted through this pod, so that a lookup racing the delete is refused.
     deleted: std::collections::HashSet<UserId>,
@@ -70,10 +75,12 @@ impl UserManager {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
-            store,
-            keys,
-            cfg,
-            metrics,
+            deps: Arc::new(Deps {
+                store,
+                keys,
+                cfg,
+                metrics,
+            }),
             cache: HashMap::new(),
             deleted: std::collections::HashSet::new(),
         }
@@ -94,13 +101,8 @@ impl Actor for UserManager {
 impl Supervised for UserManager {}
 
 /// Issues an access and a refresh token for a user, in a new or existing family.
-async fn issue(
-    store: &dyn Store,
-    keys: &Keyring,
-    cfg: &Config,
-    user: &UserRecord,
-    family: Option<String>,
-) -> ApiResult<Tokens> {
+async fn issue(d: &Deps, user: &UserRecord, family: Option<String>) -> ApiResult<Tokens> {
+    let (store, keys, cfg) = (d.store.as_ref(), &d.keys, &d.cfg);
     let (access, _) = keys.issue(
         TokenKind::Access,
         user.id.as_str(),
@@ -154,7 +156,7 @@ impl Handler<CheckUser> for UserManager {
         if let Some(u) = self.cache.get(&msg.id) {
             return Box::pin(actix::fut::ready(Ok(u.clone())));
         }
-        let store = self.store.clone();
+        let store = self.deps.store.clone();
         Box::pin(
             async move { store.get_user(&msg.id).await }
                 .into_actor(self)
@@ -187,8 +189,9 @@ impl Handler<Guest> for UserManager {
     type Result = ResponseFuture<ApiResult<Tokens>>;
 
     fn handle(&mut self, msg: Guest, _: &mut Context<Self>) -> Self::Result {
-        let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
+        let d = self.deps.clone();
         Box::pin(async move {
+            let (store, cfg) = (&d.store, &d.cfg);
             let name = validate_name("name", &msg.name, cfg.limits.name_chars)?;
             let user = UserRecord {
                 id: UserId(new_id("u_")),
@@ -199,7 +202,7 @@ impl Handler<Guest> for UserManager {
                 created_at_ms: now_ms(),
             };
             store.create_user(&user).await?;
-            issue(store.as_ref(), &keys, &cfg, &user, None).await
+            issue(&d, &user, None).await
         })
     }
 }
@@ -233,8 +236,9 @@ impl Handler<Register> for UserManager {
     type Result = ResponseFuture<ApiResult<Tokens>>;
 
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) -> Self::Result {
-        let (store, keys, cfg) = (self.store.clone(), self.keys.clone(), self.cfg.clone());
+        let d = self.deps.clone();
         Box::pin(async move {
+            let (store, cfg) = (&d.store, &d.cfg);
             let login = validate_login(&msg.login)?;
             if !(8..=256).contains(&msg.password.len()) {
                 return Err(ApiError::new(
@@ -277,7 +281,7 @@ impl Handler<Register> for UserManager {
                 }
                 e => e.into(),
             })?;
-            issue(store.as_ref(), &keys, &cfg, &user, None).await
+            issue(&d, &user, None).await
         })
     }
 }
@@ -294,13 +298,9 @@ impl Handler<Login> for UserManager {
     type Result = ResponseFuture<ApiResult<Tokens>>;
 
     fn handle(&mut self, msg: Login, _: &mut Context<Self>) -> Self::Result {
-        let (store, keys, cfg, metrics) = (
-            self.store.clone(),
-            self.keys.clone(),
-            self.cfg.clone(),
-            self.metrics.clone(),
-        );
+        let d = self.deps.clone();
         Box::pin(async move {
+            let (store, metrics) = (&d.store, &d.metrics);
             let refused = || {
                 metrics
                     .auth_failures
@@ -323,7 +323,7 @@ impl Handler<Login> for UserManager {
             .await
             .map_err(ApiError::internal)?;
             let user = user.filter(|_| ok).ok_or_else(refused)?;
-            issue(store.as_ref(), &keys, &cfg, &user, None).await
+            issue(&d, &user, None).await
         })
     }
 }
@@ -339,13 +339,9 @@ impl Handler<Refresh> for UserManager {
     type Result = ResponseFuture<ApiResult<Tokens>>;
 
     fn handle(&mut self, msg: Refresh, _: &mut Context<Self>) -> Self::Result {
-        let (store, keys, cfg, metrics) = (
-            self.store.clone(),
-            self.keys.clone(),
-            self.cfg.clone(),
-            self.metrics.clone(),
-        );
+        let d = self.deps.clone();
         Box::pin(async move {
+            let (store, keys, metrics) = (&d.store, &d.keys, &d.metrics);
             let claims = keys.verify(&msg.token, TokenKind::Refresh).map_err(|e| {
                 metrics.auth_failures.with_label_values(&[e.reason()]).inc();
                 ApiError::new(e.code(), "refresh token rejected")
@@ -376,7 +372,7 @@ impl Handler<Refresh> for UserManager {
             let user = store.get_user(&record.user_id).await?.ok_or_else(|| {
                 ApiError::new(ErrorCode::TokenInvalid, "the account no longer exists")
             })?;
-            issue(store.as_ref(), &keys, &cfg, &user, Some(record.family)).await
+            issue(&d, &user, Some(record.family)).await
         })
     }
 }
@@ -393,8 +389,9 @@ impl Handler<IssueMagic> for UserManager {
     type Result = ResponseFuture<ApiResult<(String, i64, UserId)>>;
 
     fn handle(&mut self, msg: IssueMagic, _: &mut Context<Self>) -> Self::Result {
-        let (store, cfg) = (self.store.clone(), self.cfg.clone());
+        let d = self.deps.clone();
         Box::pin(async move {
+            let (store, cfg) = (&d.store, &d.cfg);
             let user = match (msg.user_id, msg.login) {
                 (Some(id), _) => store.get_user(&id).await?,
                 (None, Some(login)) => {
@@ -436,13 +433,9 @@ impl Handler<RedeemMagic> for UserManager {
     type Result = ResponseFuture<ApiResult<Tokens>>;
 
     fn handle(&mut self, msg: RedeemMagic, _: &mut Context<Self>) -> Self::Result {
-        let (store, keys, cfg, metrics) = (
-            self.store.clone(),
-            self.keys.clone(),
-            self.cfg.clone(),
-            self.metrics.clone(),
-        );
+        let d = self.deps.clone();
         Box::pin(async move {
+            let (store, metrics) = (&d.store, &d.metrics);
             let refused = |why: &'static str| {
                 metrics.auth_failures.with_label_values(&[why]).inc();
                 ApiError::new(ErrorCode::InvalidCredentials, "invalid or expired code")
@@ -458,7 +451,7 @@ impl Handler<RedeemMagic> for UserManager {
                 .get_user(&rec.user_id)
                 .await?
                 .ok_or_else(|| refused("magic_unknown"))?;
-            issue(store.as_ref(), &keys, &cfg, &user, None).await
+            issue(&d, &user, None).await
         })
     }
 }
@@ -474,7 +467,7 @@ impl Handler<DeleteUser> for UserManager {
     type Result = ResponseActFuture<Self, ApiResult<()>>;
 
     fn handle(&mut self, msg: DeleteUser, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
+        let store = self.deps.store.clone();
         let id = msg.id.clone();
         Box::pin(
             async move { store.delete_user(&msg.id).await }
