@@ -77,7 +77,7 @@ impl Default for JoinSpec {
 #[rtype(result = "ApiResult<()>")]
 pub(crate) struct Join {
     pub(crate) who: Identity,
-    pub(crate) session_id: String,
+    pub(crate) session: u64,
     pub(crate) outbox: Outbox,
     pub(crate) notify: Recipient<SessionNotice>,
     pub(crate) spec: JoinSpec,
@@ -90,7 +90,7 @@ pub(crate) struct Join {
 pub(crate) struct Leave {
     pub(crate) room_id: RoomId,
     pub(crate) user_id: UserId,
-    pub(crate) session_id: String,
+    pub(crate) session: u64,
     pub(crate) reason: v1::LeaveReason,
     pub(crate) request_id: u64,
     /// Where RoomLeft goes; None when the socket is already gone.
@@ -111,7 +111,7 @@ pub(crate) enum Action {
 #[rtype(result = "()")]
 pub(crate) struct Act {
     pub(crate) user_id: UserId,
-    pub(crate) session_id: String,
+    pub(crate) session: u64,
     pub(crate) request_id: u64,
     pub(crate) reply: Outbox,
     pub(crate) action: Action,
@@ -168,7 +168,7 @@ struct Caller {
 }
 
 struct Local {
-    session_id: String,
+    session: u64,
     outbox: Outbox,
     notify: Recipient<SessionNotice>,
     bucket: TokenBucket,
@@ -512,10 +512,10 @@ impl RoomActor {
     }
 
     /// The caller's membership, checked against the session that joined.
-    fn member_of(&self, user: &UserId, session: &str) -> Result<&MemberState, CoreError> {
+    fn member_of(&self, user: &UserId, session: u64) -> Result<&MemberState, CoreError> {
         let not_in = || CoreError::new(ErrorCode::NotInRoom, "you are not in that room");
         let local = self.locals.get(user).ok_or_else(not_in)?;
-        if local.session_id != session {
+        if local.session != session {
             return Err(not_in());
         }
         self.room
@@ -554,7 +554,7 @@ impl RoomActor {
     fn on_act(&mut self, msg: Act, ctx: &mut Context<Self>) {
         let Act {
             user_id,
-            session_id,
+            session,
             request_id: rid,
             reply,
             action,
@@ -566,7 +566,7 @@ impl RoomActor {
                 &CoreError::new(ErrorCode::RoomNotFound, "room closed"),
             );
         }
-        let member = match self.member_of(&user_id, &session_id) {
+        let member = match self.member_of(&user_id, session) {
             Ok(m) => Caller {
                 global: m.global,
                 role: m.role,
@@ -883,7 +883,7 @@ impl RoomActor {
         let who = &msg.who;
         let rate = room.settings.event_rate_limit;
         let local = Local {
-            session_id: msg.session_id.clone(),
+            session: msg.session,
             outbox: msg.outbox.clone(),
             notify: msg.notify.clone(),
             bucket: TokenBucket::new(rate, rate, Instant::now()),
@@ -894,7 +894,7 @@ impl RoomActor {
             // The same user from a new session takes the seat over; the room sees no change.
             let role = existing.role;
             if let Some(old) = self.locals.get(&who.user_id) {
-                if old.session_id != msg.session_id {
+                if old.session != msg.session {
                     old.dismiss(&self.id, v1::LeaveReason::Replaced);
                 }
             }
@@ -1097,7 +1097,7 @@ impl Handler<Leave> for RoomActor {
             let is_session = act
                 .locals
                 .get(&msg.user_id)
-                .is_some_and(|l| l.session_id == msg.session_id);
+                .is_some_and(|l| l.session == msg.session);
             let grace = Duration::from_secs(act.deps.cfg.rooms.reconnect_grace_secs);
             if is_session && msg.reason == v1::LeaveReason::Disconnected && !grace.is_zero() {
                 act.hold_seat(msg.user_id.clone(), grace, ctx);

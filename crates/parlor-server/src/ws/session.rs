@@ -60,6 +60,9 @@ pub(crate) enum SessionNotice {
 #[rtype(result = "()")]
 struct WriterDone;
 
+/// Source of `WsSession::no`, unique within the process.
+static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// How long a queued close may take before the session stops regardless.
 const CLOSE_BACKSTOP: Duration = Duration::from_secs(3);
 
@@ -67,6 +70,8 @@ const CLOSE_BACKSTOP: Duration = Duration::from_secs(3);
 pub(crate) struct WsSession {
     shared: Arc<Shared>,
     id: String,
+    /// Names this session to room actors; a number, so that no id is copied per event.
+    no: u64,
     outbox: Outbox,
     upgrade_token: Option<String>,
     identity: Option<Identity>,
@@ -119,6 +124,7 @@ pub(crate) async fn ws_route(
         WsSession {
             shared,
             id,
+            no: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             outbox,
             upgrade_token: token,
             identity: None,
@@ -190,7 +196,7 @@ impl Actor for WsSession {
                 room.do_send(rooms::Leave {
                     room_id,
                     user_id: who.user_id.clone(),
-                    session_id: self.id.clone(),
+                    session: self.no,
                     reason: v1::LeaveReason::Disconnected,
                     request_id: 0,
                     reply: None,
@@ -410,7 +416,7 @@ impl WsSession {
                 room.do_send(rooms::Leave {
                     room_id,
                     user_id: self.user_id(),
-                    session_id: self.id.clone(),
+                    session: self.no,
                     reason: v1::LeaveReason::Left,
                     request_id: rid,
                     reply: Some(self.outbox.clone()),
@@ -476,7 +482,7 @@ impl WsSession {
     fn act(&self, room: &Addr<RoomActor>, rid: u64, action: rooms::Action) {
         room.do_send(rooms::Act {
             user_id: self.user_id(),
-            session_id: self.id.clone(),
+            session: self.no,
             request_id: rid,
             reply: self.outbox.clone(),
             action,
@@ -640,13 +646,13 @@ impl WsSession {
         ctx: &mut actix::Context<Self>,
     ) {
         let outbox = self.outbox.clone();
-        let session_id = self.id.clone();
+        let session = self.no;
         let notify = ctx.address().recipient();
         let fut = async move {
             let (room_id, room) = resolve.await.map_err(ApiError::from)??;
             room.send(rooms::Join {
                 who,
-                session_id,
+                session,
                 outbox,
                 notify,
                 spec,
