@@ -84,7 +84,11 @@ pub mod bench_support {
             let mut n = 0;
             for rx in &mut self.queues {
                 while let Ok(out) = rx.try_recv() {
-                    n += usize::from(matches!(out, Out::Frame(_)));
+                    n += match out {
+                        Out::Frame(_) => 1,
+                        Out::Batch(_, frames) => frames as usize,
+                        _ => 0,
+                    };
                 }
             }
             n

@@ -1,49 +1,87 @@
 //! The local fan-out of one room: the outboxes of this pod's members.
+//!
+//! Events are coalesced. `deliver` appends the event, already framed as a WebSocket binary
+//! message, to a pending batch; the batch goes to every member as one shared `Bytes` when
+//! the delivering task yields (a flush task is spawned on the current runtime), when it
+//! reaches `MAX_BATCH_BYTES`, or before the member set or a direct reply changes. So a room
+//! busy with many events wakes each member's writer once per batch, and writes the batch
+//! without copying it per member.
+//!
+//! Invariant: a batch goes to the members as they were when its events were delivered, and
+//! batches are pushed in delivery order (the batch is taken and pushed under one lock).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex, MutexGuard, Weak,
+};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parlor_cluster::EventSink;
 use parlor_core::UserId;
 
-use crate::{ws::Outbox, Metrics};
+use crate::{
+    ws::{put_binary_frame, Outbox},
+    Metrics,
+};
 
-/// This pod's members of one room. Every event is delivered as the same `Bytes` to each,
-/// under one lock per event (not per member).
+/// A batch is flushed at once when it grows past this, so that a flood of events in one
+/// mailbox drain neither waits nor builds one huge buffer.
+const MAX_BATCH_BYTES: usize = 16 * 1024;
+
+struct Inner {
+    members: Vec<(UserId, Outbox)>,
+    /// Framed events not yet pushed, and how many.
+    pending: BytesMut,
+    frames: u32,
+}
+
+/// This pod's members of one room.
 pub(crate) struct LocalFanout {
-    members: Mutex<Vec<(UserId, Outbox)>>,
+    inner: Mutex<Inner>,
+    /// A flush task is queued; no second one is needed.
+    scheduled: AtomicBool,
+    me: Weak<LocalFanout>,
     metrics: Arc<Metrics>,
 }
 
 impl LocalFanout {
-    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            members: Mutex::new(Vec::new()),
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            inner: Mutex::new(Inner {
+                members: Vec::new(),
+                pending: BytesMut::new(),
+                frames: 0,
+            }),
+            scheduled: AtomicBool::new(false),
+            me: me.clone(),
             metrics,
-        }
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(UserId, Outbox)>> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds or replaces a member's outbox.
+    /// Adds or replaces a member's outbox. Events delivered before this do not reach it.
     pub(crate) fn insert(&self, user: UserId, outbox: Outbox) {
-        let mut m = self.lock();
-        let before = m.len();
-        m.retain(|(u, _)| u != &user);
-        if m.len() == before {
+        let mut inner = self.lock();
+        push_pending(&mut inner);
+        let before = inner.members.len();
+        inner.members.retain(|(u, _)| u != &user);
+        if inner.members.len() == before {
             self.metrics.members.inc();
         }
-        m.push((user, outbox));
+        inner.members.push((user, outbox));
     }
 
-    /// Removes a member; returns whether it was there.
+    /// Removes a member, after pushing it the events delivered so far; returns whether it
+    /// was there.
     pub(crate) fn remove(&self, user: &UserId) -> bool {
-        let mut m = self.lock();
-        let before = m.len();
-        m.retain(|(u, _)| u != user);
-        let removed = m.len() < before;
+        let mut inner = self.lock();
+        push_pending(&mut inner);
+        let before = inner.members.len();
+        inner.members.retain(|(u, _)| u != user);
+        let removed = inner.members.len() < before;
         if removed {
             self.metrics.members.dec();
         }
@@ -52,20 +90,66 @@ impl LocalFanout {
 
     /// Number of local members.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().members.len()
+    }
+
+    /// Pushes the pending batch now. A room calls this before replying to one member
+    /// directly, so that the reply does not overtake the room events before it.
+    pub(crate) fn flush(&self) {
+        push_pending(&mut self.lock());
+    }
+
+    fn schedule(&self) {
+        if self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.me.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Some(me) = me.upgrade() {
+                        // Cleared before taking the batch: a deliver racing this flush then
+                        // schedules another rather than being stranded.
+                        me.scheduled.store(false, Ordering::Release);
+                        me.flush();
+                    }
+                });
+            }
+            Err(_) => {
+                self.scheduled.store(false, Ordering::Release);
+                self.flush();
+            }
+        }
+    }
+}
+
+fn push_pending(inner: &mut Inner) {
+    if inner.frames == 0 {
+        return;
+    }
+    let batch: Bytes = inner.pending.split().freeze();
+    let frames = std::mem::take(&mut inner.frames);
+    for (_, outbox) in &inner.members {
+        outbox.push_batch(batch.clone(), frames);
     }
 }
 
 impl EventSink for LocalFanout {
     fn deliver(&self, frame: &Bytes) {
-        let members = self.lock();
-        for (_, outbox) in members.iter() {
-            outbox.push(frame.clone());
+        let mut inner = self.lock();
+        put_binary_frame(&mut inner.pending, frame);
+        inner.frames += 1;
+        let n = inner.members.len();
+        let full = inner.pending.len() >= MAX_BATCH_BYTES;
+        if full {
+            push_pending(&mut inner);
         }
-        let n = members.len();
-        drop(members);
+        drop(inner);
         self.metrics.fanout_size.observe(n as f64);
         self.metrics.out_room_event.inc_by(n as u64);
+        if !full {
+            self.schedule();
+        }
     }
 }
 
@@ -82,6 +166,116 @@ impl crate::bench_support::Fanout {
         for (user, outbox) in members {
             fanout.insert(user, outbox);
         }
-        Arc::new(fanout)
+        fanout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::ws::Out;
+
+    fn member(fanout: &LocalFanout, name: &str, metrics: &Arc<Metrics>) -> mpsc::Receiver<Out> {
+        let (outbox, rx) = Outbox::detached(64, metrics.clone());
+        fanout.insert(UserId(name.into()), outbox);
+        rx
+    }
+
+    /// The frames a member received, as payloads, batch by batch.
+    fn received(rx: &mut mpsc::Receiver<Out>) -> Vec<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            match o {
+                Out::Batch(mut b, n) => {
+                    let mut frames = Vec::new();
+                    for _ in 0..n {
+                        assert_eq!(b[0], 0x82);
+                        let len = usize::from(b[1]);
+                        frames.push(b[2..2 + len].to_vec());
+                        b = b.slice(2 + len..);
+                    }
+                    assert!(b.is_empty(), "batch holds exactly its frames");
+                    out.push(frames);
+                }
+                Out::Frame(f) => out.push(vec![f.to_vec()]),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn events_in_one_turn_go_out_as_one_batch_in_order() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        let mut a = member(&fanout, "a", &metrics);
+        for i in 0..3u8 {
+            fanout.deliver(&Bytes::from(vec![i; 3]));
+        }
+        // Not before the delivering task yields.
+        assert!(received(&mut a).is_empty());
+        tokio::task::yield_now().await;
+        assert_eq!(
+            received(&mut a),
+            vec![vec![vec![0; 3], vec![1; 3], vec![2; 3]]]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn membership_changes_and_direct_replies_keep_the_order() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        let mut a = member(&fanout, "a", &metrics);
+        fanout.deliver(&Bytes::from_static(b"e1"));
+        // A joiner does not get what was delivered before it joined.
+        let mut b = member(&fanout, "b", &metrics);
+        fanout.deliver(&Bytes::from_static(b"e2"));
+        // A direct reply comes after the room events before it.
+        fanout.flush();
+        assert!(fanout.lock().members[0]
+            .1
+            .push(Bytes::from_static(b"reply")));
+        fanout.deliver(&Bytes::from_static(b"e3"));
+        // A leaver still gets what was delivered while it was in.
+        assert!(fanout.remove(&UserId("a".into())));
+        tokio::task::yield_now().await;
+        let e = |s: &[u8]| vec![s.to_vec()];
+        assert_eq!(
+            received(&mut a),
+            vec![e(b"e1"), e(b"e2"), e(b"reply"), e(b"e3")]
+        );
+        assert_eq!(received(&mut b), vec![e(b"e2"), e(b"e3")]);
+    }
+
+    #[test]
+    fn a_full_batch_is_pushed_at_once_and_frames_count_against_the_queue() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        let (outbox, mut rx) = Outbox::detached(64, metrics.clone());
+        fanout.insert(UserId("a".into()), outbox);
+        // No runtime here, so each event is pushed as it comes; 65 frames exceed the
+        // queue of 64 and the member is evicted.
+        for _ in 0..65 {
+            fanout.deliver(&Bytes::from_static(b"x"));
+        }
+        assert_eq!(received(&mut rx).len(), 64);
+        assert_eq!(metrics.slow_consumer_disconnects.get(), 1);
+        // Big events: the batch is pushed inline once it passes MAX_BATCH_BYTES.
+        let fanout = LocalFanout::new(metrics.clone());
+        let (outbox, mut rx) = Outbox::detached(64, metrics.clone());
+        fanout.insert(UserId("b".into()), outbox);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let big = Bytes::from(vec![7u8; 4000]);
+            for _ in 0..5 {
+                fanout.deliver(&big);
+            }
+            assert!(matches!(rx.try_recv(), Ok(Out::Batch(_, 5))));
+            assert!(rx.try_recv().is_err());
+        });
     }
 }

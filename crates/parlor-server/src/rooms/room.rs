@@ -220,7 +220,7 @@ impl RoomActor {
         Self {
             id: room.info.id.clone(),
             room: Some(room),
-            fanout: Arc::new(LocalFanout::new(deps.metrics.clone())),
+            fanout: LocalFanout::new(deps.metrics.clone()),
             deps,
             manager,
             locals: HashMap::new(),
@@ -364,7 +364,14 @@ impl RoomActor {
 
     fn err(&self, to: &Outbox, rid: u64, e: &CoreError) {
         self.deps.metrics.error(e.code);
-        to.push(error_envelope(rid, e.code, &e.message));
+        self.direct(to, error_envelope(rid, e.code, &e.message));
+    }
+
+    /// Sends one member a frame outside the room sequence, after the room events already
+    /// delivered, which the fan-out may still be batching.
+    fn direct(&self, to: &Outbox, frame: bytes::Bytes) {
+        self.fanout.flush();
+        to.push(frame);
     }
 
     fn snapshot(&self, room: &Room, role: RoomRole, last_seq: u64, resync: bool) -> v1::RoomJoined {
@@ -543,11 +550,14 @@ impl RoomActor {
             });
         }
         self.deps.metrics.error(ErrorCode::RateLimited);
-        reply.push(error_envelope(
-            rid,
-            ErrorCode::RateLimited,
-            format!("rate limited; retry in {} ms", wait.as_millis().max(1)),
-        ));
+        self.direct(
+            reply,
+            error_envelope(
+                rid,
+                ErrorCode::RateLimited,
+                format!("rate limited; retry in {} ms", wait.as_millis().max(1)),
+            ),
+        );
         false
     }
 
@@ -707,7 +717,7 @@ impl RoomActor {
             ));
         };
         let frame = encode_envelope(0, 0, Body::GameEvent(ev));
-        to.outbox.push(frame.clone());
+        self.direct(&to.outbox, frame.clone());
         if target != m.user_id {
             reply.push(frame);
         }
@@ -772,7 +782,7 @@ impl RoomActor {
         }
         self.publish(Body::RoomUpdated(updated));
         self.persist(true);
-        reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
+        self.direct(reply, encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
         Ok(())
     }
 
@@ -864,7 +874,7 @@ impl RoomActor {
         if action != MA::Kick {
             self.persist(true);
         }
-        reply.push(encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
+        self.direct(reply, encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
         Ok(())
     }
 
@@ -1105,14 +1115,17 @@ impl Handler<Leave> for RoomActor {
                 act.depart(&msg.user_id, msg.reason, ctx);
             }
             if let Some(reply) = msg.reply {
-                reply.push(encode_envelope(
-                    msg.request_id,
-                    0,
-                    Body::RoomLeft(v1::RoomLeft {
-                        room_id: msg.room_id.0,
-                        reason: msg.reason as i32,
-                    }),
-                ));
+                act.direct(
+                    &reply,
+                    encode_envelope(
+                        msg.request_id,
+                        0,
+                        Body::RoomLeft(v1::RoomLeft {
+                            room_id: msg.room_id.0,
+                            reason: msg.reason as i32,
+                        }),
+                    ),
+                );
             }
             act.close_if_empty(ctx);
         });
@@ -1126,11 +1139,14 @@ impl Handler<Act> for RoomActor {
         let reply = msg.reply.clone();
         let rid = msg.request_id;
         if self.guarded(ctx, |act, ctx| act.on_act(msg, ctx)).is_none() {
-            reply.push(error_envelope(
-                rid,
-                ErrorCode::Internal,
-                "internal error; the room restarted",
-            ));
+            self.direct(
+                &reply,
+                error_envelope(
+                    rid,
+                    ErrorCode::Internal,
+                    "internal error; the room restarted",
+                ),
+            );
         }
     }
 }

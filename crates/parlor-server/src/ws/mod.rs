@@ -3,7 +3,7 @@
 mod outbox;
 mod session;
 
-#[cfg(feature = "bench")]
+#[cfg(any(test, feature = "bench"))]
 pub(crate) use outbox::Out;
-pub(crate) use outbox::Outbox;
+pub(crate) use outbox::{put_binary_frame, Outbox};
 pub(crate) use session::{ws_route, Identity, SessionNotice};

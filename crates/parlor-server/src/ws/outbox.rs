@@ -1,8 +1,9 @@
 //! One connection's bounded outbound queue, drained straight into the HTTP response body.
 //!
-//! Room fan-out calls [`Outbox::push`] from any thread: a `try_send` of shared `Bytes`, no
-//! await, no per-member allocation. When the queue is full the client is a slow consumer:
-//! it is evicted (closed with 4000) instead of slowing the room.
+//! Room fan-out calls [`Outbox::push_batch`] from any thread: a `try_send` of one shared
+//! `Bytes` holding a batch of already-framed events, no await, no per-member allocation.
+//! The queue is bounded in frames, not entries: when more than its capacity are queued the
+//! client is a slow consumer and is evicted (closed with 4000) instead of slowing the room.
 //!
 //! [`OutboundBody`] is the WebSocket response body. Each poll encodes every queued frame
 //! (up to a batch) into one buffer, so a burst leaves in one write. Frames cross one
@@ -12,7 +13,7 @@
 use std::{
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     task::{Context, Poll},
@@ -20,7 +21,7 @@ use std::{
 
 use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
 use actix_web::body::BoxBody;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 use tokio_util::codec::Encoder;
@@ -31,6 +32,8 @@ use crate::Metrics;
 #[derive(Debug)]
 pub(crate) enum Out {
     Frame(Bytes),
+    /// `.1` events, each already framed as a WebSocket binary message.
+    Batch(Bytes, u32),
     Ping,
     Pong(Bytes),
     Close(u16, String),
@@ -39,7 +42,27 @@ pub(crate) enum Out {
 /// Frames encoded per poll of the body, so one busy connection cannot hog its worker.
 const BATCH: usize = 64;
 
+/// Appends `payload` framed as one unmasked, final WebSocket binary message (RFC 6455 5.2).
+pub(crate) fn put_binary_frame(dst: &mut BytesMut, payload: &[u8]) {
+    let len = payload.len();
+    dst.reserve(len + 10);
+    dst.put_u8(0x82);
+    if len < 126 {
+        dst.put_u8(len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        dst.put_u8(126);
+        dst.put_u16(len);
+    } else {
+        dst.put_u8(127);
+        dst.put_u64(len as u64);
+    }
+    dst.put_slice(payload);
+}
+
 struct Evict {
+    /// Frames queued and not yet encoded, against `limit`.
+    queued: AtomicUsize,
+    limit: usize,
     fired: AtomicBool,
     /// The body's waker, so that eviction is seen even while the queue is idle.
     body: AtomicWaker,
@@ -58,13 +81,15 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// A queue of `capacity` frames with no socket: the caller reads the receiver. For
     /// benchmarks, which drive the real push path without a connection.
-    #[cfg(feature = "bench")]
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn detached(
         capacity: usize,
         metrics: Arc<Metrics>,
     ) -> (Outbox, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(capacity);
         let evict = Arc::new(Evict {
+            queued: AtomicUsize::new(0),
+            limit: capacity,
             fired: AtomicBool::new(false),
             body: AtomicWaker::new(),
             session: None,
@@ -77,8 +102,21 @@ impl Outbox {
         self.send(Out::Frame(frame))
     }
 
+    /// Queues `frames` events framed by [`put_binary_frame`], shared with other members.
+    pub(crate) fn push_batch(&self, batch: Bytes, frames: u32) -> bool {
+        self.send(Out::Batch(batch, frames))
+    }
+
     /// Queues a control message (ping, pong, close) in order with the frames.
     pub(crate) fn send(&self, out: Out) -> bool {
+        let n = match &out {
+            Out::Batch(_, n) => *n as usize,
+            _ => 1,
+        };
+        if self.evict.queued.fetch_add(n, Ordering::AcqRel) + n > self.evict.limit {
+            self.evict();
+            return false;
+        }
         match self.tx.try_send(out) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -128,6 +166,8 @@ pub(crate) fn start(
 ) -> (Outbox, OutboundBody) {
     let (tx, rx) = mpsc::channel(capacity);
     let evict = Arc::new(Evict {
+        queued: AtomicUsize::new(0),
+        limit: capacity,
         fired: AtomicBool::new(false),
         body: AtomicWaker::new(),
         session: Some(session),
@@ -183,8 +223,19 @@ impl futures_util::Stream for OutboundBody {
                 match this.rx.poll_recv(cx) {
                     Poll::Ready(Some(out)) => {
                         taken += 1;
+                        let n = match &out {
+                            Out::Batch(_, n) => *n as usize,
+                            _ => 1,
+                        };
+                        this.evict.queued.fetch_sub(n, Ordering::AcqRel);
                         match out {
                             Out::Frame(bytes) => this.encode(Message::Binary(bytes)),
+                            // A batch alone goes out as it is, shared with the other
+                            // members rather than copied.
+                            Out::Batch(bytes, _) if this.buf.is_empty() => {
+                                return Poll::Ready(Some(Ok(bytes)));
+                            }
+                            Out::Batch(bytes, _) => this.buf.extend_from_slice(&bytes),
                             Out::Ping => this.encode(Message::Ping(Bytes::new())),
                             Out::Pong(bytes) => this.encode(Message::Pong(bytes)),
                             Out::Close(code, reason) => {
