@@ -9,7 +9,7 @@
 set -euo pipefail
 M=${1:-1000}; K=${2:-4}; P=${3:-64}; D=${4:-10}; RUNS=${5:-3}
 cd "$(dirname "$0")/.."
-BIN=${PARLOR_BIN:-target/release/parlor}
+BIN=${BENCH_BIN:-target/release/parlor}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "redis-server is required" >&2; exit 1; }
 OUT=${OUT:-target/bench-results}

@@ -9,7 +9,7 @@
 set -euo pipefail
 NAME=$1; RUNS=$2; shift 2; [ "${1:-}" = "--" ] && shift
 cd "$(dirname "$0")/.."
-BIN=${PARLOR_BIN:-target/release/parlor}
+BIN=${BENCH_BIN:-target/release/parlor}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 OUT=${OUT:-target/bench-results}
 mkdir -p "$OUT"

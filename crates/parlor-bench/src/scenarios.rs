@@ -19,7 +19,7 @@ use tokio::{
 
 use crate::{
     args::{BenchArgs, Scenario},
-    measure::{self, new_histogram, now_ns, Counters},
+    measure::{self, now_ns, Counters},
     plan::{self, Plan},
     report,
 };
@@ -502,52 +502,45 @@ async fn receive<S>(
 ) where
     S: futures_util::Stream<Item = Result<Message, parlor_client::tungstenite::Error>> + Unpin,
 {
-    let mut lat = new_histogram();
-    let mut last_merge = now_ns();
-    let mut last_sent = 0;
-    while now_ns() < end + 500_000_000 {
-        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), rx.next()).await else {
-            continue;
-        };
-        let Some(Ok(Message::Binary(bytes))) = next else {
-            if next.is_none() {
-                break;
-            }
-            continue;
-        };
-        match scan(&bytes, me.as_bytes()) {
-            Some(Scan::Event { sent_at, mine }) => {
-                if count(mine) && c.measuring.load(Ordering::Relaxed) {
-                    c.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = sent_at {
-                        let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
+    // One timer for the whole loop: a timeout or a clock read per frame costs the load
+    // generator more than the frame's own parsing.
+    let stop = tokio::time::Instant::now()
+        + Duration::from_nanos((end + 500_000_000).saturating_sub(now_ns()));
+    let _ = tokio::time::timeout_at(stop, async {
+        let mut last_sent = 0;
+        while let Some(next) = rx.next().await {
+            let Ok(Message::Binary(bytes)) = next else {
+                continue;
+            };
+            match scan(&bytes, me.as_bytes()) {
+                Some(Scan::Event { sent_at, mine }) => {
+                    if count(mine) && c.measuring.load(Ordering::Relaxed) {
+                        c.delivered.fetch_add(1, Ordering::Relaxed);
+                        if let Some(t) = sent_at {
+                            c.record(now_ns().saturating_sub(t));
+                        }
                     }
                 }
-            }
-            Some(Scan::Error) => {
-                match v1::Envelope::decode(bytes).map(|e| e.body) {
-                    Ok(Some(Body::Error(e))) => {
-                        c.error(format!("server error {}: {}", e.code, e.message))
+                Some(Scan::Error) => {
+                    match v1::Envelope::decode(bytes).map(|e| e.body) {
+                        Ok(Some(Body::Error(e))) => {
+                            c.error(format!("server error {}: {}", e.code, e.message))
+                        }
+                        _ => c.error("server error"),
                     }
-                    _ => c.error("server error"),
+                    refused();
                 }
-                refused();
+                Some(Scan::Other) => {}
+                None => c.error("undecodable frame"),
             }
-            Some(Scan::Other) => {}
-            None => c.error("undecodable frame"),
+            if let Some(sent) = sent {
+                let s = sent.load(Ordering::Relaxed);
+                c.add(&c.sent, s - last_sent);
+                last_sent = s;
+            }
         }
-        if let Some(sent) = sent {
-            let s = sent.load(Ordering::Relaxed);
-            c.add(&c.sent, s - last_sent);
-            last_sent = s;
-        }
-        if now_ns() - last_merge > 1_000_000_000 {
-            c.merge(&lat);
-            lat.reset();
-            last_merge = now_ns();
-        }
-    }
-    c.merge(&lat);
+    })
+    .await;
 }
 
 async fn churn_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
@@ -601,39 +594,36 @@ async fn redis_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
     s.write_all(b"SUBSCRIBE bench\r\n").await?;
     let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
     let mut confirmed = false;
-    let mut lat = new_histogram();
-    let mut last_merge = now_ns();
-    while now_ns() < end + 500_000_000 {
-        while let Some((used, payload)) = resp_push(&buf) {
-            match payload {
-                Some(p) if c.measuring.load(Ordering::Relaxed) => {
-                    c.delivered.fetch_add(1, Ordering::Relaxed);
-                    if let Some(t) = sent_at(p) {
-                        let _ = lat.record(now_ns().saturating_sub(t).max(1_000));
+    // As in `receive`: one timer for the loop, one clock read per timed message.
+    let stop = tokio::time::Instant::now()
+        + Duration::from_nanos((end + 500_000_000).saturating_sub(now_ns()));
+    let read = async {
+        loop {
+            while let Some((used, payload)) = resp_push(&buf) {
+                match payload {
+                    Some(p) if c.measuring.load(Ordering::Relaxed) => {
+                        c.delivered.fetch_add(1, Ordering::Relaxed);
+                        if let Some(t) = sent_at(p) {
+                            c.record(now_ns().saturating_sub(t));
+                        }
                     }
+                    Some(_) => {}
+                    None if !confirmed => {
+                        confirmed = true;
+                        c.connected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {}
                 }
-                Some(_) => {}
-                None if !confirmed => {
-                    confirmed = true;
-                    c.connected.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {}
+                let _ = buf.split_to(used);
             }
-            let _ = buf.split_to(used);
+            match s.read_buf(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::Error::from(e)),
+            }
         }
-        if now_ns() - last_merge > 1_000_000_000 {
-            c.merge(&lat);
-            lat.reset();
-            last_merge = now_ns();
-        }
-        match tokio::time::timeout(Duration::from_millis(200), s.read_buf(&mut buf)).await {
-            Ok(Ok(0)) => break,
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => return Err(e.into()),
-        }
-    }
-    c.merge(&lat);
-    Ok(())
+    };
+    tokio::time::timeout_at(stop, read).await.unwrap_or(Ok(()))
 }
 
 async fn redis_publisher(
