@@ -441,3 +441,98 @@ fn free_port() -> std::net::SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Reads from `sock` into `buf` until `done` holds; fails after 5 s.
+async fn read_until(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        while !done(buf) {
+            let mut chunk = [0u8; 4096];
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed early; got {:?}",
+                String::from_utf8_lossy(buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("timed out");
+}
+
+#[tokio::test]
+async fn upgraded_sockets_keep_pipelined_bytes_and_other_upgrades_get_a_plain_answer() {
+    use tokio::io::AsyncWriteExt;
+    let s = TestServer::start().await;
+    let token = s.rest().guest("raw").await.unwrap().access_token;
+    // A Hello frame sent in the same write as the handshake: it arrives with the request
+    // head, before the socket leaves the HTTP dispatcher, and must not be lost.
+    let hello = parlor_protocol::encode_envelope(
+        7,
+        0,
+        Body::Hello(v1::Hello {
+            protocol_version: parlor_protocol::PROTOCOL_VERSION,
+            access_token: token,
+            resume_token: String::new(),
+        }),
+    );
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut req = b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    let len = u16::try_from(hello.len()).unwrap();
+    req.extend_from_slice(&[0x82, 0x80 | 126]);
+    req.extend_from_slice(&len.to_be_bytes());
+    req.extend_from_slice(&mask);
+    req.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut sock = tokio::net::TcpStream::connect(s.public).await.unwrap();
+    sock.write_all(&req).await.unwrap();
+    // The first server frame after the 101 head: (payload start, payload length).
+    let frame = |b: &[u8]| -> Option<(usize, usize)> {
+        let h = b.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let (at, len) = match *b.get(h + 1)? & 0x7f {
+            126 => (
+                h + 4,
+                usize::from(u16::from_be_bytes([*b.get(h + 2)?, *b.get(h + 3)?])),
+            ),
+            127 => return None,
+            n => (h + 2, usize::from(n)),
+        };
+        (b.len() >= at + len).then_some((at, len))
+    };
+    let mut buf = Vec::new();
+    read_until(&mut sock, &mut buf, |b| frame(b).is_some()).await;
+    assert!(
+        buf.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    let (at, len) = frame(&buf).unwrap();
+    let env = <v1::Envelope as prost::Message>::decode(&buf[at..at + len]).unwrap();
+    assert_eq!(env.request_id, 7);
+    assert!(matches!(env.body, Some(Body::Welcome(_))), "{env:?}");
+
+    // An upgrade to anything else is answered as a plain request, then closed.
+    let mut sock = tokio::net::TcpStream::connect(s.public).await.unwrap();
+    sock.write_all(
+        b"GET /api/v1/rooms HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        sock.read_to_end(&mut buf).await.unwrap();
+    })
+    .await
+    .expect("the server closes after answering");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"rooms\""), "{text}");
+}

@@ -39,11 +39,10 @@ pub mod bench_support {
 
     use parlor_cluster::EventSink;
     use parlor_core::{GlobalRole, UserId};
-    use tokio::sync::mpsc;
 
     use crate::{
         auth::{Keyring, TokenKind},
-        ws::{Out, Outbox},
+        ws::{Detached, Out, Outbox},
         KeyError, Metrics,
     };
 
@@ -51,7 +50,7 @@ pub mod bench_support {
     /// bounded receiver instead of a socket writer.
     pub struct Fanout {
         sink: Arc<dyn EventSink>,
-        queues: Vec<mpsc::Receiver<Out>>,
+        queues: Vec<Detached>,
         metrics: Arc<Metrics>,
     }
 
@@ -83,7 +82,7 @@ pub mod bench_support {
         pub fn drain(&mut self) -> usize {
             let mut n = 0;
             for rx in &mut self.queues {
-                while let Ok(out) = rx.try_recv() {
+                while let Some(out) = rx.try_recv() {
                     n += match out {
                         Out::Frame(_) => 1,
                         Out::Batch(_, frames) => frames as usize,

@@ -10,7 +10,9 @@ use std::{
 };
 
 use actix::{Addr, Arbiter, Supervisor};
-use actix_web::{web::Data, App, HttpServer};
+use actix_http::HttpService;
+use actix_service::{map_config, IntoServiceFactory};
+use actix_web::{dev::AppConfig, web::Data, App, HttpServer};
 use anyhow::Context as _;
 use parlor_cluster::{Retention, RoomDirectory};
 use parlor_store::Store;
@@ -155,21 +157,31 @@ pub async fn run(
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
     let max_body = cfg.server.max_body_bytes;
     let data = Data::from(shared.clone());
-    let public = HttpServer::new({
-        let data = data.clone();
-        move || {
-            App::new()
-                .app_data(data.clone())
-                .configure(|c| http::public_routes(c, max_body))
-        }
-    })
-    .workers(threads(cfg.server.workers))
-    // Frames are already coalesced per flush; Nagle would only add latency to game events.
-    .tcp_nodelay(true)
-    .disable_signals()
-    .shutdown_timeout(grace.as_secs().max(1))
-    .listen(listeners.public)?
-    .run();
+    // Built from actix-http's parts rather than HttpServer, for the upgrade hook: /ws
+    // sockets leave the HTTP/1 dispatcher and its fixed buffers (ws/conn.rs).
+    let stall = cfg.idle_timeout();
+    let public = actix_server::Server::build()
+        .workers(threads(cfg.server.workers))
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs().max(1))
+        .listen("parlor-public", listeners.public, {
+            let data = data.clone();
+            move || {
+                let app = || {
+                    let app = App::new()
+                        .app_data(data.clone())
+                        .configure(|c| http::public_routes(c, max_body));
+                    map_config(app.into_factory(), |_| AppConfig::default())
+                };
+                HttpService::build()
+                    // Frames are already coalesced per flush; Nagle would only add latency.
+                    .tcp_nodelay(true)
+                    .upgrade(crate::ws::upgrade(app(), stall))
+                    .finish(app())
+                    .tcp()
+            }
+        })?
+        .run();
     let admin = HttpServer::new({
         let data = data.clone();
         move || {

@@ -172,21 +172,19 @@ impl crate::bench_support::Fanout {
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::mpsc;
-
     use super::*;
-    use crate::ws::Out;
+    use crate::ws::{Detached, Out};
 
-    fn member(fanout: &LocalFanout, name: &str, metrics: &Arc<Metrics>) -> mpsc::Receiver<Out> {
+    fn member(fanout: &LocalFanout, name: &str, metrics: &Arc<Metrics>) -> Detached {
         let (outbox, rx) = Outbox::detached(64, metrics.clone());
         fanout.insert(UserId(name.into()), outbox);
         rx
     }
 
     /// The frames a member received, as payloads, batch by batch.
-    fn received(rx: &mut mpsc::Receiver<Out>) -> Vec<Vec<Vec<u8>>> {
+    fn received(rx: &mut Detached) -> Vec<Vec<Vec<u8>>> {
         let mut out = Vec::new();
-        while let Ok(o) = rx.try_recv() {
+        while let Some(o) = rx.try_recv() {
             match o {
                 Out::Batch(mut b, n) => {
                     let mut frames = Vec::new();
@@ -274,8 +272,8 @@ mod tests {
             for _ in 0..5 {
                 fanout.deliver(&big);
             }
-            assert!(matches!(rx.try_recv(), Ok(Out::Batch(_, 5))));
-            assert!(rx.try_recv().is_err());
+            assert!(matches!(rx.try_recv(), Some(Out::Batch(_, 5))));
+            assert!(rx.try_recv().is_none());
         });
     }
 }

@@ -11,10 +11,11 @@
 //! hop dominated the fan-out profile (docs/benchmarks.md).
 
 use std::{
+    collections::VecDeque,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard,
     },
     task::{Context, Poll},
 };
@@ -23,7 +24,6 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
 use actix_web::body::BoxBody;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use tokio::sync::mpsc;
 use tokio_util::codec::Encoder;
 
 use crate::Metrics;
@@ -59,42 +59,116 @@ pub(crate) fn put_binary_frame(dst: &mut BytesMut, payload: &[u8]) {
     dst.put_slice(payload);
 }
 
-struct Evict {
-    /// Frames queued and not yet encoded, against `limit`.
-    queued: AtomicUsize,
+/// The queue and what both ends share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Frames allowed in the queue before the client counts as a slow consumer.
     limit: usize,
     fired: AtomicBool,
-    /// The body's waker, so that eviction is seen even while the queue is idle.
+    /// The body's waker: woken by a push, an eviction or the last sender leaving.
     body: AtomicWaker,
     /// Tells the session, which then ends even if the socket never drains.
     session: Option<actix::Recipient<super::SessionNotice>>,
 }
 
+/// A VecDeque rather than a channel: it holds no memory while empty (a bounded tokio
+/// channel allocates a 32-slot block up front, 1.3 KB for every idle session).
+struct Queue {
+    items: VecDeque<Out>,
+    /// Frames in `items` (a batch counts as its frames).
+    frames: usize,
+    /// Live `Outbox` handles; the body ends when the last one is gone.
+    senders: usize,
+    /// False once the body is dropped: pushes are refused.
+    open: bool,
+}
+
+fn frames(out: &Out) -> usize {
+    match out {
+        Out::Batch(_, n) => *n as usize,
+        _ => 1,
+    }
+}
+
+impl Shared {
+    fn new(limit: usize, session: Option<actix::Recipient<super::SessionNotice>>) -> Arc<Self> {
+        Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                frames: 0,
+                senders: 1,
+                open: true,
+            }),
+            limit,
+            fired: AtomicBool::new(false),
+            body: AtomicWaker::new(),
+            session,
+        })
+    }
+
+    // A poisoned lock means a panic between two plain field updates; the queue stays usable.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// A cheap, cloneable handle to one connection's queue.
-#[derive(Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::Sender<Out>,
-    evict: Arc<Evict>,
+    shared: Arc<Shared>,
     metrics: Arc<Metrics>,
 }
 
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Outbox {
+            shared: self.shared.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let last = {
+            let mut q = self.shared.lock();
+            q.senders -= 1;
+            q.senders == 0
+        };
+        if last {
+            self.shared.body.wake();
+        }
+    }
+}
+
+/// The reading end of a queue with no socket, for tests and benchmarks.
+#[cfg(any(test, feature = "bench"))]
+pub(crate) struct Detached(Arc<Shared>);
+
+#[cfg(any(test, feature = "bench"))]
+impl Detached {
+    /// Takes the oldest queued item, if any.
+    pub(crate) fn try_recv(&mut self) -> Option<Out> {
+        let mut q = self.0.lock();
+        let out = q.items.pop_front()?;
+        q.frames -= frames(&out);
+        Some(out)
+    }
+}
+
 impl Outbox {
-    /// A queue of `capacity` frames with no socket: the caller reads the receiver. For
+    /// A queue of `capacity` frames with no socket: the caller reads it. For tests and
     /// benchmarks, which drive the real push path without a connection.
     #[cfg(any(test, feature = "bench"))]
-    pub(crate) fn detached(
-        capacity: usize,
-        metrics: Arc<Metrics>,
-    ) -> (Outbox, mpsc::Receiver<Out>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let evict = Arc::new(Evict {
-            queued: AtomicUsize::new(0),
-            limit: capacity,
-            fired: AtomicBool::new(false),
-            body: AtomicWaker::new(),
-            session: None,
-        });
-        (Outbox { tx, evict, metrics }, rx)
+    pub(crate) fn detached(capacity: usize, metrics: Arc<Metrics>) -> (Outbox, Detached) {
+        let shared = Shared::new(capacity, None);
+        (
+            Outbox {
+                shared: shared.clone(),
+                metrics,
+            },
+            Detached(shared),
+        )
     }
 
     /// Queues a frame. Returns false if the connection is gone or was just evicted.
@@ -109,29 +183,29 @@ impl Outbox {
 
     /// Queues a control message (ping, pong, close) in order with the frames.
     pub(crate) fn send(&self, out: Out) -> bool {
-        let n = match &out {
-            Out::Batch(_, n) => *n as usize,
-            _ => 1,
-        };
-        if self.evict.queued.fetch_add(n, Ordering::AcqRel) + n > self.evict.limit {
-            self.evict();
-            return false;
-        }
-        match self.tx.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.evict();
-                false
+        let n = frames(&out);
+        {
+            let mut q = self.shared.lock();
+            if !q.open || self.shared.fired.load(Ordering::Acquire) {
+                return false;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            if q.frames + n <= self.shared.limit {
+                q.frames += n;
+                q.items.push_back(out);
+                drop(q);
+                self.shared.body.wake();
+                return true;
+            }
         }
+        self.evict();
+        false
     }
 
     fn evict(&self) {
-        if !self.evict.fired.swap(true, Ordering::AcqRel) {
+        if !self.shared.fired.swap(true, Ordering::AcqRel) {
             self.metrics.slow_consumer_disconnects.inc();
-            self.evict.body.wake();
-            if let Some(session) = &self.evict.session {
+            self.shared.body.wake();
+            if let Some(session) = &self.shared.session {
                 session.do_send(super::SessionNotice::Close {
                     code: parlor_protocol::close::SLOW_CONSUMER,
                     reason: "slow consumer".into(),
@@ -143,8 +217,7 @@ impl Outbox {
 
 /// The WebSocket response body: the queue's frames, encoded in batches.
 pub(crate) struct OutboundBody {
-    rx: mpsc::Receiver<Out>,
-    evict: Arc<Evict>,
+    shared: Arc<Shared>,
     codec: Codec,
     buf: BytesMut,
     done: bool,
@@ -164,24 +237,16 @@ pub(crate) fn start(
     upgrade: BoxBody,
     on_done: impl FnOnce() + 'static,
 ) -> (Outbox, OutboundBody) {
-    let (tx, rx) = mpsc::channel(capacity);
-    let evict = Arc::new(Evict {
-        queued: AtomicUsize::new(0),
-        limit: capacity,
-        fired: AtomicBool::new(false),
-        body: AtomicWaker::new(),
-        session: Some(session),
-    });
+    let shared = Shared::new(capacity, Some(session));
     let body = OutboundBody {
-        rx,
-        evict: evict.clone(),
+        shared: shared.clone(),
         codec: Codec::new(),
         buf: BytesMut::new(),
         done: false,
         on_done: Some(Box::new(on_done)),
         _upgrade: upgrade,
     };
-    (Outbox { tx, evict, metrics }, body)
+    (Outbox { shared, metrics }, body)
 }
 
 fn close_message(code: u16, reason: String) -> Message {
@@ -197,6 +262,46 @@ impl OutboundBody {
         // shorter, and a failure drops that frame rather than the connection.
         let _ = self.codec.encode(msg, &mut self.buf);
     }
+
+    /// Encodes up to `BATCH` queued items. Returns a batch that should go out as it is,
+    /// shared rather than copied, when it is the first item.
+    fn take(&mut self) -> Option<Bytes> {
+        let shared = self.shared.clone();
+        let mut q = shared.lock();
+        for _ in 0..BATCH {
+            let Some(out) = q.items.pop_front() else {
+                break;
+            };
+            q.frames -= frames(&out);
+            match out {
+                Out::Batch(bytes, _) if self.buf.is_empty() => return Some(bytes),
+                Out::Batch(bytes, _) => self.buf.extend_from_slice(&bytes),
+                Out::Frame(bytes) => self.encode(Message::Binary(bytes)),
+                Out::Ping => self.encode(Message::Ping(Bytes::new())),
+                Out::Pong(bytes) => self.encode(Message::Pong(bytes)),
+                Out::Close(code, reason) => {
+                    self.encode(close_message(code, reason));
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        if q.items.is_empty() {
+            // An idle connection keeps no queue memory.
+            if q.items.capacity() > 8 {
+                q.items = VecDeque::new();
+            }
+            if q.senders == 0 {
+                self.done = true;
+            }
+        }
+        None
+    }
+
+    fn idle(&self) -> bool {
+        let q = self.shared.lock();
+        q.items.is_empty() && q.senders > 0 && !self.shared.fired.load(Ordering::Acquire)
+    }
 }
 
 impl futures_util::Stream for OutboundBody {
@@ -208,7 +313,7 @@ impl futures_util::Stream for OutboundBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            if this.evict.fired.load(Ordering::Acquire) {
+            if this.shared.fired.load(Ordering::Acquire) {
                 // Queued frames are dropped: this client could not keep up with them.
                 this.buf.clear();
                 this.encode(close_message(
@@ -216,51 +321,22 @@ impl futures_util::Stream for OutboundBody {
                     "slow consumer".into(),
                 ));
                 this.done = true;
-                return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+                return Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())));
             }
-            let mut taken = 0;
-            while taken < BATCH {
-                match this.rx.poll_recv(cx) {
-                    Poll::Ready(Some(out)) => {
-                        taken += 1;
-                        let n = match &out {
-                            Out::Batch(_, n) => *n as usize,
-                            _ => 1,
-                        };
-                        this.evict.queued.fetch_sub(n, Ordering::AcqRel);
-                        match out {
-                            Out::Frame(bytes) => this.encode(Message::Binary(bytes)),
-                            // A batch alone goes out as it is, shared with the other
-                            // members rather than copied.
-                            Out::Batch(bytes, _) if this.buf.is_empty() => {
-                                return Poll::Ready(Some(Ok(bytes)));
-                            }
-                            Out::Batch(bytes, _) => this.buf.extend_from_slice(&bytes),
-                            Out::Ping => this.encode(Message::Ping(Bytes::new())),
-                            Out::Pong(bytes) => this.encode(Message::Pong(bytes)),
-                            Out::Close(code, reason) => {
-                                this.encode(close_message(code, reason));
-                                this.done = true;
-                                break;
-                            }
-                        }
-                    }
-                    Poll::Ready(None) => {
-                        this.done = true;
-                        break;
-                    }
-                    Poll::Pending => break,
-                }
+            if let Some(batch) = this.take() {
+                return Poll::Ready(Some(Ok(batch)));
             }
             if !this.buf.is_empty() {
-                return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+                // Taken, not split: a split leaves the allocation's unused tail with an idle
+                // connection.
+                return Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())));
             }
             if this.done {
                 return Poll::Ready(None);
             }
-            this.evict.body.register(cx.waker());
-            // Eviction may have fired between the check above and the registration.
-            if !this.evict.fired.load(Ordering::Acquire) {
+            this.shared.body.register(cx.waker());
+            // A push, an eviction or the last sender may have come before the registration.
+            if this.idle() {
                 return Poll::Pending;
             }
         }
@@ -269,6 +345,11 @@ impl futures_util::Stream for OutboundBody {
 
 impl Drop for OutboundBody {
     fn drop(&mut self) {
+        {
+            let mut q = self.shared.lock();
+            q.open = false;
+            q.items = VecDeque::new();
+        }
         if let Some(done) = self.on_done.take() {
             done();
         }
