@@ -81,6 +81,36 @@ fn now_secs() -> u64 {
     (parlor_core::now_ms() / 1000).max(0) as u64
 }
 
+/// Seconds of clock skew a token's `exp` is allowed.
+const LEEWAY: u64 = 5;
+
+/// Entries the verified-token cache holds before it starts over.
+const CACHE_ENTRIES: usize = 4096;
+
+/// Access and resume tokens whose signature has been checked, by their exact text, so
+/// that a forged or altered token can never hit. Expiry and type are checked again on
+/// every hit. When full it is cleared: a miss only costs one more signature check.
+#[derive(Default)]
+pub(crate) struct VerifiedCache(std::sync::Mutex<std::collections::HashMap<String, Claims>>);
+
+impl VerifiedCache {
+    fn get(&self, token: &str) -> Option<Claims> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    fn put(&self, token: &str, claims: &Claims) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(token.to_owned(), claims.clone());
+    }
+}
+
 impl Keyring {
     /// Signs a token of `typ` for a user, valid for `ttl_secs`.
     pub(crate) fn issue(
@@ -104,29 +134,66 @@ impl Keyring {
             jti: new_id("t_"),
             fam,
         };
-        let mut header = Header::new(Algorithm::EdDSA);
+        let (alg, key) = Self::alg(typ);
+        let mut header = Header::new(alg);
         header.kid = Some(self.kid.clone());
-        // Signing with a loaded Ed25519 key and serialisable claims cannot fail.
-        let token = encode(&header, &claims, &self.encoding).unwrap_or_default();
+        // Signing with a loaded key and serialisable claims cannot fail.
+        let token = encode(&header, &claims, key(self)).unwrap_or_default();
         (token, claims)
     }
 
-    /// Verifies signature, algorithm, `kid`, expiry, issuer and type.
+    /// Resume tokens are only ever read by pods, so they carry a MAC; every other token
+    /// is an EdDSA signature that anyone can check against the JWKS.
+    #[allow(clippy::type_complexity)]
+    fn alg(typ: TokenKind) -> (Algorithm, fn(&Keyring) -> &jsonwebtoken::EncodingKey) {
+        match typ {
+            TokenKind::Resume => (Algorithm::HS256, |k| &k.resume_encoding),
+            _ => (Algorithm::EdDSA, |k| &k.encoding),
+        }
+    }
+
+    /// Verifies signature, algorithm, `kid`, expiry, issuer and type. An access or resume
+    /// token seen before skips the signature check (`VerifiedCache`); refresh tokens are
+    /// rare and always checked in full.
     pub(crate) fn verify(&self, token: &str, want: TokenKind) -> Result<Claims, TokenError> {
+        let cached = want != TokenKind::Refresh;
+        if let Some(claims) = cached.then(|| self.verified.get(token)).flatten() {
+            if claims.exp + LEEWAY < now_secs() {
+                return Err(TokenError::Expired);
+            }
+            if claims.typ != want {
+                return Err(TokenError::WrongType);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token, want)?;
+        if cached {
+            self.verified.put(token, &claims);
+        }
+        Ok(claims)
+    }
+
+    /// `verify` without the cache.
+    pub(crate) fn verify_signed(&self, token: &str, want: TokenKind) -> Result<Claims, TokenError> {
+        let (alg, _) = Self::alg(want);
         let header = decode_header(token).map_err(|_| match raw_alg(token) {
-            Some(alg) if alg != "EdDSA" => TokenError::BadAlgorithm,
+            Some(a) if a != format!("{alg:?}") => TokenError::BadAlgorithm,
             _ => TokenError::Malformed,
         })?;
-        if header.alg != Algorithm::EdDSA {
+        if header.alg != alg {
             return Err(TokenError::BadAlgorithm);
         }
-        let key = header
-            .kid
-            .as_ref()
-            .and_then(|kid| self.decoding.get(kid))
-            .ok_or(TokenError::UnknownKid)?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.leeway = 5;
+        let key = match want {
+            TokenKind::Resume if header.kid.as_deref() == Some(&self.kid) => &self.resume_decoding,
+            TokenKind::Resume => return Err(TokenError::UnknownKid),
+            _ => header
+                .kid
+                .as_ref()
+                .and_then(|kid| self.decoding.get(kid))
+                .ok_or(TokenError::UnknownKid)?,
+        };
+        let mut v = Validation::new(alg);
+        v.leeway = LEEWAY;
         v.set_issuer(&[ISSUER]);
         v.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = decode::<Claims>(token, key, &v).map_err(|e| match e.kind() {
@@ -222,6 +289,69 @@ mod tests {
             keys.verify("not a jwt", TokenKind::Access),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn resume_tokens_carry_a_mac_that_only_pods_with_the_key_accept() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(dir.path());
+        let (tok, _) = keys.issue(TokenKind::Resume, "u_1", "Ann", GlobalRole::User, 60, None);
+        assert_eq!(keys.verify(&tok, TokenKind::Resume).unwrap().sub, "u_1");
+        // The same pod restarted (same key file) accepts it; one with another key does not.
+        let again = ring(dir.path());
+        assert_eq!(again.verify(&tok, TokenKind::Resume).unwrap().sub, "u_1");
+        let other = tempfile::tempdir().unwrap();
+        let foreign = ring(other.path());
+        assert_eq!(
+            foreign.verify(&tok, TokenKind::Resume),
+            Err(TokenError::UnknownKid)
+        );
+        // A foreign MAC relabeled with our kid fails its signature check.
+        let (forged, _) =
+            foreign.issue(TokenKind::Resume, "u_1", "Ann", GlobalRole::Admin, 60, None);
+        let parts: Vec<&str> = forged.split('.').collect();
+        let hdr = serde_json::json!({"alg":"HS256","typ":"JWT","kid":keys.kid});
+        let relabeled = format!("{}.{}.{}", b64(&hdr), parts[1], parts[2]);
+        assert_eq!(
+            keys.verify(&relabeled, TokenKind::Resume),
+            Err(TokenError::BadSignature)
+        );
+        // A MAC is never an access token, and a signature is never a resume token.
+        let fresh = ring(dir.path());
+        assert_eq!(
+            fresh.verify(&tok, TokenKind::Access),
+            Err(TokenError::BadAlgorithm)
+        );
+        let (access, _) = keys.issue(TokenKind::Access, "u_1", "Ann", GlobalRole::User, 60, None);
+        assert_eq!(
+            fresh.verify(&access, TokenKind::Resume),
+            Err(TokenError::BadAlgorithm)
+        );
+    }
+
+    #[test]
+    fn a_cached_token_is_still_checked_for_expiry_and_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring(dir.path());
+        let (tok, mut claims) =
+            keys.issue(TokenKind::Access, "u_1", "Ann", GlobalRole::User, 60, None);
+        assert!(keys.verify(&tok, TokenKind::Access).is_ok());
+        assert_eq!(
+            keys.verify(&tok, TokenKind::Resume),
+            Err(TokenError::WrongType)
+        );
+        // The cache answers by exact text: an expired entry is refused even on a hit.
+        claims.exp = 1;
+        keys.verified.put(&tok, &claims);
+        assert_eq!(
+            keys.verify(&tok, TokenKind::Access),
+            Err(TokenError::Expired)
+        );
+        // It stays bounded.
+        for i in 0..CACHE_ENTRIES + 10 {
+            keys.verified.put(&format!("t{i}"), &claims);
+        }
+        assert!(keys.verified.0.lock().unwrap().len() <= CACHE_ENTRIES);
     }
 
     #[test]
