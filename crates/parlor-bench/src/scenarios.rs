@@ -299,6 +299,9 @@ async fn seated(
 
 async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
     let room = plan.rooms[0].clone();
+    if i >= plan.args.senders {
+        return raw_receiver(plan, i, &room, c).await;
+    }
     let (tx, mut rx, me) = seated(plan, i, &room, c).await?;
     let sender = i < plan.args.senders;
     let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
@@ -541,6 +544,155 @@ async fn receive<S>(
         }
     })
     .await;
+}
+
+/// Appends one masked client frame (RFC 6455 5.3); the mask need not be secret here.
+fn put_client_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x9e];
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&MASK);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+}
+
+/// Splits one unmasked server frame off the front of `buf`: (opcode, payload range, used).
+fn server_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    let opcode = buf.first()? & 0x0f;
+    let (at, len) = match buf.get(1)? & 0x7f {
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => (
+            10,
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+        ),
+        n => (2, usize::from(n)),
+    };
+    (buf.len() >= at + len).then_some((opcode, at..at + len, at + len))
+}
+
+/// A fanout member that only receives, on a raw socket with a hand-rolled frame parser:
+/// the same footing as the Redis subscribers, which parse RESP by hand. A general-purpose
+/// WebSocket client costs more per frame than the server does, so it would measure itself.
+async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ramp(plan, i).await;
+    let id = &plan.identities[i % plan.identities.len()];
+    let target = plan.target(i);
+    let remote: std::net::SocketAddr = tokio::net::lookup_host(target)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no address for {target}"))?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    if let Some(local) = plan.source(i) {
+        socket.bind(std::net::SocketAddr::new(local, 0))?;
+    }
+    let mut sock = socket.connect(remote).await.map_err(|e| {
+        let text = e.to_string();
+        match measure::limit_hint(&text) {
+            Some(limit) => anyhow::anyhow!("{text}: limited by {limit}"),
+            None => anyhow::anyhow!(text),
+        }
+    })?;
+    sock.set_nodelay(true)?;
+    let mut out = format!(
+        "GET /ws?token={} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: cGFybG9yLWJlbmNoLWtleQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+        id.token
+    )
+    .into_bytes();
+    let hello = v1::Hello {
+        protocol_version: parlor_protocol::PROTOCOL_VERSION,
+        ..Default::default()
+    };
+    put_client_frame(
+        &mut out,
+        2,
+        &parlor_protocol::encode_envelope(1, 0, Body::Hello(hello)),
+    );
+    let join = v1::JoinRoom {
+        room_id: room.to_owned(),
+        ..Default::default()
+    };
+    put_client_frame(
+        &mut out,
+        2,
+        &parlor_protocol::encode_envelope(2, 0, Body::JoinRoom(join)),
+    );
+    sock.write_all(&out).await?;
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if sock.read_buf(&mut buf).await? == 0 {
+            anyhow::bail!("closed during the handshake");
+        }
+    }
+    if !buf.starts_with(b"HTTP/1.1 101") {
+        anyhow::bail!(
+            "upgrade refused: {}",
+            String::from_utf8_lossy(&buf[..buf.len().min(200)])
+        );
+    }
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let _ = buf.split_to(head);
+    let mut joined = false;
+    let stop = tokio::time::Instant::now()
+        + Duration::from_nanos((plan.end_ns() + 500_000_000).saturating_sub(now_ns()));
+    let read = async {
+        loop {
+            while let Some((opcode, payload, used)) = server_frame(&buf) {
+                let frame = &buf[payload];
+                match opcode {
+                    2 => match scan(frame, b"") {
+                        Some(Scan::Event { sent_at, .. }) => {
+                            if c.measuring.load(Ordering::Relaxed) {
+                                c.delivered.fetch_add(1, Ordering::Relaxed);
+                                if let Some(t) = sent_at {
+                                    c.record(now_ns().saturating_sub(t));
+                                }
+                            }
+                        }
+                        Some(Scan::Error) => c.error("server error"),
+                        Some(Scan::Other) if !joined => {
+                            // Welcome, then RoomJoined: seated once the second reply is in.
+                            if matches!(
+                                v1::Envelope::decode(frame).map(|e| e.body),
+                                Ok(Some(Body::RoomJoined(_)))
+                            ) {
+                                joined = true;
+                                c.connected.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some(Scan::Other) => {}
+                        None => c.error("undecodable frame"),
+                    },
+                    9 => {
+                        let mut pong = Vec::new();
+                        put_client_frame(&mut pong, 0xA, frame);
+                        sock.write_all(&pong).await?;
+                    }
+                    8 => return Ok(()),
+                    _ => {}
+                }
+                let _ = buf.split_to(used);
+            }
+            if sock.read_buf(&mut buf).await? == 0 {
+                return Ok(());
+            }
+        }
+    };
+    tokio::time::timeout_at(stop, read).await.unwrap_or(Ok(()))
 }
 
 async fn churn_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
