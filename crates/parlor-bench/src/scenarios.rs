@@ -851,7 +851,7 @@ fn resp_push(buf: &[u8]) -> Option<(usize, Option<&[u8]>)> {
 
 #[cfg(test)]
 mod tests {
-    use super::{resp_push, scan, Scan};
+    use super::{put_client_frame, resp_push, scan, server_frame, Scan};
     use parlor_client::{v1, Body};
 
     #[test]
@@ -887,6 +887,36 @@ mod tests {
         let pong = parlor_protocol::encode_envelope(1, 0, Body::Pong(v1::Pong::default()));
         assert_eq!(scan(&pong, b"u_me"), Some(Scan::Other));
         assert_eq!(scan(&[0xff, 0xff], b"u_me"), None);
+    }
+
+    #[test]
+    fn splits_server_frames_of_every_length_form_and_masks_client_frames() {
+        let mut wire = vec![0x82, 3, b'a', b'b', b'c', 0x82, 126, 0x01, 0x00];
+        wire.extend(std::iter::repeat_n(7u8, 256));
+        wire.extend_from_slice(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        wire.extend(std::iter::repeat_n(9u8, 65536));
+        let (op, p, used) = server_frame(&wire).unwrap();
+        assert_eq!((op, &wire[p], used), (2, &b"abc"[..], 5));
+        let rest = &wire[used..];
+        let (_, p, used) = server_frame(rest).unwrap();
+        assert_eq!((p.len(), used), (256, 4 + 256));
+        let rest = &rest[used..];
+        let (_, p, used) = server_frame(rest).unwrap();
+        assert_eq!((p.len(), used), (65536, 10 + 65536));
+        // Incomplete: wait for more.
+        assert!(server_frame(&rest[..100]).is_none());
+        assert!(server_frame(&[0x82]).is_none());
+
+        let mut out = Vec::new();
+        put_client_frame(&mut out, 2, b"hello");
+        assert_eq!(&out[..2], &[0x82, 0x85]);
+        let mask = &out[2..6];
+        let unmasked: Vec<u8> = out[6..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4])
+            .collect();
+        assert_eq!(unmasked, b"hello");
     }
 
     #[test]
