@@ -244,14 +244,22 @@ async fn a_kick_removes_the_member_and_tells_the_others() {
         .unwrap();
     assert!(matches!(ack.body, Body::Ack(_)));
 
+    // The kicked member sees the room's Moderated event, and only then its RoomLeft: room
+    // events still being batched must not arrive after it has been told it left.
+    let mut moderated_first = false;
     let left = bad
         .wait_for(T, |f| match &f.body {
+            Body::Moderated(_) => {
+                moderated_first = true;
+                None
+            }
             Body::RoomLeft(l) => Some(l.clone()),
             _ => None,
         })
         .await
         .unwrap();
     assert_eq!(left.reason, v1::LeaveReason::Kicked as i32);
+    assert!(moderated_first, "Moderated came after RoomLeft");
 
     let seen = other
         .wait_for(T, |f| match &f.body {

@@ -158,7 +158,7 @@ impl Keyring {
     pub(crate) fn verify(&self, token: &str, want: TokenKind) -> Result<Claims, TokenError> {
         let cached = want != TokenKind::Refresh;
         if let Some(claims) = cached.then(|| self.verified.get(token)).flatten() {
-            if claims.exp + LEEWAY < now_secs() {
+            if claims.exp.saturating_add(LEEWAY) < now_secs() {
                 return Err(TokenError::Expired);
             }
             if claims.typ != want {

@@ -3,7 +3,8 @@
 //! Events are coalesced. `deliver` appends the event, already framed as a WebSocket binary
 //! message, to a pending batch; the batch goes to every member as one shared `Bytes` when
 //! the delivering task yields (a flush task is spawned on the current runtime), when it
-//! reaches `MAX_BATCH_BYTES`, or before the member set or a direct reply changes. So a room
+//! reaches `MAX_BATCH_BYTES` or `MAX_BATCH_FRAMES`, or before the member set changes or the
+//! room replies to one member directly. So a room
 //! busy with many events wakes each member's writer once per batch, and writes the batch
 //! without copying it per member.
 //!
@@ -27,6 +28,10 @@ use crate::{
 /// A batch is flushed at once when it grows past this, so that a flood of events in one
 /// mailbox drain neither waits nor builds one huge buffer.
 const MAX_BATCH_BYTES: usize = 16 * 1024;
+/// Frames per batch, so that a batch of tiny events stays well under the smallest
+/// outbound queue a pod may configure (`ws.outbound_queue` >= 16 frames, and one batch is
+/// always taken by an empty queue).
+const MAX_BATCH_FRAMES: u32 = 64;
 
 struct Inner {
     members: Vec<(UserId, Outbox)>,
@@ -140,7 +145,7 @@ impl EventSink for LocalFanout {
         put_binary_frame(&mut inner.pending, frame);
         inner.frames += 1;
         let n = inner.members.len();
-        let full = inner.pending.len() >= MAX_BATCH_BYTES;
+        let full = inner.pending.len() >= MAX_BATCH_BYTES || inner.frames >= MAX_BATCH_FRAMES;
         if full {
             push_pending(&mut inner);
         }
@@ -275,5 +280,25 @@ mod tests {
             assert!(matches!(rx.try_recv(), Some(Out::Batch(_, 5))));
             assert!(rx.try_recv().is_none());
         });
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_turn_of_many_events_does_not_evict_a_member_with_a_small_queue() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        let (outbox, mut rx) = Outbox::detached(16, metrics.clone());
+        fanout.insert(UserId("a".into()), outbox);
+        for _ in 0..40 {
+            fanout.deliver(&Bytes::from_static(b"x"));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(metrics.slow_consumer_disconnects.get(), 0);
+        assert!(matches!(rx.try_recv(), Some(Out::Batch(_, 40))));
+        // More than MAX_BATCH_FRAMES in one turn are split into batches.
+        for _ in 0..100 {
+            fanout.deliver(&Bytes::from_static(b"y"));
+        }
+        tokio::task::yield_now().await;
+        assert!(matches!(rx.try_recv(), Some(Out::Batch(_, 64))));
     }
 }

@@ -178,9 +178,10 @@ struct Local {
 }
 
 impl Local {
-    /// Tells this session it is no longer in the room: RoomLeft on the wire, and a notice
-    /// so that it forgets the room.
-    fn dismiss(&self, room: &RoomId, reason: v1::LeaveReason) {
+    /// Tells this session it is no longer in the room: RoomLeft on the wire, after the room
+    /// events delivered so far, and a notice so that it forgets the room.
+    fn dismiss(&self, fanout: &LocalFanout, room: &RoomId, reason: v1::LeaveReason) {
+        fanout.flush();
         self.outbox.push(encode_envelope(
             0,
             0,
@@ -306,7 +307,7 @@ impl RoomActor {
     fn vanish(&mut self, ctx: &mut Context<Self>) {
         for (user, local) in self.locals.drain() {
             self.fanout.remove(&user);
-            local.dismiss(&self.id, v1::LeaveReason::Closed);
+            local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
         }
         self.shut(ctx);
     }
@@ -543,12 +544,7 @@ impl RoomActor {
         }
         local.strikes += 1;
         let wait = local.bucket.wait_hint();
-        if local.strikes >= strikes_max {
-            local.notify.do_send(SessionNotice::Close {
-                code: parlor_protocol::close::FLOOD,
-                reason: "flooding after rate limit".into(),
-            });
-        }
+        let flood = (local.strikes >= strikes_max).then(|| local.notify.clone());
         self.deps.metrics.error(ErrorCode::RateLimited);
         self.direct(
             reply,
@@ -558,6 +554,14 @@ impl RoomActor {
                 format!("rate limited; retry in {} ms", wait.as_millis().max(1)),
             ),
         );
+        // After the error is queued: the session's Close ends the queue, and would drop an
+        // error queued behind it.
+        if let Some(session) = flood {
+            session.do_send(SessionNotice::Close {
+                code: parlor_protocol::close::FLOOD,
+                reason: "flooding after rate limit".into(),
+            });
+        }
         false
     }
 
@@ -867,7 +871,7 @@ impl RoomActor {
                 v1::LeaveReason::Kicked
             };
             if let Some(local) = self.locals.get(&target) {
-                local.dismiss(&self.id, reason);
+                local.dismiss(&self.fanout, &self.id, reason);
             }
             self.depart(&target, reason, ctx);
         }
@@ -905,7 +909,7 @@ impl RoomActor {
             let role = existing.role;
             if let Some(old) = self.locals.get(&who.user_id) {
                 if old.session != msg.session {
-                    old.dismiss(&self.id, v1::LeaveReason::Replaced);
+                    old.dismiss(&self.fanout, &self.id, v1::LeaveReason::Replaced);
                 }
             }
             self.fanout.remove(&who.user_id);

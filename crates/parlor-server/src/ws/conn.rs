@@ -109,10 +109,21 @@ impl Stream for Reader {
 
 /// Waits until the socket takes more bytes. A peer that reads nothing for `conn.stall`
 /// is given up on: its session ends even though no frame, not even a Close, can reach it.
+/// A peer that closes its side meanwhile ends the wait at once.
 async fn writable(conn: &Conn) -> io::Result<()> {
-    match tokio::time::timeout(conn.stall, conn.io.writable()).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    let closed = poll_fn(|cx| {
+        if conn.closed.get() {
+            return Poll::Ready(());
+        }
+        conn.writer.set(Some(cx.waker().clone()));
+        Poll::Pending
+    });
+    tokio::select! {
+        r = tokio::time::timeout(conn.stall, conn.io.writable()) => match r {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        },
+        () = closed => Err(io::ErrorKind::BrokenPipe.into()),
     }
 }
 
@@ -338,5 +349,30 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(10));
         drop(peer);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_write_ends_when_the_peer_closes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        let conn = Conn {
+            io,
+            stall: Duration::from_secs(60),
+            closed: Cell::new(false),
+            writer: Cell::new(None),
+        };
+        let big = vec![0u8; 64 << 20];
+        let started = std::time::Instant::now();
+        // What the reader does when it sees the peer's FIN.
+        let close = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            conn.close();
+        };
+        let (written, ()) = tokio::join!(write_all(&conn, &big), close);
+        assert_eq!(written.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }

@@ -189,7 +189,9 @@ impl Outbox {
             if !q.open || self.shared.fired.load(Ordering::Acquire) {
                 return false;
             }
-            if q.frames + n <= self.shared.limit {
+            // An empty queue takes any one batch: a client that has read everything is
+            // not slow, however many events one room turn produced.
+            if q.items.is_empty() || q.frames + n <= self.shared.limit {
                 q.frames += n;
                 q.items.push_back(out);
                 drop(q);
