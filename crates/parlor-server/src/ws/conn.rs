@@ -329,8 +329,8 @@ where
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_peer_that_reads_nothing_is_given_up_after_the_stall_time() {
+    /// A served socket and its peer, which never reads.
+    async fn pair(stall: Duration) -> (Conn, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -338,39 +338,37 @@ mod tests {
         let (io, _) = listener.accept().await.unwrap();
         let conn = Conn {
             io,
-            stall: Duration::from_millis(200),
+            stall,
             closed: Cell::new(false),
             writer: Cell::new(None),
         };
-        // Far more than loopback's socket buffers hold while `peer` reads nothing.
-        let big = vec![0u8; 64 << 20];
+        (conn, peer)
+    }
+
+    /// Far more than loopback's socket buffers hold while the peer reads nothing.
+    fn too_much() -> Vec<u8> {
+        vec![0u8; 64 << 20]
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_peer_that_reads_nothing_is_given_up_after_the_stall_time() {
+        let (conn, _peer) = pair(Duration::from_millis(200)).await;
         let started = std::time::Instant::now();
-        let err = write_all(&conn, &big).await.unwrap_err();
+        let err = write_all(&conn, &too_much()).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(10));
-        drop(peer);
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_blocked_write_ends_when_the_peer_closes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (io, _) = listener.accept().await.unwrap();
-        let conn = Conn {
-            io,
-            stall: Duration::from_secs(60),
-            closed: Cell::new(false),
-            writer: Cell::new(None),
-        };
-        let big = vec![0u8; 64 << 20];
+        let (conn, _peer) = pair(Duration::from_secs(60)).await;
         let started = std::time::Instant::now();
         // What the reader does when it sees the peer's FIN.
         let close = async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             conn.close();
         };
+        let big = too_much();
         let (written, ()) = tokio::join!(write_all(&conn, &big), close);
         assert_eq!(written.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
         assert!(started.elapsed() < Duration::from_secs(10));
