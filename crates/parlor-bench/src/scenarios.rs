@@ -221,18 +221,21 @@ async fn ramp(plan: &Plan, i: usize) {
     sleep_until_ns(plan.ramp_from_ns + i as u64 * step).await;
 }
 
+/// A failed connect, naming the limit it ran into when there is one.
+fn connect_error(e: impl std::fmt::Display) -> anyhow::Error {
+    let text = e.to_string();
+    match measure::limit_hint(&text) {
+        Some(limit) => anyhow::anyhow!("{text}: limited by {limit}"),
+        None => anyhow::anyhow!(text),
+    }
+}
+
 async fn signed_in(plan: &Plan, i: usize) -> anyhow::Result<(Connection, String)> {
     let id = &plan.identities[i % plan.identities.len()];
     let url = format!("ws://{}/ws", plan.target(i));
     let mut conn = Connection::connect_from(&url, plan.source(i))
         .await
-        .map_err(|e| {
-            let text = e.to_string();
-            match measure::limit_hint(&text) {
-                Some(limit) => anyhow::anyhow!("{text}: limited by {limit}"),
-                None => anyhow::anyhow!(text),
-            }
-        })?;
+        .map_err(connect_error)?;
     conn.set_timeout(Duration::from_secs(30));
     let w = conn.hello(Some(&id.token)).await?;
     Ok((conn, w.user.map(|u| u.id).unwrap_or_default()))
@@ -598,13 +601,7 @@ async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow
     if let Some(local) = plan.source(i) {
         socket.bind(std::net::SocketAddr::new(local, 0))?;
     }
-    let mut sock = socket.connect(remote).await.map_err(|e| {
-        let text = e.to_string();
-        match measure::limit_hint(&text) {
-            Some(limit) => anyhow::anyhow!("{text}: limited by {limit}"),
-            None => anyhow::anyhow!(text),
-        }
-    })?;
+    let mut sock = socket.connect(remote).await.map_err(connect_error)?;
     sock.set_nodelay(true)?;
     let mut out = format!(
         "GET /ws?token={} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\n\

@@ -77,6 +77,15 @@ fn raw_alg(token: &str) -> Option<String> {
     v.get("alg")?.as_str().map(str::to_owned)
 }
 
+/// Resume tokens are only ever read by pods, so they carry a MAC; every other token is an
+/// EdDSA signature that anyone can check against the JWKS.
+fn alg(typ: TokenKind) -> Algorithm {
+    match typ {
+        TokenKind::Resume => Algorithm::HS256,
+        _ => Algorithm::EdDSA,
+    }
+}
+
 fn now_secs() -> u64 {
     (parlor_core::now_ms() / 1000).max(0) as u64
 }
@@ -134,22 +143,15 @@ impl Keyring {
             jti: new_id("t_"),
             fam,
         };
-        let (alg, key) = Self::alg(typ);
-        let mut header = Header::new(alg);
+        let mut header = Header::new(alg(typ));
         header.kid = Some(self.kid.clone());
+        let key = match typ {
+            TokenKind::Resume => &self.resume_encoding,
+            _ => &self.encoding,
+        };
         // Signing with a loaded key and serialisable claims cannot fail.
-        let token = encode(&header, &claims, key(self)).unwrap_or_default();
+        let token = encode(&header, &claims, key).unwrap_or_default();
         (token, claims)
-    }
-
-    /// Resume tokens are only ever read by pods, so they carry a MAC; every other token
-    /// is an EdDSA signature that anyone can check against the JWKS.
-    #[allow(clippy::type_complexity)]
-    fn alg(typ: TokenKind) -> (Algorithm, fn(&Keyring) -> &jsonwebtoken::EncodingKey) {
-        match typ {
-            TokenKind::Resume => (Algorithm::HS256, |k| &k.resume_encoding),
-            _ => (Algorithm::EdDSA, |k| &k.encoding),
-        }
     }
 
     /// Verifies signature, algorithm, `kid`, expiry, issuer and type. An access or resume
@@ -175,7 +177,7 @@ impl Keyring {
 
     /// `verify` without the cache.
     pub(crate) fn verify_signed(&self, token: &str, want: TokenKind) -> Result<Claims, TokenError> {
-        let (alg, _) = Self::alg(want);
+        let alg = alg(want);
         let header = decode_header(token).map_err(|_| match raw_alg(token) {
             Some(a) if a != format!("{alg:?}") => TokenError::BadAlgorithm,
             _ => TokenError::Malformed,

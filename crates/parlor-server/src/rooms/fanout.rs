@@ -20,10 +20,10 @@ use bytes::{Bytes, BytesMut};
 use parlor_cluster::EventSink;
 use parlor_core::UserId;
 
-use crate::{
-    ws::{put_binary_frame, Outbox},
-    Metrics,
-};
+use actix_http::ws::{Codec, Message};
+use tokio_util::codec::Encoder;
+
+use crate::{ws::Outbox, Metrics};
 
 /// A batch is flushed at once when it grows past this, so that a flood of events in one
 /// mailbox drain neither waits nor builds one huge buffer.
@@ -35,6 +35,8 @@ const MAX_BATCH_FRAMES: u32 = 64;
 
 struct Inner {
     members: Vec<(UserId, Outbox)>,
+    /// The server-side WebSocket codec (unmasked frames), as each connection's body uses.
+    codec: Codec,
     /// Framed events not yet pushed, and how many.
     pending: BytesMut,
     frames: u32,
@@ -54,6 +56,7 @@ impl LocalFanout {
         Arc::new_cyclic(|me| Self {
             inner: Mutex::new(Inner {
                 members: Vec::new(),
+                codec: Codec::new(),
                 pending: BytesMut::new(),
                 frames: 0,
             }),
@@ -142,7 +145,9 @@ fn push_pending(inner: &mut Inner) {
 impl EventSink for LocalFanout {
     fn deliver(&self, frame: &Bytes) {
         let mut inner = self.lock();
-        put_binary_frame(&mut inner.pending, frame);
+        let Inner { codec, pending, .. } = &mut *inner;
+        // Only control frames over 125 bytes fail to encode; this is a binary frame.
+        let _ = codec.encode(Message::Binary(frame.clone()), pending);
         inner.frames += 1;
         let n = inner.members.len();
         let full = inner.pending.len() >= MAX_BATCH_BYTES || inner.frames >= MAX_BATCH_FRAMES;

@@ -178,8 +178,8 @@ async fn pump(conn: &Conn, mut body: BoxBody) {
         let mut chunks = VecDeque::new();
         let mut bytes = 0;
         poll_fn(|cx| {
+            conn.writer.set(Some(cx.waker().clone()));
             while !conn.closed.get() && chunks.len() < GATHER && bytes < GATHER_BYTES {
-                conn.writer.set(Some(cx.waker().clone()));
                 match Pin::new(&mut body).poll_next(cx) {
                     Poll::Ready(Some(Ok(chunk))) => {
                         bytes += chunk.len();

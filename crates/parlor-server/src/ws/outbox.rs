@@ -1,7 +1,8 @@
 //! One connection's bounded outbound queue, drained straight into the HTTP response body.
 //!
-//! Room fan-out calls [`Outbox::push_batch`] from any thread: a `try_send` of one shared
-//! `Bytes` holding a batch of already-framed events, no await, no per-member allocation.
+//! Room fan-out calls [`Outbox::push_batch`] from any thread: one short lock to queue a
+//! shared `Bytes` holding a batch of already-framed events, no await, no per-member
+//! allocation.
 //! The queue is bounded in frames, not entries: when more than its capacity are queued the
 //! client is a slow consumer and is evicted (closed with 4000) instead of slowing the room.
 //!
@@ -22,7 +23,7 @@ use std::{
 
 use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
 use actix_web::body::BoxBody;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use tokio_util::codec::Encoder;
 
@@ -41,23 +42,6 @@ pub(crate) enum Out {
 
 /// Frames encoded per poll of the body, so one busy connection cannot hog its worker.
 const BATCH: usize = 64;
-
-/// Appends `payload` framed as one unmasked, final WebSocket binary message (RFC 6455 5.2).
-pub(crate) fn put_binary_frame(dst: &mut BytesMut, payload: &[u8]) {
-    let len = payload.len();
-    dst.reserve(len + 10);
-    dst.put_u8(0x82);
-    if len < 126 {
-        dst.put_u8(len as u8);
-    } else if let Ok(len) = u16::try_from(len) {
-        dst.put_u8(126);
-        dst.put_u16(len);
-    } else {
-        dst.put_u8(127);
-        dst.put_u64(len as u64);
-    }
-    dst.put_slice(payload);
-}
 
 /// The queue and what both ends share.
 struct Shared {
@@ -176,7 +160,8 @@ impl Outbox {
         self.send(Out::Frame(frame))
     }
 
-    /// Queues `frames` events framed by [`put_binary_frame`], shared with other members.
+    /// Queues `frames` events, each already framed as a WebSocket binary message (by the
+    /// same codec the body uses), shared with other members.
     pub(crate) fn push_batch(&self, batch: Bytes, frames: u32) -> bool {
         self.send(Out::Batch(batch, frames))
     }
@@ -258,17 +243,23 @@ fn close_message(code: u16, reason: String) -> Message {
     }))
 }
 
-impl OutboundBody {
-    fn encode(&mut self, msg: Message) {
-        // Encoding into a BytesMut only fails for control frames over 125 bytes; ours are
-        // shorter, and a failure drops that frame rather than the connection.
-        let _ = self.codec.encode(msg, &mut self.buf);
-    }
+fn encode(codec: &mut Codec, buf: &mut BytesMut, msg: Message) {
+    // Encoding into a BytesMut only fails for control frames over 125 bytes; ours are
+    // shorter, and a failure drops that frame rather than the connection.
+    let _ = codec.encode(msg, buf);
+}
 
+impl OutboundBody {
     /// Encodes up to `BATCH` queued items. Returns a batch that should go out as it is,
     /// shared rather than copied, when it is the first item.
     fn take(&mut self) -> Option<Bytes> {
-        let shared = self.shared.clone();
+        let Self {
+            shared,
+            codec,
+            buf,
+            done,
+            ..
+        } = self;
         let mut q = shared.lock();
         for _ in 0..BATCH {
             let Some(out) = q.items.pop_front() else {
@@ -276,14 +267,14 @@ impl OutboundBody {
             };
             q.frames -= frames(&out);
             match out {
-                Out::Batch(bytes, _) if self.buf.is_empty() => return Some(bytes),
-                Out::Batch(bytes, _) => self.buf.extend_from_slice(&bytes),
-                Out::Frame(bytes) => self.encode(Message::Binary(bytes)),
-                Out::Ping => self.encode(Message::Ping(Bytes::new())),
-                Out::Pong(bytes) => self.encode(Message::Pong(bytes)),
+                Out::Batch(bytes, _) if buf.is_empty() => return Some(bytes),
+                Out::Batch(bytes, _) => buf.extend_from_slice(&bytes),
+                Out::Frame(bytes) => encode(codec, buf, Message::Binary(bytes)),
+                Out::Ping => encode(codec, buf, Message::Ping(Bytes::new())),
+                Out::Pong(bytes) => encode(codec, buf, Message::Pong(bytes)),
                 Out::Close(code, reason) => {
-                    self.encode(close_message(code, reason));
-                    self.done = true;
+                    encode(codec, buf, close_message(code, reason));
+                    *done = true;
                     break;
                 }
             }
@@ -294,7 +285,7 @@ impl OutboundBody {
                 q.items = VecDeque::new();
             }
             if q.senders == 0 {
-                self.done = true;
+                *done = true;
             }
         }
         None
@@ -318,10 +309,14 @@ impl futures_util::Stream for OutboundBody {
             if this.shared.fired.load(Ordering::Acquire) {
                 // Queued frames are dropped: this client could not keep up with them.
                 this.buf.clear();
-                this.encode(close_message(
-                    parlor_protocol::close::SLOW_CONSUMER,
-                    "slow consumer".into(),
-                ));
+                encode(
+                    &mut this.codec,
+                    &mut this.buf,
+                    close_message(
+                        parlor_protocol::close::SLOW_CONSUMER,
+                        "slow consumer".into(),
+                    ),
+                );
                 this.done = true;
                 return Poll::Ready(Some(Ok(std::mem::take(&mut this.buf).freeze())));
             }
