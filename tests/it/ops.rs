@@ -110,6 +110,87 @@ async fn accounts_persistent_rooms_chat_and_stats_survive_a_restart() {
     assert_eq!(lines, ["the dragon sleeps"]);
 }
 
+/// Sends `texts` as chat and waits until the room has echoed the last of them.
+async fn say_all(c: &mut Connection, room: &str, texts: &[String]) {
+    for t in texts {
+        c.chat(room, t).await.unwrap();
+    }
+    let last = texts.last().unwrap().clone();
+    loop {
+        let f = c.next_frame(T).await.unwrap();
+        match f.body {
+            Body::ChatMessage(m) if m.text == last => break,
+            Body::Error(e) => panic!("chat refused: {e:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Rejoins `room` on `s` as the registered `login` and returns its chat snapshot.
+async fn chat_after_restart(s: &TestServer, login: &str, room: &str) -> Vec<String> {
+    let t = s
+        .rest()
+        .login(login, "correct horse battery")
+        .await
+        .unwrap();
+    let (mut c, _) = s.connect(Some(&t.access_token)).await;
+    let joined = c.join_room(join_id(room)).await.unwrap();
+    c.close().await;
+    joined.recent_chat.into_iter().map(|l| l.text).collect()
+}
+
+#[tokio::test]
+async fn every_chat_line_of_a_persistent_room_survives_restarts_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.rooms.snapshot_chat = 1000;
+    let wait_flush = Duration::from_millis(cfg.stats.flush_interval_ms * 3);
+    let s = TestServer::start_config(cfg.clone()).await;
+    let (mut a, _, _) = s.user("scribe").await;
+    let room = a
+        .create_room(v1::CreateRoom {
+            persistent: true,
+            settings: Some(v1::RoomSettings {
+                event_rate_limit: Some(1000),
+                ..Default::default()
+            }),
+            ..create("Chronicle", "tabletop")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let lines: Vec<String> = (0..130).map(|i| format!("line {i:03}")).collect();
+    // Two batches, each left to a periodic flush, then a restart.
+    say_all(&mut a, &room.id, &lines[..60]).await;
+    tokio::time::sleep(wait_flush).await;
+    say_all(&mut a, &room.id, &lines[60..120]).await;
+    tokio::time::sleep(wait_flush).await;
+    a.close().await;
+    s.stop().await;
+
+    let s = TestServer::start_config(cfg.clone()).await;
+    assert_eq!(
+        chat_after_restart(&s, "scribe", &room.id).await,
+        lines[..120]
+    );
+
+    // Lines written after a restart continue the history instead of overwriting it.
+    let t = s
+        .rest()
+        .login("scribe", "correct horse battery")
+        .await
+        .unwrap();
+    let (mut a, _) = s.connect(Some(&t.access_token)).await;
+    a.join_room(join_id(&room.id)).await.unwrap();
+    say_all(&mut a, &room.id, &lines[120..]).await;
+    a.close().await;
+    s.stop().await;
+
+    let s = TestServer::start_config(cfg).await;
+    assert_eq!(chat_after_restart(&s, "scribe", &room.id).await, lines);
+}
+
 #[tokio::test]
 async fn a_panicking_room_is_restarted_and_its_members_play_on() {
     let s = TestServer::with(|c| c.debug.fault_injection = true).await;

@@ -127,11 +127,74 @@ enum Write {
     Barrier(oneshot::Sender<()>),
 }
 
+/// Most chat lines a writer holds while the store refuses them; past it the oldest go.
+const UNSAVED_CHAT_MAX: usize = 10_000;
+/// How long a writer waits before retrying chat lines the store refused.
+const CHAT_RETRY: Duration = Duration::from_secs(1);
+
+/// A persistent room's chat lines on their way into the store.
+///
+/// Invariant: each line gets its key (`ChatRecord::seq`) from a per-room counter that
+/// continues from the highest key in the store, so no line overwrites another, across
+/// restarts too. The room's writer is the room's only chat writer, so the counter needs
+/// no coordination. A line keeps its key through retries, so a retry never duplicates it.
+#[derive(Default)]
+struct ChatLog {
+    /// The next key; None until it has been read from the store.
+    next: Option<u64>,
+    /// Lines not yet acknowledged by the store, oldest first. Key 0 means not yet keyed.
+    unsaved: Vec<ChatRecord>,
+}
+
+impl ChatLog {
+    /// Keys and writes every unsaved line; on failure they stay for the next try.
+    async fn save(&mut self, deps: &RoomDeps, id: &RoomId) {
+        if self.unsaved.len() > UNSAVED_CHAT_MAX {
+            let drop = self.unsaved.len() - UNSAVED_CHAT_MAX;
+            tracing::error!(room_id = %id, lines = drop, "chat history writes keep failing; dropping the oldest lines");
+            self.unsaved.drain(..drop);
+        }
+        if self.next.is_none() {
+            match deps.store.recent_chat(id, 1).await {
+                Ok(last) => self.next = Some(last.last().map_or(1, |l| l.seq + 1)),
+                Err(e) => {
+                    tracing::warn!(room_id = %id, error = %e, "chat history read failed; will retry");
+                    return;
+                }
+            }
+        }
+        let next = self.next.as_mut().expect("read above");
+        for line in self.unsaved.iter_mut().filter(|l| l.seq == 0) {
+            line.seq = *next;
+            *next += 1;
+        }
+        match deps.store.append_chat(id, &self.unsaved).await {
+            Ok(()) => self.unsaved.clear(),
+            Err(e) => {
+                tracing::warn!(room_id = %id, error = %e, lines = self.unsaved.len(), "chat history write failed; will retry");
+            }
+        }
+    }
+}
+
 /// Starts a room's writer on the current arbiter, outside any actor context.
 fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     actix::spawn(async move {
-        while let Some(w) = rx.recv().await {
+        let mut chat = ChatLog::default();
+        loop {
+            let next = if chat.unsaved.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(CHAT_RETRY, rx.recv()).await {
+                    Ok(w) => w,
+                    Err(_) => {
+                        chat.save(&deps, &id).await;
+                        continue;
+                    }
+                }
+            };
+            let Some(w) = next else { break };
             match w {
                 Write::Put(room, durable) => {
                     if let Err(e) = deps.directory.put(&room).await {
@@ -146,13 +209,19 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
                     }
                 }
                 Write::Chat(lines) => {
-                    if let Err(e) = deps.store.append_chat(&id, &lines).await {
-                        tracing::warn!(room_id = %id, error = %e, "chat history write failed");
-                    }
+                    chat.unsaved.extend(lines);
+                    chat.save(&deps, &id).await;
                 }
                 Write::Barrier(done) => {
                     let _ = done.send(());
                 }
+            }
+        }
+        if !chat.unsaved.is_empty() {
+            // The room is gone: one last try, then say what is lost.
+            chat.save(&deps, &id).await;
+            if !chat.unsaved.is_empty() {
+                tracing::error!(room_id = %id, lines = chat.unsaved.len(), "chat lines lost: the store refused them until the room closed");
             }
         }
     });
@@ -648,7 +717,7 @@ impl RoomActor {
         self.publish(Body::ChatMessage(line.clone()));
         if persistent {
             self.pending_chat.push(ChatRecord {
-                seq: 0,
+                seq: 0, // keyed by the writer (ChatLog)
                 from_user_id: m.user_id.clone(),
                 from_name: line.from_name.clone(),
                 text: line.text.clone(),
