@@ -132,6 +132,10 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
     // Sentry first, so that it sees panics from every thread the System starts.
     let _sentry = parlor_server::init_sentry(&cfg);
     parlor_server::init_logging(&cfg);
+    let skipped = parlor_server::service_link_vars();
+    if !skipped.is_empty() {
+        tracing::info!(vars = ?skipped, "skipped Kubernetes service-link variables; they are not config (set enableServiceLinks: false to drop them)");
+    }
     let public = std::net::TcpListener::bind(cfg.server.public_addr)
         .with_context(|| format!("server.public_addr {}", cfg.server.public_addr))?;
     let admin = std::net::TcpListener::bind(cfg.server.admin_addr)

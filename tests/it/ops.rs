@@ -372,6 +372,94 @@ fn invalid_config_fails_at_start_naming_the_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("public_adr"));
 }
 
+/// The variables kubelet injects into every pod for a Service, unless the pod sets
+/// `enableServiceLinks: false`.
+fn service_links(service: &str, ip: &str, ports: &[(&str, u16)]) -> Vec<(String, String)> {
+    let svc = service.to_ascii_uppercase().replace('-', "_");
+    let (_, first) = ports[0];
+    let mut vars = vec![
+        (format!("{svc}_SERVICE_HOST"), ip.to_owned()),
+        (format!("{svc}_SERVICE_PORT"), first.to_string()),
+        (format!("{svc}_PORT"), format!("tcp://{ip}:{first}")),
+    ];
+    for (name, port) in ports {
+        let name = name.to_ascii_uppercase().replace('-', "_");
+        let p = format!("{svc}_PORT_{port}_TCP");
+        vars.extend([
+            (format!("{svc}_SERVICE_PORT_{name}"), port.to_string()),
+            (p.clone(), format!("tcp://{ip}:{port}")),
+            (format!("{p}_PROTO"), "tcp".into()),
+            (format!("{p}_PORT"), port.to_string()),
+            (format!("{p}_ADDR"), ip.to_owned()),
+        ]);
+    }
+    vars
+}
+
+#[tokio::test]
+async fn the_pod_starts_beside_kubernetes_service_links_and_still_refuses_typos() {
+    let mut env = service_links("parlor", "10.96.0.10", &[("public", 8080)]);
+    env.extend(service_links(
+        "parlor-admin",
+        "10.96.0.11",
+        &[("admin", 9090)],
+    ));
+    assert!(env.iter().any(|(k, _)| k == "PARLOR_PORT"));
+    assert!(env
+        .iter()
+        .any(|(k, _)| k == "PARLOR_ADMIN_PORT_9090_TCP_ADDR"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let (public, admin) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .current_dir(dir.path())
+        .envs(env.iter().cloned())
+        .args(["serve", "--public-addr", &public.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let probe = parlor_client::Rest::new(format!("http://{admin}"));
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().await.unwrap();
+            panic!(
+                "pod exited with {status}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if probe.get_json("/health/ready", None).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "pod never became ready");
+    child.start_kill().unwrap();
+
+    // A typo in a real key is still an error that names it.
+    let out = parlor()
+        .current_dir(dir.path())
+        .envs(env.iter().cloned())
+        .env("PARLOR_WS__OUTBOUND_QUEU", "5")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("outbound_queu"), "{err}");
+
+    // Our own manifests opt out of service links: the pod needs none of them.
+    let root = env!("CARGO_MANIFEST_DIR");
+    for f in ["k8s/parlor.yaml", "helm/parlor/templates/statefulset.yaml"] {
+        let text = std::fs::read_to_string(format!("{root}/{f}")).unwrap();
+        assert!(text.contains("enableServiceLinks: false"), "{f}");
+    }
+}
+
 #[tokio::test]
 async fn keygen_and_token_commands_produce_keys_and_tokens_the_pod_accepts() {
     let dir = tempfile::tempdir().unwrap();

@@ -271,6 +271,47 @@ fn field(name: &str, why: &str) -> ConfigError {
     ConfigError(format!("`{name}` {why}"))
 }
 
+/// True for a `PARLOR_*` variable (named here without the prefix) that has the shape of
+/// the variables kubelet injects for a Service named `parlor` or `parlor-*`:
+/// `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT[_{PORT_NAME}]`, `{SVC}_PORT` and
+/// `{SVC}_PORT_{N}_{PROTO}[_PROTO|_PORT|_ADDR]`. Such a name has no `__`, and no config key
+/// has this shape (a test checks), so skipping them cannot hide a typo in a real key.
+fn is_service_link(key: &str) -> bool {
+    if key.contains("__") {
+        return false;
+    }
+    let upper = key.to_ascii_uppercase();
+    let t: Vec<&str> = upper.split('_').collect();
+    let n = t.len();
+    let is_proto = |s: &str| matches!(s, "TCP" | "UDP" | "SCTP");
+    let is_num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ends = |suffix: &[&str]| n >= suffix.len() && t[n - suffix.len()..] == *suffix;
+    ends(&["SERVICE", "HOST"])
+        || ends(&["PORT"])
+        || t.windows(2)
+            .position(|w| w == ["SERVICE", "PORT"])
+            .is_some_and(|i| t[i + 2..].iter().all(|s| !s.is_empty()))
+        || (n >= 3 && t[n - 3] == "PORT" && is_num(t[n - 2]) && is_proto(t[n - 1]))
+        || (n >= 4
+            && t[n - 4] == "PORT"
+            && is_num(t[n - 3])
+            && is_proto(t[n - 2])
+            && matches!(t[n - 1], "PROTO" | "PORT" | "ADDR"))
+}
+
+/// The `PARLOR_*` variables that were skipped as Kubernetes service links, for the log.
+pub fn service_link_vars() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("PARLOR_")
+                .is_some_and(|rest| !rest.is_empty() && is_service_link(rest))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
 impl Config {
     /// Loads file (if it exists, or fails if `required`) < env < `overrides`, then validates.
     pub fn load(
@@ -286,7 +327,12 @@ impl Config {
         }
         let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("PARLOR_").split("__").ignore(&["config"]))
+            .merge(
+                Env::prefixed("PARLOR_")
+                    .filter(|k| !is_service_link(k.as_str()))
+                    .split("__")
+                    .ignore(&["config"]),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -414,6 +460,42 @@ mod tests {
 #[cfg(test)]
 mod readme {
     use super::*;
+
+    #[test]
+    fn service_link_shapes_are_never_config_keys() {
+        for k in [
+            "PORT",
+            "SERVICE_HOST",
+            "SERVICE_PORT",
+            "SERVICE_PORT_PUBLIC",
+            "PORT_8080_TCP",
+            "PORT_8080_TCP_PROTO",
+            "PORT_8080_TCP_PORT",
+            "PORT_8080_TCP_ADDR",
+            "ADMIN_PORT",
+            "ADMIN_SERVICE_PORT_ADMIN",
+            "ADMIN_PORT_9090_TCP_ADDR",
+            "REDIS_MASTER_PORT_6379_TCP",
+        ] {
+            assert!(is_service_link(k), "{k}");
+        }
+        let mut all = Vec::new();
+        keys(
+            "",
+            &serde_json::to_value(Config::default()).unwrap(),
+            &mut all,
+        );
+        for k in all {
+            let env = k.replace('.', "__").to_ascii_uppercase();
+            assert!(
+                !is_service_link(&env),
+                "config key `{k}` looks like a service link"
+            );
+        }
+        for k in ["WS__OUTBOUND_QUEU", "LOG_LEVE", "SERVER__PORT", "PORTS"] {
+            assert!(!is_service_link(k), "{k}");
+        }
+    }
 
     fn keys(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
         match v.as_object() {

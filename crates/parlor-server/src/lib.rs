@@ -25,7 +25,7 @@ mod users;
 mod ws;
 
 pub use auth::{generate_pem, mint_token, write_private, KeyError};
-pub use config::{Config, ConfigError};
+pub use config::{service_link_vars, Config, ConfigError};
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use server::{run, Listeners};
