@@ -2,7 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin parlor
+# No default features: the load generator (`parlor bench`) stays out of the image.
+RUN cargo build --release --locked --no-default-features --bin parlor
 
 FROM debian:bookworm-slim
 # ca-certificates: Sentry is reached over TLS.

@@ -3,7 +3,8 @@
 //! - `parlor serve` (the default): run a pod.
 //! - `parlor keygen`: write an Ed25519 key pair as PKCS#8 / SPKI PEM.
 //! - `parlor token`: mint an access token for an existing account (ops and tests).
-//! - `parlor bench`: the load generator (see docs/benchmarks.md).
+//! - `parlor bench`: the load generator (see docs/benchmarks.md), in builds with the
+//!   `loadgen` feature (the default; release images leave it out).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -33,6 +34,7 @@ enum Command {
         out: PathBuf,
     },
     /// Run a bounded load scenario against pods (or redis-server, for the baseline).
+    #[cfg(feature = "loadgen")]
     Bench(Box<parlor_bench::BenchArgs>),
     /// Mint an access token for an existing account, signed with the configured key.
     Token {
@@ -105,6 +107,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(load(cli.config.as_ref(), &args)?),
+        #[cfg(feature = "loadgen")]
         Command::Bench(args) => parlor_bench::main(*args),
         Command::Keygen { out } => {
             std::fs::create_dir_all(&out)?;

@@ -1,5 +1,6 @@
 mod auth;
 mod bad_input;
 mod ops;
+mod release;
 mod scenarios;
 mod support;
