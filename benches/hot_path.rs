@@ -71,13 +71,12 @@ fn envelope(c: &mut Criterion) {
 }
 
 const MEMBERS: usize = 1_000;
-/// The default `ws.outbound_queue`.
-const QUEUE: usize = 1_024;
-/// Events published between two drains, well under `QUEUE`, so that no outbox fills.
+/// Events published between two drains, well under the default queue limits, so that no
+/// outbox fills.
 const BATCH: u64 = 64;
 
 fn fanout(c: &mut Criterion) {
-    let mut fanout = Fanout::new(MEMBERS, QUEUE);
+    let mut fanout = Fanout::new(MEMBERS);
     let broker = MemoryBroker::new(Retention::default());
     let room = RoomId::from(ROOM);
     tokio::runtime::Builder::new_current_thread()

@@ -3,4 +3,5 @@ mod bad_input;
 mod ops;
 mod release;
 mod scenarios;
+mod slow;
 mod support;

@@ -75,6 +75,21 @@ impl Connection {
                 tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true).await?;
             return Ok(Self::wrap(ws));
         };
+        let socket = if local.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| ClientError::Io(e.to_string()))?;
+        socket
+            .bind(std::net::SocketAddr::new(local, 0))
+            .map_err(|e| ClientError::Io(format!("bind {local}: {e}")))?;
+        Self::connect_socket(url, socket).await
+    }
+
+    /// Like [`Connection::connect`], over a socket the caller has set up (its buffer
+    /// sizes, say) but not connected.
+    pub async fn connect_socket(url: &str, socket: tokio::net::TcpSocket) -> Result<Connection> {
         let host = url
             .strip_prefix("ws://")
             .and_then(|rest| rest.split('/').next())
@@ -84,14 +99,6 @@ impl Connection {
             .map_err(|e| ClientError::Io(e.to_string()))?
             .next()
             .ok_or_else(|| ClientError::Io(format!("no address for {host}")))?;
-        let socket = match remote {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-        }
-        .map_err(|e| ClientError::Io(e.to_string()))?;
-        socket
-            .bind(std::net::SocketAddr::new(local, 0))
-            .map_err(|e| ClientError::Io(format!("bind {local}: {e}")))?;
         let tcp = socket
             .connect(remote)
             .await

@@ -69,9 +69,18 @@ pub struct ServerConfig {
 pub struct WsConfig {
     /// Largest inbound frame; a bigger one closes with 1009. Default 65536.
     pub max_frame_bytes: usize,
-    /// Frames queued for one client before it counts as a slow consumer and is closed
-    /// with 4000. Default 1024.
-    pub outbound_queue: usize,
+    /// Bytes queued for one client above which it is closed with 4000 (slow consumer)
+    /// if it stays above for `outbound_soft_ms`. Default 1048576 (1 MiB).
+    pub outbound_soft_bytes: usize,
+    /// How long a client may stay above `outbound_soft_bytes`. Default 10000 ms.
+    pub outbound_soft_ms: u64,
+    /// Bytes queued for one client above which it is closed with 4000 at once.
+    /// Default 8388608 (8 MiB).
+    pub outbound_hard_bytes: usize,
+    /// SO_SNDBUF of client sockets; 0 (default) leaves it to the kernel's autotuning. A
+    /// small value bounds kernel memory per client, and the queue limits then see a client
+    /// that stopped reading sooner; too small a value slows distant clients.
+    pub send_buffer_bytes: usize,
     /// How often the server pings. Default 15000 ms.
     pub heartbeat_interval_ms: u64,
     /// A client silent this long is closed with 4004. Default 45000 ms.
@@ -206,7 +215,10 @@ impl Default for WsConfig {
     fn default() -> Self {
         Self {
             max_frame_bytes: parlor_protocol::DEFAULT_MAX_FRAME_BYTES,
-            outbound_queue: 1024,
+            outbound_soft_bytes: 1 << 20,
+            outbound_soft_ms: 10_000,
+            outbound_hard_bytes: 8 << 20,
+            send_buffer_bytes: 0,
             heartbeat_interval_ms: 15_000,
             idle_timeout_ms: 45_000,
             hello_timeout_ms: 10_000,
@@ -345,8 +357,14 @@ impl Config {
         if self.ws.max_frame_bytes < 1024 {
             return Err(field("ws.max_frame_bytes", "must be at least 1024"));
         }
-        if self.ws.outbound_queue < 16 {
-            return Err(field("ws.outbound_queue", "must be at least 16"));
+        if self.ws.outbound_hard_bytes < 16 * 1024 {
+            return Err(field("ws.outbound_hard_bytes", "must be at least 16384"));
+        }
+        if self.ws.outbound_soft_bytes > self.ws.outbound_hard_bytes {
+            return Err(field(
+                "ws.outbound_soft_bytes",
+                "must not exceed ws.outbound_hard_bytes",
+            ));
         }
         if self.ws.heartbeat_interval_ms == 0
             || self.ws.idle_timeout_ms <= self.ws.heartbeat_interval_ms
@@ -400,6 +418,14 @@ impl Config {
         }
     }
 
+    pub(crate) fn queue_limits(&self) -> crate::ws::QueueLimits {
+        crate::ws::QueueLimits {
+            soft_bytes: self.ws.outbound_soft_bytes,
+            soft_for: Duration::from_millis(self.ws.outbound_soft_ms),
+            hard_bytes: self.ws.outbound_hard_bytes,
+        }
+    }
+
     pub(crate) fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.ws.heartbeat_interval_ms)
     }
@@ -423,9 +449,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "parlor.toml",
-                "[server]\nworkers = 3\n[ws]\noutbound_queue = 64\n",
+                "[server]\nworkers = 3\n[ws]\noutbound_soft_ms = 500\n",
             )?;
-            jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "128");
+            jail.set_env("PARLOR_WS__OUTBOUND_SOFT_MS", "700");
             #[derive(Serialize)]
             struct Cli {
                 server: serde_json::Value,
@@ -435,16 +461,18 @@ mod tests {
             };
             let cfg = Config::load("parlor.toml".as_ref(), true, cli).unwrap();
             assert_eq!(cfg.server.workers, 5);
-            assert_eq!(cfg.ws.outbound_queue, 128);
+            assert_eq!(cfg.ws.outbound_soft_ms, 700);
 
-            jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "2");
+            jail.set_env("PARLOR_WS__OUTBOUND_HARD_BYTES", "2");
             let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
-            assert!(err.to_string().contains("ws.outbound_queue"), "{err}");
+            assert!(err.to_string().contains("ws.outbound_hard_bytes"), "{err}");
 
-            jail.set_env("PARLOR_WS__OUTBOUND_QUEUE", "lots");
+            jail.set_env("PARLOR_WS__OUTBOUND_HARD_BYTES", "lots");
             let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
             assert!(
-                err.to_string().to_lowercase().contains("ws.outbound_queue"),
+                err.to_string()
+                    .to_lowercase()
+                    .contains("ws.outbound_hard_bytes"),
                 "{err}"
             );
 

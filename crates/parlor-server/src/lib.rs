@@ -55,13 +55,14 @@ pub mod bench_support {
     }
 
     impl Fanout {
-        /// `members` outboxes of `capacity` frames each.
-        pub fn new(members: usize, capacity: usize) -> Fanout {
+        /// `members` outboxes with the default queue limits.
+        pub fn new(members: usize) -> Fanout {
+            let limits = crate::Config::default().queue_limits();
             let metrics = Arc::new(Metrics::new());
             let mut queues = Vec::with_capacity(members);
             let mut outboxes = Vec::with_capacity(members);
             for i in 0..members {
-                let (outbox, rx) = Outbox::detached(capacity, metrics.clone());
+                let (outbox, rx) = Outbox::detached(limits, metrics.clone());
                 outboxes.push((UserId(format!("u_{i}")), outbox));
                 queues.push(rx);
             }

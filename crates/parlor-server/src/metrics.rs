@@ -47,6 +47,8 @@ pub struct Metrics {
     pub fanout_size: Histogram,
     /// Connections closed for not reading fast enough.
     pub slow_consumer_disconnects: IntCounter,
+    /// Connections whose outbound queue is above `ws.outbound_soft_bytes` now.
+    pub outbound_over_soft: IntGauge,
     /// Rejected tokens and logins by reason.
     pub auth_failures: IntCounterVec,
     /// Room actors restarted after a panic.
@@ -120,6 +122,11 @@ impl Metrics {
                 "Connections closed for not reading fast enough",
             )
             .unwrap(),
+            outbound_over_soft: IntGauge::new(
+                "outbound_over_soft",
+                "Connections whose outbound queue is above the soft limit",
+            )
+            .unwrap(),
             auth_failures: IntCounterVec::new(
                 Opts::new(
                     "auth_failures_total",
@@ -152,6 +159,7 @@ impl Metrics {
             Box::new(m.frame_seconds.clone()),
             Box::new(m.fanout_size.clone()),
             Box::new(m.slow_consumer_disconnects.clone()),
+            Box::new(m.outbound_over_soft.clone()),
             Box::new(m.auth_failures.clone()),
             Box::new(m.actor_restarts.clone()),
             Box::new(m.stats_pending.clone()),

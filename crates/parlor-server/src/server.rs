@@ -152,6 +152,10 @@ pub async fn run(
         draining: AtomicBool::new(false),
     });
 
+    if cfg.ws.send_buffer_bytes > 0 {
+        // Accepted sockets inherit the listener's send buffer size.
+        socket2::SockRef::from(&listeners.public).set_send_buffer_size(cfg.ws.send_buffer_bytes)?;
+    }
     let public_addr = listeners.public.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);

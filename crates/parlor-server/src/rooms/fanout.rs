@@ -26,11 +26,11 @@ use tokio_util::codec::Encoder;
 use crate::{ws::Outbox, Metrics};
 
 /// A batch is flushed at once when it grows past this, so that a flood of events in one
-/// mailbox drain neither waits nor builds one huge buffer.
+/// mailbox drain neither waits nor builds one huge buffer. It is no more than the smallest
+/// hard queue limit a pod may configure (`ws.outbound_hard_bytes` >= 16 KiB), and an empty
+/// queue always takes one batch.
 const MAX_BATCH_BYTES: usize = 16 * 1024;
-/// Frames per batch, so that a batch of tiny events stays well under the smallest
-/// outbound queue a pod may configure (`ws.outbound_queue` >= 16 frames, and one batch is
-/// always taken by an empty queue).
+/// Frames per batch, so that one batch of tiny events does not delay the first of them.
 const MAX_BATCH_FRAMES: u32 = 64;
 
 struct Inner {
@@ -183,10 +183,19 @@ impl crate::bench_support::Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::{Detached, Out};
+    use crate::ws::{Detached, Out, QueueLimits};
+
+    /// A queue that holds `hard` bytes, with no soft limit to speak of.
+    fn limits(hard: usize) -> QueueLimits {
+        QueueLimits {
+            soft_bytes: hard,
+            soft_for: std::time::Duration::from_secs(3600),
+            hard_bytes: hard,
+        }
+    }
 
     fn member(fanout: &LocalFanout, name: &str, metrics: &Arc<Metrics>) -> Detached {
-        let (outbox, rx) = Outbox::detached(64, metrics.clone());
+        let (outbox, rx) = Outbox::detached(limits(1 << 20), metrics.clone());
         fanout.insert(UserId(name.into()), outbox);
         rx
     }
@@ -258,13 +267,14 @@ mod tests {
     }
 
     #[test]
-    fn a_full_batch_is_pushed_at_once_and_frames_count_against_the_queue() {
+    fn a_full_batch_is_pushed_at_once_and_bytes_count_against_the_queue() {
         let metrics = Arc::new(Metrics::new());
         let fanout = LocalFanout::new(metrics.clone());
-        let (outbox, mut rx) = Outbox::detached(64, metrics.clone());
+        // 64 frames of 3 bytes (a 2-byte header and the event).
+        let (outbox, mut rx) = Outbox::detached(limits(64 * 3), metrics.clone());
         fanout.insert(UserId("a".into()), outbox);
         // No runtime here, so each event is pushed as it comes; 65 frames exceed the
-        // queue of 64 and the member is evicted.
+        // queue's 192 bytes and the member is evicted.
         for _ in 0..65 {
             fanout.deliver(&Bytes::from_static(b"x"));
         }
@@ -272,7 +282,7 @@ mod tests {
         assert_eq!(metrics.slow_consumer_disconnects.get(), 1);
         // Big events: the batch is pushed inline once it passes MAX_BATCH_BYTES.
         let fanout = LocalFanout::new(metrics.clone());
-        let (outbox, mut rx) = Outbox::detached(64, metrics.clone());
+        let (outbox, mut rx) = Outbox::detached(limits(1 << 20), metrics.clone());
         fanout.insert(UserId("b".into()), outbox);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -291,7 +301,7 @@ mod tests {
     async fn one_turn_of_many_events_does_not_evict_a_member_with_a_small_queue() {
         let metrics = Arc::new(Metrics::new());
         let fanout = LocalFanout::new(metrics.clone());
-        let (outbox, mut rx) = Outbox::detached(16, metrics.clone());
+        let (outbox, mut rx) = Outbox::detached(limits(16 * 3), metrics.clone());
         fanout.insert(UserId("a".into()), outbox);
         for _ in 0..40 {
             fanout.deliver(&Bytes::from_static(b"x"));

@@ -5,7 +5,7 @@ mod outbox;
 mod session;
 
 pub(crate) use conn::upgrade;
-pub(crate) use outbox::Outbox;
 #[cfg(any(test, feature = "bench"))]
 pub(crate) use outbox::{Detached, Out};
+pub(crate) use outbox::{Limits as QueueLimits, Outbox};
 pub(crate) use session::{ws_route, Identity, SessionNotice};

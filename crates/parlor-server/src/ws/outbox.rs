@@ -3,8 +3,11 @@
 //! Room fan-out calls [`Outbox::push_batch`] from any thread: one short lock to queue a
 //! shared `Bytes` holding a batch of already-framed events, no await, no per-member
 //! allocation.
-//! The queue is bounded in frames, not entries: when more than its capacity are queued the
-//! client is a slow consumer and is evicted (closed with 4000) instead of slowing the room.
+//! The queue is bounded in bytes, with two limits, as redis-server bounds a subscriber's
+//! output buffer. Past the hard limit the client is a slow consumer at once. Above the soft
+//! limit for longer than its time it is one too. A client that falls behind briefly (a
+//! background tab, a GC pause) is kept. A slow consumer is evicted (closed with 4000)
+//! instead of slowing the room.
 //!
 //! [`OutboundBody`] is the WebSocket response body. Each poll encodes every queued frame
 //! (up to a batch) into one buffer, so a burst leaves in one write. Frames cross one
@@ -19,6 +22,7 @@ use std::{
         Arc, Mutex, MutexGuard,
     },
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
@@ -43,11 +47,21 @@ pub(crate) enum Out {
 /// Frames encoded per poll of the body, so one busy connection cannot hog its worker.
 const BATCH: usize = 64;
 
+/// How much one connection may have queued.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Bytes above which the client is dropped once it has stayed above for `soft_for`.
+    pub(crate) soft_bytes: usize,
+    pub(crate) soft_for: Duration,
+    /// Bytes above which the client is dropped at once.
+    pub(crate) hard_bytes: usize,
+}
+
 /// The queue and what both ends share.
 struct Shared {
     queue: Mutex<Queue>,
-    /// Frames allowed in the queue before the client counts as a slow consumer.
-    limit: usize,
+    limits: Limits,
+    metrics: Arc<Metrics>,
     fired: AtomicBool,
     /// The body's waker: woken by a push, an eviction or the last sender leaving.
     body: AtomicWaker,
@@ -59,31 +73,41 @@ struct Shared {
 /// channel allocates a 32-slot block up front, 1.3 KB for every idle session).
 struct Queue {
     items: VecDeque<Out>,
-    /// Frames in `items` (a batch counts as its frames).
-    frames: usize,
+    /// Bytes in `items`.
+    bytes: usize,
+    /// Since when `bytes` has been above the soft limit.
+    over_soft: Option<Instant>,
     /// Live `Outbox` handles; the body ends when the last one is gone.
     senders: usize,
     /// False once the body is dropped: pushes are refused.
     open: bool,
 }
 
-fn frames(out: &Out) -> usize {
+/// What an item counts against the limits: its payload (a header is a few bytes more).
+fn size(out: &Out) -> usize {
     match out {
-        Out::Batch(_, n) => *n as usize,
-        _ => 1,
+        Out::Frame(b) | Out::Batch(b, _) | Out::Pong(b) => b.len(),
+        Out::Ping => 0,
+        Out::Close(_, reason) => reason.len(),
     }
 }
 
 impl Shared {
-    fn new(limit: usize, session: Option<actix::Recipient<super::SessionNotice>>) -> Arc<Self> {
+    fn new(
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        session: Option<actix::Recipient<super::SessionNotice>>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
-                frames: 0,
+                bytes: 0,
+                over_soft: None,
                 senders: 1,
                 open: true,
             }),
-            limit,
+            limits,
+            metrics,
             fired: AtomicBool::new(false),
             body: AtomicWaker::new(),
             session,
@@ -94,12 +118,30 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Takes the oldest item, keeping the byte count and the soft-limit clock.
+    fn pop(&self, q: &mut Queue) -> Option<Out> {
+        let out = q.items.pop_front()?;
+        q.bytes -= size(&out);
+        if q.bytes <= self.limits.soft_bytes && q.over_soft.take().is_some() {
+            self.metrics.outbound_over_soft.dec();
+        }
+        Some(out)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let q = self.queue.get_mut().unwrap_or_else(|p| p.into_inner());
+        if q.over_soft.is_some() {
+            self.metrics.outbound_over_soft.dec();
+        }
+    }
 }
 
 /// A cheap, cloneable handle to one connection's queue.
 pub(crate) struct Outbox {
     shared: Arc<Shared>,
-    metrics: Arc<Metrics>,
 }
 
 impl Clone for Outbox {
@@ -107,7 +149,6 @@ impl Clone for Outbox {
         self.shared.lock().senders += 1;
         Outbox {
             shared: self.shared.clone(),
-            metrics: self.metrics.clone(),
         }
     }
 }
@@ -134,22 +175,19 @@ impl Detached {
     /// Takes the oldest queued item, if any.
     pub(crate) fn try_recv(&mut self) -> Option<Out> {
         let mut q = self.0.lock();
-        let out = q.items.pop_front()?;
-        q.frames -= frames(&out);
-        Some(out)
+        self.0.pop(&mut q)
     }
 }
 
 impl Outbox {
-    /// A queue of `capacity` frames with no socket: the caller reads it. For tests and
-    /// benchmarks, which drive the real push path without a connection.
+    /// A queue with no socket: the caller reads it. For tests and benchmarks, which drive
+    /// the real push path without a connection.
     #[cfg(any(test, feature = "bench"))]
-    pub(crate) fn detached(capacity: usize, metrics: Arc<Metrics>) -> (Outbox, Detached) {
-        let shared = Shared::new(capacity, None);
+    pub(crate) fn detached(limits: Limits, metrics: Arc<Metrics>) -> (Outbox, Detached) {
+        let shared = Shared::new(limits, metrics, None);
         (
             Outbox {
                 shared: shared.clone(),
-                metrics,
             },
             Detached(shared),
         )
@@ -168,16 +206,25 @@ impl Outbox {
 
     /// Queues a control message (ping, pong, close) in order with the frames.
     pub(crate) fn send(&self, out: Out) -> bool {
-        let n = frames(&out);
+        let n = size(&out);
+        let limits = &self.shared.limits;
         {
             let mut q = self.shared.lock();
             if !q.open || self.shared.fired.load(Ordering::Acquire) {
                 return false;
             }
-            // An empty queue takes any one batch: a client that has read everything is
-            // not slow, however many events one room turn produced.
-            if q.items.is_empty() || q.frames + n <= self.shared.limit {
-                q.frames += n;
+            let bytes = q.bytes + n;
+            // An empty queue takes any one item: a client that has read everything is not
+            // slow, however many events one room turn produced.
+            let slow = !q.items.is_empty()
+                && (bytes > limits.hard_bytes
+                    || q.over_soft.is_some_and(|t| t.elapsed() >= limits.soft_for));
+            if !slow {
+                if bytes > limits.soft_bytes && q.over_soft.is_none() {
+                    q.over_soft = Some(Instant::now());
+                    self.shared.metrics.outbound_over_soft.inc();
+                }
+                q.bytes = bytes;
                 q.items.push_back(out);
                 drop(q);
                 self.shared.body.wake();
@@ -190,7 +237,7 @@ impl Outbox {
 
     fn evict(&self) {
         if !self.shared.fired.swap(true, Ordering::AcqRel) {
-            self.metrics.slow_consumer_disconnects.inc();
+            self.shared.metrics.slow_consumer_disconnects.inc();
             self.shared.body.wake();
             if let Some(session) = &self.shared.session {
                 session.do_send(super::SessionNotice::Close {
@@ -214,17 +261,17 @@ pub(crate) struct OutboundBody {
     _upgrade: BoxBody,
 }
 
-/// Creates a queue of `capacity` frames and the response body that drains it. `upgrade`
+/// Creates a queue bounded by `limits` and the response body that drains it. `upgrade`
 /// is the body actix-ws built for the handshake; `on_done` runs when the body is dropped,
 /// that is, when the connection has ended.
 pub(crate) fn start(
-    capacity: usize,
+    limits: Limits,
     metrics: Arc<Metrics>,
     session: actix::Recipient<super::SessionNotice>,
     upgrade: BoxBody,
     on_done: impl FnOnce() + 'static,
 ) -> (Outbox, OutboundBody) {
-    let shared = Shared::new(capacity, Some(session));
+    let shared = Shared::new(limits, metrics, Some(session));
     let body = OutboundBody {
         shared: shared.clone(),
         codec: Codec::new(),
@@ -233,7 +280,7 @@ pub(crate) fn start(
         on_done: Some(Box::new(on_done)),
         _upgrade: upgrade,
     };
-    (Outbox { shared, metrics }, body)
+    (Outbox { shared }, body)
 }
 
 fn close_message(code: u16, reason: String) -> Message {
@@ -262,10 +309,9 @@ impl OutboundBody {
         } = self;
         let mut q = shared.lock();
         for _ in 0..BATCH {
-            let Some(out) = q.items.pop_front() else {
+            let Some(out) = shared.pop(&mut q) else {
                 break;
             };
-            q.frames -= frames(&out);
             match out {
                 Out::Batch(bytes, _) if buf.is_empty() => return Some(bytes),
                 Out::Batch(bytes, _) => buf.extend_from_slice(&bytes),
@@ -346,6 +392,10 @@ impl Drop for OutboundBody {
             let mut q = self.shared.lock();
             q.open = false;
             q.items = VecDeque::new();
+            q.bytes = 0;
+            if q.over_soft.take().is_some() {
+                self.shared.metrics.outbound_over_soft.dec();
+            }
         }
         if let Some(done) = self.on_done.take() {
             done();

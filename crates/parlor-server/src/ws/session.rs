@@ -113,7 +113,7 @@ pub(crate) async fn ws_route(
     WsSession::create(|ctx| {
         let addr = ctx.address();
         let (outbox, body) = outbox::start(
-            shared.cfg.ws.outbound_queue,
+            shared.cfg.queue_limits(),
             shared.metrics.clone(),
             addr.clone().recipient(),
             upgrade,
