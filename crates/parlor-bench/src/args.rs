@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// Events each fanout sender keeps in flight (sent, own copy not yet back).
     #[arg(long, default_value_t = 16)]
     pub window: usize,
+    /// Paced fanout: events per second from all senders together, each sent alone at a
+    /// fixed interval, as games send notes or cursors. 0 (default): closed loop, with
+    /// `--window` events in flight per sender.
+    #[arg(long, default_value_t = 0)]
+    pub send_rate: u32,
     /// Payload bytes of each event (at least 8: the send timestamp).
     #[arg(long, default_value_t = 64)]
     pub payload: usize,

@@ -117,6 +117,9 @@ pub(crate) fn finish(
     let per_copy_us = cpu
         .filter(|_| total.delivered > 0)
         .map(|c| c * 1e6 / total.delivered as f64);
+    let per_cycle_us = cpu
+        .filter(|_| total.cycles > 0)
+        .map(|c| c * 1e6 / total.cycles as f64);
     let rss_per_session = match (server.baseline, server.measure_start) {
         (Some(a), Some(b)) if total.connected > 0 => {
             Some((b.rss_bytes as f64 - a.rss_bytes as f64) / total.connected as f64)
@@ -145,6 +148,7 @@ pub(crate) fn finish(
         "server": {
             "cpu_secs_in_window": cpu,
             "cpu_us_per_delivered_copy": per_copy_us,
+            "cpu_us_per_cycle": per_cycle_us,
             "rss_bytes_baseline": server.baseline.map(|s| s.rss_bytes),
             "rss_bytes_loaded": server.measure_start.map(|s| s.rss_bytes),
             "rss_bytes_per_session": rss_per_session,
@@ -205,6 +209,9 @@ pub(crate) fn finish(
     }
     if let Some(us) = per_copy_us {
         println!("  server CPU per copy  {us:.3} µs");
+    }
+    if let Some(us) = per_cycle_us {
+        println!("  server CPU per cycle {us:.1} µs");
     }
     if let Some(r) = rss_per_session {
         println!("  server RSS/session   {:.0} bytes", r);

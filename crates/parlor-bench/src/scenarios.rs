@@ -309,15 +309,19 @@ async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()
     let sender = i < plan.args.senders;
     let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
     let end = plan.end_ns();
+    let (pace, start) = match paced(plan, i) {
+        Some((every, phase)) => (Pace::Every(every), plan.start_at_ns + phase),
+        None => (Pace::Window(window.clone()), plan.start_at_ns),
+    };
     let send_task = sender.then(|| {
         spawn_sender(
             tx,
             room.clone(),
             "bench",
             plan.args.payload,
-            plan.start_at_ns,
+            start,
             end,
-            Pace::Window(window.clone()),
+            pace,
         )
     });
     let sent = send_task.as_ref().map(|(_, sent)| sent.clone());
@@ -366,6 +370,18 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
     receive(&mut rx, c, end, Some(&sent), &me, |mine| !mine, || {}).await;
     sender.abort();
     Ok(())
+}
+
+/// A paced fanout sender's interval and start offset (ns): the senders share
+/// `--send-rate` and are spread evenly over one interval. None for a closed loop.
+fn paced(plan: &Plan, i: usize) -> Option<(Duration, u64)> {
+    let rate = u64::from(plan.args.send_rate);
+    if rate == 0 {
+        return None;
+    }
+    let senders = plan.args.senders.max(1) as u64;
+    let every = 1_000_000_000 * senders / rate;
+    Some((Duration::from_nanos(every), every * i as u64 / senders))
 }
 
 /// How a sender paces itself.
@@ -738,7 +754,7 @@ async fn redis_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
     let end = plan.end_ns();
     if i < plan.args.senders {
         c.connected.fetch_add(1, Ordering::Relaxed);
-        return redis_publisher(plan, s, c).await;
+        return redis_publisher(plan, i, s, c).await;
     }
     s.write_all(b"SUBSCRIBE bench\r\n").await?;
     let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
@@ -777,6 +793,7 @@ async fn redis_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
 
 async fn redis_publisher(
     plan: &Plan,
+    i: usize,
     s: tokio::net::TcpStream,
     c: &Counters,
 ) -> anyhow::Result<()> {
@@ -796,13 +813,27 @@ async fn redis_publisher(
             replies.add_permits(done);
         }
     });
-    sleep_until_ns(plan.start_at_ns).await;
+    // Paced like the Parlor senders (`paced`), or a closed loop of `--window` PUBLISHes.
+    let pace = paced(plan, i);
+    sleep_until_ns(plan.start_at_ns + pace.map_or(0, |(_, phase)| phase)).await;
+    let mut ticks = pace.map(|(period, _)| {
+        let mut t = tokio::time::interval(period);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let size = plan.args.payload;
     while now_ns() < end {
-        let Ok(permit) = window.acquire().await else {
-            break;
-        };
-        permit.forget();
+        match ticks.as_mut() {
+            Some(t) => {
+                t.tick().await;
+            }
+            None => {
+                let Ok(permit) = window.acquire().await else {
+                    break;
+                };
+                permit.forget();
+            }
+        }
         let p = payload(size);
         let mut cmd =
             format!("*3\r\n$7\r\nPUBLISH\r\n$5\r\nbench\r\n${}\r\n", p.len()).into_bytes();
