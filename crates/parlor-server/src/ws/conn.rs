@@ -27,22 +27,25 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     rc::Rc,
+    sync::Arc,
     task::{Context, Poll, Waker},
     time::Duration,
 };
 
 use actix_codec::Framed;
-use actix_http::BoxedPayloadStream;
 use actix_http::{
     body::{self, BodySize, BoxBody, MessageBody},
     error::PayloadError,
     h1, ConnectionType, Payload, Request, Response, StatusCode,
 };
+use actix_http::{BoxedPayloadStream, HttpMessage};
 use actix_service::{Service, ServiceFactory};
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{future::LocalBoxFuture, Stream};
 use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
+
+use super::outbox::{Link, LinkSlot};
 
 /// The only path whose upgrade keeps the socket open.
 pub(crate) const WS_PATH: &str = "/ws";
@@ -51,7 +54,8 @@ pub(crate) const WS_PATH: &str = "/ws";
 const READ_CHUNK: usize = 4096;
 
 struct Conn {
-    io: TcpStream,
+    /// Shared with the connection's outbox, which writes to it in place when idle.
+    io: Arc<TcpStream>,
     /// How long the socket may stay unwritable before the peer is given up on.
     stall: Duration,
     /// The peer closed its side, or reading failed.
@@ -171,8 +175,9 @@ async fn write_chunks(conn: &Conn, chunks: &mut VecDeque<Bytes>) -> io::Result<(
 }
 
 /// Writes the body's chunks until it ends or the peer goes away. Every chunk the body has
-/// ready goes out in one vectored write, as the HTTP dispatcher's write buffer did.
-async fn pump(conn: &Conn, mut body: BoxBody) {
+/// ready goes out in one vectored write, as the HTTP dispatcher's write buffer did. `link`
+/// is told each time all that was taken is written, so that pushes may write in place.
+async fn pump(conn: &Conn, mut body: BoxBody, link: Option<Link>) {
     let mut ended = false;
     while !ended {
         let mut chunks = VecDeque::new();
@@ -199,6 +204,9 @@ async fn pump(conn: &Conn, mut body: BoxBody) {
         .await;
         if write_chunks(conn, &mut chunks).await.is_err() {
             return;
+        }
+        if let Some(link) = &link {
+            link.written();
         }
     }
 }
@@ -247,13 +255,18 @@ where
     let leftover = (!parts.read_buf.is_empty()).then(|| Bytes::copy_from_slice(&parts.read_buf));
     drop((parts.read_buf, parts.write_buf));
     let conn = Rc::new(Conn {
-        io: parts.io,
+        io: Arc::new(parts.io),
         stall,
         closed: Cell::new(false),
         writer: Cell::new(None),
     });
+    let link = Rc::new(Cell::new(None));
     // Other upgrades (h2c, say) are answered as plain requests, without reading a body.
     let payload = if req.path() == WS_PATH {
+        req.extensions_mut().insert(LinkSlot {
+            socket: conn.io.clone(),
+            link: link.clone(),
+        });
         let reader = Reader {
             conn: conn.clone(),
             leftover,
@@ -275,8 +288,9 @@ where
         write_all(&conn, &buf).await?;
         drop((buf, codec));
         // A task of its own, so that the dispatcher's task (about 3 KB) ends here.
+        let link = link.take();
         actix_web::rt::spawn(async move {
-            pump(&conn, body).await;
+            pump(&conn, body, link).await;
             linger(&conn).await;
         });
         return Ok(());
@@ -337,7 +351,7 @@ mod tests {
             .unwrap();
         let (io, _) = listener.accept().await.unwrap();
         let conn = Conn {
-            io,
+            io: Arc::new(io),
             stall,
             closed: Cell::new(false),
             writer: Cell::new(None),

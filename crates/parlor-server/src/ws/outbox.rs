@@ -13,6 +13,13 @@
 //! (up to a batch) into one buffer, so a burst leaves in one write. Frames cross one
 //! channel; an earlier design crossed two (this queue, then actix-ws's `Session`), and that
 //! hop dominated the fan-out profile (docs/benchmarks.md).
+//!
+//! A batch pushed while the queue is empty and the writer has nothing in flight is written
+//! to the socket in place, by the pushing thread, with a non-blocking write; only what the
+//! socket does not take is queued for the writer task. So a paced room event reaches an
+//! idle member with one syscall and no task wake-up, as redis-server writes to its
+//! subscribers. Invariant: bytes reach the socket in push order, because an in-place write
+//! happens only under the queue lock, with nothing queued and nothing in flight.
 
 use std::{
     collections::VecDeque,
@@ -29,6 +36,7 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Message};
 use actix_web::body::BoxBody;
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
+use tokio::net::TcpStream;
 use tokio_util::codec::Encoder;
 
 use crate::Metrics;
@@ -81,6 +89,10 @@ struct Queue {
     senders: usize,
     /// False once the body is dropped: pushes are refused.
     open: bool,
+    /// The socket, for in-place writes; None until linked and after the body is dropped.
+    socket: Option<Arc<TcpStream>>,
+    /// The writer has taken items whose bytes may not all be on the socket yet.
+    in_flight: bool,
 }
 
 /// What an item counts against the limits: its payload (a header is a few bytes more).
@@ -105,6 +117,8 @@ impl Shared {
                 over_soft: None,
                 senders: 1,
                 open: true,
+                socket: None,
+                in_flight: false,
             }),
             limits,
             metrics,
@@ -201,38 +215,51 @@ impl Outbox {
     /// Queues `frames` events, each already framed as a WebSocket binary message (by the
     /// same codec the body uses), shared with other members.
     pub(crate) fn push_batch(&self, batch: Bytes, frames: u32) -> bool {
-        self.send(Out::Batch(batch, frames))
+        let q = self.shared.lock();
+        let idle = q.items.is_empty() && !q.in_flight && !self.shared.fired.load(Ordering::Acquire);
+        // A failed write leaves the batch to the writer, which waits for the socket or
+        // sees the error itself.
+        let written = match &q.socket {
+            Some(socket) if idle => socket.try_write(&batch).unwrap_or(0),
+            _ => 0,
+        };
+        if written == batch.len() {
+            return true;
+        }
+        // Queued under the same lock, so no other push can get between the two parts.
+        self.enqueue(q, Out::Batch(batch.slice(written..), frames))
     }
 
     /// Queues a control message (ping, pong, close) in order with the frames.
     pub(crate) fn send(&self, out: Out) -> bool {
-        let n = size(&out);
-        let limits = &self.shared.limits;
-        {
-            let mut q = self.shared.lock();
-            if !q.open || self.shared.fired.load(Ordering::Acquire) {
-                return false;
-            }
-            let bytes = q.bytes + n;
-            // An empty queue takes any one item: a client that has read everything is not
-            // slow, however many events one room turn produced.
-            let slow = !q.items.is_empty()
-                && (bytes > limits.hard_bytes
-                    || q.over_soft.is_some_and(|t| t.elapsed() >= limits.soft_for));
-            if !slow {
-                if bytes > limits.soft_bytes && q.over_soft.is_none() {
-                    q.over_soft = Some(Instant::now());
-                    self.shared.metrics.outbound_over_soft.inc();
-                }
-                q.bytes = bytes;
-                q.items.push_back(out);
-                drop(q);
-                self.shared.body.wake();
-                return true;
-            }
+        self.enqueue(self.shared.lock(), out)
+    }
+
+    fn enqueue(&self, mut q: MutexGuard<'_, Queue>, out: Out) -> bool {
+        if !q.open || self.shared.fired.load(Ordering::Acquire) {
+            return false;
         }
-        self.evict();
-        false
+        let limits = &self.shared.limits;
+        let bytes = q.bytes + size(&out);
+        // An empty queue takes any one item: a client that has read everything is not
+        // slow, however many events one room turn produced.
+        let slow = !q.items.is_empty()
+            && (bytes > limits.hard_bytes
+                || q.over_soft.is_some_and(|t| t.elapsed() >= limits.soft_for));
+        if slow {
+            drop(q);
+            self.evict();
+            return false;
+        }
+        if bytes > limits.soft_bytes && q.over_soft.is_none() {
+            q.over_soft = Some(Instant::now());
+            self.shared.metrics.outbound_over_soft.inc();
+        }
+        q.bytes = bytes;
+        q.items.push_back(out);
+        drop(q);
+        self.shared.body.wake();
+        true
     }
 
     fn evict(&self) {
@@ -283,6 +310,36 @@ pub(crate) fn start(
     (Outbox { shared }, body)
 }
 
+/// The writer's side of a queue: what lets the socket's writer and in-place writes share
+/// the socket without reordering bytes.
+pub(crate) struct Link(Arc<Shared>);
+
+impl Link {
+    /// Called by the writer once everything it took so far is on the socket.
+    pub(crate) fn written(&self) {
+        let mut q = self.0.lock();
+        if q.items.is_empty() {
+            q.in_flight = false;
+        }
+    }
+}
+
+/// Where the socket's task and the WebSocket route meet: the socket goes in before the
+/// request is routed, and the queue's `Link` comes out once the session has started.
+pub(crate) struct LinkSlot {
+    pub(crate) socket: Arc<TcpStream>,
+    pub(crate) link: std::rc::Rc<std::cell::Cell<Option<Link>>>,
+}
+
+impl OutboundBody {
+    /// Lets the pushing threads write to `slot`'s socket in place, and gives the socket's
+    /// writer its `Link`.
+    pub(crate) fn link(&self, slot: &LinkSlot) {
+        self.shared.lock().socket = Some(slot.socket.clone());
+        slot.link.set(Some(Link(self.shared.clone())));
+    }
+}
+
 fn close_message(code: u16, reason: String) -> Message {
     Message::Close(Some(CloseReason {
         code: CloseCode::from(code),
@@ -312,6 +369,7 @@ impl OutboundBody {
             let Some(out) = shared.pop(&mut q) else {
                 break;
             };
+            q.in_flight = true;
             match out {
                 Out::Batch(bytes, _) if buf.is_empty() => return Some(bytes),
                 Out::Batch(bytes, _) => buf.extend_from_slice(&bytes),
@@ -393,6 +451,7 @@ impl Drop for OutboundBody {
             q.open = false;
             q.items = VecDeque::new();
             q.bytes = 0;
+            q.socket = None;
             if q.over_soft.take().is_some() {
                 self.shared.metrics.outbound_over_soft.dec();
             }

@@ -16,7 +16,7 @@ use actix::{
 };
 use actix_web::{
     body::{BodyStream, BoxBody},
-    web, HttpRequest, HttpResponse,
+    web, HttpMessage, HttpRequest, HttpResponse,
 };
 use actix_ws::{AggregatedMessage, ProtocolError};
 use bytes::Bytes;
@@ -119,6 +119,9 @@ pub(crate) async fn ws_route(
             upgrade,
             move || addr.do_send(WriterDone),
         );
+        if let Some(slot) = req.extensions().get::<outbox::LinkSlot>() {
+            body.link(slot);
+        }
         outbound = Some(body);
         ctx.add_stream(stream);
         WsSession {
