@@ -261,3 +261,54 @@ async fn a_brief_pause_is_kept_and_a_reader_that_stops_is_dropped_after_the_soft
     );
     assert_eq!(metric(&m, "parlor_outbound_over_soft"), 0.0, "{m}");
 }
+
+#[tokio::test]
+async fn with_echo_off_a_sender_gets_acks_with_seqs_instead_of_its_own_events() {
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("a").await;
+    let (mut b, _) = s.guest("b").await;
+    let room = a
+        .create_room(v1::CreateRoom {
+            settings: Some(v1::RoomSettings {
+                echo_events: Some(false),
+                ..Default::default()
+            }),
+            ..create("keys", "piano")
+        })
+        .await
+        .unwrap();
+    assert_eq!(room.settings.unwrap().echo_events, Some(false));
+    let room = room.room.unwrap();
+    b.join_room(join_id(&room.id)).await.unwrap();
+    for note in [60u8, 62, 64] {
+        a.game_event(&room.id, "note_on", vec![note]).await.unwrap();
+    }
+    b.game_event(&room.id, "note_on", vec![67]).await.unwrap();
+    // Each sees the other's events and an Ack in the place of each of its own, in order.
+    let a_got = events_and_acks(&mut a).await;
+    let b_got = events_and_acks(&mut b).await;
+    let seqs: Vec<u64> = a_got.iter().map(|(_, s)| *s).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let kinds = |got: &[(&'static str, u64)]| got.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+    assert_eq!(kinds(&a_got), ["ack", "ack", "ack", "event"]);
+    assert_eq!(kinds(&b_got), ["event", "event", "event", "ack"]);
+    assert_eq!(
+        b_got.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        seqs,
+        "both saw the same seqs"
+    );
+}
+
+/// The next four game events (by seq) and seq-carrying Acks a member receives.
+async fn events_and_acks(c: &mut Connection) -> Vec<(&'static str, u64)> {
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let f = c.next_frame(T).await.unwrap();
+        match f.body {
+            Body::Ack(ack) if ack.seq > 0 => got.push(("ack", ack.seq)),
+            Body::GameEvent(_) => got.push(("event", f.seq)),
+            _ => {}
+        }
+    }
+    got
+}

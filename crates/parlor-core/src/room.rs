@@ -55,6 +55,14 @@ pub struct RoomSettings {
     pub welcome_message: String,
     /// Chat lines plus game events per member per second.
     pub event_rate_limit: u32,
+    /// A sender receives its own game events; when false it gets an Ack with the seq.
+    /// Defaulted, so that rooms stored before the field existed still load.
+    #[serde(default = "echo_default")]
+    pub echo_events: bool,
+}
+
+fn echo_default() -> bool {
+    true
 }
 
 impl Default for RoomSettings {
@@ -66,6 +74,7 @@ impl Default for RoomSettings {
             owner_only_chat: false,
             welcome_message: String::new(),
             event_rate_limit: DEFAULT_EVENT_RATE,
+            echo_events: true,
         }
     }
 }
@@ -98,6 +107,9 @@ impl RoomSettings {
         if let Some(v) = req.owner_only_chat {
             self.owner_only_chat = v;
         }
+        if let Some(v) = req.echo_events {
+            self.echo_events = v;
+        }
         Ok(())
     }
 
@@ -110,6 +122,7 @@ impl RoomSettings {
             owner_only_chat: Some(self.owner_only_chat),
             welcome_message: Some(self.welcome_message.clone()),
             event_rate_limit: Some(self.event_rate_limit),
+            echo_events: Some(self.echo_events),
         }
     }
 }
@@ -375,6 +388,16 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_stored_before_echo_events_existed_still_load_with_echo_on() {
+        let old = r#"{"allow_chat":true,"allow_guests":false,"owner_only_play":false,
+            "owner_only_chat":false,"welcome_message":"hi","event_rate_limit":20}"#;
+        let s: RoomSettings = serde_json::from_str(old).unwrap();
+        assert!(s.echo_events);
+        assert!(!s.allow_guests);
+        assert_eq!(s.event_rate_limit, 20);
+    }
 
     fn room(password: &str, max: u32) -> Room {
         let req = v1::CreateRoom {

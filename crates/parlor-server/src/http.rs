@@ -296,6 +296,7 @@ struct SettingsBody {
     owner_only_chat: Option<bool>,
     welcome_message: Option<String>,
     event_rate_limit: Option<u32>,
+    echo_events: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -327,6 +328,7 @@ async fn create_room(
             owner_only_chat: b.settings.owner_only_chat,
             welcome_message: b.settings.welcome_message,
             event_rate_limit: b.settings.event_rate_limit,
+            echo_events: b.settings.echo_events,
         }),
         persistent: b.persistent,
     };

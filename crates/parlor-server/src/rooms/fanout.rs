@@ -10,6 +10,11 @@
 //!
 //! Invariant: a batch goes to the members as they were when its events were delivered, and
 //! batches are pushed in delivery order (the batch is taken and pushed under one lock).
+//!
+//! In a room with `echo_events` off, a game event goes out on its own: the batch before it
+//! is pushed first, then the event to every member but its sender, who gets an Ack with
+//! the event's seq in its place. The sender is read from the event itself, so this holds
+//! on any pod that fans the room out.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -19,6 +24,11 @@ use std::sync::{
 use bytes::{Bytes, BytesMut};
 use parlor_cluster::EventSink;
 use parlor_core::UserId;
+use parlor_protocol::{
+    encode_envelope,
+    v1::{self, envelope::Body},
+};
+use prost::Message as _;
 
 use actix_http::ws::{Codec, Message};
 use tokio_util::codec::Encoder;
@@ -47,6 +57,8 @@ pub(crate) struct LocalFanout {
     inner: Mutex<Inner>,
     /// A flush task is queued; no second one is needed.
     scheduled: AtomicBool,
+    /// Senders get their own game events (the room's `echo_events`).
+    echo: AtomicBool,
     me: Weak<LocalFanout>,
     metrics: Arc<Metrics>,
 }
@@ -61,6 +73,7 @@ impl LocalFanout {
                 frames: 0,
             }),
             scheduled: AtomicBool::new(false),
+            echo: AtomicBool::new(true),
             me: me.clone(),
             metrics,
         })
@@ -94,6 +107,11 @@ impl LocalFanout {
             self.metrics.members.dec();
         }
         removed
+    }
+
+    /// Follows the room's `echo_events` setting.
+    pub(crate) fn set_echo(&self, echo: bool) {
+        self.echo.store(echo, Ordering::Relaxed);
     }
 
     /// Number of local members.
@@ -142,8 +160,46 @@ fn push_pending(inner: &mut Inner) {
     }
 }
 
+/// The seq and sender of a game event, if `frame` is one.
+fn own_event(frame: &Bytes) -> Option<(u64, UserId)> {
+    let env = v1::Envelope::decode(&frame[..]).ok()?;
+    match env.body? {
+        Body::GameEvent(ev) if !ev.sender_id.is_empty() => Some((env.seq, UserId(ev.sender_id))),
+        _ => None,
+    }
+}
+
+impl LocalFanout {
+    /// Delivers a game event to every member but its sender, who gets an Ack instead.
+    fn deliver_without_echo(&self, frame: &Bytes, seq: u64, sender: &UserId) {
+        let mut inner = self.lock();
+        push_pending(&mut inner);
+        let Inner { codec, members, .. } = &mut *inner;
+        let mut framed = BytesMut::new();
+        let _ = codec.encode(Message::Binary(frame.clone()), &mut framed);
+        let framed = framed.freeze();
+        let ack = encode_envelope(0, 0, Body::Ack(v1::Ack { seq }));
+        for (user, outbox) in members.iter() {
+            if user == sender {
+                outbox.push(ack.clone());
+            } else {
+                outbox.push_batch(framed.clone(), 1);
+            }
+        }
+        let n = members.len();
+        drop(inner);
+        self.metrics.fanout_size.observe(n as f64);
+        self.metrics.out_room_event.inc_by(n as u64);
+    }
+}
+
 impl EventSink for LocalFanout {
     fn deliver(&self, frame: &Bytes) {
+        if !self.echo.load(Ordering::Relaxed) {
+            if let Some((seq, sender)) = own_event(frame) {
+                return self.deliver_without_echo(frame, seq, &sender);
+            }
+        }
         let mut inner = self.lock();
         let Inner { codec, pending, .. } = &mut *inner;
         // Only control frames over 125 bytes fail to encode; this is a binary frame.
@@ -221,6 +277,40 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn with_echo_off_the_sender_gets_an_ack_in_its_events_place() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        fanout.set_echo(false);
+        let mut a = member(&fanout, "a", &metrics);
+        let mut b = member(&fanout, "b", &metrics);
+        let event = |seq, from: &str| {
+            let body = parlor_protocol::encode_body(Body::GameEvent(v1::GameEvent {
+                sender_id: from.into(),
+                ..Default::default()
+            }));
+            parlor_protocol::frame_with_seq(seq, &body)
+        };
+        let chat = parlor_protocol::frame_with_seq(
+            6,
+            &parlor_protocol::encode_body(Body::ChatMessage(v1::ChatMessage::default())),
+        );
+        fanout.deliver(&chat);
+        fanout.deliver(&event(7, "a"));
+        fanout.deliver(&event(8, "b"));
+        tokio::task::yield_now().await;
+        let ack = |seq| vec![encode_envelope(0, 0, Body::Ack(v1::Ack { seq })).to_vec()];
+        // Batches split around each event without echo; the order holds for everyone.
+        assert_eq!(
+            received(&mut a),
+            vec![vec![chat.to_vec()], ack(7), vec![event(8, "b").to_vec()]]
+        );
+        assert_eq!(
+            received(&mut b),
+            vec![vec![chat.to_vec()], vec![event(7, "a").to_vec()], ack(8)]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -287,10 +287,12 @@ pub(crate) struct RoomActor {
 impl RoomActor {
     pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
         let writer = spawn_writer(deps.clone(), room.info.id.clone());
+        let fanout = LocalFanout::new(deps.metrics.clone());
+        fanout.set_echo(room.settings.echo_events);
         Self {
             id: room.info.id.clone(),
             room: Some(room),
-            fanout: LocalFanout::new(deps.metrics.clone()),
+            fanout,
             deps,
             manager,
             locals: HashMap::new(),
@@ -361,6 +363,7 @@ impl RoomActor {
             .map(|res, act, ctx| match res {
                 Ok(Some(room)) => {
                     tracing::info!(room_id = %act.id, "room reloaded after restart");
+                    act.fanout.set_echo(room.settings.echo_events);
                     act.room = Some(room);
                 }
                 Ok(None) => act.vanish(ctx),
@@ -846,6 +849,7 @@ impl RoomActor {
         let room = self.room.as_mut().expect("checked by on_act");
         room.apply_update(&u, &limits)?;
         let rate = room.settings.event_rate_limit;
+        let echo = room.settings.echo_events;
         let updated = v1::RoomUpdated {
             room: Some(room.summary()),
             settings: Some(room.settings.to_proto()),
@@ -854,8 +858,12 @@ impl RoomActor {
             local.bucket.set_rate(rate, rate);
         }
         self.publish(Body::RoomUpdated(updated));
+        self.fanout.set_echo(echo);
         self.persist(true);
-        self.direct(reply, encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
+        self.direct(
+            reply,
+            encode_envelope(rid, 0, Body::Ack(v1::Ack::default())),
+        );
         Ok(())
     }
 
@@ -947,7 +955,10 @@ impl RoomActor {
         if action != MA::Kick {
             self.persist(true);
         }
-        self.direct(reply, encode_envelope(rid, 0, Body::Ack(v1::Ack {})));
+        self.direct(
+            reply,
+            encode_envelope(rid, 0, Body::Ack(v1::Ack::default())),
+        );
         Ok(())
     }
 
