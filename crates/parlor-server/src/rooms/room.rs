@@ -287,7 +287,8 @@ pub(crate) struct RoomActor {
 impl RoomActor {
     pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
         let writer = spawn_writer(deps.clone(), room.info.id.clone());
-        let fanout = LocalFanout::new(deps.metrics.clone());
+        let gap = Duration::from_micros(deps.cfg.rooms.flush_gap_us);
+        let fanout = LocalFanout::with_gap(deps.metrics.clone(), gap);
         fanout.set_echo(room.settings.echo_events);
         Self {
             id: room.info.id.clone(),

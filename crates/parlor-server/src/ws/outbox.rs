@@ -45,8 +45,12 @@ use crate::Metrics;
 #[derive(Debug)]
 pub(crate) enum Out {
     Frame(Bytes),
-    /// `.1` events, each already framed as a WebSocket binary message.
-    Batch(Bytes, u32),
+    /// `.1` events, each already framed as a WebSocket binary message. The count is read by
+    /// tests and benchmarks; the limits count bytes.
+    Batch(
+        Bytes,
+        #[cfg_attr(not(any(test, feature = "bench")), allow(dead_code))] u32,
+    ),
     Ping,
     Pong(Bytes),
     Close(u16, String),
