@@ -223,8 +223,10 @@ impl Outbox {
         let idle = q.items.is_empty() && !q.in_flight && !self.shared.fired.load(Ordering::Acquire);
         // A failed write leaves the batch to the writer, which waits for the socket or
         // sees the error itself.
+        // Straight to the socket, past tokio's readiness cache: the writer's own write
+        // corrects that cache if this one found the socket full.
         let written = match &q.socket {
-            Some(socket) if idle => socket.try_write(&batch).unwrap_or(0),
+            Some(socket) if idle => socket2::SockRef::from(&**socket).send(&batch).unwrap_or(0),
             _ => 0,
         };
         if written == batch.len() {
