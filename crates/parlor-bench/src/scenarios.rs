@@ -302,7 +302,9 @@ async fn seated(
 
 async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
     let room = plan.rooms[0].clone();
-    if i >= plan.args.senders {
+    // Paced senders read on a raw socket too: they receive every copy, which Redis's
+    // publishers never do, and a general-purpose client would slow the load generator.
+    if i >= plan.args.senders || plan.args.send_rate > 0 {
         return raw_receiver(plan, i, &room, c).await;
     }
     let (tx, mut rx, me) = seated(plan, i, &room, c).await?;
@@ -601,9 +603,10 @@ fn server_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
     (buf.len() >= at + len).then_some((opcode, at..at + len, at + len))
 }
 
-/// A fanout member that only receives, on a raw socket with a hand-rolled frame parser:
-/// the same footing as the Redis subscribers, which parse RESP by hand. A general-purpose
-/// WebSocket client costs more per frame than the server does, so it would measure itself.
+/// A fanout member on a raw socket with a hand-rolled frame parser: the same footing as
+/// the Redis subscribers, which parse RESP by hand. A general-purpose WebSocket client
+/// costs more per frame than the server does, so it would measure itself. A paced sender
+/// (`--send-rate`) also sends its events from here.
 async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     ramp(plan, i).await;
@@ -660,8 +663,21 @@ async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow
     let head = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
     let _ = buf.split_to(head);
     let mut joined = false;
+    let end = plan.end_ns();
     let stop = tokio::time::Instant::now()
-        + Duration::from_nanos((plan.end_ns() + 500_000_000).saturating_sub(now_ns()));
+        + Duration::from_nanos((end + 500_000_000).saturating_sub(now_ns()));
+    let pace = paced(plan, i).filter(|_| i < plan.args.senders);
+    let mut ticks = match pace {
+        Some((every, phase)) => {
+            let first = tokio::time::Instant::now()
+                + Duration::from_nanos((plan.start_at_ns + phase).saturating_sub(now_ns()));
+            let mut t = tokio::time::interval_at(first, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Some(t)
+        }
+        None => None,
+    };
+    let mut rid = 2u64;
     let read = async {
         loop {
             while let Some((opcode, payload, used)) = server_frame(&buf) {
@@ -700,8 +716,37 @@ async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow
                 }
                 let _ = buf.split_to(used);
             }
-            if sock.read_buf(&mut buf).await? == 0 {
-                return Ok(());
+            let tick = async {
+                match ticks.as_mut() {
+                    Some(t) if now_ns() < end => {
+                        t.tick().await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                n = sock.read_buf(&mut buf) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                () = tick => {
+                    rid += 1;
+                    let event = v1::GameEvent {
+                        room_id: room.to_owned(),
+                        r#type: "bench".into(),
+                        payload: payload(plan.args.payload),
+                        ..Default::default()
+                    };
+                    let mut frame = Vec::new();
+                    put_client_frame(
+                        &mut frame,
+                        2,
+                        &parlor_protocol::encode_envelope(rid, 0, Body::GameEvent(event)),
+                    );
+                    sock.write_all(&frame).await?;
+                    c.add(&c.sent, 1);
+                }
             }
         }
     };
