@@ -347,17 +347,7 @@ async fn the_pod_starts_beside_kubernetes_service_links_and_still_refuses_typos(
         .any(|(k, _)| k == "PARLOR_ADMIN_PORT_9090_TCP_ADDR"));
 
     let dir = tempfile::tempdir().unwrap();
-    let (public, admin) = (free_port(), free_port());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .current_dir(dir.path())
-        .envs(env.iter().cloned())
-        .args(["serve", "--public-addr", &public.to_string()])
-        .args(["--admin-addr", &admin.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, _, admin) = spawn_pod(dir.path(), &env, std::process::Stdio::piped());
     let probe = parlor_client::Rest::new(format!("http://{admin}"));
     let mut ready = false;
     for _ in 0..400 {
@@ -477,27 +467,17 @@ async fn a_panic_reaches_sentry() {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let public = free_port();
-    let admin = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
-        .current_dir(dir.path())
-        .env(
-            "PARLOR_SENTRY_DSN",
+    let env = [
+        (
+            "PARLOR_SENTRY_DSN".to_owned(),
             format!("http://publickey@{sentry_addr}/1"),
-        )
-        .env("PARLOR_DEBUG__FAULT_INJECTION", "true")
-        .args([
-            "serve",
-            "--public-addr",
-            &public.to_string(),
-            "--admin-addr",
-            &admin.to_string(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        ),
+        (
+            "PARLOR_DEBUG__FAULT_INJECTION".to_owned(),
+            "true".to_owned(),
+        ),
+    ];
+    let (mut child, public, _) = spawn_pod(dir.path(), &env, std::process::Stdio::null());
     let rest = parlor_client::Rest::new(format!("http://{public}"));
     let mut tokens = None;
     for _ in 0..200 {
@@ -539,6 +519,30 @@ async fn a_panic_reaches_sentry() {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Starts the real binary as `parlor serve` in `dir` with `env`, on fresh loopback ports.
+fn spawn_pod(
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    stderr: std::process::Stdio,
+) -> (
+    tokio::process::Child,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    let (public, admin) = (free_port(), free_port());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .current_dir(dir)
+        .envs(env.iter().cloned())
+        .args(["serve", "--public-addr", &public.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, public, admin)
 }
 
 fn free_port() -> std::net::SocketAddr {
