@@ -385,6 +385,8 @@ impl OutboundBody {
                 Out::Close(code, reason) => {
                     encode(codec, buf, close_message(code, reason));
                     *done = true;
+                    // Nothing may follow a Close frame, in place or not.
+                    q.socket = None;
                     break;
                 }
             }
