@@ -285,8 +285,8 @@ async fn with_echo_off_a_sender_gets_acks_with_seqs_instead_of_its_own_events() 
     }
     b.game_event(&room.id, "note_on", vec![67]).await.unwrap();
     // Each sees the other's events and an Ack in the place of each of its own, in order.
-    let a_got = events_and_acks(&mut a).await;
-    let b_got = events_and_acks(&mut b).await;
+    let a_got = events_and_acks(&mut a, &room.id).await;
+    let b_got = events_and_acks(&mut b, &room.id).await;
     let seqs: Vec<u64> = a_got.iter().map(|(_, s)| *s).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     let kinds = |got: &[(&'static str, u64)]| got.iter().map(|(k, _)| *k).collect::<Vec<_>>();
@@ -300,12 +300,15 @@ async fn with_echo_off_a_sender_gets_acks_with_seqs_instead_of_its_own_events() 
 }
 
 /// The next four game events (by seq) and seq-carrying Acks a member receives.
-async fn events_and_acks(c: &mut Connection) -> Vec<(&'static str, u64)> {
+async fn events_and_acks(c: &mut Connection, room: &str) -> Vec<(&'static str, u64)> {
     let mut got = Vec::new();
     while got.len() < 4 {
         let f = c.next_frame(T).await.unwrap();
         match f.body {
-            Body::Ack(ack) if ack.seq > 0 => got.push(("ack", ack.seq)),
+            Body::Ack(ack) if ack.seq > 0 => {
+                assert_eq!(ack.room_id, room);
+                got.push(("ack", ack.seq));
+            }
             Body::GameEvent(_) => got.push(("event", f.seq)),
             _ => {}
         }

@@ -263,10 +263,7 @@ where
     let link = Rc::new(Cell::new(None));
     // Other upgrades (h2c, say) are answered as plain requests, without reading a body.
     let payload = if req.path() == WS_PATH {
-        req.extensions_mut().insert(LinkSlot {
-            socket: conn.io.clone(),
-            link: link.clone(),
-        });
+        req.extensions_mut().insert(LinkSlot(link.clone()));
         let reader = Reader {
             conn: conn.clone(),
             leftover,
@@ -289,6 +286,9 @@ where
         drop((buf, codec));
         // A task of its own, so that the dispatcher's task (about 3 KB) ends here.
         let link = link.take();
+        if let Some(link) = &link {
+            link.attach(conn.io.clone());
+        }
         actix_web::rt::spawn(async move {
             pump(&conn, body, link).await;
             linger(&conn).await;

@@ -97,6 +97,9 @@ struct Queue {
     socket: Option<Arc<TcpStream>>,
     /// The writer has taken items whose bytes may not all be on the socket yet.
     in_flight: bool,
+    /// The front item is the rest of a frame already partly written in place: it must go
+    /// out before anything else, a slow consumer's Close included.
+    partial: bool,
 }
 
 /// What an item counts against the limits: its payload (a header is a few bytes more).
@@ -123,6 +126,7 @@ impl Shared {
                 open: true,
                 socket: None,
                 in_flight: false,
+                partial: false,
             }),
             limits,
             metrics,
@@ -140,6 +144,7 @@ impl Shared {
     /// Takes the oldest item, keeping the byte count and the soft-limit clock.
     fn pop(&self, q: &mut Queue) -> Option<Out> {
         let out = q.items.pop_front()?;
+        q.partial = false;
         q.bytes -= size(&out);
         if q.bytes <= self.limits.soft_bytes && q.over_soft.take().is_some() {
             self.metrics.outbound_over_soft.dec();
@@ -229,11 +234,21 @@ impl Outbox {
             Some(socket) if idle => socket2::SockRef::from(&**socket).send(&batch).unwrap_or(0),
             _ => 0,
         };
-        if written == batch.len() {
-            return true;
+        if written == 0 {
+            return self.enqueue(q, Out::Batch(batch, frames));
         }
-        // Queued under the same lock, so no other push can get between the two parts.
-        self.enqueue(q, Out::Batch(batch.slice(written..), frames))
+        if written < batch.len() {
+            // Half a frame is on the wire: its rest is queued whatever the limits say, under
+            // the same lock, so that nothing can get between the two parts.
+            let mut q = q;
+            q.bytes += batch.len() - written;
+            q.items
+                .push_back(Out::Batch(batch.slice(written..), frames));
+            q.partial = true;
+            drop(q);
+            self.shared.body.wake();
+        }
+        true
     }
 
     /// Queues a control message (ping, pong, close) in order with the frames.
@@ -321,6 +336,15 @@ pub(crate) fn start(
 pub(crate) struct Link(Arc<Shared>);
 
 impl Link {
+    /// Lets pushes write to `socket` in place. Called once the handshake's response head
+    /// is on the socket, so that no frame can precede it.
+    pub(crate) fn attach(&self, socket: Arc<TcpStream>) {
+        let mut q = self.0.lock();
+        if q.open {
+            q.socket = Some(socket);
+        }
+    }
+
     /// Called by the writer once everything it took so far is on the socket.
     pub(crate) fn written(&self) {
         let mut q = self.0.lock();
@@ -330,19 +354,14 @@ impl Link {
     }
 }
 
-/// Where the socket's task and the WebSocket route meet: the socket goes in before the
-/// request is routed, and the queue's `Link` comes out once the session has started.
-pub(crate) struct LinkSlot {
-    pub(crate) socket: Arc<TcpStream>,
-    pub(crate) link: std::rc::Rc<std::cell::Cell<Option<Link>>>,
-}
+/// Where the socket's task and the WebSocket route meet: the slot goes in with the request,
+/// and the queue's `Link` comes out once the session has started.
+pub(crate) struct LinkSlot(pub(crate) std::rc::Rc<std::cell::Cell<Option<Link>>>);
 
 impl OutboundBody {
-    /// Lets the pushing threads write to `slot`'s socket in place, and gives the socket's
-    /// writer its `Link`.
+    /// Gives the socket's writer this queue's `Link`.
     pub(crate) fn link(&self, slot: &LinkSlot) {
-        self.shared.lock().socket = Some(slot.socket.clone());
-        slot.link.set(Some(Link(self.shared.clone())));
+        slot.0.set(Some(Link(self.shared.clone())));
     }
 }
 
@@ -419,8 +438,18 @@ impl futures_util::Stream for OutboundBody {
                 return Poll::Ready(None);
             }
             if this.shared.fired.load(Ordering::Acquire) {
-                // Queued frames are dropped: this client could not keep up with them.
+                // Queued frames are dropped: this client could not keep up with them. The
+                // rest of a frame already partly written goes first, or the Close would
+                // land inside that frame.
                 this.buf.clear();
+                let mut q = this.shared.lock();
+                if q.partial {
+                    if let Some(Out::Batch(rest, _)) = q.items.pop_front() {
+                        this.buf.extend_from_slice(&rest);
+                    }
+                    q.partial = false;
+                }
+                drop(q);
                 encode(
                     &mut this.codec,
                     &mut this.buf,
@@ -467,5 +496,87 @@ impl Drop for OutboundBody {
         if let Some(done) = self.on_done.take() {
             done();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// A queue linked to a real socket whose peer never reads, and its body.
+    async fn stalled(limits: Limits) -> (Outbox, OutboundBody, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (io, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&io)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let shared = Shared::new(limits, Arc::new(Metrics::new()), None);
+        Link(shared.clone()).attach(Arc::new(io));
+        let body = OutboundBody {
+            shared: shared.clone(),
+            codec: Codec::new(),
+            buf: BytesMut::new(),
+            done: false,
+            on_done: None,
+            _upgrade: BoxBody::new(()),
+        };
+        (Outbox { shared }, body, peer)
+    }
+
+    /// One binary frame of `n` payload bytes, as the fan-out frames events.
+    fn frame(n: usize) -> Bytes {
+        let mut buf = BytesMut::new();
+        let _ = Codec::new().encode(Message::Binary(Bytes::from(vec![7u8; n])), &mut buf);
+        buf.freeze()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_evicted_client_gets_the_rest_of_a_half_written_frame_before_the_close() {
+        let limits = Limits {
+            soft_bytes: 1 << 20,
+            soft_for: Duration::from_secs(60),
+            hard_bytes: 1 << 20,
+        };
+        let (outbox, mut body, _peer) = stalled(limits).await;
+        // Frames go out in place until the socket takes only part of one.
+        let big = frame(64 * 1024);
+        let mut pushes = 0;
+        while !outbox.shared.lock().partial {
+            assert!(outbox.push_batch(big.clone(), 1));
+            pushes += 1;
+            assert!(pushes < 1000, "the socket never filled");
+        }
+        let rest = match outbox.shared.lock().items.front() {
+            Some(Out::Batch(rest, _)) => rest.clone(),
+            other => panic!("queued {other:?}"),
+        };
+        assert!(!rest.is_empty() && rest.len() < big.len());
+        // Past the hard limit: the client is evicted.
+        while outbox.push_batch(big.clone(), 1) {}
+        let chunk = body.next().await.unwrap().unwrap();
+        assert_eq!(
+            &chunk[..rest.len()],
+            &rest[..],
+            "the frame's rest goes first"
+        );
+        let mut close = BytesMut::new();
+        encode(
+            &mut Codec::new(),
+            &mut close,
+            close_message(
+                parlor_protocol::close::SLOW_CONSUMER,
+                "slow consumer".into(),
+            ),
+        );
+        assert_eq!(
+            &chunk[rest.len()..],
+            &close[..],
+            "then the Close, and nothing else"
+        );
+        assert!(body.next().await.is_none());
     }
 }
