@@ -291,7 +291,8 @@ fn field(name: &str, why: &str) -> ConfigError {
 /// the variables kubelet injects for a Service named `parlor` or `parlor-*`:
 /// `{SVC}_SERVICE_HOST`, `{SVC}_SERVICE_PORT[_{PORT_NAME}]`, `{SVC}_PORT` and
 /// `{SVC}_PORT_{N}_{PROTO}[_PROTO|_PORT|_ADDR]`. Such a name has no `__`, and no config key
-/// has this shape (a test checks), so skipping them cannot hide a typo in a real key.
+/// has this shape (a test checks). So a typo in a real key, which has `__` or is a top-level
+/// name, still fails; only a made-up name of this shape, such as `PARLOR_PORT`, is skipped.
 fn is_service_link(key: &str) -> bool {
     if key.contains("__") {
         return false;
@@ -320,8 +321,11 @@ pub fn service_link_vars() -> Vec<String> {
     let mut names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| {
-            k.strip_prefix("PARLOR_")
-                .is_some_and(|rest| !rest.is_empty() && is_service_link(rest))
+            // Case-insensitive, as figment matches the prefix.
+            k.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("PARLOR_"))
+                && k.len() > 7
+                && is_service_link(&k[7..])
         })
         .collect();
     names.sort();

@@ -190,25 +190,32 @@ fn push_pending(inner: &mut Inner) {
     }
 }
 
-/// The seq and sender of a game event, if `frame` is one.
-fn own_event(frame: &Bytes) -> Option<(u64, UserId)> {
+/// The Ack that stands for a game event in its sender's stream, and the sender, if
+/// `frame` is a game event.
+fn own_event(frame: &Bytes) -> Option<(v1::Ack, UserId)> {
     let env = v1::Envelope::decode(&frame[..]).ok()?;
     match env.body? {
-        Body::GameEvent(ev) if !ev.sender_id.is_empty() => Some((env.seq, UserId(ev.sender_id))),
+        Body::GameEvent(ev) if !ev.sender_id.is_empty() => Some((
+            v1::Ack {
+                seq: env.seq,
+                room_id: ev.room_id,
+            },
+            UserId(ev.sender_id),
+        )),
         _ => None,
     }
 }
 
 impl LocalFanout {
     /// Delivers a game event to every member but its sender, who gets an Ack instead.
-    fn deliver_without_echo(&self, frame: &Bytes, seq: u64, sender: &UserId) {
+    fn deliver_without_echo(&self, frame: &Bytes, ack: v1::Ack, sender: &UserId) {
         let mut inner = self.lock();
         push_pending(&mut inner);
         let Inner { codec, members, .. } = &mut *inner;
         let mut framed = BytesMut::new();
         let _ = codec.encode(Message::Binary(frame.clone()), &mut framed);
         let framed = framed.freeze();
-        let ack = encode_envelope(0, 0, Body::Ack(v1::Ack { seq }));
+        let ack = encode_envelope(0, 0, Body::Ack(ack));
         for (user, outbox) in members.iter() {
             if user == sender {
                 outbox.push(ack.clone());
@@ -226,8 +233,8 @@ impl LocalFanout {
 impl EventSink for LocalFanout {
     fn deliver(&self, frame: &Bytes) {
         if !self.echo.load(Ordering::Relaxed) {
-            if let Some((seq, sender)) = own_event(frame) {
-                return self.deliver_without_echo(frame, seq, &sender);
+            if let Some((ack, sender)) = own_event(frame) {
+                return self.deliver_without_echo(frame, ack, &sender);
             }
         }
         let mut inner = self.lock();
@@ -341,6 +348,7 @@ mod tests {
         let mut b = member(&fanout, "b", &metrics);
         let event = |seq, from: &str| {
             let body = parlor_protocol::encode_body(Body::GameEvent(v1::GameEvent {
+                room_id: "r".into(),
                 sender_id: from.into(),
                 ..Default::default()
             }));
@@ -354,7 +362,13 @@ mod tests {
         fanout.deliver(&event(7, "a"));
         fanout.deliver(&event(8, "b"));
         tokio::task::yield_now().await;
-        let ack = |seq| vec![encode_envelope(0, 0, Body::Ack(v1::Ack { seq })).to_vec()];
+        let ack = |seq| {
+            let ack = v1::Ack {
+                seq,
+                room_id: "r".into(),
+            };
+            vec![encode_envelope(0, 0, Body::Ack(ack)).to_vec()]
+        };
         // Batches split around each event without echo; the order holds for everyone.
         assert_eq!(
             received(&mut a),

@@ -144,11 +144,19 @@ struct ChatLog {
     next: Option<u64>,
     /// Lines not yet acknowledged by the store, oldest first. Key 0 means not yet keyed.
     unsaved: Vec<ChatRecord>,
+    /// When `save` last ran.
+    tried: Option<Instant>,
 }
 
 impl ChatLog {
+    /// True when refused lines are waiting and `CHAT_RETRY` has passed since the last try.
+    fn retry_due(&self) -> bool {
+        !self.unsaved.is_empty() && self.tried.is_none_or(|t| t.elapsed() >= CHAT_RETRY)
+    }
+
     /// Keys and writes every unsaved line; on failure they stay for the next try.
     async fn save(&mut self, deps: &RoomDeps, id: &RoomId) {
+        self.tried = Some(Instant::now());
         if self.unsaved.len() > UNSAVED_CHAT_MAX {
             let drop = self.unsaved.len() - UNSAVED_CHAT_MAX;
             tracing::error!(room_id = %id, lines = drop, "chat history writes keep failing; dropping the oldest lines");
@@ -213,8 +221,16 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
                     chat.save(&deps, &id).await;
                 }
                 Write::Barrier(done) => {
+                    // A flush waits on this: give refused lines one more try first.
+                    if !chat.unsaved.is_empty() {
+                        chat.save(&deps, &id).await;
+                    }
                     let _ = done.send(());
                 }
+            }
+            // Steady directory traffic must not starve the retries.
+            if chat.retry_due() {
+                chat.save(&deps, &id).await;
             }
         }
         if !chat.unsaved.is_empty() {
