@@ -29,7 +29,7 @@ fn dockerfile_feature_flags() -> Vec<String> {
 fn linked_crates(flags: &[String]) -> String {
     let out = Command::new(env!("CARGO"))
         .current_dir(ROOT)
-        .args(["tree", "--locked", "--offline", "-p", "parlor"])
+        .args(["tree", "--locked", "-p", "parlor"])
         .args(["-e", "normal", "--prefix", "none"])
         .args(flags)
         .output()
