@@ -132,9 +132,6 @@ pub struct RoomsConfig {
     /// A member whose socket drops keeps their seat, marked away, this long; 0 frees it at
     /// once. Default 30 s.
     pub reconnect_grace_secs: u64,
-    /// Least time between two pushes of a room's coalesced events: a busy room's events
-    /// wait up to this long, so that each member gets several per write. 0: none.
-    pub flush_gap_us: u64,
 }
 
 /// Size limits on client input.
@@ -253,7 +250,6 @@ impl Default for RoomsConfig {
             retain_secs: 120,
             empty_room_ttl_secs: 300,
             reconnect_grace_secs: 30,
-            flush_gap_us: 0,
         }
     }
 }

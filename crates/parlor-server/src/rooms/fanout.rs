@@ -16,16 +16,10 @@
 //! the event's seq in its place. The sender is read from the event itself, so this holds
 //! on any pod that fans the room out.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard, Weak,
-    },
-    time::Duration,
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex, MutexGuard, Weak,
 };
-
-// tokio's clock, so that tests can pause it.
-use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use parlor_cluster::EventSink;
@@ -56,8 +50,6 @@ struct Inner {
     /// Framed events not yet pushed, and how many.
     pending: BytesMut,
     frames: u32,
-    /// When a scheduled flush last pushed (only kept with a flush gap).
-    flushed_at: Option<Instant>,
 }
 
 /// This pod's members of one room.
@@ -67,31 +59,21 @@ pub(crate) struct LocalFanout {
     scheduled: AtomicBool,
     /// Senders get their own game events (the room's `echo_events`).
     echo: AtomicBool,
-    /// `rooms.flush_gap_us`.
-    gap: Duration,
     me: Weak<LocalFanout>,
     metrics: Arc<Metrics>,
 }
 
 impl LocalFanout {
-    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn new(metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::with_gap(metrics, Duration::ZERO)
-    }
-
-    /// A fan-out whose scheduled flushes are at least `gap` apart.
-    pub(crate) fn with_gap(metrics: Arc<Metrics>, gap: Duration) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             inner: Mutex::new(Inner {
                 members: Vec::new(),
                 codec: Codec::new(),
                 pending: BytesMut::new(),
                 frames: 0,
-                flushed_at: None,
             }),
             scheduled: AtomicBool::new(false),
             echo: AtomicBool::new(true),
-            gap,
             me: me.clone(),
             metrics,
         })
@@ -148,26 +130,14 @@ impl LocalFanout {
             return;
         }
         let me = self.me.clone();
-        let due = if self.gap.is_zero() {
-            None
-        } else {
-            self.lock().flushed_at.map(|t| t + self.gap)
-        };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    if let Some(due) = due.filter(|d| *d > Instant::now()) {
-                        tokio::time::sleep_until(due).await;
-                    }
                     if let Some(me) = me.upgrade() {
                         // Cleared before taking the batch: a deliver racing this flush then
                         // schedules another rather than being stranded.
                         me.scheduled.store(false, Ordering::Release);
-                        let mut inner = me.lock();
-                        if !me.gap.is_zero() {
-                            inner.flushed_at = Some(Instant::now());
-                        }
-                        push_pending(&mut inner);
+                        me.flush();
                     }
                 });
             }
@@ -314,29 +284,6 @@ mod tests {
             }
         }
         out
-    }
-
-    #[tokio::test(flavor = "current_thread", start_paused = true)]
-    async fn with_a_flush_gap_events_soon_after_a_push_wait_and_go_together() {
-        let metrics = Arc::new(Metrics::new());
-        let gap = Duration::from_millis(2);
-        let fanout = LocalFanout::with_gap(metrics.clone(), gap);
-        let mut a = member(&fanout, "a", &metrics);
-        fanout.deliver(&Bytes::from_static(b"e1"));
-        tokio::task::yield_now().await;
-        assert_eq!(received(&mut a), vec![vec![b"e1".to_vec()]]);
-        fanout.deliver(&Bytes::from_static(b"e2"));
-        fanout.deliver(&Bytes::from_static(b"e3"));
-        tokio::task::yield_now().await;
-        assert!(received(&mut a).is_empty(), "pushed within the gap");
-        tokio::time::sleep(gap).await;
-        tokio::task::yield_now().await;
-        assert_eq!(received(&mut a), vec![vec![b"e2".to_vec(), b"e3".to_vec()]]);
-        // A quiet room's next event goes at once.
-        tokio::time::sleep(gap * 2).await;
-        fanout.deliver(&Bytes::from_static(b"e4"));
-        tokio::task::yield_now().await;
-        assert_eq!(received(&mut a), vec![vec![b"e4".to_vec()]]);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -303,8 +303,7 @@ pub(crate) struct RoomActor {
 impl RoomActor {
     pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
         let writer = spawn_writer(deps.clone(), room.info.id.clone());
-        let gap = Duration::from_micros(deps.cfg.rooms.flush_gap_us);
-        let fanout = LocalFanout::with_gap(deps.metrics.clone(), gap);
+        let fanout = LocalFanout::new(deps.metrics.clone());
         fanout.set_echo(room.settings.echo_events);
         Self {
             id: room.info.id.clone(),
