@@ -86,7 +86,7 @@ pub mod bench_support {
                 while let Some(out) = rx.try_recv() {
                     n += match out {
                         Out::Frame(_) => 1,
-                        Out::Batch(_, frames) => frames as usize,
+                        Out::Batch(b) => crate::ws::frames_of(&b).len(),
                         _ => 0,
                     };
                 }

@@ -45,12 +45,8 @@ use crate::Metrics;
 #[derive(Debug)]
 pub(crate) enum Out {
     Frame(Bytes),
-    /// `.1` events, each already framed as a WebSocket binary message. The count is read by
-    /// tests and benchmarks; the limits count bytes.
-    Batch(
-        Bytes,
-        #[cfg_attr(not(any(test, feature = "bench")), allow(dead_code))] u32,
-    ),
+    /// Events, each already framed as a WebSocket binary message.
+    Batch(Bytes),
     Ping,
     Pong(Bytes),
     Close(u16, String),
@@ -105,7 +101,7 @@ struct Queue {
 /// What an item counts against the limits: its payload (a header is a few bytes more).
 fn size(out: &Out) -> usize {
     match out {
-        Out::Frame(b) | Out::Batch(b, _) | Out::Pong(b) => b.len(),
+        Out::Frame(b) | Out::Batch(b) | Out::Pong(b) => b.len(),
         Out::Ping => 0,
         Out::Close(_, reason) => reason.len(),
     }
@@ -221,29 +217,27 @@ impl Outbox {
         self.send(Out::Frame(frame))
     }
 
-    /// Queues `frames` events, each already framed as a WebSocket binary message (by the
-    /// same codec the body uses), shared with other members.
-    pub(crate) fn push_batch(&self, batch: Bytes, frames: u32) -> bool {
+    /// Queues events, each already framed as a WebSocket binary message (by the same codec
+    /// the body uses), shared with other members.
+    pub(crate) fn push_batch(&self, batch: Bytes) -> bool {
         let q = self.shared.lock();
         let idle = q.items.is_empty() && !q.in_flight && !self.shared.fired.load(Ordering::Acquire);
-        // A failed write leaves the batch to the writer, which waits for the socket or
-        // sees the error itself.
         // Straight to the socket, past tokio's readiness cache: the writer's own write
-        // corrects that cache if this one found the socket full.
+        // corrects that cache if this one found the socket full. A failed write leaves the
+        // batch to the writer, which waits for the socket or sees the error itself.
         let written = match &q.socket {
             Some(socket) if idle => socket2::SockRef::from(&**socket).send(&batch).unwrap_or(0),
             _ => 0,
         };
         if written == 0 {
-            return self.enqueue(q, Out::Batch(batch, frames));
+            return self.enqueue(q, Out::Batch(batch));
         }
         if written < batch.len() {
             // Half a frame is on the wire: its rest is queued whatever the limits say, under
             // the same lock, so that nothing can get between the two parts.
             let mut q = q;
             q.bytes += batch.len() - written;
-            q.items
-                .push_back(Out::Batch(batch.slice(written..), frames));
+            q.items.push_back(Out::Batch(batch.slice(written..)));
             q.partial = true;
             drop(q);
             self.shared.body.wake();
@@ -365,6 +359,27 @@ impl OutboundBody {
     }
 }
 
+/// The payloads of a batch's binary frames (server frames: unmasked). For tests and
+/// benchmarks; panics on anything but whole binary frames.
+#[cfg(any(test, feature = "bench"))]
+pub(crate) fn frames_of(mut batch: &[u8]) -> Vec<&[u8]> {
+    let mut frames = Vec::new();
+    while !batch.is_empty() {
+        assert_eq!(batch[0], 0x82, "a final binary frame");
+        let (head, len) = match batch[1] {
+            126 => (4, usize::from(u16::from_be_bytes([batch[2], batch[3]]))),
+            127 => (
+                10,
+                u64::from_be_bytes(batch[2..10].try_into().unwrap()) as usize,
+            ),
+            n => (2, usize::from(n)),
+        };
+        frames.push(&batch[head..head + len]);
+        batch = &batch[head + len..];
+    }
+    frames
+}
+
 fn close_message(code: u16, reason: String) -> Message {
     Message::Close(Some(CloseReason {
         code: CloseCode::from(code),
@@ -396,8 +411,8 @@ impl OutboundBody {
             };
             q.in_flight = true;
             match out {
-                Out::Batch(bytes, _) if buf.is_empty() => return Some(bytes),
-                Out::Batch(bytes, _) => buf.extend_from_slice(&bytes),
+                Out::Batch(bytes) if buf.is_empty() => return Some(bytes),
+                Out::Batch(bytes) => buf.extend_from_slice(&bytes),
                 Out::Frame(bytes) => encode(codec, buf, Message::Binary(bytes)),
                 Out::Ping => encode(codec, buf, Message::Ping(Bytes::new())),
                 Out::Pong(bytes) => encode(codec, buf, Message::Pong(bytes)),
@@ -444,7 +459,7 @@ impl futures_util::Stream for OutboundBody {
                 this.buf.clear();
                 let mut q = this.shared.lock();
                 if q.partial {
-                    if let Some(Out::Batch(rest, _)) = q.items.pop_front() {
+                    if let Some(Out::Batch(rest)) = q.items.pop_front() {
                         this.buf.extend_from_slice(&rest);
                     }
                     q.partial = false;
@@ -546,17 +561,17 @@ mod tests {
         let big = frame(64 * 1024);
         let mut pushes = 0;
         while !outbox.shared.lock().partial {
-            assert!(outbox.push_batch(big.clone(), 1));
+            assert!(outbox.push_batch(big.clone()));
             pushes += 1;
             assert!(pushes < 1000, "the socket never filled");
         }
         let rest = match outbox.shared.lock().items.front() {
-            Some(Out::Batch(rest, _)) => rest.clone(),
+            Some(Out::Batch(rest)) => rest.clone(),
             other => panic!("queued {other:?}"),
         };
         assert!(!rest.is_empty() && rest.len() < big.len());
         // Past the hard limit: the client is evicted.
-        while outbox.push_batch(big.clone(), 1) {}
+        while outbox.push_batch(big.clone()) {}
         let chunk = body.next().await.unwrap().unwrap();
         assert_eq!(
             &chunk[..rest.len()],
