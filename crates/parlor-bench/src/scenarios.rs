@@ -311,19 +311,15 @@ async fn fanout_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()
     let sender = i < plan.args.senders;
     let window = Arc::new(Semaphore::new(plan.args.window.max(1)));
     let end = plan.end_ns();
-    let (pace, start) = match paced(plan, i) {
-        Some((every, phase)) => (Pace::Every(every), plan.start_at_ns + phase),
-        None => (Pace::Window(window.clone()), plan.start_at_ns),
-    };
     let send_task = sender.then(|| {
         spawn_sender(
             tx,
             room.clone(),
             "bench",
             plan.args.payload,
-            start,
+            plan.start_at_ns,
             end,
-            pace,
+            Pace::Window(window.clone()),
         )
     });
     let sent = send_task.as_ref().map(|(_, sent)| sent.clone());
@@ -374,16 +370,22 @@ async fn notes_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
     Ok(())
 }
 
-/// A paced fanout sender's interval and start offset (ns): the senders share
-/// `--send-rate` and are spread evenly over one interval. None for a closed loop.
-fn paced(plan: &Plan, i: usize) -> Option<(Duration, u64)> {
+/// When paced fanout sender `i` sends (`--send-rate`): the senders share the rate and are
+/// spread evenly over one interval. None for a closed loop, or for a client that only
+/// receives.
+fn paced(plan: &Plan, i: usize) -> Option<tokio::time::Interval> {
     let rate = u64::from(plan.args.send_rate);
-    if rate == 0 {
+    if rate == 0 || i >= plan.args.senders {
         return None;
     }
-    let senders = plan.args.senders.max(1) as u64;
+    let senders = plan.args.senders as u64;
     let every = 1_000_000_000 * senders / rate;
-    Some((Duration::from_nanos(every), every * i as u64 / senders))
+    let first_ns = plan.start_at_ns + every * i as u64 / senders;
+    let first =
+        tokio::time::Instant::now() + Duration::from_nanos(first_ns.saturating_sub(now_ns()));
+    let mut ticks = tokio::time::interval_at(first, Duration::from_nanos(every));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(ticks)
 }
 
 /// How a sender paces itself.
@@ -666,17 +668,7 @@ async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow
     let end = plan.end_ns();
     let stop = tokio::time::Instant::now()
         + Duration::from_nanos((end + 500_000_000).saturating_sub(now_ns()));
-    let pace = paced(plan, i).filter(|_| i < plan.args.senders);
-    let mut ticks = match pace {
-        Some((every, phase)) => {
-            let first = tokio::time::Instant::now()
-                + Duration::from_nanos((plan.start_at_ns + phase).saturating_sub(now_ns()));
-            let mut t = tokio::time::interval_at(first, every);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            Some(t)
-        }
-        None => None,
-    };
+    let mut ticks = paced(plan, i);
     let mut rid = 2u64;
     let read = async {
         loop {
@@ -859,13 +851,10 @@ async fn redis_publisher(
         }
     });
     // Paced like the Parlor senders (`paced`), or a closed loop of `--window` PUBLISHes.
-    let pace = paced(plan, i);
-    sleep_until_ns(plan.start_at_ns + pace.map_or(0, |(_, phase)| phase)).await;
-    let mut ticks = pace.map(|(period, _)| {
-        let mut t = tokio::time::interval(period);
-        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        t
-    });
+    let mut ticks = paced(plan, i);
+    if ticks.is_none() {
+        sleep_until_ns(plan.start_at_ns).await;
+    }
     let size = plan.args.payload;
     while now_ns() < end {
         match ticks.as_mut() {
