@@ -191,20 +191,19 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
     actix::spawn(async move {
         let mut chat = ChatLog::default();
         loop {
+            // Some(None) is a retry tick: refused chat lines wake the writer even when no
+            // write comes. None: every sender is gone.
             let next = if chat.unsaved.is_empty() {
-                rx.recv().await
+                rx.recv().await.map(Some)
             } else {
-                match tokio::time::timeout(CHAT_RETRY, rx.recv()).await {
-                    Ok(w) => w,
-                    Err(_) => {
-                        chat.save(&deps, &id).await;
-                        continue;
-                    }
-                }
+                tokio::time::timeout(CHAT_RETRY, rx.recv())
+                    .await
+                    .map_or(Some(None), |w| w.map(Some))
             };
             let Some(w) = next else { break };
             match w {
-                Write::Put(room, durable) => {
+                None => {}
+                Some(Write::Put(room, durable)) => {
                     if let Err(e) = deps.directory.put(&room).await {
                         tracing::warn!(room_id = %id, error = %e, "directory write failed");
                     }
@@ -216,11 +215,11 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
                         }
                     }
                 }
-                Write::Chat(lines) => {
+                Some(Write::Chat(lines)) => {
                     chat.unsaved.extend(lines);
                     chat.save(&deps, &id).await;
                 }
-                Write::Barrier(done) => {
+                Some(Write::Barrier(done)) => {
                     // A flush waits on this: give refused lines one more try first.
                     if !chat.unsaved.is_empty() {
                         chat.save(&deps, &id).await;
@@ -228,7 +227,8 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
                     let _ = done.send(());
                 }
             }
-            // Steady directory traffic must not starve the retries.
+            // The one retry rule, after ticks and writes alike, so that steady directory
+            // traffic cannot starve it.
             if chat.retry_due() {
                 chat.save(&deps, &id).await;
             }
