@@ -189,13 +189,7 @@ async fn a_flood_is_rate_limited_then_closed_and_accepted_events_are_not_lost() 
     let (mut a, _) = s.guest("flooder").await;
     let (mut b, _) = s.guest("listener").await;
     let room = a
-        .create_room(v1::CreateRoom {
-            settings: Some(v1::RoomSettings {
-                event_rate_limit: Some(5),
-                ..Default::default()
-            }),
-            ..create("r", "piano")
-        })
+        .create_room(rated("r", "piano", 5))
         .await
         .unwrap()
         .room

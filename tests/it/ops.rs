@@ -150,11 +150,7 @@ async fn every_chat_line_of_a_persistent_room_survives_restarts_in_order() {
     let room = a
         .create_room(v1::CreateRoom {
             persistent: true,
-            settings: Some(v1::RoomSettings {
-                event_rate_limit: Some(1000),
-                ..Default::default()
-            }),
-            ..create("Chronicle", "tabletop")
+            ..rated("Chronicle", "tabletop", 1000)
         })
         .await
         .unwrap()
@@ -282,17 +278,24 @@ fn parlor() -> Command {
     Command::new(env!("CARGO_BIN_EXE_parlor"))
 }
 
-#[test]
-fn invalid_config_fails_at_start_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
+/// Runs `parlor serve` in `dir` with `env`, expects it to refuse to start, and returns
+/// what it printed on stderr.
+fn refused_start(dir: &std::path::Path, env: &[(String, String)]) -> String {
     let out = parlor()
-        .current_dir(dir.path())
-        .env("PARLOR_WS__OUTBOUND_HARD_BYTES", "3")
+        .current_dir(dir)
+        .envs(env.iter().cloned())
         .arg("serve")
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn invalid_config_fails_at_start_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [("PARLOR_WS__OUTBOUND_HARD_BYTES".to_owned(), "3".to_owned())];
+    let err = refused_start(dir.path(), &bad);
     assert!(err.contains("ws.outbound_hard_bytes"), "{err}");
 
     std::fs::write(
@@ -300,13 +303,7 @@ fn invalid_config_fails_at_start_naming_the_field() {
         "[server]\npublic_adr = \"x\"\n",
     )
     .unwrap();
-    let out = parlor()
-        .current_dir(dir.path())
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("public_adr"));
+    assert!(refused_start(dir.path(), &[]).contains("public_adr"));
 }
 
 /// The variables kubelet injects into every pod for a Service, unless the pod sets
@@ -368,15 +365,8 @@ async fn the_pod_starts_beside_kubernetes_service_links_and_still_refuses_typos(
     child.start_kill().unwrap();
 
     // A typo in a real key is still an error that names it.
-    let out = parlor()
-        .current_dir(dir.path())
-        .envs(env.iter().cloned())
-        .env("PARLOR_WS__OUTBOUND_QUEU", "5")
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    env.push(("PARLOR_WS__OUTBOUND_QUEU".to_owned(), "5".to_owned()));
+    let err = refused_start(dir.path(), &env);
     assert!(err.contains("outbound_queu"), "{err}");
 
     // Our own manifests opt out of service links: the pod needs none of them.

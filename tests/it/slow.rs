@@ -23,13 +23,7 @@ async fn a_consumer_past_the_hard_limit_is_closed_at_once_and_the_room_does_not_
     let (mut fast, _) = s.guest("fast").await;
     let (mut slow, _) = s.guest("slow").await;
     let room = sender
-        .create_room(v1::CreateRoom {
-            settings: Some(v1::RoomSettings {
-                event_rate_limit: Some(10_000),
-                ..Default::default()
-            }),
-            ..create("firehose", "piano")
-        })
+        .create_room(rated("firehose", "piano", 10_000))
         .await
         .unwrap()
         .room
@@ -184,13 +178,7 @@ async fn a_brief_pause_is_kept_and_a_reader_that_stops_is_dropped_after_the_soft
     .await;
     let (mut sender, _) = s.guest("sender").await;
     let room = sender
-        .create_room(v1::CreateRoom {
-            settings: Some(v1::RoomSettings {
-                event_rate_limit: Some(10_000),
-                ..Default::default()
-            }),
-            ..create("stage", "piano")
-        })
+        .create_room(rated("stage", "piano", 10_000))
         .await
         .unwrap()
         .room

@@ -198,6 +198,17 @@ pub(crate) fn create(name: &str, kind: &str) -> v1::CreateRoom {
     }
 }
 
+/// A CreateRoom whose members may each send `rate` chat lines and events a second.
+pub(crate) fn rated(name: &str, kind: &str, rate: u32) -> v1::CreateRoom {
+    v1::CreateRoom {
+        settings: Some(v1::RoomSettings {
+            event_rate_limit: Some(rate),
+            ..Default::default()
+        }),
+        ..create(name, kind)
+    }
+}
+
 pub(crate) fn join_id(id: &str) -> v1::JoinRoom {
     v1::JoinRoom {
         room_id: id.into(),
