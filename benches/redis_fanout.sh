@@ -12,7 +12,10 @@
 #   Redis's, pair by pair.
 # Needs: redis-server on PATH (Debian: apt-get install redis-server) and a release build
 # (cargo build --release). SERVER_BIN picks another pod binary (an older build, say) while
-# BENCH_BIN stays the load generator. Everything listens on 127.0.0.1 and stops at exit.
+# BENCH_BIN stays the load generator. SERVER_CPUS and BENCH_CPUS (taskset lists, e.g. 0
+# and 1) pin the servers and the load generator to their own cores, so that a saturated
+# load generator cannot take CPU from the server it measures. Everything listens on
+# 127.0.0.1 and stops at exit.
 set -euo pipefail
 M=${1:-1000}; K=${2:-4}; P=${3:-64}; D=${4:-10}; RUNS=${5:-3}
 cd "$(dirname "$0")/.."
@@ -29,25 +32,28 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
+pin() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi; }
+SCPU=${SERVER_CPUS:-}; BCPU=${BENCH_CPUS:-}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # One run of both systems at send rate $1 (0: closed loop), results tagged $2.
 run_pair() {
   local rate=$1 tag=$2 rport pport aport rpid ppid
   rport=$(free_port)
-  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+  ${SCPU:+taskset -c "$SCPU"} redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
     --client-output-buffer-limit "pubsub 0 0 0" --daemonize no --logfile "$WORK/redis.log" &
   rpid=$!; pids+=("$rpid")
   pport=$(free_port); aport=$(free_port)
   mkdir -p "$WORK/pod"
   ( cd "$WORK/pod" && PARLOR_LOG_LEVEL=warn PARLOR_WS__MAX_FRAMES_PER_SEC=1000000 \
-      exec "$POD_BIN" serve --public-addr "127.0.0.1:$pport" --admin-addr "127.0.0.1:$aport" ) &
+      exec ${SCPU:+taskset -c "$SCPU"} "$POD_BIN" serve --public-addr "127.0.0.1:$pport" --admin-addr "127.0.0.1:$aport" ) &
   ppid=$!; pids+=("$ppid")
   sleep 1
   local shape="--members $M --senders $K --payload $P --duration $D --window 16 --send-rate $rate"
-  "$BIN" bench redis-fanout --redis "127.0.0.1:$rport" $shape --server-pid "$rpid" \
+  pin "$BCPU" "$BIN" bench redis-fanout --redis "127.0.0.1:$rport" $shape --server-pid "$rpid" \
     --out "$OUT/redis-fanout-$tag.json" > "$OUT/redis-fanout-$tag.txt"
-  "$BIN" bench fanout --targets "127.0.0.1:$pport" $shape --server-pid "$ppid" \
+  pin "$BCPU" "$BIN" bench fanout --targets "127.0.0.1:$pport" $shape --server-pid "$ppid" \
     --out "$OUT/parlor-fanout-$tag.json" > "$OUT/parlor-fanout-$tag.txt"
   kill "$rpid" "$ppid"; wait "$rpid" "$ppid" 2>/dev/null || true
   rm -rf "$WORK/pod"
