@@ -22,9 +22,9 @@ use crate::{
     connections::{self, ConnectionManager},
     error::{ApiError, ApiResult},
     http,
-    rooms::{RoomDeps, RoomManager},
+    rooms::{LiveRooms, RoomDeps, RoomManager},
     stats::{self, StatsTracker},
-    users::UserManager,
+    users::{UserCache, UserManager},
     Config, Metrics,
 };
 
@@ -44,7 +44,9 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) directory: Arc<dyn RoomDirectory>,
     pub(crate) rooms: Addr<RoomManager>,
+    pub(crate) live_rooms: LiveRooms,
     pub(crate) users: Addr<UserManager>,
+    pub(crate) user_cache: UserCache,
     pub(crate) conns: Addr<ConnectionManager>,
     draining: AtomicBool,
 }
@@ -116,10 +118,16 @@ pub async fn run(
         let (store, metrics) = (store.clone(), metrics.clone());
         Supervisor::start(move |_| StatsTracker::new(store, metrics, flush_every))
     };
+    let user_cache = UserCache::default();
     let users = {
-        let (store, keys, cfg, metrics) =
-            (store.clone(), keys.clone(), cfg.clone(), metrics.clone());
-        Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics))
+        let (store, keys, cfg, metrics, cache) = (
+            store.clone(),
+            keys.clone(),
+            cfg.clone(),
+            metrics.clone(),
+            user_cache.clone(),
+        );
+        Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics, cache))
     };
     let conns = {
         let pod = cfg.server.pod_name.clone();
@@ -138,7 +146,11 @@ pub async fn run(
         stats: stats.clone(),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
-    let rooms = Supervisor::start(move |_| RoomManager::new(deps, handles));
+    let live_rooms = LiveRooms::default();
+    let rooms = {
+        let live = live_rooms.clone();
+        Supervisor::start(move |_| RoomManager::new(deps, handles, live))
+    };
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
@@ -147,7 +159,9 @@ pub async fn run(
         store,
         directory,
         rooms: rooms.clone(),
+        live_rooms,
         users,
+        user_cache,
         conns: conns.clone(),
         draining: AtomicBool::new(false),
     });

@@ -3,7 +3,10 @@
 //! Password hashing runs on the blocking pool and store calls are async, so the actor's
 //! mailbox only ever does cache lookups and bookkeeping.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+};
 
 use actix::{
     Actor, ActorFutureExt, Context, Handler, Message, ResponseActFuture, ResponseFuture,
@@ -59,10 +62,26 @@ struct Deps {
     metrics: Arc<Metrics>,
 }
 
+/// Accounts recently checked. Only the manager writes it; sessions read it, so that a
+/// Hello for a known account costs no round trip through the manager's thread.
+#[derive(Clone, Default)]
+pub(crate) struct UserCache(Arc<RwLock<HashMap<UserId, UserRecord>>>);
+
+impl UserCache {
+    pub(crate) fn get(&self, id: &UserId) -> Option<UserRecord> {
+        let cache = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        cache.get(id).cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<UserId, UserRecord>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Owns accounts and token issue.
 pub(crate) struct UserManager {
     deps: Arc<Deps>,
-    cache: HashMap<UserId, UserRecord>,
+    cache: UserCache,
     /// Accounts deleted through this pod, so that a lookup racing the delete is refused.
     deleted: std::collections::HashSet<UserId>,
 }
@@ -73,6 +92,7 @@ impl UserManager {
         keys: Arc<Keyring>,
         cfg: Config,
         metrics: Arc<Metrics>,
+        cache: UserCache,
     ) -> Self {
         Self {
             deps: Arc::new(Deps {
@@ -81,16 +101,17 @@ impl UserManager {
                 cfg,
                 metrics,
             }),
-            cache: HashMap::new(),
+            cache,
             deleted: std::collections::HashSet::new(),
         }
     }
 
     fn remember(&mut self, user: &UserRecord) {
-        if self.cache.len() >= CACHE_MAX {
-            self.cache.clear();
+        let mut cache = self.cache.write();
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
         }
-        self.cache.insert(user.id.clone(), user.clone());
+        cache.insert(user.id.clone(), user.clone());
     }
 }
 
@@ -154,7 +175,7 @@ impl Handler<CheckUser> for UserManager {
 
     fn handle(&mut self, msg: CheckUser, _: &mut Context<Self>) -> Self::Result {
         if let Some(u) = self.cache.get(&msg.id) {
-            return Box::pin(actix::fut::ready(Ok(u.clone())));
+            return Box::pin(actix::fut::ready(Ok(u)));
         }
         let store = self.deps.store.clone();
         Box::pin(
@@ -475,7 +496,7 @@ impl Handler<DeleteUser> for UserManager {
                 .map(move |res, act, _| {
                     // Forget the account only once the store no longer has it, so that a
                     // lookup racing the delete cannot cache it again.
-                    act.cache.remove(&id);
+                    act.cache.write().remove(&id);
                     if act.deleted.len() >= CACHE_MAX {
                         act.deleted.clear();
                     }

@@ -3,7 +3,7 @@
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
 };
 
 use actix::{
@@ -34,28 +34,41 @@ pub(crate) struct RoomDeps {
     pub(crate) stats: Addr<StatsTracker>,
 }
 
+/// The live room actors by id. Only the manager writes it; sessions read it, so that
+/// joining a live room by id costs no round trip through the manager's thread.
+#[derive(Clone, Default)]
+pub(crate) struct LiveRooms(Arc<RwLock<HashMap<RoomId, Addr<RoomActor>>>>);
+
+impl LiveRooms {
+    /// The room's actor, if it is running.
+    pub(crate) fn get(&self, id: &str) -> Option<Addr<RoomActor>> {
+        let live = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        live.get(id).filter(|a| a.connected()).cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<RoomId, Addr<RoomActor>>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Owns room lifecycle and lookup; never on the per-event path.
 pub(crate) struct RoomManager {
     deps: Arc<RoomDeps>,
     shards: Vec<ArbiterHandle>,
-    live: HashMap<RoomId, Addr<RoomActor>>,
+    live: LiveRooms,
 }
 
 impl RoomManager {
-    pub(crate) fn new(deps: Arc<RoomDeps>, shards: Vec<ArbiterHandle>) -> Self {
-        Self {
-            deps,
-            shards,
-            live: HashMap::new(),
-        }
+    pub(crate) fn new(deps: Arc<RoomDeps>, shards: Vec<ArbiterHandle>, live: LiveRooms) -> Self {
+        Self { deps, shards, live }
     }
 
     fn spawn(&mut self, room: Room, me: Addr<RoomManager>) -> Addr<RoomActor> {
         let id = room.info.id.clone();
-        if let Some(addr) = self.live.get(&id) {
-            if addr.connected() {
-                return addr.clone();
-            }
+        if let Some(addr) = self.live.get(id.as_str()) {
+            return addr;
+        }
+        if self.live.write().remove(&id).is_some() {
             self.deps.metrics.rooms.dec();
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -64,7 +77,7 @@ impl RoomManager {
         let deps = self.deps.clone();
         let addr = Supervisor::start_in_arbiter(shard, move |_| RoomActor::new(room, deps, me));
         self.deps.metrics.rooms.inc();
-        self.live.insert(id, addr.clone());
+        self.live.write().insert(id, addr.clone());
         addr
     }
 }
@@ -160,11 +173,8 @@ impl Handler<Resolve> for RoomManager {
 
     fn handle(&mut self, msg: Resolve, _ctx: &mut Context<Self>) -> Self::Result {
         // A live room answers at once: no directory read, no copy of the room.
-        if let Some(addr) = self.live.get(msg.room_id.as_str()) {
-            if addr.connected() {
-                let found = (RoomId(msg.room_id), addr.clone());
-                return Box::pin(actix::fut::ready(Ok(found)));
-            }
+        if let Some(addr) = self.live.get(&msg.room_id) {
+            return Box::pin(actix::fut::ready(Ok((RoomId(msg.room_id), addr))));
         }
         let deps = self.deps.clone();
         let fut = async move {
@@ -225,7 +235,10 @@ impl Handler<Closed> for RoomManager {
     type Result = ();
 
     fn handle(&mut self, msg: Closed, _ctx: &mut Context<Self>) {
-        if self.live.remove(&msg.room_id).is_some() {
+        let mut live = self.live.write();
+        // A room reopened since this actor closed keeps its entry.
+        if live.get(&msg.room_id).is_some_and(|a| !a.connected()) {
+            live.remove(&msg.room_id);
             self.deps.metrics.rooms.dec();
         }
     }
@@ -240,7 +253,14 @@ impl Handler<FlushAll> for RoomManager {
     type Result = actix::ResponseFuture<()>;
 
     fn handle(&mut self, _: FlushAll, _ctx: &mut Context<Self>) -> Self::Result {
-        let rooms: Vec<_> = self.live.values().cloned().collect();
+        let rooms: Vec<_> = self
+            .live
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
         Box::pin(async move {
             for room in rooms {
                 let _ = room.send(super::room::FlushRoom).await;

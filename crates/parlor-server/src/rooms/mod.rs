@@ -5,5 +5,7 @@ mod fanout;
 mod manager;
 mod room;
 
-pub(crate) use manager::{Create, FindOrCreate, FlushAll, Resolve, RoomDeps, RoomManager};
+pub(crate) use manager::{
+    Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager,
+};
 pub(crate) use room::{Act, Action, Join, JoinSpec, Leave, RoomActor};

@@ -394,6 +394,11 @@ impl WsSession {
                     password: req.password.clone(),
                     last_seq: req.last_seq,
                 };
+                // A live room is found without a round trip through the manager.
+                if let Some(room) = self.shared.live_rooms.get(&req.room_id) {
+                    let found = Ok(Ok((RoomId(req.room_id), room)));
+                    return self.enter_room(rid, self.me(), std::future::ready(found), spec, ctx);
+                }
                 let fut = self.shared.rooms.send(rooms::Resolve {
                     room_id: req.room_id,
                     code: req.code,
@@ -552,21 +557,20 @@ impl WsSession {
         };
         // A resumed session's resume token never outlives the one it came from.
         let resume_until = (kind == TokenKind::Resume).then_some(claims.exp);
-        let fut = self.shared.users.send(CheckUser {
-            id: UserId(claims.sub),
-        });
+        let id = UserId(claims.sub);
+        let identity = |user: parlor_store::UserRecord| Identity {
+            user_id: user.id,
+            name: user.name,
+            role: user.role,
+        };
+        // A known account is welcomed without a round trip through the manager.
+        if let Some(user) = self.shared.user_cache.get(&id) {
+            return self.welcome(rid, identity(user), resume_until, ctx);
+        }
+        let fut = self.shared.users.send(CheckUser { id });
         ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
             match res.map_err(ApiError::from).and_then(|r| r) {
-                Ok(user) => act.welcome(
-                    rid,
-                    Identity {
-                        user_id: user.id,
-                        name: user.name,
-                        role: user.role,
-                    },
-                    resume_until,
-                    ctx,
-                ),
+                Ok(user) => act.welcome(rid, identity(user), resume_until, ctx),
                 Err(e) => {
                     act.shared
                         .metrics
