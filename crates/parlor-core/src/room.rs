@@ -40,8 +40,10 @@ pub struct RoomInfo {
     pub created_at_ms: i64,
 }
 
-/// A room's resolved settings (every field has its value).
+/// A room's resolved settings (every field has its value). Stored: a field missing from
+/// an older record takes its default (docs/storage.md, the compatibility rule).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoomSettings {
     /// Chat is on.
     pub allow_chat: bool,
@@ -56,13 +58,7 @@ pub struct RoomSettings {
     /// Chat lines plus game events per member per second.
     pub event_rate_limit: u32,
     /// A sender receives its own game events; when false it gets an Ack with the seq.
-    /// Defaulted, so that rooms stored before the field existed still load.
-    #[serde(default = "echo_default")]
     pub echo_events: bool,
-}
-
-fn echo_default() -> bool {
-    true
 }
 
 impl Default for RoomSettings {
@@ -144,18 +140,23 @@ pub struct MemberState {
     pub cursor: (f32, f32),
 }
 
-/// A room: info, settings, members (in join order), bans and mutes.
+/// A room: info, settings, members (in join order), bans and mutes. Stored: everything
+/// but `info` may be missing from an older record, and takes its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Room {
     /// What the room is.
     pub info: RoomInfo,
     /// How it behaves.
+    #[serde(default)]
     pub settings: RoomSettings,
     /// Who is in it, oldest first.
+    #[serde(default)]
     pub members: Vec<MemberState>,
     /// Accounts that may not join.
+    #[serde(default)]
     pub bans: BTreeSet<UserId>,
     /// Accounts that may not chat.
+    #[serde(default)]
     pub mutes: BTreeSet<UserId>,
 }
 

@@ -50,7 +50,9 @@ impl From<parlor_store::StoreError> for ApiError {
             parlor_store::StoreError::Conflict(m) => Self::new(ErrorCode::NameTaken, m),
             parlor_store::StoreError::NotFound(m) => Self::new(ErrorCode::NotFound, m),
             e @ parlor_store::StoreError::Unavailable(_) => Self::unavailable(e),
-            e @ parlor_store::StoreError::Corrupt(_) => Self::internal(e),
+            e @ (parlor_store::StoreError::Corrupt(_) | parlor_store::StoreError::Schema(_)) => {
+                Self::internal(e)
+            }
         }
     }
 }

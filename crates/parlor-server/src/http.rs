@@ -373,7 +373,7 @@ async fn delete_me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResp
 
 async fn my_stats(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
     let me = caller(&req, &shared).await?;
-    let s = shared.store.stats(&StatsSubject::User(me.id)).await?;
+    let s = shared.store.stats.stats(&StatsSubject::User(me.id)).await?;
     Ok(HttpResponse::Ok().json(s))
 }
 

@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     pub(crate) cfg: Config,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keys: Arc<Keyring>,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Store,
     pub(crate) directory: Arc<dyn RoomDirectory>,
     pub(crate) rooms: Addr<RoomManager>,
     pub(crate) live_rooms: LiveRooms,
@@ -105,6 +105,7 @@ pub async fn run(
         parlor_cluster::backends(&cfg.cluster.kind, retention).context("cluster")?;
 
     for mut room in store
+        .rooms
         .load_rooms()
         .await
         .context("loading persistent rooms")?

@@ -16,7 +16,7 @@ const MAX_PENDING: usize = 100_000;
 
 /// Batches counters into the store.
 pub(crate) struct StatsTracker {
-    store: Arc<dyn Store>,
+    store: Store,
     metrics: Arc<Metrics>,
     every: Duration,
     pending: HashMap<StatsSubject, Stats>,
@@ -24,7 +24,7 @@ pub(crate) struct StatsTracker {
 }
 
 impl StatsTracker {
-    pub(crate) fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, every: Duration) -> Self {
+    pub(crate) fn new(store: Store, metrics: Arc<Metrics>, every: Duration) -> Self {
         Self {
             store,
             metrics,
@@ -65,7 +65,7 @@ impl StatsTracker {
             .collect();
         let store = self.store.clone();
         Some(async move {
-            match store.add_stats(&batch).await {
+            match store.stats.add_stats(&batch).await {
                 Ok(()) => (batch, true),
                 Err(e) => {
                     tracing::warn!(error = %e, "stats write failed; will retry");

@@ -56,7 +56,7 @@ impl From<&UserRecord> for PublicUser {
 
 /// What every account request needs, shared by one Arc instead of cloned piece by piece.
 struct Deps {
-    store: Arc<dyn Store>,
+    store: Store,
     keys: Arc<Keyring>,
     cfg: Config,
     metrics: Arc<Metrics>,
@@ -88,7 +88,7 @@ pub(crate) struct UserManager {
 
 impl UserManager {
     pub(crate) fn new(
-        store: Arc<dyn Store>,
+        store: Store,
         keys: Arc<Keyring>,
         cfg: Config,
         metrics: Arc<Metrics>,
@@ -123,7 +123,7 @@ impl Supervised for UserManager {}
 
 /// Issues an access and a refresh token for a user, in a new or existing family.
 async fn issue(d: &Deps, user: &UserRecord, family: Option<String>) -> ApiResult<Tokens> {
-    let (store, keys, cfg) = (d.store.as_ref(), &d.keys, &d.cfg);
+    let (store, keys, cfg) = (&d.store, &d.keys, &d.cfg);
     let (access, _) = keys.issue(
         TokenKind::Access,
         user.id.as_str(),
@@ -142,6 +142,7 @@ async fn issue(d: &Deps, user: &UserRecord, family: Option<String>) -> ApiResult
         Some(family.clone()),
     );
     store
+        .accounts
         .put_refresh(&RefreshRecord {
             id: claims.jti,
             family,
@@ -179,7 +180,7 @@ impl Handler<CheckUser> for UserManager {
         }
         let store = self.deps.store.clone();
         Box::pin(
-            async move { store.get_user(&msg.id).await }
+            async move { store.accounts.get_user(&msg.id).await }
                 .into_actor(self)
                 .map(|res, act, _| match res? {
                     Some(user) if !act.deleted.contains(&user.id) => {
@@ -222,7 +223,7 @@ impl Handler<Guest> for UserManager {
                 role: GlobalRole::Guest,
                 created_at_ms: now_ms(),
             };
-            store.create_user(&user).await?;
+            store.accounts.create_user(&user).await?;
             issue(&d, &user, None).await
         })
     }
@@ -296,12 +297,16 @@ impl Handler<Register> for UserManager {
                 role,
                 created_at_ms: now_ms(),
             };
-            store.create_user(&user).await.map_err(|e| match e {
-                parlor_store::StoreError::Conflict(_) => {
-                    ApiError::new(ErrorCode::NameTaken, "that login is taken")
-                }
-                e => e.into(),
-            })?;
+            store
+                .accounts
+                .create_user(&user)
+                .await
+                .map_err(|e| match e {
+                    parlor_store::StoreError::Conflict(_) => {
+                        ApiError::new(ErrorCode::NameTaken, "that login is taken")
+                    }
+                    e => e.into(),
+                })?;
             issue(&d, &user, None).await
         })
     }
@@ -330,7 +335,7 @@ impl Handler<Login> for UserManager {
                 ApiError::new(ErrorCode::InvalidCredentials, "wrong login or password")
             };
             let login = msg.login.trim().to_ascii_lowercase();
-            let user = store.find_user_by_login(&login).await?;
+            let user = store.accounts.find_user_by_login(&login).await?;
             let hash = user.as_ref().and_then(|u| u.password_hash.clone());
             let password = msg.password;
             // Hash even for an unknown login so that timing does not reveal which logins exist.
@@ -367,7 +372,7 @@ impl Handler<Refresh> for UserManager {
                 metrics.auth_failures.with_label_values(&[e.reason()]).inc();
                 ApiError::new(e.code(), "refresh token rejected")
             })?;
-            let record = match store.use_refresh(&claims.jti).await? {
+            let record = match store.accounts.use_refresh(&claims.jti).await? {
                 RefreshUse::Fresh(r) => r,
                 RefreshUse::Reused(_) => {
                     metrics
@@ -390,9 +395,13 @@ impl Handler<Refresh> for UserManager {
                     ));
                 }
             };
-            let user = store.get_user(&record.user_id).await?.ok_or_else(|| {
-                ApiError::new(ErrorCode::TokenInvalid, "the account no longer exists")
-            })?;
+            let user = store
+                .accounts
+                .get_user(&record.user_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::TokenInvalid, "the account no longer exists")
+                })?;
             issue(&d, &user, Some(record.family)).await
         })
     }
@@ -414,9 +423,10 @@ impl Handler<IssueMagic> for UserManager {
         Box::pin(async move {
             let (store, cfg) = (&d.store, &d.cfg);
             let user = match (msg.user_id, msg.login) {
-                (Some(id), _) => store.get_user(&id).await?,
+                (Some(id), _) => store.accounts.get_user(&id).await?,
                 (None, Some(login)) => {
                     store
+                        .accounts
                         .find_user_by_login(&login.to_ascii_lowercase())
                         .await?
                 }
@@ -432,6 +442,7 @@ impl Handler<IssueMagic> for UserManager {
             let code: String = (0..2).map(|_| parlor_core::new_room_code()).collect();
             let expires = now_ms() + (cfg.auth.magic_ttl_secs as i64) * 1000;
             store
+                .accounts
                 .put_magic(&MagicRecord {
                     code_hash: hash_code(&code),
                     user_id: user.id.clone(),
@@ -462,6 +473,7 @@ impl Handler<RedeemMagic> for UserManager {
                 ApiError::new(ErrorCode::InvalidCredentials, "invalid or expired code")
             };
             let rec = store
+                .accounts
                 .take_magic(&hash_code(&msg.code))
                 .await?
                 .ok_or_else(|| refused("magic_unknown"))?;
@@ -469,6 +481,7 @@ impl Handler<RedeemMagic> for UserManager {
                 return Err(refused("magic_expired"));
             }
             let user = store
+                .accounts
                 .get_user(&rec.user_id)
                 .await?
                 .ok_or_else(|| refused("magic_unknown"))?;
@@ -491,7 +504,7 @@ impl Handler<DeleteUser> for UserManager {
         let store = self.deps.store.clone();
         let id = msg.id.clone();
         Box::pin(
-            async move { store.delete_user(&msg.id).await }
+            async move { store.accounts.delete_user(&msg.id).await }
                 .into_actor(self)
                 .map(move |res, act, _| {
                     // Forget the account only once the store no longer has it, so that a

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Runs every area against one store.
-pub async fn run_all(store: &dyn Store) {
+pub async fn run_all(store: &Store) {
     store.ping().await.expect("ping");
     users(store).await;
     refresh(store).await;
@@ -38,21 +38,26 @@ fn user(login: Option<&str>) -> UserRecord {
 
 /// Accounts: unique ids and case-insensitive unique logins, kept in step on update and
 /// delete.
-pub async fn users(store: &dyn Store) {
+pub async fn users(store: &Store) {
     let suffix = new_id("");
     let login = format!("alice_{suffix}");
     let alice = user(Some(&login));
-    store.create_user(&alice).await.expect("create alice");
+    store
+        .accounts
+        .create_user(&alice)
+        .await
+        .expect("create alice");
     assert_eq!(
-        store.get_user(&alice.id).await.unwrap(),
+        store.accounts.get_user(&alice.id).await.unwrap(),
         Some(alice.clone())
     );
     assert_eq!(
-        store.find_user_by_login(&login).await.unwrap(),
+        store.accounts.find_user_by_login(&login).await.unwrap(),
         Some(alice.clone())
     );
     assert_eq!(
         store
+            .accounts
             .find_user_by_login(&login.to_uppercase())
             .await
             .unwrap(),
@@ -62,33 +67,41 @@ pub async fn users(store: &dyn Store) {
 
     // The same login in another case is taken, and nothing is half-created.
     let mut imposter = user(Some(&login.to_uppercase()));
-    let err = store.create_user(&imposter).await.unwrap_err();
+    let err = store.accounts.create_user(&imposter).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
-    assert_eq!(store.get_user(&imposter.id).await.unwrap(), None);
+    assert_eq!(store.accounts.get_user(&imposter.id).await.unwrap(), None);
 
     // The same id is taken too.
     let mut twin = user(None);
     twin.id = alice.id.clone();
-    let err = store.create_user(&twin).await.unwrap_err();
+    let err = store.accounts.create_user(&twin).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
     assert_eq!(
-        store.get_user(&alice.id).await.unwrap(),
+        store.accounts.get_user(&alice.id).await.unwrap(),
         Some(alice.clone())
     );
 
     // Guests have no login and never conflict with each other.
     let guest1 = user(None);
     let guest2 = user(None);
-    store.create_user(&guest1).await.expect("guest 1");
-    store.create_user(&guest2).await.expect("guest 2");
+    store.accounts.create_user(&guest1).await.expect("guest 1");
+    store.accounts.create_user(&guest2).await.expect("guest 2");
     assert_eq!(
-        store.get_user(&guest2.id).await.unwrap(),
+        store.accounts.get_user(&guest2.id).await.unwrap(),
         Some(guest2.clone())
     );
 
-    assert_eq!(store.get_user(&UserId(new_id("u_"))).await.unwrap(), None);
     assert_eq!(
         store
+            .accounts
+            .get_user(&UserId(new_id("u_")))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .accounts
             .find_user_by_login(&format!("nobody_{suffix}"))
             .await
             .unwrap(),
@@ -101,14 +114,18 @@ pub async fn users(store: &dyn Store) {
     renamed.name = "Alicia".into();
     renamed.login = Some(new_login.clone());
     renamed.role = GlobalRole::Moderator;
-    store.update_user(&renamed).await.expect("update");
+    store.accounts.update_user(&renamed).await.expect("update");
     assert_eq!(
-        store.get_user(&alice.id).await.unwrap(),
+        store.accounts.get_user(&alice.id).await.unwrap(),
         Some(renamed.clone())
     );
-    assert_eq!(store.find_user_by_login(&login).await.unwrap(), None);
+    assert_eq!(
+        store.accounts.find_user_by_login(&login).await.unwrap(),
+        None
+    );
     assert_eq!(
         store
+            .accounts
             .find_user_by_login(&new_login.to_uppercase())
             .await
             .unwrap(),
@@ -116,6 +133,7 @@ pub async fn users(store: &dyn Store) {
     );
     imposter.login = Some(login.clone());
     store
+        .accounts
         .create_user(&imposter)
         .await
         .expect("the old login is free again");
@@ -123,57 +141,69 @@ pub async fn users(store: &dyn Store) {
     // An update keeping the login (in another case) is not a conflict with itself.
     let mut recased = renamed.clone();
     recased.login = Some(new_login.to_uppercase());
-    store.update_user(&recased).await.expect("recase");
+    store.accounts.update_user(&recased).await.expect("recase");
     assert_eq!(
-        store.find_user_by_login(&new_login).await.unwrap(),
+        store.accounts.find_user_by_login(&new_login).await.unwrap(),
         Some(recased.clone())
     );
-    store.update_user(&renamed).await.expect("restore");
+    store.accounts.update_user(&renamed).await.expect("restore");
 
     // Taking someone else's login fails and changes nothing.
     let mut grabby = renamed.clone();
     grabby.login = Some(login.to_uppercase());
-    let err = store.update_user(&grabby).await.unwrap_err();
+    let err = store.accounts.update_user(&grabby).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "got {err:?}");
     assert_eq!(
-        store.get_user(&alice.id).await.unwrap(),
+        store.accounts.get_user(&alice.id).await.unwrap(),
         Some(renamed.clone())
     );
     assert_eq!(
-        store.find_user_by_login(&login).await.unwrap(),
+        store.accounts.find_user_by_login(&login).await.unwrap(),
         Some(imposter.clone())
     );
 
     // A guest registering gains a login.
     let mut registered = guest1.clone();
     registered.login = Some(format!("guest_{suffix}"));
-    store.update_user(&registered).await.expect("register");
+    store
+        .accounts
+        .update_user(&registered)
+        .await
+        .expect("register");
     assert_eq!(
         store
+            .accounts
             .find_user_by_login(&format!("GUEST_{suffix}"))
             .await
             .unwrap(),
         Some(registered.clone())
     );
 
-    let err = store.update_user(&user(None)).await.unwrap_err();
+    let err = store.accounts.update_user(&user(None)).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "got {err:?}");
 
     // Deleting frees the login.
-    assert!(store.delete_user(&alice.id).await.unwrap());
-    assert_eq!(store.get_user(&alice.id).await.unwrap(), None);
-    assert_eq!(store.find_user_by_login(&new_login).await.unwrap(), None);
-    assert!(!store.delete_user(&alice.id).await.unwrap());
+    assert!(store.accounts.delete_user(&alice.id).await.unwrap());
+    assert_eq!(store.accounts.get_user(&alice.id).await.unwrap(), None);
+    assert_eq!(
+        store.accounts.find_user_by_login(&new_login).await.unwrap(),
+        None
+    );
+    assert!(!store.accounts.delete_user(&alice.id).await.unwrap());
     let reuse = user(Some(&new_login));
     store
+        .accounts
         .create_user(&reuse)
         .await
         .expect("a deleted account's login is free");
     assert_eq!(
-        store.find_user_by_login(&new_login).await.unwrap(),
+        store.accounts.find_user_by_login(&new_login).await.unwrap(),
         Some(reuse)
     );
-    assert_eq!(store.get_user(&guest2.id).await.unwrap(), Some(guest2));
+    assert_eq!(
+        store.accounts.get_user(&guest2.id).await.unwrap(),
+        Some(guest2)
+    );
 }
 
 fn token(family: &str, user_id: &UserId) -> RefreshRecord {
@@ -187,7 +217,7 @@ fn token(family: &str, user_id: &UserId) -> RefreshRecord {
 }
 
 /// Refresh tokens: one fresh use each; any replay revokes the whole family.
-pub async fn refresh(store: &dyn Store) {
+pub async fn refresh(store: &Store) {
     let user_id = UserId(new_id("u_"));
     let family = new_id("f_");
     let other_family = new_id("f_");
@@ -195,11 +225,11 @@ pub async fn refresh(store: &dyn Store) {
     let sibling = token(&family, &user_id);
     let other = token(&other_family, &user_id);
     for t in [&first, &sibling, &other] {
-        store.put_refresh(t).await.expect("put refresh");
+        store.accounts.put_refresh(t).await.expect("put refresh");
     }
 
     assert_eq!(
-        store.use_refresh(&new_id("t_")).await.unwrap(),
+        store.accounts.use_refresh(&new_id("t_")).await.unwrap(),
         RefreshUse::Unknown
     );
 
@@ -208,17 +238,17 @@ pub async fn refresh(store: &dyn Store) {
         ..first.clone()
     };
     assert_eq!(
-        store.use_refresh(&first.id).await.unwrap(),
+        store.accounts.use_refresh(&first.id).await.unwrap(),
         RefreshUse::Fresh(used_first.clone())
     );
     // A replay is reported with the stored record...
     assert_eq!(
-        store.use_refresh(&first.id).await.unwrap(),
+        store.accounts.use_refresh(&first.id).await.unwrap(),
         RefreshUse::Reused(used_first)
     );
     // ...and revokes the family: a never-used sibling is now a replay too, every time.
     for _ in 0..2 {
-        match store.use_refresh(&sibling.id).await.unwrap() {
+        match store.accounts.use_refresh(&sibling.id).await.unwrap() {
             RefreshUse::Reused(r) => {
                 assert_eq!(r.id, sibling.id);
                 assert_eq!(r.family, family);
@@ -229,15 +259,15 @@ pub async fn refresh(store: &dyn Store) {
     }
     // Even a token issued into the revoked family later.
     let late = token(&family, &user_id);
-    store.put_refresh(&late).await.expect("put late");
+    store.accounts.put_refresh(&late).await.expect("put late");
     assert!(matches!(
-        store.use_refresh(&late.id).await.unwrap(),
+        store.accounts.use_refresh(&late.id).await.unwrap(),
         RefreshUse::Reused(_)
     ));
 
     // Other families are untouched.
     assert_eq!(
-        store.use_refresh(&other.id).await.unwrap(),
+        store.accounts.use_refresh(&other.id).await.unwrap(),
         RefreshUse::Fresh(RefreshRecord {
             used: true,
             ..other.clone()
@@ -246,7 +276,7 @@ pub async fn refresh(store: &dyn Store) {
 }
 
 /// Magic codes: taken at most once.
-pub async fn magic(store: &dyn Store) {
+pub async fn magic(store: &Store) {
     let user_id = UserId(new_id("u_"));
     let code = MagicRecord {
         code_hash: new_id("h_"),
@@ -258,16 +288,22 @@ pub async fn magic(store: &dyn Store) {
         user_id,
         expires_at_ms: 1_700_000_000_001,
     };
-    store.put_magic(&code).await.expect("put magic");
-    store.put_magic(&other).await.expect("put other");
+    store.accounts.put_magic(&code).await.expect("put magic");
+    store.accounts.put_magic(&other).await.expect("put other");
     assert_eq!(
-        store.take_magic(&code.code_hash).await.unwrap(),
+        store.accounts.take_magic(&code.code_hash).await.unwrap(),
         Some(code.clone())
     );
-    assert_eq!(store.take_magic(&code.code_hash).await.unwrap(), None);
-    assert_eq!(store.take_magic(&new_id("h_")).await.unwrap(), None);
     assert_eq!(
-        store.take_magic(&other.code_hash).await.unwrap(),
+        store.accounts.take_magic(&code.code_hash).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.accounts.take_magic(&new_id("h_")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.accounts.take_magic(&other.code_hash).await.unwrap(),
         Some(other)
     );
 }
@@ -327,81 +363,97 @@ fn seqs(lines: &[ChatRecord]) -> Vec<u64> {
 }
 
 /// Persistent rooms: saved whole, replaced on save, deleted with their chat.
-pub async fn rooms(store: &dyn Store) {
+pub async fn rooms(store: &Store) {
     let owner = UserId(new_id("u_"));
     let (a_id, b_id) = (RoomId(new_id("r_")), RoomId(new_id("r_")));
     let a = room(&a_id, &owner);
     let b = room(&b_id, &owner);
-    store.save_room(&a).await.expect("save a");
-    store.save_room(&b).await.expect("save b");
+    store.rooms.save_room(&a).await.expect("save a");
+    store.rooms.save_room(&b).await.expect("save b");
     let mut want = vec![a.clone(), b.clone()];
     want.sort_by(|x, y| x.info.id.cmp(&y.info.id));
     assert_eq!(
-        ours(store.load_rooms().await.unwrap(), &[&a_id, &b_id]),
+        ours(store.rooms.load_rooms().await.unwrap(), &[&a_id, &b_id]),
         want
     );
 
     let mut renamed = a.clone();
     renamed.info.name = "Renamed".into();
     renamed.members.clear();
-    store.save_room(&renamed).await.expect("replace a");
-    let loaded = ours(store.load_rooms().await.unwrap(), &[&a_id]);
+    store.rooms.save_room(&renamed).await.expect("replace a");
+    let loaded = ours(store.rooms.load_rooms().await.unwrap(), &[&a_id]);
     assert_eq!(loaded, vec![renamed], "save replaces, never duplicates");
 
-    store.append_chat(&a_id, &[line(1), line(2)]).await.unwrap();
-    store.append_chat(&b_id, &[line(1)]).await.unwrap();
-    store.delete_room(&a_id).await.expect("delete a");
+    store
+        .chat
+        .append_chat(&a_id, &[line(1), line(2)])
+        .await
+        .unwrap();
+    store.chat.append_chat(&b_id, &[line(1)]).await.unwrap();
+    store.rooms.delete_room(&a_id).await.expect("delete a");
     assert_eq!(
-        ours(store.load_rooms().await.unwrap(), &[&a_id, &b_id]),
+        ours(store.rooms.load_rooms().await.unwrap(), &[&a_id, &b_id]),
         vec![b]
     );
     assert!(
-        store.recent_chat(&a_id, 10).await.unwrap().is_empty(),
+        store.chat.recent_chat(&a_id, 10).await.unwrap().is_empty(),
         "deleting a room deletes its chat"
     );
-    assert_eq!(seqs(&store.recent_chat(&b_id, 10).await.unwrap()), vec![1]);
+    assert_eq!(
+        seqs(&store.chat.recent_chat(&b_id, 10).await.unwrap()),
+        vec![1]
+    );
 
     // Deleting what is not there is fine.
-    store.delete_room(&a_id).await.expect("delete again");
-    store.delete_room(&b_id).await.expect("delete b");
-    assert!(ours(store.load_rooms().await.unwrap(), &[&a_id, &b_id]).is_empty());
+    store.rooms.delete_room(&a_id).await.expect("delete again");
+    store.rooms.delete_room(&b_id).await.expect("delete b");
+    assert!(ours(store.rooms.load_rooms().await.unwrap(), &[&a_id, &b_id]).is_empty());
 }
 
 /// Chat history: newest `limit` lines oldest first, per room, bounded.
-pub async fn chat(store: &dyn Store) {
+pub async fn chat(store: &Store) {
     let room = RoomId(new_id("r_"));
     // An id that extends the first must not share its history.
     let longer = RoomId(format!("{room}0"));
-    assert!(store.recent_chat(&room, 10).await.unwrap().is_empty());
+    assert!(store.chat.recent_chat(&room, 10).await.unwrap().is_empty());
 
     store
+        .chat
         .append_chat(&room, &[line(1), line(2), line(3)])
         .await
         .unwrap();
-    store.append_chat(&room, &[line(4), line(5)]).await.unwrap();
-    store.append_chat(&room, &[]).await.unwrap();
-    store.append_chat(&longer, &[line(100)]).await.unwrap();
+    store
+        .chat
+        .append_chat(&room, &[line(4), line(5)])
+        .await
+        .unwrap();
+    store.chat.append_chat(&room, &[]).await.unwrap();
+    store.chat.append_chat(&longer, &[line(100)]).await.unwrap();
 
-    let all = store.recent_chat(&room, 10).await.unwrap();
+    let all = store.chat.recent_chat(&room, 10).await.unwrap();
     assert_eq!(all, (1..=5).map(line).collect::<Vec<_>>());
     assert_eq!(
-        seqs(&store.recent_chat(&room, 3).await.unwrap()),
+        seqs(&store.chat.recent_chat(&room, 3).await.unwrap()),
         vec![3, 4, 5]
     );
-    assert_eq!(seqs(&store.recent_chat(&room, 1).await.unwrap()), vec![5]);
-    assert!(store.recent_chat(&room, 0).await.unwrap().is_empty());
     assert_eq!(
-        seqs(&store.recent_chat(&longer, 10).await.unwrap()),
+        seqs(&store.chat.recent_chat(&room, 1).await.unwrap()),
+        vec![5]
+    );
+    assert!(store.chat.recent_chat(&room, 0).await.unwrap().is_empty());
+    assert_eq!(
+        seqs(&store.chat.recent_chat(&longer, 10).await.unwrap()),
         vec![100]
     );
 
     // Ordering is numeric, not textual.
     store
+        .chat
         .append_chat(&room, &[line(10), line(9)])
         .await
         .unwrap();
     assert_eq!(
-        seqs(&store.recent_chat(&room, 3).await.unwrap()),
+        seqs(&store.chat.recent_chat(&room, 3).await.unwrap()),
         vec![5, 9, 10]
     );
 
@@ -409,39 +461,52 @@ pub async fn chat(store: &dyn Store) {
     let limit = CHAT_HISTORY_LIMIT as u64;
     let busy = RoomId(new_id("r_"));
     let batch: Vec<ChatRecord> = (1..=limit).map(line).collect();
-    store.append_chat(&busy, &batch).await.unwrap();
+    store.chat.append_chat(&busy, &batch).await.unwrap();
     assert_eq!(
-        store.recent_chat(&busy, usize::MAX).await.unwrap().len(),
+        store
+            .chat
+            .recent_chat(&busy, usize::MAX)
+            .await
+            .unwrap()
+            .len(),
         CHAT_HISTORY_LIMIT
     );
     for seq in limit + 1..=limit + 3 {
-        store.append_chat(&busy, &[line(seq)]).await.unwrap();
+        store.chat.append_chat(&busy, &[line(seq)]).await.unwrap();
     }
-    let kept = store.recent_chat(&busy, usize::MAX).await.unwrap();
+    let kept = store.chat.recent_chat(&busy, usize::MAX).await.unwrap();
     assert_eq!(seqs(&kept), (4..=limit + 3).collect::<Vec<_>>());
 
     // ...and within one oversized append.
     let flood = RoomId(new_id("r_"));
     let batch: Vec<ChatRecord> = (1..=limit + 10).map(line).collect();
-    store.append_chat(&flood, &batch).await.unwrap();
-    let kept = store.recent_chat(&flood, usize::MAX).await.unwrap();
+    store.chat.append_chat(&flood, &batch).await.unwrap();
+    let kept = store.chat.recent_chat(&flood, usize::MAX).await.unwrap();
     assert_eq!(seqs(&kept), (11..=limit + 10).collect::<Vec<_>>());
 
     // Trimming one room leaves others alone.
-    assert_eq!(store.recent_chat(&room, usize::MAX).await.unwrap().len(), 7);
+    assert_eq!(
+        store
+            .chat
+            .recent_chat(&room, usize::MAX)
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
 
     for r in [&room, &longer, &busy, &flood] {
-        store.delete_room(r).await.expect("clean up");
+        store.rooms.delete_room(r).await.expect("clean up");
     }
 }
 
 /// Stats: batches add up per subject; absent subjects read as zeros.
-pub async fn stats(store: &dyn Store) {
+pub async fn stats(store: &Store) {
     let id = new_id("x_");
     // The same id as a user and as a room names two subjects.
     let user = StatsSubject::User(UserId(id.clone()));
     let room = StatsSubject::Room(RoomId(id));
-    assert_eq!(store.stats(&user).await.unwrap(), Stats::default());
+    assert_eq!(store.stats.stats(&user).await.unwrap(), Stats::default());
 
     let delta = |subject: &StatsSubject, chat_messages, game_events, joins| StatsDelta {
         subject: subject.clone(),
@@ -452,6 +517,7 @@ pub async fn stats(store: &dyn Store) {
         },
     };
     store
+        .stats
         .add_stats(&[
             delta(&user, 1, 0, 0),
             delta(&room, 0, 0, 2),
@@ -460,13 +526,14 @@ pub async fn stats(store: &dyn Store) {
         .await
         .unwrap();
     store
+        .stats
         .add_stats(&[delta(&user, 2, 1, 0), delta(&room, 3, 0, 1)])
         .await
         .unwrap();
-    store.add_stats(&[]).await.unwrap();
+    store.stats.add_stats(&[]).await.unwrap();
 
     assert_eq!(
-        store.stats(&user).await.unwrap(),
+        store.stats.stats(&user).await.unwrap(),
         Stats {
             chat_messages: 3,
             game_events: 6,
@@ -474,7 +541,7 @@ pub async fn stats(store: &dyn Store) {
         }
     );
     assert_eq!(
-        store.stats(&room).await.unwrap(),
+        store.stats.stats(&room).await.unwrap(),
         Stats {
             chat_messages: 3,
             game_events: 0,
@@ -483,6 +550,7 @@ pub async fn stats(store: &dyn Store) {
     );
     assert_eq!(
         store
+            .stats
             .stats(&StatsSubject::User(UserId(new_id("u_"))))
             .await
             .unwrap(),

@@ -10,8 +10,9 @@ use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTrans
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    BoxFuture, ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Result, Stats, StatsDelta,
-    StatsSubject, Store, StoreError, UserRecord, CHAT_HISTORY_LIMIT,
+    Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
+    Result, RoomRecords, Stats, StatsDelta, StatsRecords, StatsSubject, StoreError, UserRecord,
+    CHAT_HISTORY_LIMIT,
 };
 
 /// User id -> `UserRecord`.
@@ -31,6 +32,9 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const CHAT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chat");
 /// `stats_key(subject)` -> `Stats`.
 const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
+
+/// Collection name -> the schema version its records were written with (`SCHEMA`).
+const META: TableDefinition<&str, u32> = TableDefinition::new("schema");
 
 /// A `Store` backed by a single redb file.
 #[derive(Debug, Clone)]
@@ -58,7 +62,7 @@ impl EmbeddedStore {
             txn.open_table(ROOMS).map_err(db_err)?;
             txn.open_table(CHAT).map_err(db_err)?;
             txn.open_table(STATS).map_err(db_err)?;
-            Ok(())
+            check_schema(&mut txn.open_table(META).map_err(db_err)?)
         })?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -77,6 +81,27 @@ impl EmbeddedStore {
                 .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
         })
     }
+}
+
+/// Records this build's schema versions, or refuses data that a newer build wrote.
+fn check_schema(meta: &mut redb::Table<&str, u32>) -> Result<()> {
+    for &(name, version) in crate::SCHEMA {
+        let stored = meta.get(name).map_err(db_err)?.map(|g| g.value());
+        match stored {
+            Some(v) if v > version => {
+                return Err(StoreError::Schema(format!(
+                    "{name} has schema v{v}, this build reads up to v{version}: \
+                     it was written by a newer Parlor"
+                )))
+            }
+            Some(v) if v == version => {}
+            // Absent (a new file) or older: nothing to migrate yet at v1.
+            _ => {
+                meta.insert(name, version).map_err(db_err)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` in one write transaction: committed if `f` succeeds, aborted (by drop) if not.
@@ -118,7 +143,7 @@ fn stats_key(subject: &StatsSubject) -> String {
     }
 }
 
-impl Store for EmbeddedStore {
+impl Accounts for EmbeddedStore {
     fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
         let user = user.clone();
         self.run(move |db| {
@@ -306,7 +331,9 @@ impl Store for EmbeddedStore {
             })
         })
     }
+}
 
+impl RoomRecords for EmbeddedStore {
     fn save_room(&self, room: &Room) -> BoxFuture<'_, Result<()>> {
         let room = room.clone();
         self.run(move |db| {
@@ -351,7 +378,9 @@ impl Store for EmbeddedStore {
             })
         })
     }
+}
 
+impl ChatHistory for EmbeddedStore {
     fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>> {
         let room = room.clone();
         let lines = lines.to_vec();
@@ -406,7 +435,9 @@ impl Store for EmbeddedStore {
             })
         })
     }
+}
 
+impl StatsRecords for EmbeddedStore {
     fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>> {
         let batch = batch.to_vec();
         self.run(move |db| {
@@ -441,7 +472,9 @@ impl Store for EmbeddedStore {
             })
         })
     }
+}
 
+impl Health for EmbeddedStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         self.run(move |db| {
             read(db, |txn| {
@@ -486,43 +519,43 @@ mod tests {
     #[tokio::test]
     async fn users() {
         let (_dir, store) = fresh();
-        conformance::users(&store).await;
+        conformance::users(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
     async fn refresh() {
         let (_dir, store) = fresh();
-        conformance::refresh(&store).await;
+        conformance::refresh(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
     async fn magic() {
         let (_dir, store) = fresh();
-        conformance::magic(&store).await;
+        conformance::magic(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
     async fn rooms() {
         let (_dir, store) = fresh();
-        conformance::rooms(&store).await;
+        conformance::rooms(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
     async fn chat() {
         let (_dir, store) = fresh();
-        conformance::chat(&store).await;
+        conformance::chat(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
     async fn stats() {
         let (_dir, store) = fresh();
-        conformance::stats(&store).await;
+        conformance::stats(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
     async fn all_on_one_store() {
         let (_dir, store) = fresh();
-        conformance::run_all(&store).await;
+        conformance::run_all(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]
@@ -592,6 +625,57 @@ mod tests {
         );
         assert_eq!(store.load_rooms().await.expect("load"), vec![room]);
         assert_eq!(store.stats(&subject).await.expect("stats"), add);
+    }
+
+    #[tokio::test]
+    async fn records_of_an_older_shape_still_load() {
+        let (_dir, store) = fresh();
+        // A room as first stored: settings without echo_events, no bans or mutes.
+        let room = br#"{"info":{"id":"r_old","code":"OLD123","name":"Old","kind":"piano",
+            "public":true,"password":"","max_members":16,"owner_id":"u_1",
+            "persistent":true,"created_at_ms":1},
+            "settings":{"allow_chat":false,"allow_guests":true,"owner_only_play":false,
+            "owner_only_chat":false,"welcome_message":"hi","event_rate_limit":20},
+            "members":[]}"#;
+        let user = br#"{"id":"u_old","name":"Old","role":"user","created_at_ms":1}"#;
+        write(&store.db, |txn| {
+            let mut rooms = txn.open_table(ROOMS).map_err(db_err)?;
+            rooms.insert("r_old", room.as_slice()).map_err(db_err)?;
+            let mut users = txn.open_table(USERS).map_err(db_err)?;
+            users.insert("u_old", user.as_slice()).map_err(db_err)?;
+            Ok(())
+        })
+        .expect("seed");
+        let rooms = store.load_rooms().await.expect("old room loads");
+        assert_eq!(rooms.len(), 1);
+        let r = &rooms[0];
+        assert!(!r.settings.allow_chat && r.settings.echo_events);
+        assert_eq!(r.settings.event_rate_limit, 20);
+        assert!(r.bans.is_empty() && r.mutes.is_empty());
+        let u = store
+            .get_user(&UserId::from("u_old"))
+            .await
+            .expect("old user loads");
+        let u = u.expect("present");
+        assert_eq!((u.login, u.password_hash), (None, None));
+    }
+
+    #[test]
+    fn data_from_a_newer_schema_is_refused_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("parlor.redb");
+        let store = EmbeddedStore::open(&path).expect("open");
+        write(&store.db, |txn| {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            meta.insert("rooms", 99).map_err(db_err)?;
+            Ok(())
+        })
+        .expect("bump");
+        drop(store);
+        match EmbeddedStore::open(&path) {
+            Err(StoreError::Schema(m)) => assert!(m.contains("rooms") && m.contains("v99"), "{m}"),
+            other => panic!("newer data accepted: {:?}", other.map(|_| ())),
+        }
     }
 
     #[tokio::test]

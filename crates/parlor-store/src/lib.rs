@@ -1,7 +1,8 @@
 //! Parlor's durable record: accounts, refresh tokens, magic codes, persistent rooms, chat
 //! history and stats.
 //!
-//! - `Store`: the contract every implementation honours.
+//! - `Store`: the parts (`Accounts`, `RoomRecords`, `ChatHistory`, `StatsRecords`) that
+//!   every implementation honours, each with its own conformance suite.
 //! - `embedded`: the default, a redb file in the data dir.
 //! - `conformance`: one suite every implementation must pass (behind `test-util`).
 
@@ -44,10 +45,25 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// The data was written with a newer schema than this build reads.
+    #[error("incompatible schema: {0}")]
+    Schema(String),
 }
 
-/// Store is responsible for everything that must outlive a pod.
-pub trait Store: Send + Sync + 'static {
+/// The schema version this build writes, per collection (embedded: per table). A change
+/// that old readers cannot take bumps it; adding a defaulted field does not
+/// (docs/storage.md, the compatibility rule).
+pub const SCHEMA: &[(&str, u32)] = &[
+    ("users", 1),
+    ("refresh", 1),
+    ("magic", 1),
+    ("rooms", 1),
+    ("chat", 1),
+    ("stats", 1),
+];
+
+/// Accounts and what logs into them: refresh-token families and magic codes.
+pub trait Accounts: Send + Sync + 'static {
     /// Creates an account; `Conflict` if its id is taken, or if `login` is set and already
     /// taken (case-insensitive).
     fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
@@ -71,34 +87,84 @@ pub trait Store: Send + Sync + 'static {
     fn put_magic(&self, code: &MagicRecord) -> BoxFuture<'_, Result<()>>;
     /// Atomically removes and returns the magic code with this hash.
     fn take_magic(&self, code_hash: &str) -> BoxFuture<'_, Result<Option<MagicRecord>>>;
+}
 
+/// Persistent rooms.
+pub trait RoomRecords: Send + Sync + 'static {
     /// Inserts or replaces a persistent room.
     fn save_room(&self, room: &Room) -> BoxFuture<'_, Result<()>>;
     /// Deletes a persistent room and its chat history.
     fn delete_room(&self, id: &RoomId) -> BoxFuture<'_, Result<()>>;
     /// Every persistent room.
     fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>>;
+}
 
+/// Rooms' chat history.
+pub trait ChatHistory: Send + Sync + 'static {
     /// Appends chat lines to a room's history (a line with an existing `seq` replaces it),
     /// keeping only the newest `CHAT_HISTORY_LIMIT`.
     fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>>;
     /// The newest `limit` lines of a room's history, oldest first.
     fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
+}
 
+/// Activity counters of users and rooms.
+pub trait StatsRecords: Send + Sync + 'static {
     /// Adds a batch of counter increments.
     fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>>;
     /// The counters of one user or room (zeros if none).
     fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>>;
+}
 
+/// Whether the backing store can serve requests.
+pub trait Health: Send + Sync + 'static {
     /// Succeeds when the store can serve requests (readiness).
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
 }
 
+/// A backend that implements every part.
+pub trait Backend: Accounts + RoomRecords + ChatHistory + StatsRecords + Health {}
+impl<B: Accounts + RoomRecords + ChatHistory + StatsRecords + Health> Backend for B {}
+
+/// Everything that must outlive a pod, by part. Callers use the part they need; one
+/// backend implements them all.
+#[derive(Clone)]
+pub struct Store {
+    /// Accounts, refresh tokens and magic codes.
+    pub accounts: Arc<dyn Accounts>,
+    /// Persistent rooms.
+    pub rooms: Arc<dyn RoomRecords>,
+    /// Chat history.
+    pub chat: Arc<dyn ChatHistory>,
+    /// Activity counters.
+    pub stats: Arc<dyn StatsRecords>,
+    health: Arc<dyn Health>,
+}
+
+impl Store {
+    /// Every part served by one backend.
+    pub fn new<B: Backend>(backend: B) -> Self {
+        let b = Arc::new(backend);
+        Self {
+            accounts: b.clone(),
+            rooms: b.clone(),
+            chat: b.clone(),
+            stats: b.clone(),
+            health: b,
+        }
+    }
+
+    /// Succeeds when the store can serve requests (readiness).
+    pub fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        self.health.ping()
+    }
+}
+
 /// Opens the store named in config: `embedded` (a redb file under `data_dir`).
 /// `mongodb` arrives with the MongoDB issue; an unknown name is an error.
-pub fn open(kind: &str, data_dir: &std::path::Path) -> Result<Arc<dyn Store>> {
+pub fn open(kind: &str, data_dir: &std::path::Path) -> Result<Store> {
     match kind {
-        "embedded" => Ok(Arc::new(EmbeddedStore::open(
+        "embedded" => Ok(Store::new(EmbeddedStore::open(
             &data_dir.join("parlor.redb"),
         )?)),
         other => Err(StoreError::Unavailable(format!(

@@ -30,7 +30,7 @@ pub(crate) struct RoomDeps {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) directory: Arc<dyn RoomDirectory>,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Store,
     pub(crate) stats: Addr<StatsTracker>,
 }
 
@@ -143,7 +143,7 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
             now_ms(),
         )?;
         if room.info.persistent {
-            deps.store.save_room(&room).await?;
+            deps.store.rooms.save_room(&room).await?;
         }
         deps.directory.put(&room).await?;
         return Ok(room);

@@ -163,7 +163,7 @@ impl ChatLog {
             self.unsaved.drain(..drop);
         }
         if self.next.is_none() {
-            match deps.store.recent_chat(id, 1).await {
+            match deps.store.chat.recent_chat(id, 1).await {
                 Ok(last) => self.next = Some(last.last().map_or(1, |l| l.seq + 1)),
                 Err(e) => {
                     tracing::warn!(room_id = %id, error = %e, "chat history read failed; will retry");
@@ -176,7 +176,7 @@ impl ChatLog {
             line.seq = *next;
             *next += 1;
         }
-        match deps.store.append_chat(id, &self.unsaved).await {
+        match deps.store.chat.append_chat(id, &self.unsaved).await {
             Ok(()) => self.unsaved.clear(),
             Err(e) => {
                 tracing::warn!(room_id = %id, error = %e, lines = self.unsaved.len(), "chat history write failed; will retry");
@@ -210,7 +210,7 @@ fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write>
                     if durable && room.info.persistent {
                         let mut durable = *room;
                         durable.members.clear();
-                        if let Err(e) = deps.store.save_room(&durable).await {
+                        if let Err(e) = deps.store.rooms.save_room(&durable).await {
                             tracing::warn!(room_id = %id, error = %e, "store write failed");
                         }
                     }
@@ -1061,7 +1061,7 @@ impl Actor for RoomActor {
             let id = self.id.clone();
             let n = deps.cfg.rooms.snapshot_chat;
             ctx.wait(
-                async move { deps.store.recent_chat(&id, n).await }
+                async move { deps.store.chat.recent_chat(&id, n).await }
                     .into_actor(self)
                     .map(|res, act, _| {
                         for r in res.unwrap_or_default() {
