@@ -51,8 +51,17 @@ async fn health_and_metrics_on_the_admin_port_only() {
 
 #[tokio::test]
 async fn accounts_persistent_rooms_chat_and_stats_survive_a_restart() {
+    survives_a_restart(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn on_mongodb_accounts_persistent_rooms_chat_and_stats_survive_a_restart() {
+    survives_a_restart(StoreKind::MongoDb).await;
+}
+
+async fn survives_a_restart(kind: StoreKind) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = test_config(dir.path());
+    let cfg = store_config(dir.path(), kind);
     let s = TestServer::start_config(cfg.clone()).await;
     let (mut a, _, tokens) = s.user("keeper").await;
     let room = a
@@ -141,8 +150,17 @@ async fn chat_after_restart(s: &TestServer, login: &str, room: &str) -> Vec<Stri
 
 #[tokio::test]
 async fn every_chat_line_of_a_persistent_room_survives_restarts_in_order() {
+    chat_survives_restarts(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn on_mongodb_every_chat_line_of_a_persistent_room_survives_restarts_in_order() {
+    chat_survives_restarts(StoreKind::MongoDb).await;
+}
+
+async fn chat_survives_restarts(kind: StoreKind) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config(dir.path());
+    let mut cfg = store_config(dir.path(), kind);
     cfg.rooms.snapshot_chat = 1000;
     let wait_flush = Duration::from_millis(cfg.stats.flush_interval_ms * 3);
     let s = TestServer::start_config(cfg.clone()).await;

@@ -36,6 +36,26 @@ pub(crate) fn test_config(dir: &Path) -> Config {
     cfg
 }
 
+/// The stores a pod can run on, for tests that must hold on each.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StoreKind {
+    Embedded,
+    MongoDb,
+}
+
+/// `test_config(dir)` on `kind`: for MongoDB, a fresh database on the tests' server
+/// (`MONGODB_URI`, else SecantusDB), shared by every pod started from this config.
+pub(crate) fn store_config(dir: &Path, kind: StoreKind) -> Config {
+    let mut cfg = test_config(dir);
+    if let StoreKind::MongoDb = kind {
+        let opts = parlor_store::testing::options(&parlor_store::testing::shared_uri());
+        cfg.store.kind = "mongodb".into();
+        cfg.store.mongodb_uri = opts.uri;
+        cfg.store.database = opts.database;
+    }
+    cfg
+}
+
 impl TestServer {
     pub(crate) async fn start() -> TestServer {
         Self::with(|_| {}).await

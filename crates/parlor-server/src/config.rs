@@ -25,8 +25,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Which cluster backend: `memory` (default; single pod).
     pub cluster: BackendConfig,
-    /// Which store: `embedded` (default; redb under data_dir).
-    pub store: BackendConfig,
+    /// Which store, and how to reach it.
+    pub store: StoreConfig,
     /// Stats batching.
     pub stats: StatsConfig,
     /// Log format: `json` (default) or `pretty`.
@@ -156,6 +156,32 @@ pub struct BackendConfig {
     pub kind: String,
 }
 
+/// The durable store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `embedded` (default; a redb file under `server.data_dir`) or `mongodb`.
+    pub kind: String,
+    /// For `mongodb`: a `mongodb://` or `mongodb+srv://` URI. Env:
+    /// `PARLOR_STORE__MONGODB_URI`.
+    pub mongodb_uri: String,
+    /// For `mongodb`: the database. Default `parlor`.
+    pub database: String,
+    /// For `mongodb`: most connections per pod. Default 10.
+    pub pool_size: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            kind: "embedded".into(),
+            mongodb_uri: String::new(),
+            database: "parlor".into(),
+            pool_size: 10,
+        }
+    }
+}
+
 /// Stats batching.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -183,9 +209,7 @@ impl Default for Config {
             cluster: BackendConfig {
                 kind: "memory".into(),
             },
-            store: BackendConfig {
-                kind: "embedded".into(),
-            },
+            store: StoreConfig::default(),
             stats: StatsConfig::default(),
             log_format: "json".into(),
             log_level: "info".into(),
@@ -402,13 +426,34 @@ impl Config {
                 "must be \"memory\" (redis is not built yet)",
             ));
         }
-        if self.store.kind != "embedded" {
-            return Err(field(
-                "store.kind",
-                "must be \"embedded\" (mongodb is not built yet)",
-            ));
+        match self.store.kind.as_str() {
+            "embedded" => {}
+            "mongodb" => {
+                if self.store.mongodb_uri.is_empty() {
+                    return Err(field(
+                        "store.mongodb_uri",
+                        "must be set when store.kind is \"mongodb\"",
+                    ));
+                }
+                if self.store.database.is_empty() {
+                    return Err(field("store.database", "must not be empty"));
+                }
+            }
+            _ => return Err(field("store.kind", "must be \"embedded\" or \"mongodb\"")),
         }
         Ok(())
+    }
+
+    /// Which store to open.
+    pub(crate) fn store_settings(&self) -> parlor_store::Settings {
+        match self.store.kind.as_str() {
+            "mongodb" => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {
+                uri: self.store.mongodb_uri.clone(),
+                database: self.store.database.clone(),
+                pool_size: self.store.pool_size,
+            }),
+            _ => parlor_store::Settings::Embedded(self.server.data_dir.join("parlor.redb")),
+        }
     }
 
     /// Domain limits from config.
@@ -479,6 +524,24 @@ mod tests {
                     .contains("ws.outbound_hard_bytes"),
                 "{err}"
             );
+
+            jail.clear_env();
+            // A store kind that does not exist, and MongoDB without a URI, name their keys.
+            jail.set_env("PARLOR_STORE__KIND", "postgres");
+            let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
+            assert!(err.to_string().contains("`store.kind`"), "{err}");
+            jail.set_env("PARLOR_STORE__KIND", "mongodb");
+            let err = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap_err();
+            assert!(err.to_string().contains("`store.mongodb_uri`"), "{err}");
+            jail.set_env(
+                "PARLOR_STORE__MONGODB_URI",
+                "mongodb://db:27017/?replicaSet=rs0",
+            );
+            let cfg = Config::load("parlor.toml".as_ref(), true, NoOverrides {}).unwrap();
+            assert!(matches!(
+                cfg.store_settings(),
+                parlor_store::Settings::MongoDb(o) if o.database == "parlor" && o.pool_size == 10
+            ));
 
             jail.clear_env();
             jail.create_file("bad.toml", "[server]\nworkerz = 1\n")?;

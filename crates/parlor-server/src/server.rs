@@ -88,7 +88,9 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
-    let store = parlor_store::open(&cfg.store.kind, &cfg.server.data_dir).context("store")?;
+    let store = parlor_store::open(&cfg.store_settings())
+        .await
+        .context("store")?;
     let keys = Arc::new(
         Keyring::load(
             &cfg.auth.signing_key,

@@ -30,7 +30,7 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 /// (room id, seq) -> `ChatRecord`. Tuple keys sort by room then seq, so one room's history
 /// is a contiguous range in seq order.
 const CHAT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chat");
-/// `stats_key(subject)` -> `Stats`.
+/// `subject.key()` -> `Stats`.
 const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
 
 /// Collection name -> the schema version its records were written with (`SCHEMA`).
@@ -133,14 +133,6 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
 /// Logins are unique regardless of case.
 fn login_key(login: &str) -> String {
     login.to_lowercase()
-}
-
-/// The fixed prefix keeps user and room ids from colliding.
-fn stats_key(subject: &StatsSubject) -> String {
-    match subject {
-        StatsSubject::User(id) => format!("user:{id}"),
-        StatsSubject::Room(id) => format!("room:{id}"),
-    }
 }
 
 impl Accounts for EmbeddedStore {
@@ -444,7 +436,7 @@ impl StatsRecords for EmbeddedStore {
             write(db, |txn| {
                 let mut stats = txn.open_table(STATS).map_err(db_err)?;
                 for delta in &batch {
-                    let key = stats_key(&delta.subject);
+                    let key = delta.subject.key();
                     let mut total: Stats = match stats.get(key.as_str()).map_err(db_err)? {
                         Some(g) => decode("stats", g.value())?,
                         None => Stats::default(),
@@ -461,7 +453,7 @@ impl StatsRecords for EmbeddedStore {
     }
 
     fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>> {
-        let key = stats_key(subject);
+        let key = subject.key();
         self.run(move |db| {
             read(db, |txn| {
                 let stats = txn.open_table(STATS).map_err(db_err)?;
@@ -561,9 +553,9 @@ mod tests {
     #[tokio::test]
     async fn open_through_the_factory() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::open("embedded", dir.path()).expect("open");
+        let settings = crate::Settings::Embedded(dir.path().join("parlor.redb"));
+        let store = crate::open(&settings).await.expect("open");
         store.ping().await.expect("ping");
-        assert!(crate::open("nosuch", dir.path()).is_err());
     }
 
     #[tokio::test]

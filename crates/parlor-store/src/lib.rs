@@ -9,11 +9,15 @@
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 mod embedded;
+mod mongo;
 mod records;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use embedded::EmbeddedStore;
+pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
     ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsDelta, StatsSubject, UserRecord,
 };
@@ -160,15 +164,19 @@ impl Store {
     }
 }
 
-/// Opens the store named in config: `embedded` (a redb file under `data_dir`).
-/// `mongodb` arrives with the MongoDB issue; an unknown name is an error.
-pub fn open(kind: &str, data_dir: &std::path::Path) -> Result<Store> {
-    match kind {
-        "embedded" => Ok(Store::new(EmbeddedStore::open(
-            &data_dir.join("parlor.redb"),
-        )?)),
-        other => Err(StoreError::Unavailable(format!(
-            "unknown store kind {other:?} (expected \"embedded\")"
-        ))),
-    }
+/// Which store to open.
+#[derive(Debug, Clone)]
+pub enum Settings {
+    /// A redb file at this path (the default of a single pod).
+    Embedded(std::path::PathBuf),
+    /// A MongoDB database (a cluster).
+    MongoDb(MongoOptions),
+}
+
+/// Opens the store that `settings` names.
+pub async fn open(settings: &Settings) -> Result<Store> {
+    Ok(match settings {
+        Settings::Embedded(path) => Store::new(EmbeddedStore::open(path)?),
+        Settings::MongoDb(opts) => Store::new(MongoStore::connect(opts).await?),
+    })
 }

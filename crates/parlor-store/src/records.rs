@@ -80,8 +80,20 @@ pub enum StatsSubject {
     Room(RoomId),
 }
 
+impl StatsSubject {
+    /// The subject's key in a store. The fixed prefix keeps user and room ids from
+    /// colliding.
+    pub(crate) fn key(&self) -> String {
+        match self {
+            StatsSubject::User(id) => format!("user:{id}"),
+            StatsSubject::Room(id) => format!("room:{id}"),
+        }
+    }
+}
+
 /// Activity counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// Chat lines sent.
     pub chat_messages: u64,

@@ -1,0 +1,559 @@
+//! The cluster store: MongoDB through the official driver.
+//!
+//! Every record is a native document, so operators can read and index it. A stored
+//! record carries no field the store does not also need, besides the store's own keys:
+//! `_id`, `login_key` (the lowercased login, unique), `room` and `seq` (chat), and
+//! `expires_at` (a BSON date, for the TTL indexes that purge expired tokens and codes).
+//! Start-up creates the indexes idempotently and checks the schema versions.
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use mongodb::{
+    bson::{self, doc, DateTime, Document},
+    error::{ErrorKind, WriteFailure},
+    options::{ClientOptions, IndexOptions, ReturnDocument},
+    Client, Collection, Database, IndexModel,
+};
+use parlor_core::{Room, RoomId, UserId};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
+    Result, RoomRecords, Stats, StatsDelta, StatsRecords, StatsSubject, StoreError, UserRecord,
+    CHAT_HISTORY_LIMIT,
+};
+
+/// How to reach MongoDB.
+#[derive(Debug, Clone)]
+pub struct MongoOptions {
+    /// A `mongodb://` or `mongodb+srv://` URI.
+    pub uri: String,
+    /// The database that holds Parlor's collections.
+    pub database: String,
+    /// Most connections per pod; 0 keeps the driver's default.
+    pub pool_size: u32,
+}
+
+/// A store backed by one MongoDB database.
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    db: Database,
+}
+
+/// Server error code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
+
+fn unavailable(e: mongodb::error::Error) -> StoreError {
+    StoreError::Unavailable(format!("mongodb: {e}"))
+}
+
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+fn to_doc<T: Serialize>(what: &str, value: &T) -> Result<Document> {
+    bson::to_document(value).map_err(|e| StoreError::Corrupt(format!("encoding {what}: {e}")))
+}
+
+fn from_doc<T: DeserializeOwned>(what: &str, mut d: Document) -> Result<T> {
+    // The store's own keys are not part of the record.
+    for key in ["_id", "login_key", "room", "expires_at"] {
+        d.remove(key);
+    }
+    bson::from_document(d).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn expires(ms: i64) -> DateTime {
+    DateTime::from_millis(ms)
+}
+
+impl MongoStore {
+    /// Connects, creates the indexes and checks the schema versions. Fails if the server
+    /// cannot be reached within the driver's server-selection timeout.
+    pub async fn connect(opts: &MongoOptions) -> Result<Self> {
+        let mut client_opts = ClientOptions::parse(&opts.uri)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store.mongodb_uri: {e}")))?;
+        if opts.pool_size > 0 {
+            client_opts.max_pool_size = Some(opts.pool_size);
+        }
+        client_opts.app_name = Some("parlor".into());
+        // Readiness and outages are reported within seconds, not the driver's 30 s.
+        client_opts
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        let client = Client::with_options(client_opts).map_err(unavailable)?;
+        let store = Self {
+            db: client.database(&opts.database),
+        };
+        store.prepare().await?;
+        Ok(store)
+    }
+
+    fn coll(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        let index = |keys: Document, opts: Option<IndexOptions>| {
+            IndexModel::builder().keys(keys).options(opts).build()
+        };
+        let unique = IndexOptions::builder().unique(true).build();
+        let ttl = || IndexOptions::builder().expire_after(Duration::ZERO).build();
+        self.coll("users")
+            .create_index(index(
+                doc! { "login_key": 1 },
+                Some(IndexOptions::builder().unique(true).sparse(true).build()),
+            ))
+            .await
+            .map_err(unavailable)?;
+        self.coll("chat")
+            .create_index(index(doc! { "room": 1, "seq": 1 }, Some(unique)))
+            .await
+            .map_err(unavailable)?;
+        for name in ["refresh", "revoked_families", "magic"] {
+            self.coll(name)
+                .create_index(index(doc! { "expires_at": 1 }, Some(ttl())))
+                .await
+                .map_err(unavailable)?;
+        }
+        self.check_schema().await
+    }
+
+    /// Records this build's schema versions, or refuses data that a newer build wrote.
+    async fn check_schema(&self) -> Result<()> {
+        let schema = self.coll("schema");
+        for &(name, version) in crate::SCHEMA {
+            let stored = schema
+                .find_one(doc! { "_id": name })
+                .await
+                .map_err(unavailable)?
+                .and_then(|d| d.get_i64("version").ok());
+            match stored {
+                Some(v) if v > i64::from(version) => {
+                    return Err(StoreError::Schema(format!(
+                        "{name} has schema v{v}, this build reads up to v{version}: \
+                         it was written by a newer Parlor"
+                    )))
+                }
+                Some(v) if v == i64::from(version) => {}
+                _ => {
+                    schema
+                        .update_one(
+                            doc! { "_id": name },
+                            doc! { "$set": { "version": i64::from(version) } },
+                        )
+                        .upsert(true)
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the whole database (tests clean up after themselves with it).
+    pub async fn drop_database(&self) -> Result<()> {
+        self.db.drop().await.map_err(unavailable)
+    }
+}
+
+fn user_doc(user: &UserRecord) -> Result<Document> {
+    let mut d = to_doc("user", user)?;
+    d.insert("_id", user.id.as_str());
+    // Absent rather than null, so the sparse unique index skips guests.
+    if let Some(login) = &user.login {
+        d.insert("login_key", login.to_lowercase());
+    }
+    Ok(d)
+}
+
+impl Accounts for MongoStore {
+    fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
+        let d = user_doc(user);
+        let (id, login) = (user.id.clone(), user.login.clone());
+        Box::pin(async move {
+            match self.coll("users").insert_one(d?).await {
+                Ok(_) => Ok(()),
+                // The server names the index that refused it: ours, or `_id_`.
+                Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(match login {
+                    Some(l) if e.to_string().contains("login_key") => format!("login {l:?}"),
+                    _ => format!("user {id}"),
+                })),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn get_user(&self, id: &UserId) -> BoxFuture<'_, Result<Option<UserRecord>>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let found = self
+                .coll("users")
+                .find_one(doc! { "_id": id.as_str() })
+                .await
+                .map_err(unavailable)?;
+            found.map(|d| from_doc("user", d)).transpose()
+        })
+    }
+
+    fn find_user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<UserRecord>>> {
+        let key = login.to_lowercase();
+        Box::pin(async move {
+            let found = self
+                .coll("users")
+                .find_one(doc! { "login_key": key })
+                .await
+                .map_err(unavailable)?;
+            found.map(|d| from_doc("user", d)).transpose()
+        })
+    }
+
+    fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
+        let d = user_doc(user);
+        let (id, login) = (user.id.clone(), user.login.clone());
+        Box::pin(async move {
+            match self
+                .coll("users")
+                .replace_one(doc! { "_id": id.as_str() }, d?)
+                .await
+            {
+                Ok(r) if r.matched_count == 0 => Err(StoreError::NotFound(format!("user {id}"))),
+                Ok(_) => Ok(()),
+                Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(format!(
+                    "login {:?}",
+                    login.unwrap_or_default()
+                ))),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+    }
+
+    fn delete_user(&self, id: &UserId) -> BoxFuture<'_, Result<bool>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let r = self
+                .coll("users")
+                .delete_one(doc! { "_id": id.as_str() })
+                .await
+                .map_err(unavailable)?;
+            Ok(r.deleted_count > 0)
+        })
+    }
+
+    fn put_refresh(&self, token: &RefreshRecord) -> BoxFuture<'_, Result<()>> {
+        let token = token.clone();
+        Box::pin(async move {
+            let mut d = to_doc("refresh token", &token)?;
+            d.insert("_id", token.id.as_str());
+            d.insert("expires_at", expires(token.expires_at_ms));
+            self.coll("refresh")
+                .replace_one(doc! { "_id": token.id.as_str() }, d)
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn use_refresh(&self, id: &str) -> BoxFuture<'_, Result<RefreshUse>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            // One atomic step marks the token used and returns it as it was, so two pods
+            // racing on one token cannot both see it fresh.
+            let before = self
+                .coll("refresh")
+                .find_one_and_update(doc! { "_id": &id }, doc! { "$set": { "used": true } })
+                .return_document(ReturnDocument::Before)
+                .await
+                .map_err(unavailable)?;
+            let Some(before) = before else {
+                return Ok(RefreshUse::Unknown);
+            };
+            let mut token: RefreshRecord = from_doc("refresh token", before)?;
+            let revoked = self.coll("revoked_families");
+            let family_revoked = revoked
+                .find_one(doc! { "_id": token.family.as_str() })
+                .await
+                .map_err(unavailable)?
+                .is_some();
+            if token.used || family_revoked {
+                revoked
+                    .update_one(
+                        doc! { "_id": token.family.as_str() },
+                        doc! { "$max": { "expires_at": expires(token.expires_at_ms) } },
+                    )
+                    .upsert(true)
+                    .await
+                    .map_err(unavailable)?;
+                return Ok(RefreshUse::Reused(token));
+            }
+            token.used = true;
+            Ok(RefreshUse::Fresh(token))
+        })
+    }
+
+    fn put_magic(&self, code: &MagicRecord) -> BoxFuture<'_, Result<()>> {
+        let code = code.clone();
+        Box::pin(async move {
+            let mut d = to_doc("magic code", &code)?;
+            d.insert("_id", code.code_hash.as_str());
+            d.insert("expires_at", expires(code.expires_at_ms));
+            self.coll("magic")
+                .replace_one(doc! { "_id": code.code_hash.as_str() }, d)
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn take_magic(&self, code_hash: &str) -> BoxFuture<'_, Result<Option<MagicRecord>>> {
+        let code_hash = code_hash.to_owned();
+        Box::pin(async move {
+            let found = self
+                .coll("magic")
+                .find_one_and_delete(doc! { "_id": code_hash })
+                .await
+                .map_err(unavailable)?;
+            found.map(|d| from_doc("magic code", d)).transpose()
+        })
+    }
+}
+
+impl RoomRecords for MongoStore {
+    fn save_room(&self, room: &Room) -> BoxFuture<'_, Result<()>> {
+        let room = room.clone();
+        Box::pin(async move {
+            let mut d = to_doc("room", &room)?;
+            d.insert("_id", room.info.id.as_str());
+            self.coll("rooms")
+                .replace_one(doc! { "_id": room.info.id.as_str() }, d)
+                .upsert(true)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn delete_room(&self, id: &RoomId) -> BoxFuture<'_, Result<()>> {
+        let id = id.clone();
+        Box::pin(async move {
+            // History first: a crash between the two leaves a room without history, never
+            // history without a room.
+            self.coll("chat")
+                .delete_many(doc! { "room": id.as_str() })
+                .await
+                .map_err(unavailable)?;
+            self.coll("rooms")
+                .delete_one(doc! { "_id": id.as_str() })
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>> {
+        Box::pin(async move {
+            let docs: Vec<Document> = self
+                .coll("rooms")
+                .find(doc! {})
+                .sort(doc! { "_id": 1 })
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)?;
+            docs.into_iter().map(|d| from_doc("room", d)).collect()
+        })
+    }
+}
+
+fn seq_i64(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("chat seq {seq} out of range")))
+}
+
+impl ChatHistory for MongoStore {
+    fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>> {
+        let room = room.clone();
+        let lines = lines.to_vec();
+        Box::pin(async move {
+            let chat = self.coll("chat");
+            for line in &lines {
+                let seq = seq_i64(line.seq)?;
+                let mut d = to_doc("chat line", line)?;
+                d.insert("room", room.as_str());
+                // (room, seq) is the key: a retried line replaces itself.
+                chat.replace_one(doc! { "room": room.as_str(), "seq": seq }, d)
+                    .upsert(true)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            // The newest line past the limit, if any: it and everything older goes.
+            let cutoff = chat
+                .find_one(doc! { "room": room.as_str() })
+                .sort(doc! { "seq": -1 })
+                .skip(CHAT_HISTORY_LIMIT as u64)
+                .projection(doc! { "seq": 1 })
+                .await
+                .map_err(unavailable)?;
+            if let Some(seq) = cutoff.and_then(|d| d.get_i64("seq").ok()) {
+                chat.delete_many(doc! { "room": room.as_str(), "seq": { "$lte": seq } })
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
+        let room = room.clone();
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let docs: Vec<Document> = self
+                .coll("chat")
+                .find(doc! { "room": room.as_str() })
+                .sort(doc! { "seq": -1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)?;
+            let mut lines = docs
+                .into_iter()
+                .map(|d| from_doc("chat line", d))
+                .collect::<Result<Vec<ChatRecord>>>()?;
+            lines.reverse();
+            Ok(lines)
+        })
+    }
+}
+
+impl StatsRecords for MongoStore {
+    fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>> {
+        let batch = batch.to_vec();
+        Box::pin(async move {
+            let stats = self.coll("stats");
+            for delta in &batch {
+                let inc = to_doc("stats", &delta.add)?;
+                stats
+                    .update_one(doc! { "_id": delta.subject.key() }, doc! { "$inc": inc })
+                    .upsert(true)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>> {
+        let key = subject.key();
+        Box::pin(async move {
+            let found = self
+                .coll("stats")
+                .find_one(doc! { "_id": key })
+                .await
+                .map_err(unavailable)?;
+            Ok(found
+                .map(|d| from_doc::<Stats>("stats", d))
+                .transpose()?
+                .unwrap_or_default())
+        })
+    }
+}
+
+impl Health for MongoStore {
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.db
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The conformance suites against a real MongoDB wire server (crate::testing).
+
+    use super::*;
+    use crate::{conformance, testing};
+
+    #[tokio::test]
+    async fn users() {
+        conformance::users(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn refresh() {
+        conformance::refresh(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn magic() {
+        conformance::magic(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn rooms() {
+        conformance::rooms(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn chat() {
+        conformance::chat(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn stats() {
+        conformance::stats(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn data_from_a_newer_schema_is_refused_at_connect() {
+        let opts = testing::options(&testing::shared_uri());
+        let store = MongoStore::connect(&opts).await.expect("connect");
+        store
+            .coll("schema")
+            .update_one(
+                doc! { "_id": "chat" },
+                doc! { "$set": { "version": 99_i64 } },
+            )
+            .await
+            .expect("bump");
+        match MongoStore::connect(&opts).await {
+            Err(StoreError::Schema(m)) => assert!(m.contains("chat") && m.contains("v99"), "{m}"),
+            other => panic!("newer data accepted: {:?}", other.map(|_| ())),
+        }
+        store.drop_database().await.expect("drop");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable_not_a_hang() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let opts = MongoOptions {
+            uri: format!(
+                "mongodb://127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=500"
+            ),
+            database: testing::fresh_database(),
+            pool_size: 2,
+        };
+        match MongoStore::connect(&opts).await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("expected Unavailable, got {:?}", other.map(|_| ())),
+        }
+    }
+}

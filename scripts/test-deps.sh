@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond the Rust toolchain, once per machine, outside the
+# clone (so later runs reuse it):
+# - SecantusDB, a MongoDB wire-compatible server from PyPI, in a venv under
+#   ~/.cache/parlor/secantus. The store suites start it on loopback ports. With
+#   MONGODB_URI set, the tests use that server instead and this install is skipped.
+# Re-running it is cheap: it checks the installed version and returns.
+set -euo pipefail
+SECANTUS_VERSION=0.7.0b3
+venv="${PARLOR_SECANTUS_VENV:-$HOME/.cache/parlor/secantus}"
+
+if [ -n "${MONGODB_URI:-}" ]; then
+  echo "MONGODB_URI is set: the tests use it, SecantusDB is not needed"
+elif [ -x "$venv/bin/secantusd-py" ] &&
+     "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('secantusdb') != '$SECANTUS_VERSION')" 2>/dev/null; then
+  echo "SecantusDB $SECANTUS_VERSION: present in $venv"
+else
+  command -v python3 >/dev/null || { echo "python3 is required (3.11)" >&2; exit 1; }
+  python3 -m venv --help >/dev/null 2>&1 || { echo "python3's venv module is required (Debian: apt-get install python3-venv)" >&2; exit 1; }
+  echo "SecantusDB $SECANTUS_VERSION: installing into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "secantusdb==$SECANTUS_VERSION"
+  [ -x "$venv/bin/secantusd-py" ] || { echo "secantusd-py missing after install" >&2; exit 1; }
+fi
