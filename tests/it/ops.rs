@@ -654,3 +654,110 @@ async fn upgraded_sockets_keep_pipelined_bytes_and_other_upgrades_get_a_plain_an
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\"rooms\""), "{text}");
 }
+
+/// Polls `/health/ready` until it answers `ready` (true) or not (false), within 20 s.
+async fn wait_ready(s: &TestServer, want: bool) {
+    let probe = parlor_client::Rest::new(s.admin_url());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = probe.get_json("/health/ready", None).await.is_ok();
+        if ready == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/health/ready never became {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_mongodb_outage_loses_no_chat_line_or_stats_increment_and_readiness_follows_it() {
+    // The outage needs a server the test can stop, so it runs on its own SecantusDB.
+    let disk = tempfile::tempdir().unwrap();
+    let mut db = parlor_store::testing::WireServer::start_on_disk(disk.path());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    // Writes give up after 1 s, so the outage makes them fail and be retried.
+    let opts =
+        parlor_store::testing::options(&format!("{}&serverSelectionTimeoutMS=1000", db.uri()));
+    cfg.store.kind = "mongodb".into();
+    cfg.store.mongodb_uri = opts.uri.clone();
+    cfg.store.database = opts.database.clone();
+    cfg.rooms.snapshot_chat = 1000;
+    let s = TestServer::start_config(cfg).await;
+    let (mut a, _, _) = s.user("bard").await;
+    let room = a
+        .create_room(v1::CreateRoom {
+            persistent: true,
+            ..rated("Saga", "tabletop", 1000)
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let lines: Vec<String> = (0..40).map(|i| format!("verse {i:02}")).collect();
+    for i in 0..10u8 {
+        a.game_event(&room.id, "roll", vec![i]).await.unwrap();
+    }
+    say_all(&mut a, &room.id, &lines[..20]).await;
+    wait_ready(&s, true).await;
+
+    // The store goes away for 5 s while play goes on.
+    let stopped = tokio::time::Instant::now();
+    db.stop();
+    wait_ready(&s, false).await;
+    for i in 0..10u8 {
+        a.game_event(&room.id, "roll", vec![i]).await.unwrap();
+    }
+    say_all(&mut a, &room.id, &lines[20..]).await;
+    tokio::time::sleep_until(stopped + Duration::from_secs(5)).await;
+    db.restart();
+    wait_ready(&s, true).await;
+
+    // Every line and increment lands exactly once, read back from MongoDB itself.
+    let store = parlor_store::MongoStore::connect(&opts).await.unwrap();
+    let store = parlor_store::Store::new(store);
+    let user = parlor_store::StatsSubject::User(parlor_core::UserId(a_user_id(&s, "bard").await));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let history = store
+            .chat
+            .recent_chat(&parlor_core::RoomId(room.id.clone()), 10_000)
+            .await
+            .unwrap();
+        let stats = store.stats.stats(&user).await.unwrap();
+        let texts: Vec<String> = history.iter().map(|l| l.text.clone()).collect();
+        if texts.len() >= lines.len() && stats.chat_messages >= 40 && stats.game_events >= 20 {
+            assert_eq!(texts, lines, "every line once, in order");
+            assert_eq!((stats.chat_messages, stats.game_events), (40, 20));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after the outage the store has {} lines and {stats:?}",
+            texts.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Nothing more arrives later (no duplicate from a late retry).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = store.stats.stats(&user).await.unwrap();
+    assert_eq!((stats.chat_messages, stats.game_events), (40, 20));
+    let m = s.metrics().await;
+    assert!(
+        metric(&m, "parlor_store_retries_total{kind=\"stats\"}") >= 1.0,
+        "{m}"
+    );
+    a.close().await;
+    s.stop().await;
+}
+
+async fn a_user_id(s: &TestServer, login: &str) -> String {
+    s.rest()
+        .login(login, "correct horse battery")
+        .await
+        .unwrap()
+        .user_id
+}

@@ -396,7 +396,9 @@ async fn live() -> HttpResponse {
 }
 
 async fn ready(shared: Data<Shared>) -> HttpResponse {
-    let store_ok = shared.store.ping().await.is_ok();
+    // A probe answers within its own timeout even while the store is unreachable.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), shared.store.ping());
+    let store_ok = matches!(ping.await, Ok(Ok(())));
     let draining = shared.is_draining();
     let body = serde_json::json!({
         "status": if store_ok && !draining { "ready" } else { "not_ready" },

@@ -55,6 +55,14 @@ pub struct Metrics {
     pub actor_restarts: IntCounterVec,
     /// Stats deltas waiting to be written.
     pub stats_pending: IntGauge,
+    /// Batches a tracker wrote, by tracker.
+    pub tracker_batches: IntCounterVec,
+    /// Records in those batches, by tracker.
+    pub tracker_records: IntCounterVec,
+    /// Store writes that failed and will be retried, by kind.
+    pub store_retries: IntCounterVec,
+    /// Writes refused because a bounded buffer was full, by kind.
+    pub store_refused_writes: IntCounterVec,
     pub(crate) frame_in: Vec<IntCounter>,
     pub(crate) frame_time: Vec<Histogram>,
     pub(crate) out_room_event: IntCounter,
@@ -142,6 +150,35 @@ impl Metrics {
             .unwrap(),
             stats_pending: IntGauge::new("stats_pending", "Stats deltas waiting to be written")
                 .unwrap(),
+            tracker_batches: IntCounterVec::new(
+                Opts::new("tracker_batches_total", "Batches a tracker wrote"),
+                &["tracker"],
+            )
+            .unwrap(),
+            tracker_records: IntCounterVec::new(
+                Opts::new(
+                    "tracker_records_total",
+                    "Records in the batches a tracker wrote",
+                ),
+                &["tracker"],
+            )
+            .unwrap(),
+            store_retries: IntCounterVec::new(
+                Opts::new(
+                    "store_retries_total",
+                    "Store writes that failed and will be retried",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            store_refused_writes: IntCounterVec::new(
+                Opts::new(
+                    "store_refused_writes_total",
+                    "Writes refused because a bounded buffer was full",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
             registry,
             frame_in,
             frame_time,
@@ -163,6 +200,10 @@ impl Metrics {
             Box::new(m.auth_failures.clone()),
             Box::new(m.actor_restarts.clone()),
             Box::new(m.stats_pending.clone()),
+            Box::new(m.tracker_batches.clone()),
+            Box::new(m.tracker_records.clone()),
+            Box::new(m.store_retries.clone()),
+            Box::new(m.store_refused_writes.clone()),
         ] {
             r.register(c).expect("metric names are unique");
         }

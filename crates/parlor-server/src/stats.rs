@@ -1,26 +1,54 @@
 //! StatsTracker: sums activity counters from room actors and writes them to the Store in
-//! batches. A failed write keeps the counters (bounded) and retries on the next tick.
+//! batches, every `stats.flush_interval_ms`. A failed batch is kept as it is and retried
+//! on the next tick; Flush (at shutdown) writes everything.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use actix::{
     Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture, Supervised,
     WrapFuture,
 };
-use parlor_store::{Stats, StatsDelta, StatsSubject, Store};
+use parlor_store::{Stats, StatsBatch, StatsDelta, StatsSubject, Store};
 
 use crate::Metrics;
 
-/// Subjects kept while the store is failing; past this, the oldest data is dropped and logged.
+/// Subjects kept while the store is failing. Past this, increments for new subjects are
+/// refused (counted in `parlor_store_refused_writes_total{kind="stats"}`) rather than
+/// letting memory grow; subjects already pending keep adding up.
 const MAX_PENDING: usize = 100_000;
 
-/// Batches counters into the store.
+/// Batches counters into the store. Each batch has an id, so a retry after a write that
+/// timed out but landed counts once; a failed batch is retried, as it was, before any
+/// newer one is written.
 pub(crate) struct StatsTracker {
     store: Store,
     metrics: Arc<Metrics>,
     every: Duration,
     pending: HashMap<StatsSubject, Stats>,
+    failed: VecDeque<StatsBatch>,
     writing: bool,
+}
+
+async fn write_all(store: Store, batches: Vec<StatsBatch>) -> Vec<(StatsBatch, bool)> {
+    let mut done = Vec::with_capacity(batches.len());
+    let mut ok = true;
+    for b in batches {
+        // After one failure the rest are not tried: they keep their order for the retry.
+        ok = ok
+            && match store.stats.add_stats(&b).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = %b.id, "stats write failed; will retry");
+                    false
+                }
+            };
+        done.push((b, ok));
+    }
+    done
 }
 
 impl StatsTracker {
@@ -30,49 +58,80 @@ impl StatsTracker {
             metrics,
             every,
             pending: HashMap::new(),
+            failed: VecDeque::new(),
             writing: false,
         }
     }
 
     fn merge(&mut self, batch: Vec<StatsDelta>) {
+        let mut refused = 0u64;
         for d in batch {
+            if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&d.subject) {
+                refused += 1;
+                continue;
+            }
             self.pending.entry(d.subject).or_default().add(&d.add);
         }
-        if self.pending.len() > MAX_PENDING {
+        if refused > 0 {
             tracing::error!(
-                subjects = self.pending.len(),
-                "stats backlog over its bound; dropping it"
+                refused,
+                "stats backlog full; increments for new subjects refused"
             );
-            self.pending.clear();
+            self.metrics
+                .store_refused_writes
+                .with_label_values(&["stats"])
+                .inc_by(refused);
         }
-        self.metrics.stats_pending.set(self.pending.len() as i64);
+        self.gauge();
     }
 
-    /// Takes everything pending into one write; `force` writes even while another write is
-    /// in flight (the store adds, so two writes commute).
-    fn write(
-        &mut self,
-        force: bool,
-    ) -> Option<impl std::future::Future<Output = (Vec<StatsDelta>, bool)> + use<>> {
-        if self.pending.is_empty() || (self.writing && !force) {
-            return None;
+    fn gauge(&self) {
+        let queued: usize = self.failed.iter().map(|b| b.deltas.len()).sum();
+        self.metrics
+            .stats_pending
+            .set((self.pending.len() + queued) as i64);
+    }
+
+    /// The batches to write now: the failed ones, oldest first, then what is pending. With
+    /// `all` false, only the first of them.
+    fn take(&mut self, all: bool) -> Vec<StatsBatch> {
+        if !self.pending.is_empty() && (all || self.failed.is_empty()) {
+            let deltas = self
+                .pending
+                .drain()
+                .map(|(subject, add)| StatsDelta { subject, add })
+                .collect();
+            self.failed.push_back(StatsBatch {
+                id: parlor_core::new_id("sb_"),
+                deltas,
+            });
         }
-        self.writing = true;
-        let batch: Vec<StatsDelta> = self
-            .pending
-            .drain()
-            .map(|(subject, add)| StatsDelta { subject, add })
-            .collect();
-        let store = self.store.clone();
-        Some(async move {
-            match store.stats.add_stats(&batch).await {
-                Ok(()) => (batch, true),
-                Err(e) => {
-                    tracing::warn!(error = %e, "stats write failed; will retry");
-                    (batch, false)
-                }
+        let n = if all { self.failed.len() } else { 1 };
+        self.failed.drain(..n.min(self.failed.len())).collect()
+    }
+
+    /// Puts written batches' outcomes back: failures return to the front, in order.
+    fn finished(&mut self, done: Vec<(StatsBatch, bool)>) {
+        self.writing = false;
+        for (b, ok) in done.into_iter().rev() {
+            if ok {
+                self.metrics
+                    .tracker_batches
+                    .with_label_values(&["stats"])
+                    .inc();
+                self.metrics
+                    .tracker_records
+                    .with_label_values(&["stats"])
+                    .inc_by(b.deltas.len() as u64);
+            } else {
+                self.metrics
+                    .store_retries
+                    .with_label_values(&["stats"])
+                    .inc();
+                self.failed.push_front(b);
             }
-        })
+        }
+        self.gauge();
     }
 }
 
@@ -81,15 +140,16 @@ impl Actor for StatsTracker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.every, |act, ctx| {
-            if let Some(fut) = act.write(false) {
-                ctx.spawn(fut.into_actor(act).map(|(batch, ok), act, _| {
-                    act.writing = false;
-                    if !ok {
-                        act.merge(batch);
-                    }
-                    act.metrics.stats_pending.set(act.pending.len() as i64);
-                }));
+            if act.writing {
+                return;
             }
+            let batches = act.take(false);
+            if batches.is_empty() {
+                return;
+            }
+            act.writing = true;
+            let fut = write_all(act.store.clone(), batches);
+            ctx.spawn(fut.into_actor(act).map(|done, act, _| act.finished(done)));
         });
     }
 }
@@ -118,16 +178,19 @@ pub(crate) struct Flush;
 impl Handler<Flush> for StatsTracker {
     type Result = ResponseActFuture<Self, bool>;
     fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
-        match self.write(true) {
-            None => Box::pin(actix::fut::ready(true)),
-            Some(fut) => Box::pin(fut.into_actor(self).map(|(batch, ok), act, _| {
-                act.writing = false;
-                if !ok {
-                    act.merge(batch);
-                }
-                act.metrics.stats_pending.set(act.pending.len() as i64);
-                ok
-            })),
-        }
+        // Everything, even while a periodic write is in flight: batches have distinct ids,
+        // so two writes in flight commute.
+        let batches = self.take(true);
+        Box::pin(
+            write_all(self.store.clone(), batches)
+                .into_actor(self)
+                .map(|done, act, _| {
+                    let ok = done.iter().all(|(_, ok)| *ok);
+                    let periodic = act.writing;
+                    act.finished(done);
+                    act.writing = periodic;
+                    ok
+                }),
+        )
     }
 }

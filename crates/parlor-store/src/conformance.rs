@@ -10,8 +10,8 @@ use parlor_core::{
 };
 
 use crate::{
-    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsDelta, StatsSubject, Store,
-    StoreError, UserRecord, CHAT_HISTORY_LIMIT,
+    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
+    StatsSubject, Store, StoreError, UserRecord, CHAT_HISTORY_LIMIT,
 };
 
 /// Runs every area against one store.
@@ -23,6 +23,7 @@ pub async fn run_all(store: &Store) {
     rooms(store).await;
     chat(store).await;
     stats(store).await;
+    concurrent_stats(store).await;
 }
 
 fn user(login: Option<&str>) -> UserRecord {
@@ -516,21 +517,22 @@ pub async fn stats(store: &Store) {
             joins,
         },
     };
-    store
-        .stats
-        .add_stats(&[
-            delta(&user, 1, 0, 0),
-            delta(&room, 0, 0, 2),
-            delta(&user, 0, 5, 1),
-        ])
-        .await
-        .unwrap();
-    store
-        .stats
-        .add_stats(&[delta(&user, 2, 1, 0), delta(&room, 3, 0, 1)])
-        .await
-        .unwrap();
-    store.stats.add_stats(&[]).await.unwrap();
+    let batch = |deltas: Vec<StatsDelta>| StatsBatch {
+        id: new_id("b_"),
+        deltas,
+    };
+    let first = batch(vec![
+        delta(&user, 1, 0, 0),
+        delta(&room, 0, 0, 2),
+        delta(&user, 0, 5, 1),
+    ]);
+    store.stats.add_stats(&first).await.unwrap();
+    let second = batch(vec![delta(&user, 2, 1, 0), delta(&room, 3, 0, 1)]);
+    store.stats.add_stats(&second).await.unwrap();
+    store.stats.add_stats(&batch(vec![])).await.unwrap();
+    // Retries of batches that landed (a timeout after the write) count nothing.
+    store.stats.add_stats(&first).await.unwrap();
+    store.stats.add_stats(&second).await.unwrap();
 
     assert_eq!(
         store.stats.stats(&user).await.unwrap(),
@@ -555,5 +557,60 @@ pub async fn stats(store: &Store) {
             .await
             .unwrap(),
         Stats::default()
+    );
+}
+
+/// Stats under contention: 8 writers adding to the same subjects at once, each batch
+/// also retried once, give exact totals.
+pub async fn concurrent_stats(store: &Store) {
+    const WRITERS: u64 = 8;
+    const BATCHES: u64 = 25;
+    let shared = StatsSubject::Room(RoomId(new_id("r_")));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, shared) = (store.clone(), shared.clone());
+            tokio::spawn(async move {
+                let own = StatsSubject::User(UserId(new_id("u_")));
+                for i in 0..BATCHES {
+                    let b = StatsBatch {
+                        id: format!("w{w}-b{i}-{}", new_id("")),
+                        deltas: vec![
+                            StatsDelta {
+                                subject: shared.clone(),
+                                add: Stats {
+                                    chat_messages: 1,
+                                    game_events: w,
+                                    joins: 0,
+                                },
+                            },
+                            StatsDelta {
+                                subject: own.clone(),
+                                add: Stats {
+                                    joins: 1,
+                                    ..Stats::default()
+                                },
+                            },
+                        ],
+                    };
+                    store.stats.add_stats(&b).await.unwrap();
+                    if i % 5 == 0 {
+                        store.stats.add_stats(&b).await.unwrap();
+                    }
+                }
+                own
+            })
+        })
+        .collect();
+    for t in tasks {
+        let own = t.await.expect("writer");
+        assert_eq!(store.stats.stats(&own).await.unwrap().joins, BATCHES);
+    }
+    assert_eq!(
+        store.stats.stats(&shared).await.unwrap(),
+        Stats {
+            chat_messages: WRITERS * BATCHES,
+            game_events: (0..WRITERS).sum::<u64>() * BATCHES,
+            joins: 0,
+        }
     );
 }

@@ -7,12 +7,12 @@ use std::{fs, path::Path, sync::Arc};
 
 use parlor_core::{Room, RoomId, UserId};
 use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
     Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
-    Result, RoomRecords, Stats, StatsDelta, StatsRecords, StatsSubject, StoreError, UserRecord,
-    CHAT_HISTORY_LIMIT,
+    Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord,
+    APPLIED_BATCHES_KEPT, CHAT_HISTORY_LIMIT,
 };
 
 /// User id -> `UserRecord`.
@@ -32,6 +32,15 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const CHAT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chat");
 /// `subject.key()` -> `Stats`.
 const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
+
+/// A subject's counters as stored, with the ids of the last batches it took.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredStats {
+    #[serde(flatten)]
+    stats: Stats,
+    #[serde(default)]
+    applied: Vec<String>,
+}
 
 /// Collection name -> the schema version its records were written with (`SCHEMA`).
 const META: TableDefinition<&str, u32> = TableDefinition::new("schema");
@@ -430,18 +439,24 @@ impl ChatHistory for EmbeddedStore {
 }
 
 impl StatsRecords for EmbeddedStore {
-    fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>> {
-        let batch = batch.to_vec();
+    fn add_stats(&self, batch: &StatsBatch) -> BoxFuture<'_, Result<()>> {
+        let batch = batch.clone();
         self.run(move |db| {
             write(db, |txn| {
                 let mut stats = txn.open_table(STATS).map_err(db_err)?;
-                for delta in &batch {
-                    let key = delta.subject.key();
-                    let mut total: Stats = match stats.get(key.as_str()).map_err(db_err)? {
+                for (subject, add) in batch.by_subject() {
+                    let key = subject.key();
+                    let mut total: StoredStats = match stats.get(key.as_str()).map_err(db_err)? {
                         Some(g) => decode("stats", g.value())?,
-                        None => Stats::default(),
+                        None => StoredStats::default(),
                     };
-                    total.add(&delta.add);
+                    if total.applied.contains(&batch.id) {
+                        continue;
+                    }
+                    total.stats.add(&add);
+                    total.applied.push(batch.id.clone());
+                    let over = total.applied.len().saturating_sub(APPLIED_BATCHES_KEPT);
+                    total.applied.drain(..over);
                     let bytes = encode(&total)?;
                     stats
                         .insert(key.as_str(), bytes.as_slice())
@@ -544,6 +559,12 @@ mod tests {
         conformance::stats(&crate::Store::new(store)).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_stats() {
+        let (_dir, store) = fresh();
+        conformance::concurrent_stats(&crate::Store::new(store)).await;
+    }
+
     #[tokio::test]
     async fn all_on_one_store() {
         let (_dir, store) = fresh();
@@ -599,10 +620,13 @@ mod tests {
             store.create_user(&user).await.expect("create user");
             store.save_room(&room).await.expect("save room");
             store
-                .add_stats(&[StatsDelta {
-                    subject: subject.clone(),
-                    add,
-                }])
+                .add_stats(&StatsBatch {
+                    id: "b1".into(),
+                    deltas: vec![crate::StatsDelta {
+                        subject: subject.clone(),
+                        add,
+                    }],
+                })
                 .await
                 .expect("add stats");
         }

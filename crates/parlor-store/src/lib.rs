@@ -19,7 +19,8 @@ use std::{future::Future, pin::Pin, sync::Arc};
 pub use embedded::EmbeddedStore;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
-    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsDelta, StatsSubject, UserRecord,
+    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
+    StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 use parlor_core::{Room, RoomId, UserId};
@@ -114,8 +115,9 @@ pub trait ChatHistory: Send + Sync + 'static {
 
 /// Activity counters of users and rooms.
 pub trait StatsRecords: Send + Sync + 'static {
-    /// Adds a batch of counter increments.
-    fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>>;
+    /// Adds a batch of counter increments, once: a subject that has already taken a batch
+    /// with this id (within the last `APPLIED_BATCHES_KEPT`) is left as it is.
+    fn add_stats(&self, batch: &StatsBatch) -> BoxFuture<'_, Result<()>>;
     /// The counters of one user or room (zeros if none).
     fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>>;
 }

@@ -20,8 +20,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
-    Result, RoomRecords, Stats, StatsDelta, StatsRecords, StatsSubject, StoreError, UserRecord,
-    CHAT_HISTORY_LIMIT,
+    Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord,
+    APPLIED_BATCHES_KEPT, CHAT_HISTORY_LIMIT,
 };
 
 /// How to reach MongoDB.
@@ -62,7 +62,7 @@ fn to_doc<T: Serialize>(what: &str, value: &T) -> Result<Document> {
 
 fn from_doc<T: DeserializeOwned>(what: &str, mut d: Document) -> Result<T> {
     // The store's own keys are not part of the record.
-    for key in ["_id", "login_key", "room", "expires_at"] {
+    for key in ["_id", "login_key", "room", "expires_at", "applied"] {
         d.remove(key);
     }
     bson::from_document(d).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
@@ -438,17 +438,31 @@ impl ChatHistory for MongoStore {
 }
 
 impl StatsRecords for MongoStore {
-    fn add_stats(&self, batch: &[StatsDelta]) -> BoxFuture<'_, Result<()>> {
-        let batch = batch.to_vec();
+    fn add_stats(&self, batch: &StatsBatch) -> BoxFuture<'_, Result<()>> {
+        let batch = batch.clone();
         Box::pin(async move {
             let stats = self.coll("stats");
-            for delta in &batch {
-                let inc = to_doc("stats", &delta.add)?;
-                stats
-                    .update_one(doc! { "_id": delta.subject.key() }, doc! { "$inc": inc })
-                    .upsert(true)
-                    .await
-                    .map_err(unavailable)?;
+            for (subject, add) in batch.by_subject() {
+                let inc = to_doc("stats", &add)?;
+                // One atomic update per subject: it matches only if the subject has not
+                // taken this batch, and records the batch as it adds. If the subject has
+                // it, the upsert's insert hits the existing _id, which means done.
+                let update = doc! {
+                    "$inc": inc,
+                    "$push": { "applied": {
+                        "$each": [batch.id.as_str()],
+                        "$slice": -(APPLIED_BATCHES_KEPT as i64),
+                    } },
+                };
+                let filter = doc! {
+                    "_id": subject.key(),
+                    "applied": { "$ne": batch.id.as_str() },
+                };
+                match stats.update_one(filter, update).upsert(true).await {
+                    Ok(_) => {}
+                    Err(e) if is_duplicate(&e) => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
             }
             Ok(())
         })
@@ -517,6 +531,11 @@ mod tests {
     #[tokio::test]
     async fn stats() {
         conformance::stats(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_stats() {
+        conformance::concurrent_stats(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

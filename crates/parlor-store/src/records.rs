@@ -120,3 +120,29 @@ pub struct StatsDelta {
     /// How much to add.
     pub add: Stats,
 }
+
+/// Counter increments written as one unit. A batch applies once: writing it again (a
+/// retry after a timeout whose first try did land) changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsBatch {
+    /// Unique per batch; a retry keeps it.
+    pub id: String,
+    /// The increments.
+    pub deltas: Vec<StatsDelta>,
+}
+
+impl StatsBatch {
+    /// The batch summed per subject: a batch applies to each subject as one step.
+    pub(crate) fn by_subject(&self) -> std::collections::BTreeMap<&StatsSubject, Stats> {
+        let mut sums = std::collections::BTreeMap::<&StatsSubject, Stats>::new();
+        for d in &self.deltas {
+            sums.entry(&d.subject).or_default().add(&d.add);
+        }
+        sums
+    }
+}
+
+/// How many recent batch ids a subject remembers. A retry is recognised if fewer than this
+/// many other batches reached the same subject since its first try: each tracker retries
+/// its failed batch before it writes another, so that allows this many pods.
+pub const APPLIED_BATCHES_KEPT: usize = 64;

@@ -49,17 +49,28 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// One SecantusDB process on 127.0.0.1, in memory.
+/// One SecantusDB process on 127.0.0.1.
 pub struct WireServer {
     port: u16,
+    storage: String,
     child: Option<Child>,
 }
 
 impl WireServer {
-    /// Starts a server on a free port and waits until it accepts connections.
+    /// Starts a server on a free port, in memory, and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(":memory:".into())
+    }
+
+    /// Starts a server that keeps its data in `dir`, so that it survives `restart`.
+    pub fn start_on_disk(dir: &std::path::Path) -> Self {
+        Self::start_with(dir.display().to_string())
+    }
+
+    fn start_with(storage: String) -> Self {
         let mut s = Self {
             port: free_port(),
+            storage,
             child: None,
         };
         s.restart();
@@ -71,7 +82,7 @@ impl WireServer {
         format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
     }
 
-    /// Kills the server (its data goes with it: it is in memory).
+    /// Stops the server (an in-memory server's data goes with it).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // TERM, not KILL, so that the watcher's trap stops the server too.
@@ -84,14 +95,14 @@ impl WireServer {
         }
     }
 
-    /// Starts the server again on the same port.
+    /// Starts the server again on the same port and storage.
     pub fn restart(&mut self) {
         self.stop();
         let bin = secantusd();
         // The shell stops the server once this process is gone, so none outlives a test
         // run; `exec` keeps the server's own pid out of the picture.
         let watch = format!(
-            "\"$0\" --host 127.0.0.1 --port {port} --storage-path :memory: & s=$!; \
+            "\"$0\" --host 127.0.0.1 --port {port} --storage-path \"$1\" & s=$!; \
              trap 'kill $s 2>/dev/null' EXIT TERM; \
              while kill -0 {parent} 2>/dev/null && kill -0 $s 2>/dev/null; do sleep 0.5; done",
             port = self.port,
@@ -101,6 +112,7 @@ impl WireServer {
             .arg("-c")
             .arg(watch)
             .arg(&bin)
+            .arg(&self.storage)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
