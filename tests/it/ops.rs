@@ -724,7 +724,7 @@ async fn a_mongodb_outage_loses_no_chat_line_or_stats_increment_and_readiness_fo
     loop {
         let history = store
             .chat
-            .recent_chat(&parlor_core::RoomId(room.id.clone()), 10_000)
+            .recent_chat(&parlor_core::RoomId(room.id.clone()), None, 10_000)
             .await
             .unwrap();
         let stats = store.stats.stats(&user).await.unwrap();
@@ -760,4 +760,186 @@ async fn a_user_id(s: &TestServer, login: &str) -> String {
         .await
         .unwrap()
         .user_id
+}
+
+#[tokio::test]
+async fn chat_history_pages_and_exports_by_room_role_on_the_embedded_store() {
+    history_pages_and_exports(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn chat_history_pages_and_exports_by_room_role_on_mongodb() {
+    history_pages_and_exports(StoreKind::MongoDb).await;
+}
+
+async fn history_pages_and_exports(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_config(store_config(dir.path(), kind)).await;
+    let (mut owner, _, ot) = s.user("keeper").await;
+    let (mut other, ow, tt) = s.user("wanderer").await;
+    let public = owner
+        .create_room(v1::CreateRoom {
+            persistent: true,
+            ..rated("Campaign", "tabletop", 1000)
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let secret = owner
+        .create_room(v1::CreateRoom {
+            persistent: true,
+            visibility: v1::Visibility::Private as i32,
+            ..create("Secret", "tabletop")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let lines: Vec<String> = (0..120).map(|i| format!("entry {i:03}")).collect();
+    say_all(&mut owner, &public.id, &lines).await;
+
+    let rest = s.rest();
+    let page = |before: Option<u64>, token: String| {
+        let rest = s.rest();
+        let q = before.map_or(String::new(), |b| format!("&before={b}"));
+        let path = format!("/api/v1/rooms/{}/messages?limit=50{q}", public.id);
+        async move { rest.get_json(&path, Some(&token)).await }
+    };
+    // The writer flushes in the background; wait for the newest line to be stored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let first = page(None, tt.access_token.clone()).await.unwrap();
+        if first["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .map(|m| m["text"].clone())
+            == Some(serde_json::json!("entry 119"))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "history not stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back through the history in pages of 50: 50, 50, 20, then no further page.
+    let mut got: Vec<String> = Vec::new();
+    let mut before = None;
+    let mut pages = 0;
+    loop {
+        let p = page(before, tt.access_token.clone()).await.unwrap();
+        pages += 1;
+        let texts: Vec<String> = p["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect();
+        got.splice(0..0, texts);
+        match p["next_before"].as_u64() {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+    assert_eq!(got, lines);
+    assert_eq!(pages, 3);
+
+    // The export is every line, as JSON Lines, oldest first.
+    let url = format!(
+        "{}/api/v1/rooms/{}/messages/export",
+        s.http_url(),
+        public.id
+    );
+    let resp = reqwest_get(&url, &tt.access_token).await;
+    assert_eq!(resp.0, 200);
+    let exported: Vec<String> = resp
+        .1
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(exported, lines);
+
+    // Refusals: no token, a bad limit, a private room's outsider, a banned account.
+    assert!(matches!(
+        rest.get_json(&format!("/api/v1/rooms/{}/messages", public.id), None)
+            .await,
+        Err(ClientError::Http { status: 401, .. })
+    ));
+    assert!(matches!(
+        rest.get_json(
+            &format!("/api/v1/rooms/{}/messages?limit=0", public.id),
+            Some(&tt.access_token)
+        )
+        .await,
+        Err(ClientError::Http { status: 400, .. })
+    ));
+    let secret_path = format!("/api/v1/rooms/{}/messages", secret.id);
+    assert!(matches!(
+        rest.get_json(&secret_path, Some(&tt.access_token)).await,
+        Err(ClientError::Http { status: 404, .. })
+    ));
+    rest.get_json(&secret_path, Some(&ot.access_token))
+        .await
+        .unwrap();
+    other.join_room(join_id(&public.id)).await.unwrap();
+    owner
+        .request(
+            Body::Moderate(v1::Moderate {
+                room_id: public.id.clone(),
+                user_id: ow.user.unwrap().id,
+                action: v1::ModerationAction::Ban as i32,
+                reason: "spoilers".into(),
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match page(None, tt.access_token.clone()).await {
+            Err(ClientError::Http { status: 403, .. }) => break,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "banned reader still served: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A raw HTTP/1.1 GET with a bearer token: (status, body).
+async fn reqwest_get(url: &str, token: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = url.strip_prefix("http://").unwrap();
+    let (host, path) = url.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let head = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if !head.to_lowercase().contains("transfer-encoding: chunked") {
+        return (status, body.to_owned());
+    }
+    // A streamed body comes chunked: size in hex, CRLF, data, CRLF; a 0 size ends it.
+    let (mut rest, mut data) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return (status, data);
+        }
+        data.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
 }

@@ -82,6 +82,11 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/rooms", web::get().to(list_rooms))
             .route("/rooms", web::post().to(create_room))
             .route("/rooms/{id}", web::get().to(get_room))
+            .route("/rooms/{id}/messages", web::get().to(room_messages))
+            .route(
+                "/rooms/{id}/messages/export",
+                web::get().to(export_messages),
+            )
             .route("/me", web::get().to(me))
             .route("/me", web::delete().to(delete_me))
             .route("/me/stats", web::get().to(my_stats)),
@@ -268,6 +273,111 @@ async fn get_room(
     body["members"] = members.into();
     body["settings"] = serde_json::to_value(&room.settings).unwrap_or_default();
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The room whose history `req`'s caller may read: any signed-in account not banned from
+/// a public room; a private room's members, owner and staff.
+async fn readable_history(req: &HttpRequest, shared: &Shared, id: String) -> ApiResult<RoomId> {
+    let me = caller(req, shared).await?;
+    let id = RoomId(id);
+    let room = shared
+        .directory
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?;
+    let insider =
+        me.role.is_staff() || room.info.owner_id == me.id || room.member(&me.id).is_some();
+    if !room.info.public && !insider {
+        return Err(ApiError::new(ErrorCode::RoomNotFound, "no such room"));
+    }
+    if room.bans.contains(&me.id) && !me.role.is_staff() {
+        return Err(ApiError::new(
+            ErrorCode::Banned,
+            "you are banned from this room",
+        ));
+    }
+    Ok(id)
+}
+
+fn line_json(l: &parlor_store::ChatRecord) -> serde_json::Value {
+    serde_json::json!({
+        "seq": l.seq,
+        "from_user_id": l.from_user_id,
+        "from_name": l.from_name,
+        "text": l.text,
+        "sent_at_ms": l.sent_at_ms,
+    })
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Most lines one page returns.
+const MAX_PAGE: usize = 500;
+
+async fn room_messages(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let id = readable_history(&req, &shared, id.into_inner()).await?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let lines = shared.store.chat.recent_chat(&id, q.before, limit).await?;
+    // A full page may have older lines before it.
+    let next_before = (lines.len() == limit)
+        .then(|| lines.first().map(|l| l.seq))
+        .flatten();
+    let messages: Vec<_> = lines.iter().map(line_json).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "messages": messages,
+        "next_before": next_before,
+    })))
+}
+
+/// The whole history as JSON Lines, oldest first, read from the store a page at a time so
+/// that a long campaign never sits in memory at once.
+async fn export_messages(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = readable_history(&req, &shared, id.into_inner()).await?;
+    let chat = shared.store.chat.clone();
+    let pages = futures_util::stream::try_unfold(Some(0u64), move |after| {
+        let (chat, id) = (chat.clone(), id.clone());
+        async move {
+            let Some(after) = after else {
+                return Ok(None);
+            };
+            let lines = chat.chat_after(&id, after, MAX_PAGE).await.map_err(|e| {
+                tracing::warn!(error = %e, room = %id, "chat export cut short");
+                actix_web::error::ErrorServiceUnavailable(e)
+            })?;
+            let next = (lines.len() == MAX_PAGE)
+                .then(|| lines.last().map(|l| l.seq))
+                .flatten();
+            let mut out = Vec::new();
+            for l in &lines {
+                // Encoding a JSON value into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut out, &line_json(l));
+                out.push(b'\n');
+            }
+            Ok::<_, actix_web::Error>(Some((bytes::Bytes::from(out), next)))
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(pages))
 }
 
 #[derive(Deserialize)]

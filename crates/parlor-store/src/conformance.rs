@@ -22,6 +22,7 @@ pub async fn run_all(store: &Store) {
     magic(store).await;
     rooms(store).await;
     chat(store).await;
+    chat_paging(store).await;
     stats(store).await;
     concurrent_stats(store).await;
 }
@@ -397,11 +398,16 @@ pub async fn rooms(store: &Store) {
         vec![b]
     );
     assert!(
-        store.chat.recent_chat(&a_id, 10).await.unwrap().is_empty(),
+        store
+            .chat
+            .recent_chat(&a_id, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "deleting a room deletes its chat"
     );
     assert_eq!(
-        seqs(&store.chat.recent_chat(&b_id, 10).await.unwrap()),
+        seqs(&store.chat.recent_chat(&b_id, None, 10).await.unwrap()),
         vec![1]
     );
 
@@ -416,7 +422,12 @@ pub async fn chat(store: &Store) {
     let room = RoomId(new_id("r_"));
     // An id that extends the first must not share its history.
     let longer = RoomId(format!("{room}0"));
-    assert!(store.chat.recent_chat(&room, 10).await.unwrap().is_empty());
+    assert!(store
+        .chat
+        .recent_chat(&room, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 
     store
         .chat
@@ -431,19 +442,24 @@ pub async fn chat(store: &Store) {
     store.chat.append_chat(&room, &[]).await.unwrap();
     store.chat.append_chat(&longer, &[line(100)]).await.unwrap();
 
-    let all = store.chat.recent_chat(&room, 10).await.unwrap();
+    let all = store.chat.recent_chat(&room, None, 10).await.unwrap();
     assert_eq!(all, (1..=5).map(line).collect::<Vec<_>>());
     assert_eq!(
-        seqs(&store.chat.recent_chat(&room, 3).await.unwrap()),
+        seqs(&store.chat.recent_chat(&room, None, 3).await.unwrap()),
         vec![3, 4, 5]
     );
     assert_eq!(
-        seqs(&store.chat.recent_chat(&room, 1).await.unwrap()),
+        seqs(&store.chat.recent_chat(&room, None, 1).await.unwrap()),
         vec![5]
     );
-    assert!(store.chat.recent_chat(&room, 0).await.unwrap().is_empty());
+    assert!(store
+        .chat
+        .recent_chat(&room, None, 0)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
-        seqs(&store.chat.recent_chat(&longer, 10).await.unwrap()),
+        seqs(&store.chat.recent_chat(&longer, None, 10).await.unwrap()),
         vec![100]
     );
 
@@ -454,7 +470,7 @@ pub async fn chat(store: &Store) {
         .await
         .unwrap();
     assert_eq!(
-        seqs(&store.chat.recent_chat(&room, 3).await.unwrap()),
+        seqs(&store.chat.recent_chat(&room, None, 3).await.unwrap()),
         vec![5, 9, 10]
     );
 
@@ -466,7 +482,7 @@ pub async fn chat(store: &Store) {
     assert_eq!(
         store
             .chat
-            .recent_chat(&busy, usize::MAX)
+            .recent_chat(&busy, None, usize::MAX)
             .await
             .unwrap()
             .len(),
@@ -475,21 +491,29 @@ pub async fn chat(store: &Store) {
     for seq in limit + 1..=limit + 3 {
         store.chat.append_chat(&busy, &[line(seq)]).await.unwrap();
     }
-    let kept = store.chat.recent_chat(&busy, usize::MAX).await.unwrap();
+    let kept = store
+        .chat
+        .recent_chat(&busy, None, usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(seqs(&kept), (4..=limit + 3).collect::<Vec<_>>());
 
     // ...and within one oversized append.
     let flood = RoomId(new_id("r_"));
     let batch: Vec<ChatRecord> = (1..=limit + 10).map(line).collect();
     store.chat.append_chat(&flood, &batch).await.unwrap();
-    let kept = store.chat.recent_chat(&flood, usize::MAX).await.unwrap();
+    let kept = store
+        .chat
+        .recent_chat(&flood, None, usize::MAX)
+        .await
+        .unwrap();
     assert_eq!(seqs(&kept), (11..=limit + 10).collect::<Vec<_>>());
 
     // Trimming one room leaves others alone.
     assert_eq!(
         store
             .chat
-            .recent_chat(&room, usize::MAX)
+            .recent_chat(&room, None, usize::MAX)
             .await
             .unwrap()
             .len(),
@@ -499,6 +523,61 @@ pub async fn chat(store: &Store) {
     for r in [&room, &longer, &busy, &flood] {
         store.rooms.delete_room(r).await.expect("clean up");
     }
+}
+
+/// Paging 1,000 lines, back from the newest and forward from the start, in pages that do
+/// not divide it, gives every line once, in order.
+pub async fn chat_paging(store: &Store) {
+    let room = RoomId(new_id("r_"));
+    // Seqs with gaps, as a room's seq also numbers its other events.
+    let all: Vec<ChatRecord> = (1..=CHAT_HISTORY_LIMIT as u64)
+        .map(|i| line(i * 3))
+        .collect();
+    for chunk in all.chunks(100) {
+        store.chat.append_chat(&room, chunk).await.unwrap();
+    }
+    let mut back = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.chat.recent_chat(&room, before, 37).await.unwrap();
+        let Some(first) = page.first() else { break };
+        assert!(page.len() <= 37);
+        before = Some(first.seq);
+        back.splice(0..0, page);
+    }
+    assert_eq!(back, all, "paging back: no gaps, no duplicates");
+
+    let mut forward: Vec<ChatRecord> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.chat.chat_after(&room, after, 37).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        forward.extend(page);
+    }
+    assert_eq!(forward, all, "paging forward: no gaps, no duplicates");
+
+    assert!(store
+        .chat
+        .recent_chat(&room, Some(3), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .chat
+        .chat_after(&room, u64::MAX, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        seqs(&store.chat.recent_chat(&room, Some(10), 10).await.unwrap()),
+        vec![3, 6, 9]
+    );
+    assert_eq!(
+        seqs(&store.chat.chat_after(&room, 2_995, 10).await.unwrap()),
+        vec![2_997, 3_000]
+    );
+    store.rooms.delete_room(&room).await.expect("clean up");
 }
 
 /// Stats: batches add up per subject; absent subjects read as zeros.

@@ -415,27 +415,66 @@ impl ChatHistory for EmbeddedStore {
         })
     }
 
-    fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
+    fn recent_chat(
+        &self,
+        room: &RoomId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
         let room = room.clone();
         self.run(move |db| {
             read(db, |txn| {
                 let chat = txn.open_table(CHAT).map_err(db_err)?;
                 let room = room.as_str();
-                let mut lines = chat
-                    .range((room, 0)..=(room, u64::MAX))
-                    .map_err(db_err)?
-                    .rev()
-                    .take(limit)
-                    .map(|entry| {
-                        let (_, v) = entry.map_err(db_err)?;
-                        decode("chat line", v.value())
-                    })
-                    .collect::<Result<Vec<ChatRecord>>>()?;
+                let range = match before {
+                    Some(b) => chat.range((room, 0)..(room, b)),
+                    None => chat.range((room, 0)..=(room, u64::MAX)),
+                };
+                let mut lines = decode_lines(range.map_err(db_err)?.rev().take(limit))?;
                 lines.reverse();
                 Ok(lines)
             })
         })
     }
+
+    fn chat_after(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
+        let room = room.clone();
+        self.run(move |db| {
+            let Some(first) = after.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            read(db, |txn| {
+                let chat = txn.open_table(CHAT).map_err(db_err)?;
+                let room = room.as_str();
+                let range = chat
+                    .range((room, first)..=(room, u64::MAX))
+                    .map_err(db_err)?;
+                decode_lines(range.take(limit))
+            })
+        })
+    }
+}
+
+type ChatEntry<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, (&'static str, u64)>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+fn decode_lines<'a>(entries: impl Iterator<Item = ChatEntry<'a>>) -> Result<Vec<ChatRecord>> {
+    entries
+        .map(|entry| {
+            let (_, v) = entry.map_err(db_err)?;
+            decode("chat line", v.value())
+        })
+        .collect()
 }
 
 impl StatsRecords for EmbeddedStore {
@@ -551,6 +590,12 @@ mod tests {
     async fn chat() {
         let (_dir, store) = fresh();
         conformance::chat(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn chat_paging() {
+        let (_dir, store) = fresh();
+        conformance::chat_paging(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

@@ -109,8 +109,22 @@ pub trait ChatHistory: Send + Sync + 'static {
     /// Appends chat lines to a room's history (a line with an existing `seq` replaces it),
     /// keeping only the newest `CHAT_HISTORY_LIMIT`.
     fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>>;
-    /// The newest `limit` lines of a room's history, oldest first.
-    fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
+    /// The newest `limit` lines of a room's history with a seq below `before` (any seq,
+    /// if None), oldest first: a page going back in time.
+    fn recent_chat(
+        &self,
+        room: &RoomId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
+    /// The oldest `limit` lines with a seq above `after`, oldest first: a page going
+    /// forward (an export).
+    fn chat_after(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
 }
 
 /// Activity counters of users and rooms.

@@ -411,29 +411,63 @@ impl ChatHistory for MongoStore {
         })
     }
 
-    fn recent_chat(&self, room: &RoomId, limit: usize) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
+    fn recent_chat(
+        &self,
+        room: &RoomId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
         let room = room.clone();
         Box::pin(async move {
-            if limit == 0 {
-                return Ok(Vec::new());
+            let mut filter = doc! { "room": room.as_str() };
+            if let Some(b) = before {
+                filter.insert("seq", doc! { "$lt": i64::try_from(b).unwrap_or(i64::MAX) });
             }
-            let docs: Vec<Document> = self
-                .coll("chat")
-                .find(doc! { "room": room.as_str() })
-                .sort(doc! { "seq": -1 })
-                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                .await
-                .map_err(unavailable)?
-                .try_collect()
-                .await
-                .map_err(unavailable)?;
-            let mut lines = docs
-                .into_iter()
-                .map(|d| from_doc("chat line", d))
-                .collect::<Result<Vec<ChatRecord>>>()?;
+            let mut lines = self.chat_page(filter, -1, limit).await?;
             lines.reverse();
             Ok(lines)
         })
+    }
+
+    fn chat_after(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
+        let room = room.clone();
+        Box::pin(async move {
+            let Ok(after) = i64::try_from(after) else {
+                return Ok(Vec::new());
+            };
+            let filter = doc! { "room": room.as_str(), "seq": { "$gt": after } };
+            self.chat_page(filter, 1, limit).await
+        })
+    }
+}
+
+impl MongoStore {
+    /// Up to `limit` chat lines matching `filter`, in seq order (`order` 1 or -1).
+    async fn chat_page(
+        &self,
+        filter: Document,
+        order: i32,
+        limit: usize,
+    ) -> Result<Vec<ChatRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<Document> = self
+            .coll("chat")
+            .find(filter)
+            .sort(doc! { "seq": order })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        docs.into_iter().map(|d| from_doc("chat line", d)).collect()
     }
 }
 
@@ -526,6 +560,11 @@ mod tests {
     #[tokio::test]
     async fn chat() {
         conformance::chat(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn chat_paging() {
+        conformance::chat_paging(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

@@ -163,7 +163,7 @@ impl ChatLog {
             self.unsaved.drain(..drop);
         }
         if self.next.is_none() {
-            match deps.store.chat.recent_chat(id, 1).await {
+            match deps.store.chat.recent_chat(id, None, 1).await {
                 Ok(last) => self.next = Some(last.last().map_or(1, |l| l.seq + 1)),
                 Err(e) => {
                     tracing::warn!(room_id = %id, error = %e, "chat history read failed; will retry");
@@ -1061,7 +1061,7 @@ impl Actor for RoomActor {
             let id = self.id.clone();
             let n = deps.cfg.rooms.snapshot_chat;
             ctx.wait(
-                async move { deps.store.chat.recent_chat(&id, n).await }
+                async move { deps.store.chat.recent_chat(&id, None, n).await }
                     .into_actor(self)
                     .map(|res, act, _| {
                         for r in res.unwrap_or_default() {
