@@ -612,6 +612,17 @@ pub async fn stats(store: &Store) {
     // Retries of batches that landed (a timeout after the write) count nothing.
     store.stats.add_stats(&first).await.unwrap();
     store.stats.add_stats(&second).await.unwrap();
+    // A batch that landed for some subjects only (the first, as a backend orders them):
+    // its retry adds the rest, once.
+    let other = StatsSubject::User(UserId(new_id("u_")));
+    let full = batch(vec![delta(&room, 0, 0, 10), delta(&other, 0, 0, 4)]);
+    let landed = StatsBatch {
+        id: full.id.clone(),
+        deltas: vec![delta(&other, 0, 0, 4)],
+    };
+    store.stats.add_stats(&landed).await.unwrap();
+    store.stats.add_stats(&full).await.unwrap();
+    assert_eq!(store.stats.stats(&other).await.unwrap().joins, 4);
 
     assert_eq!(
         store.stats.stats(&user).await.unwrap(),
@@ -626,7 +637,7 @@ pub async fn stats(store: &Store) {
         Stats {
             chat_messages: 3,
             game_events: 0,
-            joins: 3,
+            joins: 13,
         }
     );
     assert_eq!(

@@ -384,16 +384,19 @@ impl ChatHistory for MongoStore {
         let lines = lines.to_vec();
         Box::pin(async move {
             let chat = self.coll("chat");
+            let mut updates = Vec::with_capacity(lines.len());
             for line in &lines {
                 let seq = seq_i64(line.seq)?;
                 let mut d = to_doc("chat line", line)?;
                 d.insert("room", room.as_str());
                 // (room, seq) is the key: a retried line replaces itself.
-                chat.replace_one(doc! { "room": room.as_str(), "seq": seq }, d)
-                    .upsert(true)
-                    .await
-                    .map_err(unavailable)?;
+                updates.push(doc! {
+                    "q": { "room": room.as_str(), "seq": seq },
+                    "u": d,
+                    "upsert": true,
+                });
             }
+            self.update_many_statements("chat", updates, false).await?;
             // The newest line past the limit, if any: it and everything older goes.
             let cutoff = chat
                 .find_one(doc! { "room": room.as_str() })
@@ -446,7 +449,47 @@ impl ChatHistory for MongoStore {
     }
 }
 
+/// Statements per `update` command, well below the server's batch and 16 MB limits.
+const STATEMENTS_PER_COMMAND: usize = 1000;
+
 impl MongoStore {
+    /// Runs update statements (`{q, u, upsert}`) as few `update` commands, so
+    /// that a batch costs one round trip per thousand records rather than one each.
+    /// Duplicate-key refusals are success when `duplicates_done` (an idempotent upsert
+    /// that found its record already there).
+    async fn update_many_statements(
+        &self,
+        coll: &str,
+        updates: Vec<Document>,
+        duplicates_done: bool,
+    ) -> Result<()> {
+        for chunk in updates.chunks(STATEMENTS_PER_COMMAND) {
+            let reply = self
+                .db
+                // Unordered: one refused statement must not stop the rest (a retried
+                // batch that landed for some subjects only).
+                .run_command(doc! { "update": coll, "updates": chunk, "ordered": false })
+                .await
+                .map_err(unavailable)?;
+            let errors = reply
+                .get_array("writeErrors")
+                .map(|a| a.as_slice())
+                .unwrap_or(&[]);
+            for e in errors {
+                let code = e
+                    .as_document()
+                    .and_then(|d| d.get_i32("code").ok())
+                    .unwrap_or_default();
+                if !(duplicates_done && code == DUPLICATE_KEY) {
+                    return Err(StoreError::Unavailable(format!(
+                        "mongodb {coll} write: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Up to `limit` chat lines matching `filter`, in seq order (`order` 1 or -1).
     async fn chat_page(
         &self,
@@ -475,30 +518,25 @@ impl StatsRecords for MongoStore {
     fn add_stats(&self, batch: &StatsBatch) -> BoxFuture<'_, Result<()>> {
         let batch = batch.clone();
         Box::pin(async move {
-            let stats = self.coll("stats");
+            let mut updates = Vec::new();
             for (subject, add) in batch.by_subject() {
                 let inc = to_doc("stats", &add)?;
-                // One atomic update per subject: it matches only if the subject has not
+                // Per subject, one atomic update: it matches only if the subject has not
                 // taken this batch, and records the batch as it adds. If the subject has
                 // it, the upsert's insert hits the existing _id, which means done.
-                let update = doc! {
-                    "$inc": inc,
-                    "$push": { "applied": {
-                        "$each": [batch.id.as_str()],
-                        "$slice": -(APPLIED_BATCHES_KEPT as i64),
-                    } },
-                };
-                let filter = doc! {
-                    "_id": subject.key(),
-                    "applied": { "$ne": batch.id.as_str() },
-                };
-                match stats.update_one(filter, update).upsert(true).await {
-                    Ok(_) => {}
-                    Err(e) if is_duplicate(&e) => {}
-                    Err(e) => return Err(unavailable(e)),
-                }
+                updates.push(doc! {
+                    "q": { "_id": subject.key(), "applied": { "$ne": batch.id.as_str() } },
+                    "u": {
+                        "$inc": inc,
+                        "$push": { "applied": {
+                            "$each": [batch.id.as_str()],
+                            "$slice": -(APPLIED_BATCHES_KEPT as i64),
+                        } },
+                    },
+                    "upsert": true,
+                });
             }
-            Ok(())
+            self.update_many_statements("stats", updates, true).await
         })
     }
 
