@@ -712,6 +712,13 @@ async fn a_mongodb_outage_loses_no_chat_line_or_stats_increment_and_readiness_fo
         a.game_event(&room.id, "roll", vec![i]).await.unwrap();
     }
     say_all(&mut a, &room.id, &lines[20..]).await;
+    // A login must read the account now: it is refused, and says why.
+    match s.rest().login("bard", "correct horse battery").await {
+        Err(ClientError::Http { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (503, "UNAVAILABLE"))
+        }
+        other => panic!("login during the outage: {other:?}"),
+    }
     tokio::time::sleep_until(stopped + Duration::from_secs(5)).await;
     db.restart();
     wait_ready(&s, true).await;

@@ -161,6 +161,10 @@ impl ChatLog {
             let drop = self.unsaved.len() - UNSAVED_CHAT_MAX;
             tracing::error!(room_id = %id, lines = drop, "chat history writes keep failing; dropping the oldest lines");
             self.unsaved.drain(..drop);
+            deps.metrics
+                .store_refused_writes
+                .with_label_values(&["chat"])
+                .inc_by(drop as u64);
         }
         if self.next.is_none() {
             match deps.store.chat.recent_chat(id, None, 1).await {
