@@ -201,19 +201,6 @@ async fn forged_expired_and_orphaned_tokens_are_refused() {
     );
 }
 
-async fn reqwest_delete(s: &TestServer, path: &str, bearer: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(s.public).await.unwrap();
-    c.write_all(
-        format!("DELETE {path} HTTP/1.0\r\nAuthorization: Bearer {bearer}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).await.unwrap();
-    out.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn tokens_work_as_bearer_query_or_hello_and_resume_keeps_identity() {
     let s = TestServer::start().await;

@@ -950,3 +950,83 @@ async fn reqwest_get(url: &str, token: &str) -> (u16, String) {
         rest = &after[size + 2..];
     }
 }
+
+#[tokio::test]
+async fn deleting_a_persistent_room_removes_it_and_its_history_on_the_embedded_store() {
+    room_deletion(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn deleting_a_persistent_room_removes_it_and_its_history_on_mongodb() {
+    room_deletion(StoreKind::MongoDb).await;
+}
+
+async fn room_deletion(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = store_config(dir.path(), kind);
+    let s = TestServer::start_config(cfg.clone()).await;
+    let (mut owner, _, ot) = s.user("founder").await;
+    let (mut member, _, mt) = s.user("regular").await;
+    let room = owner
+        .create_room(v1::CreateRoom {
+            persistent: true,
+            ..create("Doomed", "cards")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    member.join_room(join_id(&room.id)).await.unwrap();
+    say_all(&mut owner, &room.id, &["last words".to_string()]).await;
+
+    let path = format!("/api/v1/rooms/{}", room.id);
+    assert_eq!(
+        reqwest_delete(&s, &path, &mt.access_token).await,
+        403,
+        "a member may not delete"
+    );
+    assert_eq!(reqwest_delete(&s, &path, &ot.access_token).await, 204);
+    let left = member
+        .wait_for(T, |f| match &f.body {
+            Body::RoomLeft(l) => Some(l.reason),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, v1::LeaveReason::Closed as i32);
+    assert!(matches!(
+        s.rest().get_json(&path, None).await,
+        Err(ClientError::Http { status: 404, .. })
+    ));
+    assert_eq!(
+        reqwest_delete(&s, &path, &ot.access_token).await,
+        404,
+        "already gone"
+    );
+    owner.close().await;
+    member.close().await;
+    s.stop().await;
+
+    // Gone from the store too: not loaded at the next start, and no history left.
+    let s = TestServer::start_config(cfg.clone()).await;
+    assert!(matches!(
+        s.rest().get_json(&path, None).await,
+        Err(ClientError::Http { status: 404, .. })
+    ));
+    s.stop().await;
+    let settings = match kind {
+        StoreKind::Embedded => parlor_store::Settings::Embedded(dir.path().join("parlor.redb")),
+        StoreKind::MongoDb => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {
+            uri: cfg.store.mongodb_uri.clone(),
+            database: cfg.store.database.clone(),
+            pool_size: 2,
+        }),
+    };
+    let store = parlor_store::open(&settings).await.unwrap();
+    let history = store
+        .chat
+        .recent_chat(&parlor_core::RoomId(room.id.clone()), None, 10)
+        .await
+        .unwrap();
+    assert!(history.is_empty(), "{history:?}");
+}

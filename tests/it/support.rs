@@ -289,3 +289,17 @@ pub(crate) fn join_pw(id: &str, password: &str) -> v1::JoinRoom {
         ..Default::default()
     }
 }
+
+/// A raw HTTP/1.0 DELETE with a bearer token; returns the status.
+pub(crate) async fn reqwest_delete(s: &TestServer, path: &str, bearer: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(s.public).await.unwrap();
+    c.write_all(
+        format!("DELETE {path} HTTP/1.0\r\nAuthorization: Bearer {bearer}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).await.unwrap();
+    out.split(' ').nth(1).unwrap().parse().unwrap()
+}

@@ -35,11 +35,16 @@ pub enum Action {
     Unmute,
     /// Issue a one-time magic login code for any account.
     IssueMagicCode,
+    /// Delete a room and its history.
+    DeleteRoom,
+    /// Read a room's chat history. For a non-member, `room` is Some(Owner) when it owns
+    /// the room.
+    ReadHistory,
 }
 
 impl Action {
     /// Every action, for tests and docs that walk the table.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 16] = [
         Action::ListRooms,
         Action::CreateRoom,
         Action::JoinAsPlayer,
@@ -54,6 +59,8 @@ impl Action {
         Action::Mute,
         Action::Unmute,
         Action::IssueMagicCode,
+        Action::DeleteRoom,
+        Action::ReadHistory,
     ];
 }
 
@@ -122,6 +129,14 @@ pub fn check(
             ),
         },
         CreateRoom => Ok(()),
+        DeleteRoom if owner || global == Admin => Ok(()),
+        DeleteRoom => deny(
+            ErrorCode::Forbidden,
+            "only the room owner or an admin may delete it",
+        ),
+        // A private room's history is hidden like the room itself.
+        ReadHistory if policy.public || member || global.is_staff() => Ok(()),
+        ReadHistory => deny(ErrorCode::RoomNotFound, "no such room"),
         JoinAsPlayer | JoinAsWatcher if guest_barred && !owner => {
             deny(ErrorCode::Forbidden, "this room does not allow guests")
         }
@@ -157,7 +172,7 @@ mod tests {
 
     /// Rows: actions. Columns: global role (visitor, guest, user, moderator, admin), each
     /// for room role (none, owner, player, watcher). `1` allowed, `.` denied. Default policy.
-    const EXPECTED: [(Action, &str); 14] = [
+    const EXPECTED: [(Action, &str); 16] = [
         (Action::ListRooms, "1111 1111 1111 1111 1111"),
         (Action::CreateRoom, ".... 1111 1111 1111 1111"),
         (Action::JoinAsPlayer, ".... 1111 1111 1111 1111"),
@@ -172,6 +187,8 @@ mod tests {
         (Action::Mute, ".... .1.. .1.. 1111 1111"),
         (Action::Unmute, ".... .1.. .1.. 1111 1111"),
         (Action::IssueMagicCode, ".... .... .... .... 1111"),
+        (Action::DeleteRoom, ".... .1.. .1.. .1.. 1111"),
+        (Action::ReadHistory, ".... 1111 1111 1111 1111"),
     ];
 
     const ROOM: [Option<RoomRole>; 4] = [
@@ -221,6 +238,17 @@ mod tests {
             ..RoomPolicy::default()
         };
         assert!(check(Action::JoinAsWatcher, GlobalRole::Visitor, None, &private).is_err());
+        let u = GlobalRole::User;
+        assert_eq!(
+            check(Action::ReadHistory, u, None, &private)
+                .unwrap_err()
+                .code,
+            ErrorCode::RoomNotFound,
+            "a private room's history is hidden from outsiders"
+        );
+        assert!(check(Action::ReadHistory, u, owner, &private).is_ok());
+        assert!(check(Action::ReadHistory, u, Some(RoomRole::Watcher), &private).is_ok());
+        assert!(check(Action::ReadHistory, GlobalRole::Moderator, None, &private).is_ok());
 
         let p = RoomPolicy {
             owner_only_play: true,

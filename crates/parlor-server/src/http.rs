@@ -82,6 +82,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/rooms", web::get().to(list_rooms))
             .route("/rooms", web::post().to(create_room))
             .route("/rooms/{id}", web::get().to(get_room))
+            .route("/rooms/{id}", web::delete().to(delete_room))
             .route("/rooms/{id}/messages", web::get().to(room_messages))
             .route(
                 "/rooms/{id}/messages/export",
@@ -275,6 +276,30 @@ async fn get_room(
     Ok(HttpResponse::Ok().json(body))
 }
 
+async fn delete_room(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    let (_, room) = shared
+        .rooms
+        .send(crate::rooms::Resolve {
+            room_id: id.into_inner(),
+            code: String::new(),
+        })
+        .await??;
+    room.send(crate::rooms::DeleteRoom {
+        by: crate::ws::Identity {
+            user_id: me.id,
+            name: me.name,
+            role: me.role,
+        },
+    })
+    .await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// The room whose history `req`'s caller may read: any signed-in account not banned from
 /// a public room; a private room's members, owner and staff.
 async fn readable_history(req: &HttpRequest, shared: &Shared, id: String) -> ApiResult<RoomId> {
@@ -285,11 +310,16 @@ async fn readable_history(req: &HttpRequest, shared: &Shared, id: String) -> Api
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?;
-    let insider =
-        me.role.is_staff() || room.info.owner_id == me.id || room.member(&me.id).is_some();
-    if !room.info.public && !insider {
-        return Err(ApiError::new(ErrorCode::RoomNotFound, "no such room"));
-    }
+    let role = match room.member(&me.id) {
+        Some(m) => Some(m.role),
+        None => (room.info.owner_id == me.id).then_some(parlor_core::RoomRole::Owner),
+    };
+    parlor_core::check(
+        parlor_core::Action::ReadHistory,
+        me.role,
+        role,
+        &room.policy(),
+    )?;
     if room.bans.contains(&me.id) && !me.role.is_staff() {
         return Err(ApiError::new(
             ErrorCode::Banned,

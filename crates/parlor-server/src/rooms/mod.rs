@@ -8,4 +8,4 @@ mod room;
 pub(crate) use manager::{
     Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager,
 };
-pub(crate) use room::{Act, Action, Join, JoinSpec, Leave, RoomActor};
+pub(crate) use room::{Act, Action, DeleteRoom, Join, JoinSpec, Leave, RoomActor};

@@ -1185,6 +1185,53 @@ impl Handler<Join> for RoomActor {
     }
 }
 
+/// Deletes the room and its history, if `by` owns it or is an admin. Its members are told
+/// the room closed; the answer comes once the store has dropped the room.
+#[derive(Message)]
+#[rtype(result = "ApiResult<()>")]
+pub(crate) struct DeleteRoom {
+    pub(crate) by: Identity,
+}
+
+impl Handler<DeleteRoom> for RoomActor {
+    type Result = actix::ResponseFuture<ApiResult<()>>;
+
+    fn handle(&mut self, msg: DeleteRoom, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(room) = self.room.as_ref().filter(|_| !self.closed) else {
+            let e = ApiError::new(ErrorCode::RoomNotFound, "no such room");
+            return Box::pin(async move { Err(e) });
+        };
+        let owner = (room.info.owner_id == msg.by.user_id).then_some(RoomRole::Owner);
+        if let Err(e) = parlor_core::check(
+            parlor_core::Action::DeleteRoom,
+            msg.by.role,
+            owner,
+            &room.policy(),
+        ) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        for (user, local) in self.locals.drain().collect::<Vec<_>>() {
+            local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
+            self.fanout.remove(&user);
+        }
+        if let Some(room) = self.room.as_mut() {
+            room.members.clear();
+        }
+        self.shut(ctx);
+        // After the writer's last lines, so that no line outlives the room.
+        let (done, landed) = oneshot::channel();
+        let _ = self.writer.send(Write::Barrier(done));
+        let (deps, id) = (self.deps.clone(), self.id.clone());
+        tracing::info!(room_id = %id, by = %msg.by.user_id, "room deleted");
+        Box::pin(async move {
+            let _ = landed.await;
+            deps.directory.remove(&id).await?;
+            deps.store.rooms.delete_room(&id).await?;
+            Ok(())
+        })
+    }
+}
+
 /// Hands over pending stats and writes pending chat now (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
