@@ -17,7 +17,7 @@ use std::{
 
 use parlor_core::{new_id, RoomId, UserId};
 use parlor_store::{
-    testing, ChatRecord, Stats, StatsBatch, StatsDelta, StatsSubject, Store, CHAT_HISTORY_LIMIT,
+    testing, ChatRecord, ChatRetention, Stats, StatsBatch, StatsDelta, StatsSubject, Store,
 };
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -58,8 +58,8 @@ async fn stats_flush(store: &Store) -> f64 {
 async fn chat_writes(store: &Store) -> (f64, Duration) {
     const APPENDS: u64 = 100;
     const LINES: u64 = 50;
-    // Below the history limit, so trimming is measured only as its check.
-    assert!((APPENDS * LINES) as usize <= CHAT_HISTORY_LIMIT * 5);
+    // Below the default count, so trimming is measured only as its check.
+    assert!((APPENDS * LINES) as usize <= ChatRetention::default().max_lines);
     let room = RoomId(new_id("r_"));
     let mut each = Vec::new();
     let start = Instant::now();
@@ -156,7 +156,9 @@ fn main() {
                 parlor_store::Settings::Embedded(cfg.server.data_dir.join("parlor.redb"))
             };
             let (f, (c, cp)) = rt.block_on(async {
-                let store = parlor_store::open(&settings).await.expect("open store");
+                let store = parlor_store::open(&settings, ChatRetention::default())
+                    .await
+                    .expect("open store");
                 (stats_flush(&store).await, chat_writes(&store).await)
             });
             let (p50, p99) = logins(cfg);

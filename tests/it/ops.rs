@@ -1022,7 +1022,9 @@ async fn room_deletion(kind: StoreKind) {
             pool_size: 2,
         }),
     };
-    let store = parlor_store::open(&settings).await.unwrap();
+    let store = parlor_store::open(&settings, Default::default())
+        .await
+        .unwrap();
     let history = store
         .chat
         .recent_chat(&parlor_core::RoomId(room.id.clone()), None, 10)

@@ -169,6 +169,10 @@ pub struct StoreConfig {
     pub database: String,
     /// For `mongodb`: most connections per pod. Default 10.
     pub pool_size: u32,
+    /// Newest chat lines kept per room; 0 keeps every line. Default 100000.
+    pub chat_retain_lines: usize,
+    /// Chat lines older than this many days are deleted; 0 (default) keeps them.
+    pub chat_retain_days: u64,
 }
 
 impl Default for StoreConfig {
@@ -178,6 +182,8 @@ impl Default for StoreConfig {
             mongodb_uri: String::new(),
             database: "parlor".into(),
             pool_size: 10,
+            chat_retain_lines: 100_000,
+            chat_retain_days: 0,
         }
     }
 }
@@ -453,6 +459,14 @@ impl Config {
                 pool_size: self.store.pool_size,
             }),
             _ => parlor_store::Settings::Embedded(self.server.data_dir.join("parlor.redb")),
+        }
+    }
+
+    /// How much chat history the store keeps.
+    pub(crate) fn chat_retention(&self) -> parlor_store::ChatRetention {
+        parlor_store::ChatRetention {
+            max_lines: self.store.chat_retain_lines,
+            max_age_secs: self.store.chat_retain_days.saturating_mul(86_400),
         }
     }
 

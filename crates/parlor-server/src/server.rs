@@ -88,7 +88,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
-    let store = parlor_store::open(&cfg.store_settings())
+    let store = parlor_store::open(&cfg.store_settings(), cfg.chat_retention())
         .await
         .context("store")?;
     let keys = Arc::new(

@@ -9,9 +9,26 @@ use parlor_core::{
     new_id, GlobalRole, MemberState, Room, RoomId, RoomInfo, RoomRole, RoomSettings, UserId,
 };
 
+use crate::ChatRetention;
 use crate::{
     ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
-    StatsSubject, Store, StoreError, UserRecord, CHAT_HISTORY_LIMIT,
+    StatsSubject, Store, StoreError, UserRecord,
+};
+
+/// Lines the suites expect a store to keep per room: build stores under test with
+/// `RETENTION`.
+pub const CHAT_HISTORY_LIMIT: usize = 1000;
+
+/// The retention the suites expect, except `chat_age`.
+pub const RETENTION: ChatRetention = ChatRetention {
+    max_lines: CHAT_HISTORY_LIMIT,
+    max_age_secs: 0,
+};
+
+/// The retention `chat_age` expects: every line, for one day.
+pub const ONE_DAY: ChatRetention = ChatRetention {
+    max_lines: 0,
+    max_age_secs: 86_400,
 };
 
 /// Runs every area against one store.
@@ -523,6 +540,36 @@ pub async fn chat(store: &Store) {
     for r in [&room, &longer, &busy, &flood] {
         store.rooms.delete_room(r).await.expect("clean up");
     }
+}
+
+/// Retention by age (a store built with `ONE_DAY`): older lines are not served, newer ones
+/// all are, however many.
+pub async fn chat_age(store: &Store) {
+    let room = RoomId(new_id("r_"));
+    let now = parlor_core::now_ms();
+    let at = |seq: u64, sent_at_ms: i64| ChatRecord {
+        sent_at_ms,
+        ..line(seq)
+    };
+    let two_days_ago = now - 2 * 86_400_000;
+    let old: Vec<ChatRecord> = (1..=3).map(|s| at(s, two_days_ago + s as i64)).collect();
+    store.chat.append_chat(&room, &old).await.unwrap();
+    // More lines than the count-limited suites keep: with no count limit, all stay.
+    let fresh: Vec<ChatRecord> = (4..=1_203).map(|s| at(s, now - 1_000 + s as i64)).collect();
+    for chunk in fresh.chunks(400) {
+        store.chat.append_chat(&room, chunk).await.unwrap();
+    }
+    let served = store.chat.recent_chat(&room, None, 5_000).await.unwrap();
+    assert_eq!(
+        served, fresh,
+        "expired lines are not served; the rest all are"
+    );
+    assert_eq!(store.chat.last_chat_seq(&room).await.unwrap(), Some(1_203));
+    let empty = RoomId(new_id("r_"));
+    assert_eq!(store.chat.last_chat_seq(&empty).await.unwrap(), None);
+    let first = store.chat.chat_after(&room, 0, 2).await.unwrap();
+    assert_eq!(seqs(&first), vec![4, 5]);
+    store.rooms.delete_room(&room).await.expect("clean up");
 }
 
 /// Paging 1,000 lines, back from the newest and forward from the start, in pages that do

@@ -10,9 +10,9 @@ use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTrans
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
-    Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord,
-    APPLIED_BATCHES_KEPT, CHAT_HISTORY_LIMIT,
+    Accounts, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, MagicRecord,
+    RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject,
+    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// User id -> `UserRecord`.
@@ -49,6 +49,7 @@ const META: TableDefinition<&str, u32> = TableDefinition::new("schema");
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    chat: ChatRetention,
 }
 
 impl EmbeddedStore {
@@ -73,7 +74,16 @@ impl EmbeddedStore {
             txn.open_table(STATS).map_err(db_err)?;
             check_schema(&mut txn.open_table(META).map_err(db_err)?)
         })?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            chat: ChatRetention::default(),
+        })
+    }
+
+    /// Keeps chat history as `chat` says instead of the default.
+    pub fn with_retention(mut self, chat: ChatRetention) -> Self {
+        self.chat = chat;
+        self
     }
 
     /// Runs `f` on the blocking pool. The future owns everything it needs, so callers
@@ -385,6 +395,7 @@ impl ChatHistory for EmbeddedStore {
     fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>> {
         let room = room.clone();
         let lines = lines.to_vec();
+        let retention = self.chat;
         self.run(move |db| {
             let encoded = lines
                 .iter()
@@ -397,16 +408,32 @@ impl ChatHistory for EmbeddedStore {
                     chat.insert((room, *seq), bytes.as_slice())
                         .map_err(db_err)?;
                 }
-                // The newest line past the limit, if any: it and everything older goes.
-                let cutoff = chat
-                    .range((room, 0)..=(room, u64::MAX))
-                    .map_err(db_err)?
-                    .rev()
-                    .nth(CHAT_HISTORY_LIMIT)
-                    .transpose()
-                    .map_err(db_err)?
-                    .map(|(k, _)| k.value().1);
-                if let Some(cutoff) = cutoff {
+                // The newest line past the count, if any: it and everything older goes.
+                let over_count = match retention.max_lines {
+                    0 => None,
+                    n => chat
+                        .range((room, 0)..=(room, u64::MAX))
+                        .map_err(db_err)?
+                        .rev()
+                        .nth(n)
+                        .transpose()
+                        .map_err(db_err)?
+                        .map(|(k, _)| k.value().1),
+                };
+                // The newest expired line, scanning from the oldest: lines come in time
+                // order, so this stops at the first one still kept.
+                let mut over_age = None;
+                if let Some(oldest) = retention.oldest_kept_ms() {
+                    for entry in chat.range((room, 0)..=(room, u64::MAX)).map_err(db_err)? {
+                        let (k, v) = entry.map_err(db_err)?;
+                        let line: ChatRecord = decode("chat line", v.value())?;
+                        if line.sent_at_ms >= oldest {
+                            break;
+                        }
+                        over_age = Some(k.value().1);
+                    }
+                }
+                if let Some(cutoff) = over_count.max(over_age) {
                     chat.retain_in((room, 0)..=(room, cutoff), |_, _| false)
                         .map_err(db_err)?;
                 }
@@ -422,6 +449,7 @@ impl ChatHistory for EmbeddedStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
         let room = room.clone();
+        let retention = self.chat;
         self.run(move |db| {
             read(db, |txn| {
                 let chat = txn.open_table(CHAT).map_err(db_err)?;
@@ -430,9 +458,30 @@ impl ChatHistory for EmbeddedStore {
                     Some(b) => chat.range((room, 0)..(room, b)),
                     None => chat.range((room, 0)..=(room, u64::MAX)),
                 };
-                let mut lines = decode_lines(range.map_err(db_err)?.rev().take(limit))?;
+                let oldest = retention.oldest_kept_ms().unwrap_or(i64::MIN);
+                let mut lines = decode_lines(range.map_err(db_err)?.rev())
+                    .filter(|l| l.as_ref().map_or(true, |l| l.sent_at_ms >= oldest))
+                    .take(limit)
+                    .collect::<Result<Vec<_>>>()?;
                 lines.reverse();
                 Ok(lines)
+            })
+        })
+    }
+
+    fn last_chat_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<Option<u64>>> {
+        let room = room.clone();
+        self.run(move |db| {
+            read(db, |txn| {
+                let chat = txn.open_table(CHAT).map_err(db_err)?;
+                let room = room.as_str();
+                let last = chat
+                    .range((room, 0)..=(room, u64::MAX))
+                    .map_err(db_err)?
+                    .next_back()
+                    .transpose()
+                    .map_err(db_err)?;
+                Ok(last.map(|(k, _)| k.value().1))
             })
         })
     }
@@ -444,6 +493,7 @@ impl ChatHistory for EmbeddedStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ChatRecord>>> {
         let room = room.clone();
+        let retention = self.chat;
         self.run(move |db| {
             let Some(first) = after.checked_add(1) else {
                 return Ok(Vec::new());
@@ -454,7 +504,11 @@ impl ChatHistory for EmbeddedStore {
                 let range = chat
                     .range((room, first)..=(room, u64::MAX))
                     .map_err(db_err)?;
-                decode_lines(range.take(limit))
+                let oldest = retention.oldest_kept_ms().unwrap_or(i64::MIN);
+                decode_lines(range)
+                    .filter(|l| l.as_ref().map_or(true, |l| l.sent_at_ms >= oldest))
+                    .take(limit)
+                    .collect()
             })
         })
     }
@@ -468,13 +522,13 @@ type ChatEntry<'a> = std::result::Result<
     redb::StorageError,
 >;
 
-fn decode_lines<'a>(entries: impl Iterator<Item = ChatEntry<'a>>) -> Result<Vec<ChatRecord>> {
-    entries
-        .map(|entry| {
-            let (_, v) = entry.map_err(db_err)?;
-            decode("chat line", v.value())
-        })
-        .collect()
+fn decode_lines<'a, I: Iterator<Item = ChatEntry<'a>>>(
+    entries: I,
+) -> impl Iterator<Item = Result<ChatRecord>> + use<'a, I> {
+    entries.map(|entry| {
+        let (_, v) = entry.map_err(db_err)?;
+        decode("chat line", v.value())
+    })
 }
 
 impl StatsRecords for EmbeddedStore {
@@ -558,7 +612,9 @@ mod tests {
 
     fn fresh() -> (tempfile::TempDir, EmbeddedStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(&dir.path().join("nested/parlor.redb")).expect("open");
+        let store = EmbeddedStore::open(&dir.path().join("nested/parlor.redb"))
+            .expect("open")
+            .with_retention(conformance::RETENTION);
         (dir, store)
     }
 
@@ -593,6 +649,13 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn chat_age() {
+        let (_dir, store) = fresh();
+        let store = store.with_retention(conformance::ONE_DAY);
+        conformance::chat_age(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
     async fn chat_paging() {
         let (_dir, store) = fresh();
         conformance::chat_paging(&crate::Store::new(store)).await;
@@ -620,7 +683,9 @@ mod tests {
     async fn open_through_the_factory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = crate::Settings::Embedded(dir.path().join("parlor.redb"));
-        let store = crate::open(&settings).await.expect("open");
+        let store = crate::open(&settings, crate::ChatRetention::default())
+            .await
+            .expect("open");
         store.ping().await.expect("ping");
     }
 

@@ -28,9 +28,34 @@ use parlor_core::{Room, RoomId, UserId};
 /// A boxed future, so that `Store` stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Chat lines a store keeps per room; appending drops the oldest beyond this, so history
-/// stays bounded however long a persistent room lives.
-pub const CHAT_HISTORY_LIMIT: usize = 1000;
+/// How much chat history a store keeps per room (`store.chat_retain_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatRetention {
+    /// The newest lines kept per room; appending drops older ones. 0 keeps every line.
+    pub max_lines: usize,
+    /// Lines older than this (by `sent_at_ms`) are no longer served, and are deleted.
+    /// 0 keeps them forever.
+    pub max_age_secs: u64,
+}
+
+impl Default for ChatRetention {
+    fn default() -> Self {
+        Self {
+            max_lines: 100_000,
+            max_age_secs: 0,
+        }
+    }
+}
+
+impl ChatRetention {
+    /// The oldest `sent_at_ms` still kept, if lines expire.
+    pub(crate) fn oldest_kept_ms(&self) -> Option<i64> {
+        (self.max_age_secs > 0).then(|| {
+            let age = i64::try_from(self.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            parlor_core::now_ms().saturating_sub(age)
+        })
+    }
+}
 
 /// Result alias for store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -107,16 +132,19 @@ pub trait RoomRecords: Send + Sync + 'static {
 /// Rooms' chat history.
 pub trait ChatHistory: Send + Sync + 'static {
     /// Appends chat lines to a room's history (a line with an existing `seq` replaces it),
-    /// keeping only the newest `CHAT_HISTORY_LIMIT`.
+    /// then applies the store's `ChatRetention`.
     fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> BoxFuture<'_, Result<()>>;
     /// The newest `limit` lines of a room's history with a seq below `before` (any seq,
-    /// if None), oldest first: a page going back in time.
+    /// if None), oldest first: a page going back in time. Expired lines are not served.
     fn recent_chat(
         &self,
         room: &RoomId,
         before: Option<u64>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<ChatRecord>>>;
+    /// The highest seq the room's history holds, expired lines included, so that new lines
+    /// never reuse a key.
+    fn last_chat_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<Option<u64>>>;
     /// The oldest `limit` lines with a seq above `after`, oldest first: a page going
     /// forward (an export).
     fn chat_after(
@@ -189,10 +217,12 @@ pub enum Settings {
     MongoDb(MongoOptions),
 }
 
-/// Opens the store that `settings` names.
-pub async fn open(settings: &Settings) -> Result<Store> {
+/// Opens the store that `settings` names, keeping chat as `chat` says.
+pub async fn open(settings: &Settings, chat: ChatRetention) -> Result<Store> {
     Ok(match settings {
-        Settings::Embedded(path) => Store::new(EmbeddedStore::open(path)?),
-        Settings::MongoDb(opts) => Store::new(MongoStore::connect(opts).await?),
+        Settings::Embedded(path) => Store::new(EmbeddedStore::open(path)?.with_retention(chat)),
+        Settings::MongoDb(opts) => {
+            Store::new(MongoStore::connect(opts).await?.with_retention(chat))
+        }
     })
 }

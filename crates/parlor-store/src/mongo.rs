@@ -19,9 +19,9 @@ use parlor_core::{Room, RoomId, UserId};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
-    Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord,
-    APPLIED_BATCHES_KEPT, CHAT_HISTORY_LIMIT,
+    Accounts, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, MagicRecord,
+    RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject,
+    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// How to reach MongoDB.
@@ -39,6 +39,7 @@ pub struct MongoOptions {
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     db: Database,
+    chat: ChatRetention,
 }
 
 /// Server error code for a duplicate key.
@@ -90,9 +91,16 @@ impl MongoStore {
         let client = Client::with_options(client_opts).map_err(unavailable)?;
         let store = Self {
             db: client.database(&opts.database),
+            chat: ChatRetention::default(),
         };
         store.prepare().await?;
         Ok(store)
+    }
+
+    /// Keeps chat history as `chat` says instead of the default.
+    pub fn with_retention(mut self, chat: ChatRetention) -> Self {
+        self.chat = chat;
+        self
     }
 
     fn coll(&self, name: &str) -> Collection<Document> {
@@ -116,7 +124,7 @@ impl MongoStore {
             .create_index(index(doc! { "room": 1, "seq": 1 }, Some(unique)))
             .await
             .map_err(unavailable)?;
-        for name in ["refresh", "revoked_families", "magic"] {
+        for name in ["refresh", "revoked_families", "magic", "chat"] {
             self.coll(name)
                 .create_index(index(doc! { "expires_at": 1 }, Some(ttl())))
                 .await
@@ -389,6 +397,12 @@ impl ChatHistory for MongoStore {
                 let seq = seq_i64(line.seq)?;
                 let mut d = to_doc("chat line", line)?;
                 d.insert("room", room.as_str());
+                // The TTL index deletes the line at this time; reads stop serving it then.
+                if self.chat.max_age_secs > 0 {
+                    let age = i64::try_from(self.chat.max_age_secs.saturating_mul(1000))
+                        .unwrap_or(i64::MAX);
+                    d.insert("expires_at", expires(line.sent_at_ms.saturating_add(age)));
+                }
                 // (room, seq) is the key: a retried line replaces itself.
                 updates.push(doc! {
                     "q": { "room": room.as_str(), "seq": seq },
@@ -397,11 +411,14 @@ impl ChatHistory for MongoStore {
                 });
             }
             self.update_many_statements("chat", updates, false).await?;
-            // The newest line past the limit, if any: it and everything older goes.
+            if self.chat.max_lines == 0 {
+                return Ok(());
+            }
+            // The newest line past the count, if any: it and everything older goes.
             let cutoff = chat
                 .find_one(doc! { "room": room.as_str() })
                 .sort(doc! { "seq": -1 })
-                .skip(CHAT_HISTORY_LIMIT as u64)
+                .skip(self.chat.max_lines as u64)
                 .projection(doc! { "seq": 1 })
                 .await
                 .map_err(unavailable)?;
@@ -429,6 +446,22 @@ impl ChatHistory for MongoStore {
             let mut lines = self.chat_page(filter, -1, limit).await?;
             lines.reverse();
             Ok(lines)
+        })
+    }
+
+    fn last_chat_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<Option<u64>>> {
+        let room = room.clone();
+        Box::pin(async move {
+            let last = self
+                .coll("chat")
+                .find_one(doc! { "room": room.as_str() })
+                .sort(doc! { "seq": -1 })
+                .projection(doc! { "seq": 1 })
+                .await
+                .map_err(unavailable)?;
+            Ok(last
+                .and_then(|d| d.get_i64("seq").ok())
+                .and_then(|s| u64::try_from(s).ok()))
         })
     }
 
@@ -493,12 +526,16 @@ impl MongoStore {
     /// Up to `limit` chat lines matching `filter`, in seq order (`order` 1 or -1).
     async fn chat_page(
         &self,
-        filter: Document,
+        mut filter: Document,
         order: i32,
         limit: usize,
     ) -> Result<Vec<ChatRecord>> {
         if limit == 0 {
             return Ok(Vec::new());
+        }
+        // The TTL monitor runs about once a minute; expired lines are hidden until then.
+        if let Some(oldest) = self.chat.oldest_kept_ms() {
+            filter.insert("sent_at_ms", doc! { "$gte": oldest });
         }
         let docs: Vec<Document> = self
             .coll("chat")
@@ -598,6 +635,13 @@ mod tests {
     #[tokio::test]
     async fn chat() {
         conformance::chat(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn chat_age() {
+        let store = testing::mongo_store().await.0;
+        let store = store.with_retention(conformance::ONE_DAY);
+        conformance::chat_age(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

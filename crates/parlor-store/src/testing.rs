@@ -174,10 +174,12 @@ pub fn options(uri: &str) -> MongoOptions {
     }
 }
 
-/// A MongoDB store in a fresh database on the shared server.
+/// A MongoDB store in a fresh database on the shared server, keeping chat as the
+/// conformance suites expect.
 pub async fn mongo_store() -> (MongoStore, Store) {
     let store = MongoStore::connect(&options(&shared_uri()))
         .await
-        .expect("connect to the test MongoDB");
+        .expect("connect to the test MongoDB")
+        .with_retention(crate::conformance::RETENTION);
     (store.clone(), Store::new(store))
 }

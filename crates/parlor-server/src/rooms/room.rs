@@ -167,8 +167,8 @@ impl ChatLog {
                 .inc_by(drop as u64);
         }
         if self.next.is_none() {
-            match deps.store.chat.recent_chat(id, None, 1).await {
-                Ok(last) => self.next = Some(last.last().map_or(1, |l| l.seq + 1)),
+            match deps.store.chat.last_chat_seq(id).await {
+                Ok(last) => self.next = Some(last.map_or(1, |seq| seq + 1)),
                 Err(e) => {
                     tracing::warn!(room_id = %id, error = %e, "chat history read failed; will retry");
                     return;
