@@ -156,7 +156,7 @@ fn main() {
                 parlor_store::Settings::Embedded(cfg.server.data_dir.join("parlor.redb"))
             };
             let (f, (c, cp)) = rt.block_on(async {
-                let store = parlor_store::open(&settings, ChatRetention::default())
+                let store = parlor_store::open(&settings, ChatRetention::default(), None)
                     .await
                     .expect("open store");
                 (stats_flush(&store).await, chat_writes(&store).await)

@@ -63,6 +63,10 @@ pub struct Metrics {
     pub store_retries: IntCounterVec,
     /// Writes refused because a bounded buffer was full, by kind.
     pub store_refused_writes: IntCounterVec,
+    /// Store round trips by operation.
+    pub store_seconds: HistogramVec,
+    /// Store calls that failed, by operation.
+    pub store_errors: IntCounterVec,
     pub(crate) frame_in: Vec<IntCounter>,
     pub(crate) frame_time: Vec<Histogram>,
     pub(crate) out_room_event: IntCounter,
@@ -179,6 +183,24 @@ impl Metrics {
                 &["kind"],
             )
             .unwrap(),
+            store_seconds: HistogramVec::new(
+                HistogramOpts::new("store_seconds", "Store round trips by operation").buckets(
+                    vec![
+                        0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                        1.0, 2.5, 5.0,
+                    ],
+                ),
+                &["op"],
+            )
+            .unwrap(),
+            store_errors: IntCounterVec::new(
+                Opts::new(
+                    "store_errors_total",
+                    "Store calls that failed, by operation",
+                ),
+                &["op"],
+            )
+            .unwrap(),
             registry,
             frame_in,
             frame_time,
@@ -204,6 +226,8 @@ impl Metrics {
             Box::new(m.tracker_records.clone()),
             Box::new(m.store_retries.clone()),
             Box::new(m.store_refused_writes.clone()),
+            Box::new(m.store_seconds.clone()),
+            Box::new(m.store_errors.clone()),
         ] {
             r.register(c).expect("metric names are unique");
         }

@@ -88,7 +88,18 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
-    let store = parlor_store::open(&cfg.store_settings(), cfg.chat_retention())
+    let observe: parlor_store::Observer = {
+        let m = metrics.clone();
+        Arc::new(move |op, took, ok| {
+            m.store_seconds
+                .with_label_values(&[op])
+                .observe(took.as_secs_f64());
+            if !ok {
+                m.store_errors.with_label_values(&[op]).inc();
+            }
+        })
+    };
+    let store = parlor_store::open(&cfg.store_settings(), cfg.chat_retention(), Some(observe))
         .await
         .context("store")?;
     let keys = Arc::new(

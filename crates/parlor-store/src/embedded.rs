@@ -683,7 +683,7 @@ mod tests {
     async fn open_through_the_factory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let settings = crate::Settings::Embedded(dir.path().join("parlor.redb"));
-        let store = crate::open(&settings, crate::ChatRetention::default())
+        let store = crate::open(&settings, crate::ChatRetention::default(), None)
             .await
             .expect("open");
         store.ping().await.expect("ping");

@@ -9,6 +9,7 @@
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 mod embedded;
+mod metered;
 mod mongo;
 mod records;
 #[cfg(any(test, feature = "test-util"))]
@@ -17,6 +18,7 @@ pub mod testing;
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use embedded::EmbeddedStore;
+pub use metered::Observer;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
     ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
@@ -202,6 +204,14 @@ impl Store {
         }
     }
 
+    /// Every part served by one backend, each call reported to `observe`.
+    pub fn observed<B: Backend>(backend: B, observe: Observer) -> Self {
+        Self::new(metered::Metered {
+            inner: backend,
+            observe,
+        })
+    }
+
     /// Succeeds when the store can serve requests (readiness).
     pub fn ping(&self) -> BoxFuture<'_, Result<()>> {
         self.health.ping()
@@ -217,12 +227,24 @@ pub enum Settings {
     MongoDb(MongoOptions),
 }
 
-/// Opens the store that `settings` names, keeping chat as `chat` says.
-pub async fn open(settings: &Settings, chat: ChatRetention) -> Result<Store> {
-    Ok(match settings {
-        Settings::Embedded(path) => Store::new(EmbeddedStore::open(path)?.with_retention(chat)),
-        Settings::MongoDb(opts) => {
-            Store::new(MongoStore::connect(opts).await?.with_retention(chat))
+/// Opens the store that `settings` names, keeping chat as `chat` says, and reporting
+/// every call to `observe` if given.
+pub async fn open(
+    settings: &Settings,
+    chat: ChatRetention,
+    observe: Option<Observer>,
+) -> Result<Store> {
+    fn wrap<B: Backend>(b: B, observe: Option<Observer>) -> Store {
+        match observe {
+            Some(o) => Store::observed(b, o),
+            None => Store::new(b),
         }
+    }
+    Ok(match settings {
+        Settings::Embedded(path) => wrap(EmbeddedStore::open(path)?.with_retention(chat), observe),
+        Settings::MongoDb(opts) => wrap(
+            MongoStore::connect(opts).await?.with_retention(chat),
+            observe,
+        ),
     })
 }

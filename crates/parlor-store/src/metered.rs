@@ -1,0 +1,90 @@
+//! Times every store call, for any backend: `Store::observed` wraps a backend in `Metered`,
+//! which reports each call's operation name, duration and outcome to an `Observer`.
+
+use std::{sync::Arc, time::Instant};
+
+use parlor_core::{Room, RoomId, UserId};
+
+use crate::{
+    Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
+    Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject, UserRecord,
+};
+
+/// Told of every store call when it ends: the operation, its duration, and whether it
+/// succeeded.
+pub type Observer = Arc<dyn Fn(&'static str, std::time::Duration, bool) + Send + Sync>;
+
+pub(crate) struct Metered<B> {
+    pub(crate) inner: B,
+    pub(crate) observe: Observer,
+}
+
+impl<B: Sync> Metered<B> {
+    fn timed<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        call: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        Box::pin(async move {
+            let start = Instant::now();
+            let out = call.await;
+            (self.observe)(op, start.elapsed(), out.is_ok());
+            out
+        })
+    }
+}
+
+/// Forwards each listed method to `inner`, timed under its own name.
+macro_rules! forward {
+    ($( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty; )*) => {
+        $(
+            fn $name(&self $(, $arg: $ty)*) -> BoxFuture<'_, Result<$out>> {
+                self.timed(stringify!($name), self.inner.$name($($arg),*))
+            }
+        )*
+    };
+}
+
+impl<B: Accounts> Accounts for Metered<B> {
+    forward! {
+        fn create_user(&self, user: &UserRecord) -> ();
+        fn get_user(&self, id: &UserId) -> Option<UserRecord>;
+        fn find_user_by_login(&self, login: &str) -> Option<UserRecord>;
+        fn update_user(&self, user: &UserRecord) -> ();
+        fn delete_user(&self, id: &UserId) -> bool;
+        fn put_refresh(&self, token: &RefreshRecord) -> ();
+        fn use_refresh(&self, id: &str) -> RefreshUse;
+        fn put_magic(&self, code: &MagicRecord) -> ();
+        fn take_magic(&self, code_hash: &str) -> Option<MagicRecord>;
+    }
+}
+
+impl<B: RoomRecords> RoomRecords for Metered<B> {
+    forward! {
+        fn save_room(&self, room: &Room) -> ();
+        fn delete_room(&self, id: &RoomId) -> ();
+        fn load_rooms(&self) -> Vec<Room>;
+    }
+}
+
+impl<B: ChatHistory> ChatHistory for Metered<B> {
+    forward! {
+        fn append_chat(&self, room: &RoomId, lines: &[ChatRecord]) -> ();
+        fn recent_chat(&self, room: &RoomId, before: Option<u64>, limit: usize) -> Vec<ChatRecord>;
+        fn last_chat_seq(&self, room: &RoomId) -> Option<u64>;
+        fn chat_after(&self, room: &RoomId, after: u64, limit: usize) -> Vec<ChatRecord>;
+    }
+}
+
+impl<B: StatsRecords> StatsRecords for Metered<B> {
+    forward! {
+        fn add_stats(&self, batch: &StatsBatch) -> ();
+        fn stats(&self, subject: &StatsSubject) -> Stats;
+    }
+}
+
+impl<B: Health> Health for Metered<B> {
+    forward! {
+        fn ping(&self) -> ();
+    }
+}
