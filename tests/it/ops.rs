@@ -673,7 +673,7 @@ async fn wait_ready(s: &TestServer, want: bool) {
 }
 
 #[tokio::test]
-async fn a_mongodb_outage_loses_no_chat_line_or_stats_increment_and_readiness_follows_it() {
+async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_follows_it() {
     // The outage needs a server the test can stop, so it runs on its own SecantusDB.
     let disk = tempfile::tempdir().unwrap();
     let mut db = parlor_store::testing::WireServer::start_on_disk(disk.path());
@@ -712,6 +712,20 @@ async fn a_mongodb_outage_loses_no_chat_line_or_stats_increment_and_readiness_fo
         a.game_event(&room.id, "roll", vec![i]).await.unwrap();
     }
     say_all(&mut a, &room.id, &lines[20..]).await;
+    // A settings change is acknowledged during the outage, and must reach the store later.
+    a.request(
+        Body::UpdateRoom(v1::UpdateRoom {
+            room_id: room.id.clone(),
+            settings: Some(v1::RoomSettings {
+                welcome_message: Some("written while the store was down".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        T,
+    )
+    .await
+    .unwrap();
     // A login must read the account now: it is refused, and says why.
     match s.rest().login("bard", "correct horse battery").await {
         Err(ClientError::Http { status, code, .. }) => {
@@ -748,6 +762,12 @@ async fn a_mongodb_outage_loses_no_chat_line_or_stats_increment_and_readiness_fo
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let saved = store.rooms.load_rooms().await.unwrap();
+    let saved = saved.iter().find(|r| r.info.id.0 == room.id).unwrap();
+    assert_eq!(
+        saved.settings.welcome_message,
+        "written while the store was down"
+    );
     // Nothing more arrives later (no duplicate from a late retry).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stats = store.stats.stats(&user).await.unwrap();

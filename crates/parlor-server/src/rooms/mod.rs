@@ -4,6 +4,7 @@
 mod fanout;
 mod manager;
 mod room;
+mod writer;
 
 pub(crate) use manager::{
     Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager,

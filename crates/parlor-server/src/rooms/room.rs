@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     fanout::LocalFanout,
     manager::{Closed, RoomDeps, RoomManager},
+    writer::{spawn_writer, Write},
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -115,137 +116,6 @@ pub(crate) struct Act {
     pub(crate) request_id: u64,
     pub(crate) reply: Outbox,
     pub(crate) action: Action,
-}
-
-/// A write the room's writer task applies, in order.
-enum Write {
-    /// The room into the directory; also into the store when durable and persistent.
-    Put(Box<Room>, bool),
-    /// Chat lines into a persistent room's history.
-    Chat(Vec<ChatRecord>),
-    /// Answers once every earlier write is done.
-    Barrier(oneshot::Sender<()>),
-}
-
-/// Most chat lines a writer holds while the store refuses them; past it the oldest go.
-const UNSAVED_CHAT_MAX: usize = 10_000;
-/// How long a writer waits before retrying chat lines the store refused.
-const CHAT_RETRY: Duration = Duration::from_secs(1);
-
-/// A persistent room's chat lines on their way into the store.
-///
-/// Invariant: each line gets its key (`ChatRecord::seq`) from a per-room counter that
-/// continues from the highest key in the store, so no line overwrites another, across
-/// restarts too. The room's writer is the room's only chat writer, so the counter needs
-/// no coordination. A line keeps its key through retries, so a retry never duplicates it.
-#[derive(Default)]
-struct ChatLog {
-    /// The next key; None until it has been read from the store.
-    next: Option<u64>,
-    /// Lines not yet acknowledged by the store, oldest first. Key 0 means not yet keyed.
-    unsaved: Vec<ChatRecord>,
-    /// When `save` last ran.
-    tried: Option<Instant>,
-}
-
-impl ChatLog {
-    /// True when refused lines are waiting and `CHAT_RETRY` has passed since the last try.
-    fn retry_due(&self) -> bool {
-        !self.unsaved.is_empty() && self.tried.is_none_or(|t| t.elapsed() >= CHAT_RETRY)
-    }
-
-    /// Keys and writes every unsaved line; on failure they stay for the next try.
-    async fn save(&mut self, deps: &RoomDeps, id: &RoomId) {
-        self.tried = Some(Instant::now());
-        if self.unsaved.len() > UNSAVED_CHAT_MAX {
-            let drop = self.unsaved.len() - UNSAVED_CHAT_MAX;
-            tracing::error!(room_id = %id, lines = drop, "chat history writes keep failing; dropping the oldest lines");
-            self.unsaved.drain(..drop);
-            deps.metrics
-                .store_refused_writes
-                .with_label_values(&["chat"])
-                .inc_by(drop as u64);
-        }
-        if self.next.is_none() {
-            match deps.store.chat.last_chat_seq(id).await {
-                Ok(last) => self.next = Some(last.map_or(1, |seq| seq + 1)),
-                Err(e) => {
-                    tracing::warn!(room_id = %id, error = %e, "chat history read failed; will retry");
-                    return;
-                }
-            }
-        }
-        let next = self.next.as_mut().expect("read above");
-        for line in self.unsaved.iter_mut().filter(|l| l.seq == 0) {
-            line.seq = *next;
-            *next += 1;
-        }
-        match deps.store.chat.append_chat(id, &self.unsaved).await {
-            Ok(()) => self.unsaved.clear(),
-            Err(e) => {
-                tracing::warn!(room_id = %id, error = %e, lines = self.unsaved.len(), "chat history write failed; will retry");
-            }
-        }
-    }
-}
-
-/// Starts a room's writer on the current arbiter, outside any actor context.
-fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    actix::spawn(async move {
-        let mut chat = ChatLog::default();
-        loop {
-            // Some(None) is a retry tick: refused chat lines wake the writer even when no
-            // write comes. None: every sender is gone.
-            let next = if chat.unsaved.is_empty() {
-                rx.recv().await.map(Some)
-            } else {
-                tokio::time::timeout(CHAT_RETRY, rx.recv())
-                    .await
-                    .map_or(Some(None), |w| w.map(Some))
-            };
-            let Some(w) = next else { break };
-            match w {
-                None => {}
-                Some(Write::Put(room, durable)) => {
-                    if let Err(e) = deps.directory.put(&room).await {
-                        tracing::warn!(room_id = %id, error = %e, "directory write failed");
-                    }
-                    if durable && room.info.persistent {
-                        let mut durable = *room;
-                        durable.members.clear();
-                        if let Err(e) = deps.store.rooms.save_room(&durable).await {
-                            tracing::warn!(room_id = %id, error = %e, "store write failed");
-                        }
-                    }
-                }
-                Some(Write::Chat(lines)) => {
-                    chat.unsaved.extend(lines);
-                    chat.save(&deps, &id).await;
-                }
-                Some(Write::Barrier(done)) => {
-                    // A flush waits on this: give refused lines one more try first.
-                    if !chat.unsaved.is_empty() {
-                        chat.save(&deps, &id).await;
-                    }
-                    let _ = done.send(());
-                }
-            }
-            // The one retry rule, after ticks and writes alike, so that steady directory
-            // traffic cannot starve it.
-            if chat.retry_due() {
-                chat.save(&deps, &id).await;
-            }
-        }
-        if !chat.unsaved.is_empty() {
-            // The room is gone: one last try, then say what is lost.
-            chat.save(&deps, &id).await;
-            if !chat.unsaved.is_empty() {
-                tracing::error!(room_id = %id, lines = chat.unsaved.len(), "chat lines lost: the store refused them until the room closed");
-            }
-        }
-    });
-    tx
 }
 
 /// Who is acting: taken from the message and the member's roles, so that no member is
@@ -740,7 +610,7 @@ impl RoomActor {
         self.publish(Body::ChatMessage(line.clone()));
         if persistent {
             self.pending_chat.push(ChatRecord {
-                seq: 0, // keyed by the writer (ChatLog)
+                seq: 0, // keyed by the writer (writer.rs)
                 from_user_id: m.user_id.clone(),
                 from_name: line.from_name.clone(),
                 text: line.text.clone(),

@@ -1,0 +1,166 @@
+//! A room's writer task: the room's directory, store and chat-history writes, applied in
+//! order, detached from the room actor so that an actor restart loses none.
+//!
+//! Invariants:
+//! - Each chat line gets its key (`ChatRecord::seq`) from a per-room counter that
+//!   continues from the highest key in the store, so no line overwrites another, across
+//!   restarts and expiry too. The writer is the room's only chat writer, so the counter
+//!   needs no coordination. A line keeps its key through retries, so a retry never
+//!   duplicates it.
+//! - What the store refuses is kept and retried every `RETRY`: chat lines (up to
+//!   `UNSAVED_CHAT_MAX`) and the newest durable snapshot of a persistent room, which
+//!   replaces any older one still waiting.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use parlor_core::{Room, RoomId};
+use parlor_store::ChatRecord;
+use tokio::sync::{mpsc, oneshot};
+
+use super::manager::RoomDeps;
+
+/// A write the room's writer task applies, in order.
+pub(super) enum Write {
+    /// The room into the directory; also into the store when durable and persistent.
+    Put(Box<Room>, bool),
+    /// Chat lines into a persistent room's history.
+    Chat(Vec<ChatRecord>),
+    /// Answers once every earlier write is done (refused ones get one more try first).
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Most chat lines a writer holds while the store refuses them; past it the oldest go.
+const UNSAVED_CHAT_MAX: usize = 10_000;
+/// How long a writer waits before retrying what the store refused.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a writer has not yet got into the store.
+#[derive(Default)]
+struct Unsaved {
+    /// The next chat key; None until it has been read from the store.
+    next: Option<u64>,
+    /// Chat lines not yet acknowledged by the store, oldest first. Key 0: not yet keyed.
+    lines: Vec<ChatRecord>,
+    /// The newest durable room snapshot the store has not acknowledged.
+    room: Option<Room>,
+    /// When `save` last ran.
+    tried: Option<Instant>,
+}
+
+impl Unsaved {
+    fn waiting(&self) -> bool {
+        !self.lines.is_empty() || self.room.is_some()
+    }
+
+    /// True when refused writes wait and `RETRY` has passed since the last try.
+    fn retry_due(&self) -> bool {
+        self.waiting() && self.tried.is_none_or(|t| t.elapsed() >= RETRY)
+    }
+
+    /// Writes the room snapshot and keys and writes every chat line; what fails stays for
+    /// the next try.
+    async fn save(&mut self, deps: &RoomDeps, id: &RoomId) {
+        self.tried = Some(Instant::now());
+        if let Some(room) = &self.room {
+            match deps.store.rooms.save_room(room).await {
+                Ok(()) => self.room = None,
+                Err(e) => {
+                    tracing::warn!(room_id = %id, error = %e, "room write failed; will retry")
+                }
+            }
+        }
+        if self.lines.is_empty() {
+            return;
+        }
+        if self.lines.len() > UNSAVED_CHAT_MAX {
+            let drop = self.lines.len() - UNSAVED_CHAT_MAX;
+            tracing::error!(room_id = %id, lines = drop, "chat history writes keep failing; dropping the oldest lines");
+            self.lines.drain(..drop);
+            deps.metrics
+                .store_refused_writes
+                .with_label_values(&["chat"])
+                .inc_by(drop as u64);
+        }
+        if self.next.is_none() {
+            match deps.store.chat.last_chat_seq(id).await {
+                Ok(last) => self.next = Some(last.map_or(1, |seq| seq + 1)),
+                Err(e) => {
+                    tracing::warn!(room_id = %id, error = %e, "chat history read failed; will retry");
+                    return;
+                }
+            }
+        }
+        let next = self.next.as_mut().expect("read above");
+        for line in self.lines.iter_mut().filter(|l| l.seq == 0) {
+            line.seq = *next;
+            *next += 1;
+        }
+        match deps.store.chat.append_chat(id, &self.lines).await {
+            Ok(()) => self.lines.clear(),
+            Err(e) => {
+                tracing::warn!(room_id = %id, error = %e, lines = self.lines.len(), "chat history write failed; will retry");
+            }
+        }
+    }
+}
+
+/// Starts a room's writer on the current arbiter, outside any actor context.
+pub(super) fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    actix::spawn(async move {
+        let mut unsaved = Unsaved::default();
+        loop {
+            // Some(None) is a retry tick: refused writes wake the writer even when no
+            // write comes. None: every sender is gone.
+            let next = if unsaved.waiting() {
+                tokio::time::timeout(RETRY, rx.recv())
+                    .await
+                    .map_or(Some(None), |w| w.map(Some))
+            } else {
+                rx.recv().await.map(Some)
+            };
+            let Some(w) = next else { break };
+            match w {
+                None => {}
+                Some(Write::Put(room, durable)) => {
+                    if let Err(e) = deps.directory.put(&room).await {
+                        tracing::warn!(room_id = %id, error = %e, "directory write failed");
+                    }
+                    if durable && room.info.persistent {
+                        let mut durable = *room;
+                        durable.members.clear();
+                        unsaved.room = Some(durable);
+                        unsaved.save(&deps, &id).await;
+                    }
+                }
+                Some(Write::Chat(lines)) => {
+                    unsaved.lines.extend(lines);
+                    unsaved.save(&deps, &id).await;
+                }
+                Some(Write::Barrier(done)) => {
+                    // A flush waits on this: give refused writes one more try first.
+                    if unsaved.waiting() {
+                        unsaved.save(&deps, &id).await;
+                    }
+                    let _ = done.send(());
+                }
+            }
+            // The one retry rule, after ticks and writes alike, so that steady directory
+            // traffic cannot starve it.
+            if unsaved.retry_due() {
+                unsaved.save(&deps, &id).await;
+            }
+        }
+        if unsaved.waiting() {
+            // The room is gone: one last try, then say what is lost.
+            unsaved.save(&deps, &id).await;
+            if unsaved.waiting() {
+                tracing::error!(room_id = %id, lines = unsaved.lines.len(), room = unsaved.room.is_some(), "writes lost: the store refused them until the room closed");
+            }
+        }
+    });
+    tx
+}
