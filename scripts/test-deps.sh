@@ -16,7 +16,11 @@ elif [ -x "$venv/bin/secantusd-py" ] &&
   echo "SecantusDB $SECANTUS_VERSION: present in $venv"
 else
   command -v python3 >/dev/null || { echo "python3 is required (3.11)" >&2; exit 1; }
-  python3 -m venv --help >/dev/null 2>&1 || { echo "python3's venv module is required (Debian: apt-get install python3-venv)" >&2; exit 1; }
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "python3 lacks venv: installing Debian's python3-venv"
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-venv
+  fi
   echo "SecantusDB $SECANTUS_VERSION: installing into $venv"
   rm -rf "$venv"
   python3 -m venv "$venv"

@@ -17,10 +17,14 @@ use std::{
 
 use crate::{MongoOptions, MongoStore, Store};
 
-/// The venv `scripts/test-deps.sh` installs SecantusDB into.
+/// The venv `scripts/test-deps.sh` installs SecantusDB into (`PARLOR_SECANTUS_VENV`, as
+/// there).
 fn venv_bin() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    Some(PathBuf::from(home).join(".cache/parlor/secantus/bin/secantusd-py"))
+    let venv = match std::env::var_os("PARLOR_SECANTUS_VENV") {
+        Some(v) => PathBuf::from(v),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/parlor/secantus"),
+    };
+    Some(venv.join("bin/secantusd-py"))
 }
 
 fn secantusd() -> PathBuf {
