@@ -69,6 +69,9 @@ impl Shared {
     }
 }
 
+/// How often expired refresh tokens and magic codes are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
 fn threads(n: usize) -> usize {
     if n > 0 {
         n
@@ -125,6 +128,23 @@ pub async fn run(
     {
         room.members.clear();
         directory.put(&room).await.context("room directory")?;
+    }
+
+    // Expired refresh tokens and magic codes go within the hour (MongoDB's TTL indexes
+    // are quicker; the embedded store has only this).
+    {
+        let store = store.clone();
+        actix::spawn(async move {
+            let mut every = tokio::time::interval(PURGE_EVERY);
+            loop {
+                every.tick().await;
+                match store.accounts.purge_expired(parlor_core::now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired tokens and codes purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+                }
+            }
+        });
     }
 
     let flush_every = Duration::from_millis(cfg.stats.flush_interval_ms.max(100));

@@ -31,12 +31,19 @@ pub const ONE_DAY: ChatRetention = ChatRetention {
     max_age_secs: 86_400,
 };
 
+/// A day from now: records that the suites expect to find must not have expired, or a
+/// TTL index may take them mid-test.
+fn tomorrow() -> i64 {
+    parlor_core::now_ms() + 86_400_000
+}
+
 /// Runs every area against one store.
 pub async fn run_all(store: &Store) {
     store.ping().await.expect("ping");
     users(store).await;
     refresh(store).await;
     magic(store).await;
+    purge(store).await;
     rooms(store).await;
     chat(store).await;
     chat_paging(store).await;
@@ -230,7 +237,7 @@ fn token(family: &str, user_id: &UserId) -> RefreshRecord {
         id: new_id("t_"),
         family: family.to_owned(),
         user_id: user_id.clone(),
-        expires_at_ms: 1_700_000_000_000,
+        expires_at_ms: tomorrow(),
         used: false,
     }
 }
@@ -300,12 +307,12 @@ pub async fn magic(store: &Store) {
     let code = MagicRecord {
         code_hash: new_id("h_"),
         user_id: user_id.clone(),
-        expires_at_ms: 1_700_000_000_000,
+        expires_at_ms: tomorrow(),
     };
     let other = MagicRecord {
         code_hash: new_id("h_"),
         user_id,
-        expires_at_ms: 1_700_000_000_001,
+        expires_at_ms: tomorrow() + 1,
     };
     store.accounts.put_magic(&code).await.expect("put magic");
     store.accounts.put_magic(&other).await.expect("put other");
@@ -379,6 +386,50 @@ fn line(seq: u64) -> ChatRecord {
 
 fn seqs(lines: &[ChatRecord]) -> Vec<u64> {
     lines.iter().map(|l| l.seq).collect()
+}
+
+/// Expired refresh tokens and magic codes are purged; live ones stay.
+pub async fn purge(store: &Store) {
+    let now = parlor_core::now_ms();
+    let token = |expires_at_ms| RefreshRecord {
+        id: new_id("t_"),
+        family: new_id("f_"),
+        user_id: UserId(new_id("u_")),
+        expires_at_ms,
+        used: false,
+    };
+    let code = |expires_at_ms| MagicRecord {
+        code_hash: new_id("h_"),
+        user_id: UserId(new_id("u_")),
+        expires_at_ms,
+    };
+    let (old_t, live_t) = (token(now - 60_000), token(now + 86_400_000));
+    let (old_c, live_c) = (code(now - 60_000), code(now + 86_400_000));
+    for t in [&old_t, &live_t] {
+        store.accounts.put_refresh(t).await.unwrap();
+    }
+    for c in [&old_c, &live_c] {
+        store.accounts.put_magic(c).await.unwrap();
+    }
+    let purged = store.accounts.purge_expired(now).await.unwrap();
+    // A TTL index may have taken some already.
+    assert!(purged <= 2, "purged {purged}");
+    assert_eq!(
+        store.accounts.use_refresh(&old_t.id).await.unwrap(),
+        RefreshUse::Unknown
+    );
+    assert!(matches!(
+        store.accounts.use_refresh(&live_t.id).await.unwrap(),
+        RefreshUse::Fresh(_)
+    ));
+    assert_eq!(
+        store.accounts.take_magic(&old_c.code_hash).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.accounts.take_magic(&live_c.code_hash).await.unwrap(),
+        Some(live_c)
+    );
 }
 
 /// Persistent rooms: saved whole, replaced on save, deleted with their chat.

@@ -342,6 +342,34 @@ impl Accounts for EmbeddedStore {
             })
         })
     }
+
+    fn purge_expired(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut purged = 0u64;
+                // A record that cannot be decoded is kept: purging must not hide corruption.
+                let mut refresh = txn.open_table(REFRESH).map_err(db_err)?;
+                refresh
+                    .retain(|_, v| {
+                        let expired = serde_json::from_slice::<RefreshRecord>(v)
+                            .is_ok_and(|t| t.expires_at_ms < now_ms);
+                        purged += u64::from(expired);
+                        !expired
+                    })
+                    .map_err(db_err)?;
+                let mut magic = txn.open_table(MAGIC).map_err(db_err)?;
+                magic
+                    .retain(|_, v| {
+                        let expired = serde_json::from_slice::<MagicRecord>(v)
+                            .is_ok_and(|m| m.expires_at_ms < now_ms);
+                        purged += u64::from(expired);
+                        !expired
+                    })
+                    .map_err(db_err)?;
+                Ok(purged)
+            })
+        })
+    }
 }
 
 impl RoomRecords for EmbeddedStore {
@@ -634,6 +662,12 @@ mod tests {
     async fn magic() {
         let (_dir, store) = fresh();
         conformance::magic(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn purge() {
+        let (_dir, store) = fresh();
+        conformance::purge(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

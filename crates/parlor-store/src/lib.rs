@@ -119,6 +119,9 @@ pub trait Accounts: Send + Sync + 'static {
     fn put_magic(&self, code: &MagicRecord) -> BoxFuture<'_, Result<()>>;
     /// Atomically removes and returns the magic code with this hash.
     fn take_magic(&self, code_hash: &str) -> BoxFuture<'_, Result<Option<MagicRecord>>>;
+    /// Deletes refresh tokens and magic codes that expired before `now_ms`; returns how
+    /// many. (MongoDB's TTL indexes do this too, about once a minute.)
+    fn purge_expired(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>>;
 }
 
 /// Persistent rooms.

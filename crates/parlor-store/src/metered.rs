@@ -56,6 +56,7 @@ impl<B: Accounts> Accounts for Metered<B> {
         fn use_refresh(&self, id: &str) -> RefreshUse;
         fn put_magic(&self, code: &MagicRecord) -> ();
         fn take_magic(&self, code_hash: &str) -> Option<MagicRecord>;
+        fn purge_expired(&self, now_ms: i64) -> u64;
     }
 }
 

@@ -332,6 +332,21 @@ impl Accounts for MongoStore {
             found.map(|d| from_doc("magic code", d)).transpose()
         })
     }
+
+    fn purge_expired(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let mut purged = 0;
+            for name in ["refresh", "magic"] {
+                let r = self
+                    .coll(name)
+                    .delete_many(doc! { "expires_at": { "$lt": expires(now_ms) } })
+                    .await
+                    .map_err(unavailable)?;
+                purged += r.deleted_count;
+            }
+            Ok(purged)
+        })
+    }
 }
 
 impl RoomRecords for MongoStore {
@@ -625,6 +640,11 @@ mod tests {
     #[tokio::test]
     async fn magic() {
         conformance::magic(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn purge() {
+        conformance::purge(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]
