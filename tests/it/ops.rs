@@ -1057,3 +1057,86 @@ async fn room_deletion(kind: StoreKind) {
         .unwrap();
     assert!(history.is_empty(), "{history:?}");
 }
+
+#[tokio::test]
+async fn moderation_and_admin_actions_are_audited_on_the_embedded_store() {
+    audited(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn moderation_and_admin_actions_are_audited_on_mongodb() {
+    audited(StoreKind::MongoDb).await;
+}
+
+async fn audited(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_config(store_config(dir.path(), kind)).await;
+    let (mut owner, ow, ot) = s.user("warden").await;
+    let (mut member, mw, mt) = s.user("rowdy").await;
+    let (_root, _, rt) = s.user("root").await;
+    let (owner_id, member_id) = (ow.user.unwrap().id, mw.user.unwrap().id);
+    let room = owner
+        .create_room(create("Hall", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    member.join_room(join_id(&room.id)).await.unwrap();
+    owner
+        .request(
+            Body::Moderate(v1::Moderate {
+                room_id: room.id.clone(),
+                user_id: member_id.clone(),
+                action: v1::ModerationAction::Ban as i32,
+                reason: "spoilers".into(),
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    s.rest()
+        .post_json(
+            "/api/v1/auth/magic",
+            &serde_json::json!({"login": "rowdy"}),
+            Some(&rt.access_token),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reqwest_delete(&s, &format!("/api/v1/rooms/{}", room.id), &ot.access_token).await,
+        204
+    );
+
+    // Only admins read the log; it is newest first.
+    assert!(matches!(
+        s.rest()
+            .get_json("/api/v1/admin/audit", Some(&mt.access_token))
+            .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let log = s
+            .rest()
+            .get_json("/api/v1/admin/audit?limit=10", Some(&rt.access_token))
+            .await
+            .unwrap();
+        let records = log["records"].as_array().unwrap().clone();
+        if records.len() >= 3 {
+            break records;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "audit log: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["room.delete", "account.magic_code", "room.ban"]);
+    let ban = &records[2];
+    assert_eq!(ban["actor"], owner_id.as_str());
+    assert_eq!(ban["target"], member_id.as_str());
+    assert_eq!(ban["room"], room.id.as_str());
+    assert_eq!(ban["reason"], "spoilers");
+    assert_eq!(records[1]["target"], "rowdy");
+}

@@ -40,11 +40,13 @@ pub enum Action {
     /// Read a room's chat history. For a non-member, `room` is Some(Owner) when it owns
     /// the room.
     ReadHistory,
+    /// Read the audit log of moderation and admin actions.
+    ReadAudit,
 }
 
 impl Action {
     /// Every action, for tests and docs that walk the table.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 17] = [
         Action::ListRooms,
         Action::CreateRoom,
         Action::JoinAsPlayer,
@@ -61,6 +63,7 @@ impl Action {
         Action::IssueMagicCode,
         Action::DeleteRoom,
         Action::ReadHistory,
+        Action::ReadAudit,
     ];
 }
 
@@ -115,8 +118,9 @@ pub fn check(
 
     match action {
         ListRooms => Ok(()),
-        IssueMagicCode if global == Admin => Ok(()),
+        IssueMagicCode | ReadAudit if global == Admin => Ok(()),
         IssueMagicCode => deny(ErrorCode::Forbidden, "only admins issue magic codes"),
+        ReadAudit => deny(ErrorCode::Forbidden, "only admins read the audit log"),
         _ if global == Visitor => match action {
             JoinAsWatcher if policy.public && policy.allow_guests => Ok(()),
             JoinAsWatcher => deny(
@@ -172,7 +176,7 @@ mod tests {
 
     /// Rows: actions. Columns: global role (visitor, guest, user, moderator, admin), each
     /// for room role (none, owner, player, watcher). `1` allowed, `.` denied. Default policy.
-    const EXPECTED: [(Action, &str); 16] = [
+    const EXPECTED: [(Action, &str); 17] = [
         (Action::ListRooms, "1111 1111 1111 1111 1111"),
         (Action::CreateRoom, ".... 1111 1111 1111 1111"),
         (Action::JoinAsPlayer, ".... 1111 1111 1111 1111"),
@@ -189,6 +193,7 @@ mod tests {
         (Action::IssueMagicCode, ".... .... .... .... 1111"),
         (Action::DeleteRoom, ".... .1.. .1.. .1.. 1111"),
         (Action::ReadHistory, ".... 1111 1111 1111 1111"),
+        (Action::ReadAudit, ".... .... .... .... 1111"),
     ];
 
     const ROOM: [Option<RoomRole>; 4] = [

@@ -90,7 +90,8 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             )
             .route("/me", web::get().to(me))
             .route("/me", web::delete().to(delete_me))
-            .route("/me/stats", web::get().to(my_stats)),
+            .route("/me/stats", web::get().to(my_stats))
+            .route("/admin/audit", web::get().to(audit_log)),
     )
     .default_service(web::to(not_found));
 }
@@ -191,6 +192,19 @@ async fn magic(
         &Default::default(),
     )?;
     let b = body.into_inner();
+    // Logged before the code exists: an admin action that cannot be logged is not done.
+    let target = b.user_id.clone().or(b.login.clone()).unwrap_or_default();
+    shared
+        .store
+        .audit
+        .append_audit(&[parlor_store::AuditRecord::now(
+            me.id.clone(),
+            "account.magic_code",
+            &target,
+            None,
+            "",
+        )])
+        .await?;
     let (code, expires_at_ms, user_id) = shared
         .users
         .send(users::IssueMagic {
@@ -515,6 +529,42 @@ async fn my_stats(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpRespo
     let me = caller(&req, &shared).await?;
     let s = shared.store.stats.stats(&StatsSubject::User(me.id)).await?;
     Ok(HttpResponse::Ok().json(s))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn audit_log(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    q: web::Query<AuditQuery>,
+) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    parlor_core::check(
+        parlor_core::Action::ReadAudit,
+        me.role,
+        None,
+        &Default::default(),
+    )?;
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let records = shared.store.audit.audit_page(q.before, limit).await?;
+    let next_before = (records.len() == limit)
+        .then(|| records.last().map(|r| r.id.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "records": records,
+        "next_before": next_before,
+    })))
 }
 
 /// Registers the admin routes.

@@ -11,7 +11,7 @@ use parlor_core::{
 
 use crate::ChatRetention;
 use crate::{
-    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
+    AuditRecord, ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
     StatsSubject, Store, StoreError, UserRecord,
 };
 
@@ -44,6 +44,7 @@ pub async fn run_all(store: &Store) {
     refresh(store).await;
     magic(store).await;
     purge(store).await;
+    audit(store).await;
     rooms(store).await;
     chat(store).await;
     chat_paging(store).await;
@@ -386,6 +387,35 @@ fn line(seq: u64) -> ChatRecord {
 
 fn seqs(lines: &[ChatRecord]) -> Vec<u64> {
     lines.iter().map(|l| l.seq).collect()
+}
+
+/// The audit log: newest first, paged by id, a retried append never duplicates.
+pub async fn audit(store: &Store) {
+    let room = RoomId(new_id("r_"));
+    let rec = |i: i64| AuditRecord {
+        id: format!("{:013}-{}", 4_000_000_000_000 + i, new_id("")),
+        at_ms: 4_000_000_000_000 + i,
+        actor: UserId("u_mod".into()),
+        action: "room.ban".into(),
+        target: format!("u_{i}"),
+        room: Some(room.clone()),
+        reason: format!("reason {i}"),
+    };
+    let all: Vec<AuditRecord> = (1..=5).map(rec).collect();
+    store.audit.append_audit(&all[3..]).await.unwrap();
+    store.audit.append_audit(&all[..3]).await.unwrap();
+    // A retry of records already there.
+    store.audit.append_audit(&all[1..3]).await.unwrap();
+    let newest: Vec<AuditRecord> = all.iter().rev().cloned().collect();
+    // Other suites' records may share the log (a shared database): ours are the newest.
+    assert_eq!(store.audit.audit_page(None, 5).await.unwrap(), newest);
+    let page = store
+        .audit
+        .audit_page(Some(all[3].id.clone()), 2)
+        .await
+        .unwrap();
+    assert_eq!(page, vec![all[2].clone(), all[1].clone()]);
+    assert!(store.audit.audit_page(None, 0).await.unwrap().is_empty());
 }
 
 /// Expired refresh tokens and magic codes are purged; live ones stay.

@@ -10,9 +10,9 @@ use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTrans
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    Accounts, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, MagicRecord,
-    RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject,
-    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
+    Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health,
+    MagicRecord, RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords,
+    StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// User id -> `UserRecord`.
@@ -32,6 +32,9 @@ const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("rooms");
 const CHAT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chat");
 /// `subject.key()` -> `Stats`.
 const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
+
+/// Audit record id -> `AuditRecord`; ids sort in time order.
+const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// A subject's counters as stored, with the ids of the last batches it took.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -72,6 +75,7 @@ impl EmbeddedStore {
             txn.open_table(ROOMS).map_err(db_err)?;
             txn.open_table(CHAT).map_err(db_err)?;
             txn.open_table(STATS).map_err(db_err)?;
+            txn.open_table(AUDIT).map_err(db_err)?;
             check_schema(&mut txn.open_table(META).map_err(db_err)?)
         })?;
         Ok(Self {
@@ -602,6 +606,52 @@ impl StatsRecords for EmbeddedStore {
     }
 }
 
+impl AuditLog for EmbeddedStore {
+    fn append_audit(&self, records: &[AuditRecord]) -> BoxFuture<'_, Result<()>> {
+        let records = records.to_vec();
+        self.run(move |db| {
+            let encoded = records
+                .iter()
+                .map(|r| Ok((r.id.clone(), encode(r)?)))
+                .collect::<Result<Vec<_>>>()?;
+            write(db, |txn| {
+                let mut audit = txn.open_table(AUDIT).map_err(db_err)?;
+                for (id, bytes) in &encoded {
+                    audit
+                        .insert(id.as_str(), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn audit_page(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>>> {
+        self.run(move |db| {
+            read(db, |txn| {
+                let audit = txn.open_table(AUDIT).map_err(db_err)?;
+                let range = match &before {
+                    Some(b) => audit.range(..b.as_str()),
+                    None => audit.range::<&str>(..),
+                };
+                range
+                    .map_err(db_err)?
+                    .rev()
+                    .take(limit)
+                    .map(|e| {
+                        let (_, v) = e.map_err(db_err)?;
+                        decode("audit record", v.value())
+                    })
+                    .collect()
+            })
+        })
+    }
+}
+
 impl Health for EmbeddedStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         self.run(move |db| {
@@ -668,6 +718,12 @@ mod tests {
     async fn purge() {
         let (_dir, store) = fresh();
         conformance::purge(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn audit() {
+        let (_dir, store) = fresh();
+        conformance::audit(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ pub use embedded::EmbeddedStore;
 pub use metered::Observer;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
-    ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
+    AuditRecord, ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
     StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
@@ -92,6 +92,7 @@ pub const SCHEMA: &[(&str, u32)] = &[
     ("rooms", 1),
     ("chat", 1),
     ("stats", 1),
+    ("audit", 1),
 ];
 
 /// Accounts and what logs into them: refresh-token families and magic codes.
@@ -169,6 +170,19 @@ pub trait StatsRecords: Send + Sync + 'static {
     fn stats(&self, subject: &StatsSubject) -> BoxFuture<'_, Result<Stats>>;
 }
 
+/// Moderation and admin actions, append-only.
+pub trait AuditLog: Send + Sync + 'static {
+    /// Appends records; one with an id already stored replaces it, so a retry never
+    /// duplicates.
+    fn append_audit(&self, records: &[AuditRecord]) -> BoxFuture<'_, Result<()>>;
+    /// The newest `limit` records with an id below `before` (any, if None), newest first.
+    fn audit_page(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>>>;
+}
+
 /// Whether the backing store can serve requests.
 pub trait Health: Send + Sync + 'static {
     /// Succeeds when the store can serve requests (readiness).
@@ -176,8 +190,8 @@ pub trait Health: Send + Sync + 'static {
 }
 
 /// A backend that implements every part.
-pub trait Backend: Accounts + RoomRecords + ChatHistory + StatsRecords + Health {}
-impl<B: Accounts + RoomRecords + ChatHistory + StatsRecords + Health> Backend for B {}
+pub trait Backend: Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Health {}
+impl<B: Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Health> Backend for B {}
 
 /// Everything that must outlive a pod, by part. Callers use the part they need; one
 /// backend implements them all.
@@ -191,6 +205,8 @@ pub struct Store {
     pub chat: Arc<dyn ChatHistory>,
     /// Activity counters.
     pub stats: Arc<dyn StatsRecords>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
     health: Arc<dyn Health>,
 }
 
@@ -203,6 +219,7 @@ impl Store {
             rooms: b.clone(),
             chat: b.clone(),
             stats: b.clone(),
+            audit: b.clone(),
             health: b,
         }
     }

@@ -6,8 +6,9 @@ use std::{sync::Arc, time::Instant};
 use parlor_core::{Room, RoomId, UserId};
 
 use crate::{
-    Accounts, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord, RefreshRecord, RefreshUse,
-    Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject, UserRecord,
+    Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord,
+    RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject,
+    UserRecord,
 };
 
 /// Told of every store call when it ends: the operation, its duration, and whether it
@@ -81,6 +82,13 @@ impl<B: StatsRecords> StatsRecords for Metered<B> {
     forward! {
         fn add_stats(&self, batch: &StatsBatch) -> ();
         fn stats(&self, subject: &StatsSubject) -> Stats;
+    }
+}
+
+impl<B: AuditLog> AuditLog for Metered<B> {
+    forward! {
+        fn append_audit(&self, records: &[AuditRecord]) -> ();
+        fn audit_page(&self, before: Option<String>, limit: usize) -> Vec<AuditRecord>;
     }
 }
 

@@ -19,9 +19,9 @@ use parlor_core::{Room, RoomId, UserId};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    Accounts, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, MagicRecord,
-    RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject,
-    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
+    Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health,
+    MagicRecord, RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords,
+    StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// How to reach MongoDB.
@@ -61,11 +61,9 @@ fn to_doc<T: Serialize>(what: &str, value: &T) -> Result<Document> {
     bson::to_document(value).map_err(|e| StoreError::Corrupt(format!("encoding {what}: {e}")))
 }
 
-fn from_doc<T: DeserializeOwned>(what: &str, mut d: Document) -> Result<T> {
-    // The store's own keys are not part of the record.
-    for key in ["_id", "login_key", "room", "expires_at", "applied"] {
-        d.remove(key);
-    }
+/// The store's own keys (`_id`, `login_key`, ...) are unknown fields to the record, which
+/// serde skips, so a record type may itself have a field of such a name (`room`).
+fn from_doc<T: DeserializeOwned>(what: &str, d: Document) -> Result<T> {
     bson::from_document(d).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -608,6 +606,50 @@ impl StatsRecords for MongoStore {
     }
 }
 
+impl AuditLog for MongoStore {
+    fn append_audit(&self, records: &[AuditRecord]) -> BoxFuture<'_, Result<()>> {
+        let records = records.to_vec();
+        Box::pin(async move {
+            let mut updates = Vec::with_capacity(records.len());
+            for r in &records {
+                let mut d = to_doc("audit record", r)?;
+                d.insert("_id", r.id.as_str());
+                updates.push(doc! { "q": { "_id": r.id.as_str() }, "u": d, "upsert": true });
+            }
+            self.update_many_statements("audit", updates, false).await
+        })
+    }
+
+    fn audit_page(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AuditRecord>>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let filter = match before {
+                Some(b) => doc! { "_id": { "$lt": b } },
+                None => doc! {},
+            };
+            let docs: Vec<Document> = self
+                .coll("audit")
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)?;
+            docs.into_iter()
+                .map(|d| from_doc("audit record", d))
+                .collect()
+        })
+    }
+}
+
 impl Health for MongoStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
@@ -645,6 +687,11 @@ mod tests {
     #[tokio::test]
     async fn purge() {
         conformance::purge(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn audit() {
+        conformance::audit(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

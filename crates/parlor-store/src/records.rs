@@ -146,3 +146,47 @@ impl StatsBatch {
 /// many other batches reached the same subject since its first try: each tracker retries
 /// its failed batch before it writes another, so that allows this many pods.
 pub const APPLIED_BATCHES_KEPT: usize = 64;
+
+/// One moderation or admin action, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Unique and in time order: `{at_ms:013}-{random}`, so pages sort by it.
+    pub id: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// Who did it.
+    pub actor: UserId,
+    /// What: `room.kick`, `room.ban`, `room.mute`, `room.unmute`, `room.delete`,
+    /// `account.magic_code`.
+    pub action: String,
+    /// To whom or what: a user id or a room id.
+    pub target: String,
+    /// The room it happened in, if any.
+    #[serde(default)]
+    pub room: Option<RoomId>,
+    /// Why, as the actor gave it.
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl AuditRecord {
+    /// A record of an action happening now.
+    pub fn now(
+        actor: UserId,
+        action: &str,
+        target: &str,
+        room: Option<RoomId>,
+        reason: &str,
+    ) -> Self {
+        let at_ms = parlor_core::now_ms();
+        Self {
+            id: format!("{at_ms:013}-{}", parlor_core::new_id("")),
+            at_ms,
+            actor,
+            action: action.to_owned(),
+            target: target.to_owned(),
+            room,
+            reason: reason.to_owned(),
+        }
+    }
+}

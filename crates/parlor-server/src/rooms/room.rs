@@ -823,7 +823,7 @@ impl RoomActor {
             user_id: target.0.clone(),
             action: action as i32,
             by_user_id: m.user_id.0.clone(),
-            reason: req.reason,
+            reason: req.reason.clone(),
         }));
         if let Some(member) = muted_update {
             self.publish(Body::MemberUpdated(v1::MemberUpdated {
@@ -845,6 +845,21 @@ impl RoomActor {
         if action != MA::Kick {
             self.persist(true);
         }
+        let what = match action {
+            MA::Kick => "room.kick",
+            MA::Ban => "room.ban",
+            MA::Mute => "room.mute",
+            _ => "room.unmute",
+        };
+        let _ = self
+            .writer
+            .send(Write::Audit(parlor_store::AuditRecord::now(
+                m.user_id.clone(),
+                what,
+                target.as_str(),
+                Some(self.id.clone()),
+                &req.reason,
+            )));
         self.direct(
             reply,
             encode_envelope(rid, 0, Body::Ack(v1::Ack::default())),
@@ -1087,6 +1102,15 @@ impl Handler<DeleteRoom> for RoomActor {
         if let Some(room) = self.room.as_mut() {
             room.members.clear();
         }
+        let _ = self
+            .writer
+            .send(Write::Audit(parlor_store::AuditRecord::now(
+                msg.by.user_id.clone(),
+                "room.delete",
+                self.id.as_str(),
+                Some(self.id.clone()),
+                "",
+            )));
         self.shut(ctx);
         // After the writer's last lines, so that no line outlives the room.
         let (done, landed) = oneshot::channel();

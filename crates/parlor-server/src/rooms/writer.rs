@@ -7,9 +7,9 @@
 //!   restarts and expiry too. The writer is the room's only chat writer, so the counter
 //!   needs no coordination. A line keeps its key through retries, so a retry never
 //!   duplicates it.
-//! - What the store refuses is kept and retried every `RETRY`: chat lines (up to
-//!   `UNSAVED_CHAT_MAX`) and the newest durable snapshot of a persistent room, which
-//!   replaces any older one still waiting.
+//! - What the store refuses is kept and retried every `RETRY`: chat lines and audit
+//!   records (up to `UNSAVED_CHAT_MAX` each), and the newest durable snapshot of a
+//!   persistent room, which replaces any older one still waiting.
 
 use std::{
     sync::Arc,
@@ -17,7 +17,7 @@ use std::{
 };
 
 use parlor_core::{Room, RoomId};
-use parlor_store::ChatRecord;
+use parlor_store::{AuditRecord, ChatRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use super::manager::RoomDeps;
@@ -28,11 +28,14 @@ pub(super) enum Write {
     Put(Box<Room>, bool),
     /// Chat lines into a persistent room's history.
     Chat(Vec<ChatRecord>),
+    /// A moderation action into the audit log.
+    Audit(AuditRecord),
     /// Answers once every earlier write is done (refused ones get one more try first).
     Barrier(oneshot::Sender<()>),
 }
 
-/// Most chat lines a writer holds while the store refuses them; past it the oldest go.
+/// Most chat lines (and audit records) a writer holds while the store refuses them; past
+/// it the oldest go.
 const UNSAVED_CHAT_MAX: usize = 10_000;
 /// How long a writer waits before retrying what the store refused.
 const RETRY: Duration = Duration::from_secs(1);
@@ -46,13 +49,15 @@ struct Unsaved {
     lines: Vec<ChatRecord>,
     /// The newest durable room snapshot the store has not acknowledged.
     room: Option<Room>,
+    /// Audit records not yet acknowledged (bounded like chat lines).
+    audit: Vec<AuditRecord>,
     /// When `save` last ran.
     tried: Option<Instant>,
 }
 
 impl Unsaved {
     fn waiting(&self) -> bool {
-        !self.lines.is_empty() || self.room.is_some()
+        !self.lines.is_empty() || self.room.is_some() || !self.audit.is_empty()
     }
 
     /// True when refused writes wait and `RETRY` has passed since the last try.
@@ -69,6 +74,23 @@ impl Unsaved {
                 Ok(()) => self.room = None,
                 Err(e) => {
                     tracing::warn!(room_id = %id, error = %e, "room write failed; will retry")
+                }
+            }
+        }
+        if !self.audit.is_empty() {
+            let over = self.audit.len().saturating_sub(UNSAVED_CHAT_MAX);
+            if over > 0 {
+                tracing::error!(room_id = %id, records = over, "audit writes keep failing; dropping the oldest");
+                self.audit.drain(..over);
+                deps.metrics
+                    .store_refused_writes
+                    .with_label_values(&["audit"])
+                    .inc_by(over as u64);
+            }
+            match deps.store.audit.append_audit(&self.audit).await {
+                Ok(()) => self.audit.clear(),
+                Err(e) => {
+                    tracing::warn!(room_id = %id, error = %e, "audit write failed; will retry")
                 }
             }
         }
@@ -135,6 +157,10 @@ pub(super) fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSe
                         unsaved.room = Some(durable);
                         unsaved.save(&deps, &id).await;
                     }
+                }
+                Some(Write::Audit(record)) => {
+                    unsaved.audit.push(record);
+                    unsaved.save(&deps, &id).await;
                 }
                 Some(Write::Chat(lines)) => {
                     unsaved.lines.extend(lines);
