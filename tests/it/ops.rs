@@ -1140,3 +1140,132 @@ async fn audited(kind: StoreKind) {
     assert_eq!(ban["reason"], "spoilers");
     assert_eq!(records[1]["target"], "rowdy");
 }
+
+#[tokio::test]
+async fn leaderboards_and_user_stats_read_the_ratings_on_the_embedded_store() {
+    leaderboards(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn leaderboards_and_user_stats_read_the_ratings_on_mongodb() {
+    leaderboards(StoreKind::MongoDb).await;
+}
+
+async fn leaderboards(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = store_config(dir.path(), kind);
+    let s = TestServer::start_config(cfg.clone()).await;
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for name in ["ada", "bob", "cyd"] {
+        let t = s
+            .rest()
+            .register(name, "correct horse battery", name)
+            .await
+            .unwrap();
+        ids.push(parlor_core::UserId(t.user_id.clone()));
+        tokens.push(t.access_token);
+    }
+    s.stop().await;
+
+    // Results as the room-kinds issue will write them: straight into the store.
+    let settings = match kind {
+        StoreKind::Embedded => parlor_store::Settings::Embedded(dir.path().join("parlor.redb")),
+        StoreKind::MongoDb => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {
+            uri: cfg.store.mongodb_uri.clone(),
+            database: cfg.store.database.clone(),
+            pool_size: 2,
+        }),
+    };
+    {
+        let store = parlor_store::open(&settings, Default::default(), None)
+            .await
+            .unwrap();
+        let rating = |i: usize, value: f64| parlor_store::Rating {
+            user: ids[i].clone(),
+            kind: "trivia".into(),
+            value,
+            games: 1,
+            updated_at_ms: 1,
+        };
+        let m = parlor_store::MatchRecord {
+            id: format!("{:013}-m1", parlor_core::now_ms()),
+            kind: "trivia".into(),
+            room: None,
+            at_ms: parlor_core::now_ms(),
+            players: (0..3)
+                .map(|i| parlor_store::MatchPlayer {
+                    user: ids[i].clone(),
+                    place: i as u32 + 1,
+                    score: 0,
+                    rating_before: Some(1000.0),
+                    rating_after: None,
+                })
+                .collect(),
+        };
+        store
+            .ratings
+            .record_match(
+                &m,
+                &[rating(0, 1030.0), rating(1, 1000.0), rating(2, 970.0)],
+            )
+            .await
+            .unwrap();
+    }
+
+    let s = TestServer::start_config(cfg).await;
+    let top = s
+        .rest()
+        .get_json("/api/v1/leaderboards/trivia?limit=2", None)
+        .await
+        .unwrap();
+    let users: Vec<&str> = top["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, [ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(top["players"][0]["place"], 1);
+    let near = s
+        .rest()
+        .get_json(
+            "/api/v1/leaderboards/trivia?around=me&limit=1",
+            Some(&tokens[2]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(near["place"], 3);
+    let places: Vec<u64> = near["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["place"].as_u64().unwrap())
+        .collect();
+    assert_eq!(places, [2, 3]);
+    assert!(matches!(
+        s.rest()
+            .get_json("/api/v1/leaderboards/trivia?around=me", None)
+            .await,
+        Err(ClientError::Http { status: 401, .. })
+    ));
+    assert!(matches!(
+        s.rest()
+            .get_json("/api/v1/leaderboards/trivia?limit=0", None)
+            .await,
+        Err(ClientError::Http { status: 400, .. })
+    ));
+    let stats = s
+        .rest()
+        .get_json(&format!("/api/v1/users/{}/stats", ids[0]), None)
+        .await
+        .unwrap();
+    assert_eq!(stats["ratings"]["trivia"]["rating"], 1030.0);
+    assert_eq!(stats["name"], "ada");
+    assert!(matches!(
+        s.rest()
+            .get_json("/api/v1/users/u_nobody/stats", None)
+            .await,
+        Err(ClientError::Http { status: 404, .. })
+    ));
+}

@@ -91,7 +91,9 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/me", web::get().to(me))
             .route("/me", web::delete().to(delete_me))
             .route("/me/stats", web::get().to(my_stats))
-            .route("/admin/audit", web::get().to(audit_log)),
+            .route("/admin/audit", web::get().to(audit_log))
+            .route("/leaderboards/{kind}", web::get().to(leaderboard))
+            .route("/users/{id}/stats", web::get().to(user_stats)),
     )
     .default_service(web::to(not_found));
 }
@@ -529,6 +531,90 @@ async fn my_stats(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpRespo
     let me = caller(&req, &shared).await?;
     let s = shared.store.stats.stats(&StatsSubject::User(me.id)).await?;
     Ok(HttpResponse::Ok().json(s))
+}
+
+#[derive(Deserialize)]
+struct BoardQuery {
+    limit: Option<usize>,
+    /// `me`: the caller's place and up to `limit` players either side.
+    around: Option<String>,
+}
+
+async fn leaderboard(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    kind: web::Path<String>,
+    q: web::Query<BoardQuery>,
+) -> ApiResult<HttpResponse> {
+    let kind = kind.into_inner();
+    parlor_core::validate_kind(&kind)?;
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let row = |place: u64, r: &parlor_store::Rating| {
+        serde_json::json!({
+            "place": place, "user_id": r.user, "rating": r.value, "games": r.games,
+        })
+    };
+    match q.around.as_deref() {
+        None => {
+            let top = shared.store.ratings.leaderboard(&kind, limit).await?;
+            let rows: Vec<_> = (1..).zip(&top).map(|(p, r)| row(p, r)).collect();
+            Ok(HttpResponse::Ok().json(serde_json::json!({ "kind": kind, "players": rows })))
+        }
+        Some("me") => {
+            let me = caller(&req, &shared).await?;
+            let around = shared.store.ratings.around(&kind, &me.id, limit).await?;
+            let Some((place, window)) = around else {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    "you have no rating in this kind yet",
+                ));
+            };
+            let at = window.iter().position(|r| r.user == me.id).unwrap_or(0) as u64;
+            let first = place - at;
+            let rows: Vec<_> = (first..).zip(&window).map(|(p, r)| row(p, r)).collect();
+            Ok(HttpResponse::Ok().json(serde_json::json!({
+                "kind": kind, "place": place, "players": rows,
+            })))
+        }
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            "around takes only \"me\"",
+        )),
+    }
+}
+
+/// A user's counters and ratings. Public, as leaderboards are.
+async fn user_stats(shared: Data<Shared>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = UserId(id.into_inner());
+    let user = shared
+        .store
+        .accounts
+        .get_user(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such user"))?;
+    let stats = shared
+        .store
+        .stats
+        .stats(&StatsSubject::User(id.clone()))
+        .await?;
+    let ratings = shared.store.ratings.ratings_of(&id).await?;
+    let ratings: serde_json::Map<String, serde_json::Value> = ratings
+        .into_iter()
+        .map(|r| {
+            let v = serde_json::json!({ "rating": r.value, "games": r.games });
+            (r.kind, v)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user_id": user.id, "name": user.name, "stats": stats, "ratings": ratings,
+    })))
 }
 
 #[derive(Deserialize)]

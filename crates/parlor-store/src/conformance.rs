@@ -11,8 +11,8 @@ use parlor_core::{
 
 use crate::ChatRetention;
 use crate::{
-    AuditRecord, ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
-    StatsSubject, Store, StoreError, UserRecord,
+    AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating, RefreshRecord,
+    RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, Store, StoreError, UserRecord,
 };
 
 /// Lines the suites expect a store to keep per room: build stores under test with
@@ -45,6 +45,7 @@ pub async fn run_all(store: &Store) {
     magic(store).await;
     purge(store).await;
     audit(store).await;
+    ratings(store).await;
     rooms(store).await;
     chat(store).await;
     chat_paging(store).await;
@@ -416,6 +417,117 @@ pub async fn audit(store: &Store) {
         .unwrap();
     assert_eq!(page, vec![all[2].clone(), all[1].clone()]);
     assert!(store.audit.audit_page(None, 0).await.unwrap().is_empty());
+}
+
+/// Matches and ratings: recorded together and once, leaderboards in order with ties by
+/// user id, a player's place and neighbours, and each player's match history.
+pub async fn ratings(store: &Store) {
+    let kind = format!("k{}", new_id(""));
+    let user = |n: &str| UserId(format!("u_{n}_{kind}"));
+    let (a, b, c, d, e) = (user("a"), user("b"), user("c"), user("d"), user("e"));
+    let rating = |u: &UserId, value: f64, games: u64| Rating {
+        user: u.clone(),
+        kind: kind.clone(),
+        value,
+        games,
+        updated_at_ms: 1,
+    };
+    let game = |i: i64, winner: &UserId, loser: &UserId| MatchRecord {
+        id: format!("{:013}-{}", 4_000_000_000_000 + i, new_id("")),
+        kind: kind.clone(),
+        room: None,
+        at_ms: 4_000_000_000_000 + i,
+        players: [(winner, 1), (loser, 2)]
+            .into_iter()
+            .map(|(u, place)| MatchPlayer {
+                user: u.clone(),
+                place,
+                score: 0,
+                rating_before: Some(1000.0),
+                rating_after: None,
+            })
+            .collect(),
+    };
+    let r = &store.ratings;
+    let m1 = game(1, &a, &b);
+    r.record_match(&m1, &[rating(&a, 1016.0, 1), rating(&b, 984.0, 1)])
+        .await
+        .unwrap();
+    // The same match again (a retry) changes nothing, even with other ratings.
+    r.record_match(&m1, &[rating(&a, 1.0, 9), rating(&b, 1.0, 9)])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rating(&a, &kind).await.unwrap(),
+        Some(rating(&a, 1016.0, 1))
+    );
+    let m2 = game(2, &c, &d);
+    r.record_match(&m2, &[rating(&c, 1020.0, 1), rating(&d, 980.0, 1)])
+        .await
+        .unwrap();
+    let m3 = game(3, &e, &b);
+    r.record_match(&m3, &[rating(&e, 1016.0, 1), rating(&b, 968.0, 2)])
+        .await
+        .unwrap();
+
+    let board: Vec<UserId> = r
+        .leaderboard(&kind, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.user)
+        .collect();
+    // a and e tie at 1016: the lower id first.
+    assert_eq!(
+        board,
+        vec![c.clone(), a.clone(), e.clone(), d.clone(), b.clone()]
+    );
+    assert_eq!(r.leaderboard(&kind, 2).await.unwrap().len(), 2);
+    let (place, window) = r.around(&kind, &e, 1).await.unwrap().unwrap();
+    assert_eq!(place, 3);
+    let near: Vec<UserId> = window.into_iter().map(|x| x.user).collect();
+    assert_eq!(near, vec![a.clone(), e.clone(), d.clone()]);
+    let (place, window) = r.around(&kind, &c, 0).await.unwrap().unwrap();
+    assert_eq!((place, window.len()), (1, 1));
+    assert_eq!(r.around(&kind, &user("nobody"), 2).await.unwrap(), None);
+
+    let history = r.matches_of(&b, None, 10).await.unwrap();
+    assert_eq!(history, vec![m3.clone(), m1.clone()], "newest first");
+    assert_eq!(
+        r.matches_of(&b, Some(m3.id.clone()), 10).await.unwrap(),
+        vec![m1]
+    );
+    let mine: Vec<String> = r
+        .ratings_of(&b)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.kind)
+        .collect();
+    assert_eq!(mine, vec![kind.clone()]);
+
+    // Two pods recording one match at once: one applies, whole; never a mix.
+    let m4 = game(4, &d, &c);
+    let first = vec![rating(&d, 1100.0, 2), rating(&c, 900.0, 2)];
+    let second = vec![rating(&d, 2000.0, 2), rating(&c, 100.0, 2)];
+    let (x, y) = tokio::join!(r.record_match(&m4, &first), r.record_match(&m4, &second));
+    // One may lose a write conflict and say so; the caller retries, which is a no-op.
+    for res in [x, y] {
+        if let Err(e) = res {
+            assert!(matches!(e, StoreError::Unavailable(_)), "{e}");
+            r.record_match(&m4, &first).await.unwrap();
+        }
+    }
+    let (dv, cv) = (
+        r.rating(&d, &kind).await.unwrap().unwrap().value,
+        r.rating(&c, &kind).await.unwrap().unwrap().value,
+    );
+    assert!(
+        (dv, cv) == (1100.0, 900.0) || (dv, cv) == (2000.0, 100.0),
+        "ratings from two different writes: {dv}, {cv}"
+    );
+    let d_matches = r.matches_of(&d, None, 10).await.unwrap();
+    assert_eq!(d_matches.iter().filter(|m| m.id == m4.id).count(), 1);
 }
 
 /// Expired refresh tokens and magic codes are purged; live ones stay.

@@ -10,9 +10,10 @@ use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTrans
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health,
-    MagicRecord, RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords,
-    StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
+    records::leaderboard_order, Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory,
+    ChatRecord, ChatRetention, Health, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord,
+    RefreshUse, Result, RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject,
+    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// User id -> `UserRecord`.
@@ -33,6 +34,12 @@ const CHAT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("chat");
 /// `subject.key()` -> `Stats`.
 const STATS: TableDefinition<&str, &[u8]> = TableDefinition::new("stats");
 
+/// Match id -> `MatchRecord`; ids sort in time order.
+const MATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("matches");
+/// (user id, match id) -> (): a user's matches, in time order.
+const USER_MATCHES: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_matches");
+/// (kind, user id) -> `Rating`.
+const RATINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ratings");
 /// Audit record id -> `AuditRecord`; ids sort in time order.
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
@@ -76,6 +83,9 @@ impl EmbeddedStore {
             txn.open_table(CHAT).map_err(db_err)?;
             txn.open_table(STATS).map_err(db_err)?;
             txn.open_table(AUDIT).map_err(db_err)?;
+            txn.open_table(MATCHES).map_err(db_err)?;
+            txn.open_table(USER_MATCHES).map_err(db_err)?;
+            txn.open_table(RATINGS).map_err(db_err)?;
             check_schema(&mut txn.open_table(META).map_err(db_err)?)
         })?;
         Ok(Self {
@@ -652,6 +662,145 @@ impl AuditLog for EmbeddedStore {
     }
 }
 
+/// Every rating of `kind`, in leaderboard order.
+fn board(txn: &ReadTransaction, kind: &str) -> Result<Vec<Rating>> {
+    let ratings = txn.open_table(RATINGS).map_err(db_err)?;
+    let mut all = Vec::new();
+    for e in ratings.range((kind, "")..).map_err(db_err)? {
+        let (k, v) = e.map_err(db_err)?;
+        if k.value().0 != kind {
+            break;
+        }
+        all.push(decode::<Rating>("rating", v.value())?);
+    }
+    all.sort_by(leaderboard_order);
+    Ok(all)
+}
+
+impl Ratings for EmbeddedStore {
+    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<()>> {
+        let (m, ratings) = (m.clone(), ratings.to_vec());
+        self.run(move |db| {
+            let bytes = encode(&m)?;
+            let encoded = ratings
+                .iter()
+                .map(|r| Ok((r, encode(r)?)))
+                .collect::<Result<Vec<_>>>()?;
+            write(db, |txn| {
+                let mut matches = txn.open_table(MATCHES).map_err(db_err)?;
+                if matches.get(m.id.as_str()).map_err(db_err)?.is_some() {
+                    return Ok(());
+                }
+                matches
+                    .insert(m.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                let mut by_user = txn.open_table(USER_MATCHES).map_err(db_err)?;
+                for p in &m.players {
+                    by_user
+                        .insert((p.user.as_str(), m.id.as_str()), ())
+                        .map_err(db_err)?;
+                }
+                let mut table = txn.open_table(RATINGS).map_err(db_err)?;
+                for (r, bytes) in &encoded {
+                    table
+                        .insert((r.kind.as_str(), r.user.as_str()), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn rating(&self, user: &UserId, kind: &str) -> BoxFuture<'_, Result<Option<Rating>>> {
+        let (user, kind) = (user.clone(), kind.to_owned());
+        self.run(move |db| {
+            read(db, |txn| {
+                let ratings = txn.open_table(RATINGS).map_err(db_err)?;
+                let got = ratings
+                    .get((kind.as_str(), user.as_str()))
+                    .map_err(db_err)?;
+                got.map(|g| decode("rating", g.value())).transpose()
+            })
+        })
+    }
+
+    fn ratings_of(&self, user: &UserId) -> BoxFuture<'_, Result<Vec<Rating>>> {
+        let user = user.clone();
+        self.run(move |db| {
+            read(db, |txn| {
+                let ratings = txn.open_table(RATINGS).map_err(db_err)?;
+                let mut mine = Vec::new();
+                for e in ratings.iter().map_err(db_err)? {
+                    let (k, v) = e.map_err(db_err)?;
+                    if k.value().1 == user.as_str() {
+                        mine.push(decode::<Rating>("rating", v.value())?);
+                    }
+                }
+                Ok(mine)
+            })
+        })
+    }
+
+    fn leaderboard(&self, kind: &str, limit: usize) -> BoxFuture<'_, Result<Vec<Rating>>> {
+        let kind = kind.to_owned();
+        self.run(move |db| {
+            read(db, |txn| {
+                let mut all = board(txn, &kind)?;
+                all.truncate(limit);
+                Ok(all)
+            })
+        })
+    }
+
+    fn around(
+        &self,
+        kind: &str,
+        user: &UserId,
+        n: usize,
+    ) -> BoxFuture<'_, Result<Option<Standing>>> {
+        let (kind, user) = (kind.to_owned(), user.clone());
+        self.run(move |db| {
+            read(db, |txn| {
+                let all = board(txn, &kind)?;
+                let Some(at) = all.iter().position(|r| r.user == user) else {
+                    return Ok(None);
+                };
+                let window = all[at.saturating_sub(n)..(at + n + 1).min(all.len())].to_vec();
+                Ok(Some((at as u64 + 1, window)))
+            })
+        })
+    }
+
+    fn matches_of(
+        &self,
+        user: &UserId,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MatchRecord>>> {
+        let user = user.clone();
+        self.run(move |db| {
+            read(db, |txn| {
+                let by_user = txn.open_table(USER_MATCHES).map_err(db_err)?;
+                let matches = txn.open_table(MATCHES).map_err(db_err)?;
+                let u = user.as_str();
+                let range = match &before {
+                    Some(b) => by_user.range((u, "")..(u, b.as_str())),
+                    None => by_user.range((u, "")..=(u, "\u{10ffff}")),
+                };
+                let mut out = Vec::new();
+                for e in range.map_err(db_err)?.rev().take(limit) {
+                    let (k, _) = e.map_err(db_err)?;
+                    let id = k.value().1;
+                    if let Some(g) = matches.get(id).map_err(db_err)? {
+                        out.push(decode("match", g.value())?);
+                    }
+                }
+                Ok(out)
+            })
+        })
+    }
+}
+
 impl Health for EmbeddedStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         self.run(move |db| {
@@ -724,6 +873,12 @@ mod tests {
     async fn audit() {
         let (_dir, store) = fresh();
         conformance::audit(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn ratings() {
+        let (_dir, store) = fresh();
+        conformance::ratings(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

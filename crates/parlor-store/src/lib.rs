@@ -21,8 +21,8 @@ pub use embedded::EmbeddedStore;
 pub use metered::Observer;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
-    AuditRecord, ChatRecord, MagicRecord, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
-    StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
+    AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating, RefreshRecord,
+    RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 use parlor_core::{Room, RoomId, UserId};
@@ -93,6 +93,8 @@ pub const SCHEMA: &[(&str, u32)] = &[
     ("chat", 1),
     ("stats", 1),
     ("audit", 1),
+    ("matches", 1),
+    ("ratings", 1),
 ];
 
 /// Accounts and what logs into them: refresh-token families and magic codes.
@@ -183,6 +185,37 @@ pub trait AuditLog: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<AuditRecord>>>;
 }
 
+/// A place in a leaderboard (1 is the top) and the players around it, in order.
+pub type Standing = (u64, Vec<Rating>);
+
+/// Match results, ratings and leaderboards.
+pub trait Ratings: Send + Sync + 'static {
+    /// Records a match and sets its players' ratings, in one step: a crash applies both or
+    /// neither, and recording a match id again changes nothing.
+    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<()>>;
+    /// A user's rating in a kind.
+    fn rating(&self, user: &UserId, kind: &str) -> BoxFuture<'_, Result<Option<Rating>>>;
+    /// A user's ratings in every kind they have played.
+    fn ratings_of(&self, user: &UserId) -> BoxFuture<'_, Result<Vec<Rating>>>;
+    /// The top `limit` of a kind: highest rating first, ties by user id.
+    fn leaderboard(&self, kind: &str, limit: usize) -> BoxFuture<'_, Result<Vec<Rating>>>;
+    /// A user's place in a kind's leaderboard (1 is the top) and up to `n` players on
+    /// either side, in leaderboard order, the user included; None if unrated.
+    fn around(
+        &self,
+        kind: &str,
+        user: &UserId,
+        n: usize,
+    ) -> BoxFuture<'_, Result<Option<Standing>>>;
+    /// A user's matches, newest first, with an id below `before` (any, if None).
+    fn matches_of(
+        &self,
+        user: &UserId,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MatchRecord>>>;
+}
+
 /// Whether the backing store can serve requests.
 pub trait Health: Send + Sync + 'static {
     /// Succeeds when the store can serve requests (readiness).
@@ -190,8 +223,14 @@ pub trait Health: Send + Sync + 'static {
 }
 
 /// A backend that implements every part.
-pub trait Backend: Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Health {}
-impl<B: Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Health> Backend for B {}
+pub trait Backend:
+    Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Ratings + Health
+{
+}
+impl<B> Backend for B where
+    B: Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Ratings + Health
+{
+}
 
 /// Everything that must outlive a pod, by part. Callers use the part they need; one
 /// backend implements them all.
@@ -207,6 +246,8 @@ pub struct Store {
     pub stats: Arc<dyn StatsRecords>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// Matches, ratings and leaderboards.
+    pub ratings: Arc<dyn Ratings>,
     health: Arc<dyn Health>,
 }
 
@@ -220,6 +261,7 @@ impl Store {
             chat: b.clone(),
             stats: b.clone(),
             audit: b.clone(),
+            ratings: b.clone(),
             health: b,
         }
     }

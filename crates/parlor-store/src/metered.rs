@@ -7,8 +7,8 @@ use parlor_core::{Room, RoomId, UserId};
 
 use crate::{
     Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord,
-    RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords, StatsSubject,
-    UserRecord,
+    MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result, RoomRecords, Standing, Stats,
+    StatsBatch, StatsRecords, StatsSubject, UserRecord,
 };
 
 /// Told of every store call when it ends: the operation, its duration, and whether it
@@ -89,6 +89,17 @@ impl<B: AuditLog> AuditLog for Metered<B> {
     forward! {
         fn append_audit(&self, records: &[AuditRecord]) -> ();
         fn audit_page(&self, before: Option<String>, limit: usize) -> Vec<AuditRecord>;
+    }
+}
+
+impl<B: Ratings> Ratings for Metered<B> {
+    forward! {
+        fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> ();
+        fn rating(&self, user: &UserId, kind: &str) -> Option<Rating>;
+        fn ratings_of(&self, user: &UserId) -> Vec<Rating>;
+        fn leaderboard(&self, kind: &str, limit: usize) -> Vec<Rating>;
+        fn around(&self, kind: &str, user: &UserId, n: usize) -> Option<Standing>;
+        fn matches_of(&self, user: &UserId, before: Option<String>, limit: usize) -> Vec<MatchRecord>;
     }
 }
 

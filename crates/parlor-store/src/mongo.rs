@@ -20,8 +20,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health,
-    MagicRecord, RefreshRecord, RefreshUse, Result, RoomRecords, Stats, StatsBatch, StatsRecords,
-    StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
+    MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result, RoomRecords,
+    Standing, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord,
+    APPLIED_BATCHES_KEPT,
 };
 
 /// How to reach MongoDB.
@@ -120,6 +121,14 @@ impl MongoStore {
             .map_err(unavailable)?;
         self.coll("chat")
             .create_index(index(doc! { "room": 1, "seq": 1 }, Some(unique)))
+            .await
+            .map_err(unavailable)?;
+        self.coll("ratings")
+            .create_index(index(doc! { "kind": 1, "value": -1, "user": 1 }, None))
+            .await
+            .map_err(unavailable)?;
+        self.coll("matches")
+            .create_index(index(doc! { "players.user": 1, "_id": -1 }, None))
             .await
             .map_err(unavailable)?;
         for name in ["refresh", "revoked_families", "magic", "chat"] {
@@ -650,6 +659,194 @@ impl AuditLog for MongoStore {
     }
 }
 
+fn rating_id(kind: &str, user: &UserId) -> String {
+    format!("{kind}/{user}")
+}
+
+impl MongoStore {
+    async fn ratings_where(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<Rating>> {
+        let docs: Vec<Document> = self
+            .coll("ratings")
+            .find(filter)
+            .sort(sort)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        docs.into_iter().map(|d| from_doc("rating", d)).collect()
+    }
+}
+
+impl Ratings for MongoStore {
+    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<()>> {
+        let (m, ratings) = (m.clone(), ratings.to_vec());
+        Box::pin(async move {
+            let mut d = to_doc("match", &m)?;
+            d.insert("_id", m.id.as_str());
+            let rated = ratings
+                .iter()
+                .map(|r| {
+                    let mut d = to_doc("rating", r)?;
+                    d.insert("_id", rating_id(&r.kind, &r.user));
+                    Ok((rating_id(&r.kind, &r.user), d))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // One transaction: the match and its ratings land together or not at all. A
+            // replica set is required, as for any managed MongoDB.
+            let mut session = self
+                .db
+                .client()
+                .start_session()
+                .await
+                .map_err(unavailable)?;
+            session.start_transaction().await.map_err(unavailable)?;
+            match self
+                .coll("matches")
+                .insert_one(d)
+                .session(&mut session)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_duplicate(&e) => {
+                    let _ = session.abort_transaction().await;
+                    return Ok(());
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+            for (id, d) in rated {
+                self.coll("ratings")
+                    .replace_one(doc! { "_id": id }, d)
+                    .upsert(true)
+                    .session(&mut session)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            session.commit_transaction().await.map_err(unavailable)
+        })
+    }
+
+    fn rating(&self, user: &UserId, kind: &str) -> BoxFuture<'_, Result<Option<Rating>>> {
+        let id = rating_id(kind, user);
+        Box::pin(async move {
+            let found = self
+                .coll("ratings")
+                .find_one(doc! { "_id": id })
+                .await
+                .map_err(unavailable)?;
+            found.map(|d| from_doc("rating", d)).transpose()
+        })
+    }
+
+    fn ratings_of(&self, user: &UserId) -> BoxFuture<'_, Result<Vec<Rating>>> {
+        let user = user.clone();
+        Box::pin(async move {
+            self.ratings_where(
+                doc! { "user": user.as_str() },
+                doc! { "kind": 1 },
+                usize::MAX,
+            )
+            .await
+        })
+    }
+
+    fn leaderboard(&self, kind: &str, limit: usize) -> BoxFuture<'_, Result<Vec<Rating>>> {
+        let kind = kind.to_owned();
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            self.ratings_where(
+                doc! { "kind": kind },
+                doc! { "value": -1, "user": 1 },
+                limit,
+            )
+            .await
+        })
+    }
+
+    fn around(
+        &self,
+        kind: &str,
+        user: &UserId,
+        n: usize,
+    ) -> BoxFuture<'_, Result<Option<Standing>>> {
+        let (kind, user) = (kind.to_owned(), user.clone());
+        Box::pin(async move {
+            let Some(me) = self.rating(&user, &kind).await? else {
+                return Ok(None);
+            };
+            let u = user.as_str();
+            // Ahead of me in leaderboard order: a higher rating, or the same and a lower id.
+            let ahead = doc! { "kind": &kind, "$or": [
+                { "value": { "$gt": me.value } },
+                { "value": me.value, "user": { "$lt": u } },
+            ] };
+            let behind = doc! { "kind": &kind, "$or": [
+                { "value": { "$lt": me.value } },
+                { "value": me.value, "user": { "$gt": u } },
+            ] };
+            let place = self
+                .coll("ratings")
+                .count_documents(ahead.clone())
+                .await
+                .map_err(unavailable)?
+                + 1;
+            // A limit of 0 means none to MongoDB, so n = 0 asks for nobody instead.
+            let mut window = if n > 0 {
+                self.ratings_where(ahead, doc! { "value": 1, "user": -1 }, n)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            window.reverse();
+            window.push(me);
+            if n > 0 {
+                window.extend(
+                    self.ratings_where(behind, doc! { "value": -1, "user": 1 }, n)
+                        .await?,
+                );
+            }
+            Ok(Some((place, window)))
+        })
+    }
+
+    fn matches_of(
+        &self,
+        user: &UserId,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<MatchRecord>>> {
+        let user = user.clone();
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut filter = doc! { "players.user": user.as_str() };
+            if let Some(b) = before {
+                filter.insert("_id", doc! { "$lt": b });
+            }
+            let docs: Vec<Document> = self
+                .coll("matches")
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)?;
+            docs.into_iter().map(|d| from_doc("match", d)).collect()
+        })
+    }
+}
+
 impl Health for MongoStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
@@ -692,6 +889,11 @@ mod tests {
     #[tokio::test]
     async fn audit() {
         conformance::audit(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn ratings() {
+        conformance::ratings(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

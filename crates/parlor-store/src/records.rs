@@ -190,3 +190,61 @@ impl AuditRecord {
         }
     }
 }
+
+/// One player's part in a finished match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchPlayer {
+    /// The account.
+    pub user: UserId,
+    /// Final place, 1 for the winner; players who share a place drew.
+    pub place: u32,
+    /// The game's own score, if it keeps one.
+    #[serde(default)]
+    pub score: i64,
+    /// The rating for this kind before and after the match, if the kind is rated.
+    #[serde(default)]
+    pub rating_before: Option<f64>,
+    /// See `rating_before`.
+    #[serde(default)]
+    pub rating_after: Option<f64>,
+}
+
+/// A finished match of a room kind. Its players' rating changes are part of it, so the
+/// match list is each player's rating history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchRecord {
+    /// Unique and in time order: `{at_ms:013}-{random}`. Recording the same id again
+    /// changes nothing.
+    pub id: String,
+    /// The room kind (`trivia`, `pool`, ...).
+    pub kind: String,
+    /// The room it was played in.
+    #[serde(default)]
+    pub room: Option<RoomId>,
+    /// When it finished, ms since the epoch.
+    pub at_ms: i64,
+    /// Everyone who played.
+    pub players: Vec<MatchPlayer>,
+}
+
+/// A player's current rating in one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rating {
+    /// The account.
+    pub user: UserId,
+    /// The room kind.
+    pub kind: String,
+    /// The rating (the rating system is the game's; the store only orders by it).
+    pub value: f64,
+    /// Rated matches played.
+    pub games: u64,
+    /// The match that set it, ms since the epoch.
+    pub updated_at_ms: i64,
+}
+
+/// Leaderboard order: highest rating first, ties by user id.
+pub(crate) fn leaderboard_order(a: &Rating, b: &Rating) -> std::cmp::Ordering {
+    b.value
+        .total_cmp(&a.value)
+        .then_with(|| a.user.cmp(&b.user))
+}
