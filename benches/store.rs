@@ -43,6 +43,7 @@ async fn stats_flush(store: &Store) -> f64 {
                     chat_messages: 1,
                     game_events: 3,
                     joins: 1,
+                    ..Stats::default()
                 },
             })
             .collect();

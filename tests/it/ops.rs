@@ -82,6 +82,8 @@ async fn survives_a_restart(kind: StoreKind) {
     a.chat(&room.id, "the dragon sleeps").await.unwrap();
     a.game_event(&room.id, "roll", vec![20u8]).await.unwrap();
     room_events(&mut a, 1).await;
+    // Time in rooms counts: at least this long, in each of the two rooms.
+    tokio::time::sleep(Duration::from_millis(60)).await;
     a.close().await;
     s.stop().await;
 
@@ -100,6 +102,8 @@ async fn survives_a_restart(kind: StoreKind) {
     assert_eq!(stats["chat_messages"], 1, "{stats}");
     assert_eq!(stats["game_events"], 1, "{stats}");
     assert_eq!(stats["joins"], 2, "{stats}");
+    assert_eq!(stats["sessions"], 1, "{stats}");
+    assert!(stats["room_ms"].as_u64().unwrap() >= 120, "{stats}");
     let got = s
         .rest()
         .get_json(&format!("/api/v1/rooms/{}", room.id), None)
@@ -762,6 +766,14 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let room_stats = store
+        .stats
+        .stats(&parlor_store::StatsSubject::Room(parlor_core::RoomId(
+            room.id.clone(),
+        )))
+        .await
+        .unwrap();
+    assert_eq!((room_stats.peak_members, room_stats.chat_messages), (1, 40));
     let saved = store.rooms.load_rooms().await.unwrap();
     let saved = saved.iter().find(|r| r.info.id.0 == room.id).unwrap();
     assert_eq!(
@@ -775,10 +787,11 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
     let m = s.metrics().await;
     // Every store call is timed by operation, and the outage's failures are counted.
     for series in [
-        "parlor_store_retries_total{kind=\"stats\"}",
+        "parlor_store_retries_total{kind=\"user_stats\"}",
         "parlor_store_seconds_count{op=\"append_chat\"}",
         "parlor_store_errors_total{op=\"find_user_by_login\"}",
-        "parlor_tracker_batches_total{tracker=\"stats\"}",
+        "parlor_tracker_batches_total{tracker=\"user_stats\"}",
+        "parlor_tracker_batches_total{tracker=\"room_stats\"}",
     ] {
         assert!(metric(&m, series) >= 1.0, "{series} in {m}");
     }
@@ -1268,4 +1281,36 @@ async fn leaderboards(kind: StoreKind) {
             .await,
         Err(ClientError::Http { status: 404, .. })
     ));
+}
+
+#[tokio::test]
+async fn a_tracker_writes_early_once_enough_subjects_are_pending() {
+    // An interval too long to matter: only the record count can trigger the write.
+    let s = TestServer::with(|c| {
+        c.stats.flush_interval_ms = 600_000;
+        c.stats.flush_records = 1;
+    })
+    .await;
+    let (mut a, _, t) = s.user("eager").await;
+    let room = a
+        .create_room(create("Quick", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    say_all(&mut a, &room.id, &["one".to_string()]).await;
+    // The room hands its counters over at its own flush; then the tracker writes at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = s
+            .rest()
+            .get_json("/api/v1/me/stats", Some(&t.access_token))
+            .await
+            .unwrap();
+        if stats["sessions"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

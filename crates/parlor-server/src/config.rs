@@ -194,6 +194,8 @@ impl Default for StoreConfig {
 pub struct StatsConfig {
     /// How often counters are written to the store. Default 5000 ms.
     pub flush_interval_ms: u64,
+    /// A tracker also writes as soon as this many subjects are pending. Default 10000.
+    pub flush_records: usize,
 }
 
 /// Test-only switches.
@@ -300,6 +302,7 @@ impl Default for StatsConfig {
     fn default() -> Self {
         Self {
             flush_interval_ms: 5000,
+            flush_records: 10_000,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! of values (message types, error codes, reasons), never ids.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Inbound frame types, the bounded values of the `type` label. `FRAME_TYPES[i]` names
@@ -54,7 +54,7 @@ pub struct Metrics {
     /// Room actors restarted after a panic.
     pub actor_restarts: IntCounterVec,
     /// Stats deltas waiting to be written.
-    pub stats_pending: IntGauge,
+    pub stats_pending: IntGaugeVec,
     /// Batches a tracker wrote, by tracker.
     pub tracker_batches: IntCounterVec,
     /// Records in those batches, by tracker.
@@ -152,8 +152,14 @@ impl Metrics {
                 &["actor"],
             )
             .unwrap(),
-            stats_pending: IntGauge::new("stats_pending", "Stats deltas waiting to be written")
-                .unwrap(),
+            stats_pending: IntGaugeVec::new(
+                Opts::new(
+                    "stats_pending",
+                    "Stats deltas waiting to be written, by tracker",
+                ),
+                &["tracker"],
+            )
+            .unwrap(),
             tracker_batches: IntCounterVec::new(
                 Opts::new("tracker_batches_total", "Batches a tracker wrote"),
                 &["tracker"],

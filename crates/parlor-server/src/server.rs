@@ -47,6 +47,7 @@ pub(crate) struct Shared {
     pub(crate) live_rooms: LiveRooms,
     pub(crate) users: Addr<UserManager>,
     pub(crate) user_cache: UserCache,
+    pub(crate) user_stats: Addr<StatsTracker>,
     pub(crate) conns: Addr<ConnectionManager>,
     draining: AtomicBool,
 }
@@ -148,10 +149,11 @@ pub async fn run(
     }
 
     let flush_every = Duration::from_millis(cfg.stats.flush_interval_ms.max(100));
-    let stats = {
-        let (store, metrics) = (store.clone(), metrics.clone());
-        Supervisor::start(move |_| StatsTracker::new(store, metrics, flush_every))
+    let tracker = |name: &'static str| {
+        let (store, metrics, max) = (store.clone(), metrics.clone(), cfg.stats.flush_records);
+        Supervisor::start(move |_| StatsTracker::new(name, store, metrics, flush_every, max))
     };
+    let (user_stats, room_stats) = (tracker("user_stats"), tracker("room_stats"));
     let user_cache = UserCache::default();
     let users = {
         let (store, keys, cfg, metrics, cache) = (
@@ -177,7 +179,8 @@ pub async fn run(
         broker,
         directory: directory.clone(),
         store: store.clone(),
-        stats: stats.clone(),
+        user_stats: user_stats.clone(),
+        room_stats: room_stats.clone(),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();
@@ -196,6 +199,7 @@ pub async fn run(
         live_rooms,
         users,
         user_cache,
+        user_stats: user_stats.clone(),
         conns: conns.clone(),
         draining: AtomicBool::new(false),
     });
@@ -270,7 +274,8 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = rooms.send(crate::rooms::FlushAll).await;
-    let flushed = stats.send(stats::Flush).await.unwrap_or(false);
+    let flushed = user_stats.send(stats::Flush).await.unwrap_or(false)
+        & room_stats.send(stats::Flush).await.unwrap_or(false);
     tracing::info!(clients_told = told, stats_flushed = flushed, "drained");
     public_handle.stop(true).await;
     admin_handle.stop(true).await;

@@ -1,6 +1,8 @@
-//! StatsTracker: sums activity counters from room actors and writes them to the Store in
-//! batches, every `stats.flush_interval_ms`. A failed batch is kept as it is and retried
-//! on the next tick; Flush (at shutdown) writes everything.
+//! StatsTracker: sums activity counters and writes them to the Store in batches, every
+//! `stats.flush_interval_ms` or once `stats.flush_records` subjects are pending. A pod runs
+//! two: the UserStatsTracker (sessions, time in rooms, chat, events, joins, games) and the
+//! RoomStatsTracker (chat, events, joins, peak members). A failed batch is kept as it is
+//! and retried on the next tick; Flush (at shutdown) writes everything.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -17,7 +19,7 @@ use parlor_store::{Stats, StatsBatch, StatsDelta, StatsSubject, Store};
 use crate::Metrics;
 
 /// Subjects kept while the store is failing. Past this, increments for new subjects are
-/// refused (counted in `parlor_store_refused_writes_total{kind="stats"}`) rather than
+/// refused (counted in `parlor_store_refused_writes_total{kind}`, by tracker) rather than
 /// letting memory grow; subjects already pending keep adding up.
 const MAX_PENDING: usize = 100_000;
 
@@ -25,9 +27,13 @@ const MAX_PENDING: usize = 100_000;
 /// timed out but landed counts once; a failed batch is retried, as it was, before any
 /// newer one is written.
 pub(crate) struct StatsTracker {
+    /// `user_stats` or `room_stats`: the metrics label.
+    name: &'static str,
     store: Store,
     metrics: Arc<Metrics>,
     every: Duration,
+    /// Pending subjects that trigger a write before the interval.
+    max_pending: usize,
     pending: HashMap<StatsSubject, Stats>,
     failed: VecDeque<StatsBatch>,
     writing: bool,
@@ -52,11 +58,19 @@ async fn write_all(store: Store, batches: Vec<StatsBatch>) -> Vec<(StatsBatch, b
 }
 
 impl StatsTracker {
-    pub(crate) fn new(store: Store, metrics: Arc<Metrics>, every: Duration) -> Self {
+    pub(crate) fn new(
+        name: &'static str,
+        store: Store,
+        metrics: Arc<Metrics>,
+        every: Duration,
+        max_pending: usize,
+    ) -> Self {
         Self {
+            name,
             store,
             metrics,
             every,
+            max_pending: max_pending.max(1),
             pending: HashMap::new(),
             failed: VecDeque::new(),
             writing: false,
@@ -79,7 +93,7 @@ impl StatsTracker {
             );
             self.metrics
                 .store_refused_writes
-                .with_label_values(&["stats"])
+                .with_label_values(&[self.name])
                 .inc_by(refused);
         }
         self.gauge();
@@ -89,6 +103,7 @@ impl StatsTracker {
         let queued: usize = self.failed.iter().map(|b| b.deltas.len()).sum();
         self.metrics
             .stats_pending
+            .with_label_values(&[self.name])
             .set((self.pending.len() + queued) as i64);
     }
 
@@ -110,6 +125,20 @@ impl StatsTracker {
         self.failed.drain(..n.min(self.failed.len())).collect()
     }
 
+    /// Writes the next batch, unless one is in flight.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.writing {
+            return;
+        }
+        let batches = self.take(false);
+        if batches.is_empty() {
+            return;
+        }
+        self.writing = true;
+        let fut = write_all(self.store.clone(), batches);
+        ctx.spawn(fut.into_actor(self).map(|done, act, _| act.finished(done)));
+    }
+
     /// Puts written batches' outcomes back: failures return to the front, in order.
     fn finished(&mut self, done: Vec<(StatsBatch, bool)>) {
         self.writing = false;
@@ -117,16 +146,16 @@ impl StatsTracker {
             if ok {
                 self.metrics
                     .tracker_batches
-                    .with_label_values(&["stats"])
+                    .with_label_values(&[self.name])
                     .inc();
                 self.metrics
                     .tracker_records
-                    .with_label_values(&["stats"])
+                    .with_label_values(&[self.name])
                     .inc_by(b.deltas.len() as u64);
             } else {
                 self.metrics
                     .store_retries
-                    .with_label_values(&["stats"])
+                    .with_label_values(&[self.name])
                     .inc();
                 self.failed.push_front(b);
             }
@@ -139,18 +168,7 @@ impl Actor for StatsTracker {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.every, |act, ctx| {
-            if act.writing {
-                return;
-            }
-            let batches = act.take(false);
-            if batches.is_empty() {
-                return;
-            }
-            act.writing = true;
-            let fut = write_all(act.store.clone(), batches);
-            ctx.spawn(fut.into_actor(act).map(|done, act, _| act.finished(done)));
-        });
+        ctx.run_interval(self.every, |act, ctx| act.tick(ctx));
     }
 }
 
@@ -165,8 +183,11 @@ pub(crate) struct Record {
 
 impl Handler<Record> for StatsTracker {
     type Result = ();
-    fn handle(&mut self, msg: Record, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Record, ctx: &mut Context<Self>) {
         self.merge(msg.batch);
+        if self.pending.len() >= self.max_pending {
+            self.tick(ctx);
+        }
     }
 }
 

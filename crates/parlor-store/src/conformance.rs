@@ -50,6 +50,7 @@ pub async fn run_all(store: &Store) {
     chat(store).await;
     chat_paging(store).await;
     stats(store).await;
+    stats_peak(store).await;
     concurrent_stats(store).await;
 }
 
@@ -834,6 +835,7 @@ pub async fn stats(store: &Store) {
             chat_messages,
             game_events,
             joins,
+            ..Stats::default()
         },
     };
     let batch = |deltas: Vec<StatsDelta>| StatsBatch {
@@ -870,6 +872,7 @@ pub async fn stats(store: &Store) {
             chat_messages: 3,
             game_events: 6,
             joins: 1,
+            ..Stats::default()
         }
     );
     assert_eq!(
@@ -878,6 +881,7 @@ pub async fn stats(store: &Store) {
             chat_messages: 3,
             game_events: 0,
             joins: 13,
+            ..Stats::default()
         }
     );
     assert_eq!(
@@ -888,6 +892,27 @@ pub async fn stats(store: &Store) {
             .unwrap(),
         Stats::default()
     );
+}
+
+/// Peak members keeps the highest value seen; the other counters add up.
+pub async fn stats_peak(store: &Store) {
+    let room = StatsSubject::Room(RoomId(new_id("r_")));
+    for (peak, joins) in [(5, 1), (9, 2), (3, 4)] {
+        let b = StatsBatch {
+            id: new_id("b_"),
+            deltas: vec![StatsDelta {
+                subject: room.clone(),
+                add: Stats {
+                    peak_members: peak,
+                    joins,
+                    ..Stats::default()
+                },
+            }],
+        };
+        store.stats.add_stats(&b).await.unwrap();
+    }
+    let got = store.stats.stats(&room).await.unwrap();
+    assert_eq!((got.peak_members, got.joins), (9, 7));
 }
 
 /// Stats under contention: 8 writers adding to the same subjects at once, each batch
@@ -911,6 +936,7 @@ pub async fn concurrent_stats(store: &Store) {
                                     chat_messages: 1,
                                     game_events: w,
                                     joins: 0,
+                                    ..Stats::default()
                                 },
                             },
                             StatsDelta {
@@ -941,6 +967,7 @@ pub async fn concurrent_stats(store: &Store) {
             chat_messages: WRITERS * BATCHES,
             game_events: (0..WRITERS).sum::<u64>() * BATCHES,
             joins: 0,
+            ..Stats::default()
         }
     );
 }

@@ -969,6 +969,7 @@ mod tests {
             chat_messages: 3,
             game_events: 2,
             joins: 1,
+            ..Stats::default()
         };
         {
             let store = EmbeddedStore::open(&path).expect("open");

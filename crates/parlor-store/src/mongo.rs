@@ -579,7 +579,9 @@ impl StatsRecords for MongoStore {
         Box::pin(async move {
             let mut updates = Vec::new();
             for (subject, add) in batch.by_subject() {
-                let inc = to_doc("stats", &add)?;
+                let mut inc = to_doc("stats", &add)?;
+                // The one field that keeps its highest value rather than adding up.
+                let peak = inc.remove("peak_members").unwrap_or(bson::Bson::Int64(0));
                 // Per subject, one atomic update: it matches only if the subject has not
                 // taken this batch, and records the batch as it adds. If the subject has
                 // it, the upsert's insert hits the existing _id, which means done.
@@ -587,6 +589,7 @@ impl StatsRecords for MongoStore {
                     "q": { "_id": subject.key(), "applied": { "$ne": batch.id.as_str() } },
                     "u": {
                         "$inc": inc,
+                        "$max": { "peak_members": peak },
                         "$push": { "applied": {
                             "$each": [batch.id.as_str()],
                             "$slice": -(APPLIED_BATCHES_KEPT as i64),

@@ -91,7 +91,8 @@ impl StatsSubject {
     }
 }
 
-/// Activity counters.
+/// Activity counters of a user or a room. Every field adds up across batches except
+/// `peak_members`, which keeps the highest value seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Stats {
@@ -101,6 +102,16 @@ pub struct Stats {
     pub game_events: u64,
     /// Room joins.
     pub joins: u64,
+    /// Sessions opened (users).
+    pub sessions: u64,
+    /// Time spent in rooms, in ms (users; summed over rooms).
+    pub room_ms: u64,
+    /// Matches played (users).
+    pub games_played: u64,
+    /// Matches won (users).
+    pub games_won: u64,
+    /// Most members at once (rooms).
+    pub peak_members: u64,
 }
 
 impl Stats {
@@ -109,6 +120,11 @@ impl Stats {
         self.chat_messages = self.chat_messages.saturating_add(other.chat_messages);
         self.game_events = self.game_events.saturating_add(other.game_events);
         self.joins = self.joins.saturating_add(other.joins);
+        self.sessions = self.sessions.saturating_add(other.sessions);
+        self.room_ms = self.room_ms.saturating_add(other.room_ms);
+        self.games_played = self.games_played.saturating_add(other.games_played);
+        self.games_won = self.games_won.saturating_add(other.games_won);
+        self.peak_members = self.peak_members.max(other.peak_members);
     }
 }
 

@@ -31,7 +31,10 @@ pub(crate) struct RoomDeps {
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) directory: Arc<dyn RoomDirectory>,
     pub(crate) store: Store,
-    pub(crate) stats: Addr<StatsTracker>,
+    /// Users' counters.
+    pub(crate) user_stats: Addr<StatsTracker>,
+    /// Rooms' counters.
+    pub(crate) room_stats: Addr<StatsTracker>,
 }
 
 /// The live room actors by id. Only the manager writes it; sessions read it, so that

@@ -134,6 +134,8 @@ struct Local {
     strikes: u32,
     /// This member's counters since the last flush (kept here: no map lookup per event).
     stats: Stats,
+    /// Since when its time in the room has not been counted.
+    since: Instant,
 }
 
 impl Local {
@@ -290,6 +292,14 @@ impl RoomActor {
 
     /// Moves a member's counters into the pending map (flush, or the member leaving).
     fn collect_stats(pending: &mut HashMap<StatsSubject, Stats>, user: &UserId, local: &mut Local) {
+        // Time in the room counts at every flush, so a long stay is not lost to a crash.
+        let now = Instant::now();
+        let ms = now.duration_since(local.since).as_millis();
+        local.since = now;
+        local.stats.room_ms = local
+            .stats
+            .room_ms
+            .saturating_add(u64::try_from(ms).unwrap_or(u64::MAX));
         if local.stats != Stats::default() {
             let add = std::mem::take(&mut local.stats);
             pending
@@ -312,12 +322,17 @@ impl RoomActor {
                 .add(&add);
         }
         if !self.pending_stats.is_empty() {
-            let batch = self
+            let (rooms, users): (Vec<_>, Vec<_>) = self
                 .pending_stats
                 .drain()
                 .map(|(subject, add)| StatsDelta { subject, add })
-                .collect();
-            self.deps.stats.do_send(Record { batch });
+                .partition(|d| matches!(d.subject, StatsSubject::Room(_)));
+            if !users.is_empty() {
+                self.deps.user_stats.do_send(Record { batch: users });
+            }
+            if !rooms.is_empty() {
+                self.deps.room_stats.do_send(Record { batch: rooms });
+            }
         }
         if !self.pending_chat.is_empty() {
             let lines = std::mem::take(&mut self.pending_chat);
@@ -888,6 +903,7 @@ impl RoomActor {
             bucket: TokenBucket::new(rate, rate, Instant::now()),
             strikes: 0,
             stats: Stats::default(),
+            since: Instant::now(),
         };
         if let Some(existing) = room.member(&who.user_id) {
             // The same user from a new session takes the seat over; the room sees no change.
@@ -927,6 +943,8 @@ impl RoomActor {
                 ..Stats::default()
             },
         );
+        let members = self.room.as_ref().map_or(0, |r| r.members.len()) as u64;
+        self.room_stats.peak_members = self.room_stats.peak_members.max(members);
         self.persist(false);
         Ok((msg.spec.last_seq, local, role, who.user_id.clone(), true))
     }
