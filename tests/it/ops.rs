@@ -1314,3 +1314,75 @@ async fn a_tracker_writes_early_once_enough_subjects_are_pending() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_analytics_stream_records_signups_logins_and_rooms_on_the_embedded_store() {
+    analytics_stream(StoreKind::Embedded).await;
+}
+
+#[tokio::test]
+async fn the_analytics_stream_records_signups_logins_and_rooms_on_mongodb() {
+    analytics_stream(StoreKind::MongoDb).await;
+}
+
+async fn analytics_stream(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_config(store_config(dir.path(), kind)).await;
+    let root = s
+        .rest()
+        .register("root", "correct horse battery", "Root")
+        .await
+        .unwrap();
+    let t = s
+        .rest()
+        .login("root", "correct horse battery")
+        .await
+        .unwrap();
+    let (mut c, _) = s.connect(Some(&t.access_token)).await;
+    let room = c
+        .create_room(create("Counted", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    assert!(matches!(
+        s.rest()
+            .get_json(
+                "/api/v1/admin/analytics",
+                Some(&s.rest().guest("g").await.unwrap().access_token)
+            )
+            .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = s
+            .rest()
+            .get_json("/api/v1/admin/analytics?limit=50", Some(&t.access_token))
+            .await
+            .unwrap();
+        let events: Vec<(String, String, String)> = got["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let f = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+                (f("kind"), f("user"), f("room"))
+            })
+            .collect();
+        let me = root.user_id.clone();
+        let want = [
+            ("room_created".to_owned(), me.clone(), room.id.clone()),
+            ("login".to_owned(), me.clone(), String::new()),
+            ("signup".to_owned(), me.clone(), String::new()),
+        ];
+        let ours: Vec<_> = events.iter().filter(|e| e.1 == me).cloned().collect();
+        let guest = events.iter().any(|e| e.0 == "signup" && e.1 != me);
+        if ours.len() >= 3 && guest {
+            assert_eq!(ours, want, "newest first");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "analytics: {got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

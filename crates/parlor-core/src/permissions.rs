@@ -40,7 +40,7 @@ pub enum Action {
     /// Read a room's chat history. For a non-member, `room` is Some(Owner) when it owns
     /// the room.
     ReadHistory,
-    /// Read the audit log of moderation and admin actions.
+    /// Read the audit log of moderation and admin actions, and the analytics stream.
     ReadAudit,
 }
 

@@ -196,6 +196,8 @@ pub struct StatsConfig {
     pub flush_interval_ms: u64,
     /// A tracker also writes as soon as this many subjects are pending. Default 10000.
     pub flush_records: usize,
+    /// Analytics events older than this many days are purged; 0 keeps them. Default 90.
+    pub analytics_retain_days: u64,
 }
 
 /// Test-only switches.
@@ -303,6 +305,7 @@ impl Default for StatsConfig {
         Self {
             flush_interval_ms: 5000,
             flush_records: 10_000,
+            analytics_retain_days: 90,
         }
     }
 }

@@ -92,6 +92,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/me", web::delete().to(delete_me))
             .route("/me/stats", web::get().to(my_stats))
             .route("/admin/audit", web::get().to(audit_log))
+            .route("/admin/analytics", web::get().to(analytics_stream))
             .route("/leaderboards/{kind}", web::get().to(leaderboard))
             .route("/users/{id}/stats", web::get().to(user_stats)),
     )
@@ -106,6 +107,13 @@ async fn jwks(shared: Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.keys.jwks())
 }
 
+/// Puts an account event on the analytics stream.
+fn track(shared: &Shared, kind: &str, t: &users::Tokens) {
+    let user = Some(UserId(t.user.id.clone()));
+    let event = parlor_store::AnalyticsEvent::now(kind, user, None);
+    shared.analytics.do_send(crate::analytics::Track(event));
+}
+
 #[derive(Deserialize)]
 struct GuestBody {
     name: String,
@@ -118,6 +126,7 @@ async fn guest(shared: Data<Shared>, body: Json<GuestBody>) -> ApiResult<HttpRes
             name: body.into_inner().name,
         })
         .await??;
+    track(&shared, "signup", &t);
     Ok(HttpResponse::Ok().json(t))
 }
 
@@ -139,6 +148,7 @@ async fn register(shared: Data<Shared>, body: Json<RegisterBody>) -> ApiResult<H
             name: b.name,
         })
         .await??;
+    track(&shared, "signup", &t);
     Ok(HttpResponse::Ok().json(t))
 }
 
@@ -157,6 +167,7 @@ async fn login(shared: Data<Shared>, body: Json<LoginBody>) -> ApiResult<HttpRes
             password: b.password,
         })
         .await??;
+    track(&shared, "login", &t);
     Ok(HttpResponse::Ok().json(t))
 }
 
@@ -231,6 +242,7 @@ async fn redeem(shared: Data<Shared>, body: Json<RedeemBody>) -> ApiResult<HttpR
             code: body.into_inner().code,
         })
         .await??;
+    track(&shared, "login", &t);
     Ok(HttpResponse::Ok().json(t))
 }
 
@@ -649,6 +661,36 @@ async fn audit_log(
         .flatten();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "records": records,
+        "next_before": next_before,
+    })))
+}
+
+async fn analytics_stream(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    q: web::Query<AuditQuery>,
+) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    parlor_core::check(
+        parlor_core::Action::ReadAudit,
+        me.role,
+        None,
+        &Default::default(),
+    )?;
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let events = shared.store.analytics.events(q.before, limit).await?;
+    let next_before = (events.len() == limit)
+        .then(|| events.last().map(|e| e.id.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "events": events,
         "next_before": next_before,
     })))
 }

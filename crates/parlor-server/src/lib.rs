@@ -11,6 +11,7 @@
 //! - `auth`, `error`, `metrics`, `telemetry`: the supporting pieces.
 //! - `bench_support` (feature `bench`, off by default): hot-path pieces for benchmarks.
 
+mod analytics;
 mod auth;
 mod config;
 mod connections;

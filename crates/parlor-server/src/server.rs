@@ -18,6 +18,7 @@ use parlor_cluster::{Retention, RoomDirectory};
 use parlor_store::Store;
 
 use crate::{
+    analytics::AnalyticsTracker,
     auth::{Claims, Keyring, TokenKind},
     connections::{self, ConnectionManager},
     error::{ApiError, ApiResult},
@@ -48,6 +49,7 @@ pub(crate) struct Shared {
     pub(crate) users: Addr<UserManager>,
     pub(crate) user_cache: UserCache,
     pub(crate) user_stats: Addr<StatsTracker>,
+    pub(crate) analytics: Addr<AnalyticsTracker>,
     pub(crate) conns: Addr<ConnectionManager>,
     draining: AtomicBool,
 }
@@ -135,6 +137,8 @@ pub async fn run(
     // are quicker; the embedded store has only this).
     {
         let store = store.clone();
+        let retain_ms = i64::try_from(cfg.stats.analytics_retain_days.saturating_mul(86_400_000))
+            .unwrap_or(i64::MAX);
         actix::spawn(async move {
             let mut every = tokio::time::interval(PURGE_EVERY);
             loop {
@@ -143,6 +147,14 @@ pub async fn run(
                     Ok(0) => {}
                     Ok(n) => tracing::info!(purged = n, "expired tokens and codes purged"),
                     Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
+                }
+                if retain_ms > 0 {
+                    let before = parlor_core::now_ms().saturating_sub(retain_ms);
+                    match store.analytics.purge_events(before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, "old analytics events purged"),
+                        Err(e) => tracing::warn!(error = %e, "purging analytics failed"),
+                    }
                 }
             }
         });
@@ -154,6 +166,10 @@ pub async fn run(
         Supervisor::start(move |_| StatsTracker::new(name, store, metrics, flush_every, max))
     };
     let (user_stats, room_stats) = (tracker("user_stats"), tracker("room_stats"));
+    let analytics = {
+        let (store, metrics, max) = (store.clone(), metrics.clone(), cfg.stats.flush_records);
+        Supervisor::start(move |_| AnalyticsTracker::new(store, metrics, flush_every, max))
+    };
     let user_cache = UserCache::default();
     let users = {
         let (store, keys, cfg, metrics, cache) = (
@@ -181,6 +197,7 @@ pub async fn run(
         store: store.clone(),
         user_stats: user_stats.clone(),
         room_stats: room_stats.clone(),
+        analytics: analytics.clone(),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();
@@ -200,6 +217,7 @@ pub async fn run(
         users,
         user_cache,
         user_stats: user_stats.clone(),
+        analytics: analytics.clone(),
         conns: conns.clone(),
         draining: AtomicBool::new(false),
     });
@@ -275,7 +293,11 @@ pub async fn run(
     }
     let _ = rooms.send(crate::rooms::FlushAll).await;
     let flushed = user_stats.send(stats::Flush).await.unwrap_or(false)
-        & room_stats.send(stats::Flush).await.unwrap_or(false);
+        & room_stats.send(stats::Flush).await.unwrap_or(false)
+        & analytics
+            .send(crate::analytics::FlushAnalytics)
+            .await
+            .unwrap_or(false);
     tracing::info!(clients_told = told, stats_flushed = flushed, "drained");
     public_handle.stop(true).await;
     admin_handle.stop(true).await;

@@ -11,8 +11,9 @@ use parlor_core::{
 
 use crate::ChatRetention;
 use crate::{
-    AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating, RefreshRecord,
-    RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, Store, StoreError, UserRecord,
+    AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating,
+    RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, Store, StoreError,
+    UserRecord,
 };
 
 /// Lines the suites expect a store to keep per room: build stores under test with
@@ -45,6 +46,7 @@ pub async fn run_all(store: &Store) {
     magic(store).await;
     purge(store).await;
     audit(store).await;
+    analytics(store).await;
     ratings(store).await;
     rooms(store).await;
     chat(store).await;
@@ -529,6 +531,47 @@ pub async fn ratings(store: &Store) {
     );
     let d_matches = r.matches_of(&d, None, 10).await.unwrap();
     assert_eq!(d_matches.iter().filter(|m| m.id == m4.id).count(), 1);
+}
+
+/// The analytics stream: newest first, paged, retries never duplicate, old events purged.
+pub async fn analytics(store: &Store) {
+    let ev = |at_ms: i64, kind: &str| AnalyticsEvent {
+        id: format!("{at_ms:013}-{}", new_id("")),
+        at_ms,
+        kind: kind.into(),
+        user: Some(UserId(new_id("u_"))),
+        room: Some(RoomId(new_id("r_"))),
+    };
+    // Far in the future, so that other suites' events sharing a log are older.
+    let base = 4_100_000_000_000;
+    let old = ev(1_000, "signup");
+    let all = vec![
+        ev(base, "signup"),
+        ev(base + 1, "login"),
+        ev(base + 2, "room_created"),
+    ];
+    store
+        .analytics
+        .append_events(std::slice::from_ref(&old))
+        .await
+        .unwrap();
+    store.analytics.append_events(&all).await.unwrap();
+    store.analytics.append_events(&all[1..]).await.unwrap();
+    let newest: Vec<AnalyticsEvent> = all.iter().rev().cloned().collect();
+    assert_eq!(store.analytics.events(None, 3).await.unwrap(), newest);
+    assert_eq!(
+        store
+            .analytics
+            .events(Some(all[2].id.clone()), 1)
+            .await
+            .unwrap(),
+        vec![all[1].clone()]
+    );
+    let purged = store.analytics.purge_events(2_000).await.unwrap();
+    assert!(purged >= 1);
+    let left = store.analytics.events(None, 10_000).await.unwrap();
+    assert!(!left.contains(&old), "an old event survived its purge");
+    assert!(all.iter().all(|e| left.contains(e)));
 }
 
 /// Expired refresh tokens and magic codes are purged; live ones stay.

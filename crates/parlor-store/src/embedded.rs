@@ -10,10 +10,10 @@ use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTrans
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    records::leaderboard_order, Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory,
-    ChatRecord, ChatRetention, Health, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord,
-    RefreshUse, Result, RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject,
-    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
+    records::leaderboard_order, Accounts, Analytics, AnalyticsEvent, AuditLog, AuditRecord,
+    BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, MagicRecord, MatchRecord, Rating,
+    Ratings, RefreshRecord, RefreshUse, Result, RoomRecords, Standing, Stats, StatsBatch,
+    StatsRecords, StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// User id -> `UserRecord`.
@@ -40,6 +40,8 @@ const MATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("matches");
 const USER_MATCHES: TableDefinition<(&str, &str), ()> = TableDefinition::new("user_matches");
 /// (kind, user id) -> `Rating`.
 const RATINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ratings");
+/// Analytics event id -> `AnalyticsEvent`; ids sort in time order.
+const ANALYTICS: TableDefinition<&str, &[u8]> = TableDefinition::new("analytics");
 /// Audit record id -> `AuditRecord`; ids sort in time order.
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
@@ -86,6 +88,7 @@ impl EmbeddedStore {
             txn.open_table(MATCHES).map_err(db_err)?;
             txn.open_table(USER_MATCHES).map_err(db_err)?;
             txn.open_table(RATINGS).map_err(db_err)?;
+            txn.open_table(ANALYTICS).map_err(db_err)?;
             check_schema(&mut txn.open_table(META).map_err(db_err)?)
         })?;
         Ok(Self {
@@ -801,6 +804,70 @@ impl Ratings for EmbeddedStore {
     }
 }
 
+impl Analytics for EmbeddedStore {
+    fn append_events(&self, events: &[AnalyticsEvent]) -> BoxFuture<'_, Result<()>> {
+        let events = events.to_vec();
+        self.run(move |db| {
+            let encoded = events
+                .iter()
+                .map(|e| Ok((e.id.clone(), encode(e)?)))
+                .collect::<Result<Vec<_>>>()?;
+            write(db, |txn| {
+                let mut table = txn.open_table(ANALYTICS).map_err(db_err)?;
+                for (id, bytes) in &encoded {
+                    table
+                        .insert(id.as_str(), bytes.as_slice())
+                        .map_err(db_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn events(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AnalyticsEvent>>> {
+        self.run(move |db| {
+            read(db, |txn| {
+                let table = txn.open_table(ANALYTICS).map_err(db_err)?;
+                let range = match &before {
+                    Some(b) => table.range(..b.as_str()),
+                    None => table.range::<&str>(..),
+                };
+                range
+                    .map_err(db_err)?
+                    .rev()
+                    .take(limit)
+                    .map(|e| {
+                        let (_, v) = e.map_err(db_err)?;
+                        decode("analytics event", v.value())
+                    })
+                    .collect()
+            })
+        })
+    }
+
+    fn purge_events(&self, older_than_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut table = txn.open_table(ANALYTICS).map_err(db_err)?;
+                // Ids start with the time, so the old ones are one range at the front.
+                let bound = format!("{older_than_ms:013}");
+                let mut purged = 0u64;
+                table
+                    .retain_in::<&str, _>(..bound.as_str(), |_, _| {
+                        purged += 1;
+                        false
+                    })
+                    .map_err(db_err)?;
+                Ok(purged)
+            })
+        })
+    }
+}
+
 impl Health for EmbeddedStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         self.run(move |db| {
@@ -879,6 +946,12 @@ mod tests {
     async fn ratings() {
         let (_dir, store) = fresh();
         conformance::ratings(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn analytics() {
+        let (_dir, store) = fresh();
+        conformance::analytics(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

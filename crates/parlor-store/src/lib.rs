@@ -21,8 +21,9 @@ pub use embedded::EmbeddedStore;
 pub use metered::Observer;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
-    AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating, RefreshRecord,
-    RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
+    AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating,
+    RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, UserRecord,
+    APPLIED_BATCHES_KEPT,
 };
 
 use parlor_core::{Room, RoomId, UserId};
@@ -95,6 +96,7 @@ pub const SCHEMA: &[(&str, u32)] = &[
     ("audit", 1),
     ("matches", 1),
     ("ratings", 1),
+    ("analytics", 1),
 ];
 
 /// Accounts and what logs into them: refresh-token families and magic codes.
@@ -216,6 +218,21 @@ pub trait Ratings: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<MatchRecord>>>;
 }
 
+/// The append-only analytics stream.
+pub trait Analytics: Send + Sync + 'static {
+    /// Appends events; one with an id already stored replaces it, so a retry never
+    /// duplicates.
+    fn append_events(&self, events: &[AnalyticsEvent]) -> BoxFuture<'_, Result<()>>;
+    /// The newest `limit` events with an id below `before` (any, if None), newest first.
+    fn events(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AnalyticsEvent>>>;
+    /// Deletes events from before `older_than_ms`; returns how many.
+    fn purge_events(&self, older_than_ms: i64) -> BoxFuture<'_, Result<u64>>;
+}
+
 /// Whether the backing store can serve requests.
 pub trait Health: Send + Sync + 'static {
     /// Succeeds when the store can serve requests (readiness).
@@ -224,11 +241,18 @@ pub trait Health: Send + Sync + 'static {
 
 /// A backend that implements every part.
 pub trait Backend:
-    Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Ratings + Health
+    Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Ratings + Analytics + Health
 {
 }
 impl<B> Backend for B where
-    B: Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Ratings + Health
+    B: Accounts
+        + RoomRecords
+        + ChatHistory
+        + StatsRecords
+        + AuditLog
+        + Ratings
+        + Analytics
+        + Health
 {
 }
 
@@ -248,6 +272,8 @@ pub struct Store {
     pub audit: Arc<dyn AuditLog>,
     /// Matches, ratings and leaderboards.
     pub ratings: Arc<dyn Ratings>,
+    /// The analytics stream.
+    pub analytics: Arc<dyn Analytics>,
     health: Arc<dyn Health>,
 }
 
@@ -262,6 +288,7 @@ impl Store {
             stats: b.clone(),
             audit: b.clone(),
             ratings: b.clone(),
+            analytics: b.clone(),
             health: b,
         }
     }

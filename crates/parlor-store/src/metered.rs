@@ -6,9 +6,9 @@ use std::{sync::Arc, time::Instant};
 use parlor_core::{Room, RoomId, UserId};
 
 use crate::{
-    Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, Health, MagicRecord,
-    MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result, RoomRecords, Standing, Stats,
-    StatsBatch, StatsRecords, StatsSubject, UserRecord,
+    Accounts, Analytics, AnalyticsEvent, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord,
+    Health, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result,
+    RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject, UserRecord,
 };
 
 /// Told of every store call when it ends: the operation, its duration, and whether it
@@ -100,6 +100,14 @@ impl<B: Ratings> Ratings for Metered<B> {
         fn leaderboard(&self, kind: &str, limit: usize) -> Vec<Rating>;
         fn around(&self, kind: &str, user: &UserId, n: usize) -> Option<Standing>;
         fn matches_of(&self, user: &UserId, before: Option<String>, limit: usize) -> Vec<MatchRecord>;
+    }
+}
+
+impl<B: Analytics> Analytics for Metered<B> {
+    forward! {
+        fn append_events(&self, events: &[AnalyticsEvent]) -> ();
+        fn events(&self, before: Option<String>, limit: usize) -> Vec<AnalyticsEvent>;
+        fn purge_events(&self, older_than_ms: i64) -> u64;
     }
 }
 

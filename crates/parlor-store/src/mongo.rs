@@ -19,10 +19,10 @@ use parlor_core::{Room, RoomId, UserId};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    Accounts, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health,
-    MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result, RoomRecords,
-    Standing, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord,
-    APPLIED_BATCHES_KEPT,
+    Accounts, Analytics, AnalyticsEvent, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord,
+    ChatRetention, Health, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse,
+    Result, RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError,
+    UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// How to reach MongoDB.
@@ -850,6 +850,63 @@ impl Ratings for MongoStore {
     }
 }
 
+impl Analytics for MongoStore {
+    fn append_events(&self, events: &[AnalyticsEvent]) -> BoxFuture<'_, Result<()>> {
+        let events = events.to_vec();
+        Box::pin(async move {
+            let mut updates = Vec::with_capacity(events.len());
+            for e in &events {
+                let mut d = to_doc("analytics event", e)?;
+                d.insert("_id", e.id.as_str());
+                d.insert("at", expires(e.at_ms));
+                updates.push(doc! { "q": { "_id": e.id.as_str() }, "u": d, "upsert": true });
+            }
+            self.update_many_statements("analytics", updates, false)
+                .await
+        })
+    }
+
+    fn events(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<AnalyticsEvent>>> {
+        Box::pin(async move {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let filter = match before {
+                Some(b) => doc! { "_id": { "$lt": b } },
+                None => doc! {},
+            };
+            let docs: Vec<Document> = self
+                .coll("analytics")
+                .find(filter)
+                .sort(doc! { "_id": -1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .await
+                .map_err(unavailable)?
+                .try_collect()
+                .await
+                .map_err(unavailable)?;
+            docs.into_iter()
+                .map(|d| from_doc("analytics event", d))
+                .collect()
+        })
+    }
+
+    fn purge_events(&self, older_than_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let r = self
+                .coll("analytics")
+                .delete_many(doc! { "at": { "$lt": expires(older_than_ms) } })
+                .await
+                .map_err(unavailable)?;
+            Ok(r.deleted_count)
+        })
+    }
+}
+
 impl Health for MongoStore {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
@@ -897,6 +954,11 @@ mod tests {
     #[tokio::test]
     async fn ratings() {
         conformance::ratings(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn analytics() {
+        conformance::analytics(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

@@ -264,3 +264,34 @@ pub(crate) fn leaderboard_order(a: &Rating, b: &Rating) -> std::cmp::Ordering {
         .total_cmp(&a.value)
         .then_with(|| a.user.cmp(&b.user))
 }
+
+/// One entry of the analytics stream: something that happened, for product analytics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyticsEvent {
+    /// Unique and in time order: `{at_ms:013}-{random}`.
+    pub id: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// What: `signup`, `login`, `room_created`, `game_finished`.
+    pub kind: String,
+    /// Whose, if anyone's.
+    #[serde(default)]
+    pub user: Option<UserId>,
+    /// Which room, if any.
+    #[serde(default)]
+    pub room: Option<RoomId>,
+}
+
+impl AnalyticsEvent {
+    /// An event happening now.
+    pub fn now(kind: &str, user: Option<UserId>, room: Option<RoomId>) -> Self {
+        let at_ms = parlor_core::now_ms();
+        Self {
+            id: format!("{at_ms:013}-{}", parlor_core::new_id("")),
+            at_ms,
+            kind: kind.to_owned(),
+            user,
+            room,
+        }
+    }
+}

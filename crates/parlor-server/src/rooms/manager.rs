@@ -35,6 +35,8 @@ pub(crate) struct RoomDeps {
     pub(crate) user_stats: Addr<StatsTracker>,
     /// Rooms' counters.
     pub(crate) room_stats: Addr<StatsTracker>,
+    /// The analytics stream.
+    pub(crate) analytics: Addr<crate::analytics::AnalyticsTracker>,
 }
 
 /// The live room actors by id. Only the manager writes it; sessions read it, so that
@@ -149,6 +151,12 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
             deps.store.rooms.save_room(&room).await?;
         }
         deps.directory.put(&room).await?;
+        deps.analytics
+            .do_send(crate::analytics::Track(parlor_store::AnalyticsEvent::now(
+                "room_created",
+                Some(owner.user_id.clone()),
+                Some(room.info.id.clone()),
+            )));
         return Ok(room);
     }
     Err(ApiError::unavailable("could not allocate a room code"))
