@@ -1052,14 +1052,7 @@ async fn room_deletion(kind: StoreKind) {
         Err(ClientError::Http { status: 404, .. })
     ));
     s.stop().await;
-    let settings = match kind {
-        StoreKind::Embedded => parlor_store::Settings::Embedded(dir.path().join("parlor.redb")),
-        StoreKind::MongoDb => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {
-            uri: cfg.store.mongodb_uri.clone(),
-            database: cfg.store.database.clone(),
-            pool_size: 2,
-        }),
-    };
+    let settings = store_settings(kind, dir.path(), &cfg);
     let store = parlor_store::open(&settings, Default::default(), None)
         .await
         .unwrap();
@@ -1182,14 +1175,7 @@ async fn leaderboards(kind: StoreKind) {
     s.stop().await;
 
     // Results as the room-kinds issue will write them: straight into the store.
-    let settings = match kind {
-        StoreKind::Embedded => parlor_store::Settings::Embedded(dir.path().join("parlor.redb")),
-        StoreKind::MongoDb => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {
-            uri: cfg.store.mongodb_uri.clone(),
-            database: cfg.store.database.clone(),
-            pool_size: 2,
-        }),
-    };
+    let settings = store_settings(kind, dir.path(), &cfg);
     {
         let store = parlor_store::open(&settings, Default::default(), None)
             .await

@@ -56,6 +56,19 @@ pub(crate) fn store_config(dir: &Path, kind: StoreKind) -> Config {
     cfg
 }
 
+/// How a test opens, itself, the store that a pod on `cfg` uses (the pod must be stopped
+/// for the embedded one: redb locks its file).
+pub(crate) fn store_settings(kind: StoreKind, dir: &Path, cfg: &Config) -> parlor_store::Settings {
+    match kind {
+        StoreKind::Embedded => parlor_store::Settings::Embedded(dir.join("parlor.redb")),
+        StoreKind::MongoDb => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {
+            uri: cfg.store.mongodb_uri.clone(),
+            database: cfg.store.database.clone(),
+            pool_size: 2,
+        }),
+    }
+}
+
 impl TestServer {
     pub(crate) async fn start() -> TestServer {
         Self::with(|_| {}).await

@@ -373,8 +373,21 @@ struct PageQuery {
     limit: Option<usize>,
 }
 
-/// Most lines one page returns.
+/// Most lines or records one page returns.
 const MAX_PAGE: usize = 500;
+
+/// A page size from `?limit=`: `default` when absent, else 1 to `MAX_PAGE`.
+fn page_limit(limit: Option<usize>, default: usize) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(default);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ))
+    }
+}
 
 async fn room_messages(
     req: HttpRequest,
@@ -383,13 +396,7 @@ async fn room_messages(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let id = readable_history(&req, &shared, id.into_inner()).await?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_limit(q.limit, 50)?;
     let lines = shared.store.chat.recent_chat(&id, q.before, limit).await?;
     // A full page may have older lines before it.
     let next_before = (lines.len() == limit)
@@ -561,13 +568,7 @@ async fn leaderboard(
     let kind = kind.into_inner();
     parlor_core::validate_kind(&kind)?;
     let q = q.into_inner();
-    let limit = q.limit.unwrap_or(10);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_limit(q.limit, 10)?;
     let row = |place: u64, r: &parlor_store::Rating| {
         serde_json::json!({
             "place": place, "user_id": r.user, "rating": r.value, "games": r.games,
@@ -635,34 +636,44 @@ struct AuditQuery {
     limit: Option<usize>,
 }
 
-async fn audit_log(
-    req: HttpRequest,
-    shared: Data<Shared>,
-    q: web::Query<AuditQuery>,
+/// Admins only: a page of an id-ordered log, newest first, as `{field: [...], next_before}`.
+async fn admin_page<T: serde::Serialize>(
+    req: &HttpRequest,
+    shared: &Shared,
+    q: AuditQuery,
+    field: &str,
+    read: impl AsyncFnOnce(Option<String>, usize) -> parlor_store::Result<Vec<T>>,
+    id: impl Fn(&T) -> String,
 ) -> ApiResult<HttpResponse> {
-    let me = caller(&req, &shared).await?;
+    let me = caller(req, shared).await?;
     parlor_core::check(
         parlor_core::Action::ReadAudit,
         me.role,
         None,
         &Default::default(),
     )?;
-    let q = q.into_inner();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
-    let records = shared.store.audit.audit_page(q.before, limit).await?;
-    let next_before = (records.len() == limit)
-        .then(|| records.last().map(|r| r.id.clone()))
+    let limit = page_limit(q.limit, 50)?;
+    let items = read(q.before, limit).await?;
+    let next_before = (items.len() == limit)
+        .then(|| items.last().map(&id))
         .flatten();
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "records": records,
+        field: items,
         "next_before": next_before,
     })))
+}
+
+async fn audit_log(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    q: web::Query<AuditQuery>,
+) -> ApiResult<HttpResponse> {
+    let log = shared.store.audit.clone();
+    let read = async |before, limit| log.audit_page(before, limit).await;
+    admin_page(&req, &shared, q.into_inner(), "records", read, |r| {
+        r.id.clone()
+    })
+    .await
 }
 
 async fn analytics_stream(
@@ -670,29 +681,12 @@ async fn analytics_stream(
     shared: Data<Shared>,
     q: web::Query<AuditQuery>,
 ) -> ApiResult<HttpResponse> {
-    let me = caller(&req, &shared).await?;
-    parlor_core::check(
-        parlor_core::Action::ReadAudit,
-        me.role,
-        None,
-        &Default::default(),
-    )?;
-    let q = q.into_inner();
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
-    let events = shared.store.analytics.events(q.before, limit).await?;
-    let next_before = (events.len() == limit)
-        .then(|| events.last().map(|e| e.id.clone()))
-        .flatten();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "events": events,
-        "next_before": next_before,
-    })))
+    let stream = shared.store.analytics.clone();
+    let read = async |before, limit| stream.events(before, limit).await;
+    admin_page(&req, &shared, q.into_inner(), "events", read, |e| {
+        e.id.clone()
+    })
+    .await
 }
 
 /// Registers the admin routes.

@@ -619,24 +619,56 @@ impl StatsRecords for EmbeddedStore {
     }
 }
 
+/// Writes records into a table keyed by their time-ordered ids; one with an id already
+/// there replaces it.
+fn put_by_id<T: Serialize>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    records: &[(String, T)],
+) -> Result<()> {
+    let encoded = records
+        .iter()
+        .map(|(id, r)| Ok((id, encode(r)?)))
+        .collect::<Result<Vec<_>>>()?;
+    write(db, |txn| {
+        let mut t = txn.open_table(table).map_err(db_err)?;
+        for (id, bytes) in &encoded {
+            t.insert(id.as_str(), bytes.as_slice()).map_err(db_err)?;
+        }
+        Ok(())
+    })
+}
+
+/// The newest `limit` records of an id-keyed table with an id below `before`, newest first.
+fn newest_below<T: DeserializeOwned>(
+    db: &Database,
+    table: TableDefinition<&str, &[u8]>,
+    what: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<T>> {
+    read(db, |txn| {
+        let t = txn.open_table(table).map_err(db_err)?;
+        let range = match before {
+            Some(b) => t.range(..b),
+            None => t.range::<&str>(..),
+        };
+        range
+            .map_err(db_err)?
+            .rev()
+            .take(limit)
+            .map(|e| {
+                let (_, v) = e.map_err(db_err)?;
+                decode(what, v.value())
+            })
+            .collect()
+    })
+}
+
 impl AuditLog for EmbeddedStore {
     fn append_audit(&self, records: &[AuditRecord]) -> BoxFuture<'_, Result<()>> {
-        let records = records.to_vec();
-        self.run(move |db| {
-            let encoded = records
-                .iter()
-                .map(|r| Ok((r.id.clone(), encode(r)?)))
-                .collect::<Result<Vec<_>>>()?;
-            write(db, |txn| {
-                let mut audit = txn.open_table(AUDIT).map_err(db_err)?;
-                for (id, bytes) in &encoded {
-                    audit
-                        .insert(id.as_str(), bytes.as_slice())
-                        .map_err(db_err)?;
-                }
-                Ok(())
-            })
-        })
+        let keyed: Vec<_> = records.iter().map(|r| (r.id.clone(), r.clone())).collect();
+        self.run(move |db| put_by_id(db, AUDIT, &keyed))
     }
 
     fn audit_page(
@@ -644,24 +676,7 @@ impl AuditLog for EmbeddedStore {
         before: Option<String>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<AuditRecord>>> {
-        self.run(move |db| {
-            read(db, |txn| {
-                let audit = txn.open_table(AUDIT).map_err(db_err)?;
-                let range = match &before {
-                    Some(b) => audit.range(..b.as_str()),
-                    None => audit.range::<&str>(..),
-                };
-                range
-                    .map_err(db_err)?
-                    .rev()
-                    .take(limit)
-                    .map(|e| {
-                        let (_, v) = e.map_err(db_err)?;
-                        decode("audit record", v.value())
-                    })
-                    .collect()
-            })
-        })
+        self.run(move |db| newest_below(db, AUDIT, "audit record", before.as_deref(), limit))
     }
 }
 
@@ -806,22 +821,8 @@ impl Ratings for EmbeddedStore {
 
 impl Analytics for EmbeddedStore {
     fn append_events(&self, events: &[AnalyticsEvent]) -> BoxFuture<'_, Result<()>> {
-        let events = events.to_vec();
-        self.run(move |db| {
-            let encoded = events
-                .iter()
-                .map(|e| Ok((e.id.clone(), encode(e)?)))
-                .collect::<Result<Vec<_>>>()?;
-            write(db, |txn| {
-                let mut table = txn.open_table(ANALYTICS).map_err(db_err)?;
-                for (id, bytes) in &encoded {
-                    table
-                        .insert(id.as_str(), bytes.as_slice())
-                        .map_err(db_err)?;
-                }
-                Ok(())
-            })
-        })
+        let keyed: Vec<_> = events.iter().map(|e| (e.id.clone(), e.clone())).collect();
+        self.run(move |db| put_by_id(db, ANALYTICS, &keyed))
     }
 
     fn events(
@@ -829,24 +830,7 @@ impl Analytics for EmbeddedStore {
         before: Option<String>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<AnalyticsEvent>>> {
-        self.run(move |db| {
-            read(db, |txn| {
-                let table = txn.open_table(ANALYTICS).map_err(db_err)?;
-                let range = match &before {
-                    Some(b) => table.range(..b.as_str()),
-                    None => table.range::<&str>(..),
-                };
-                range
-                    .map_err(db_err)?
-                    .rev()
-                    .take(limit)
-                    .map(|e| {
-                        let (_, v) = e.map_err(db_err)?;
-                        decode("analytics event", v.value())
-                    })
-                    .collect()
-            })
-        })
+        self.run(move |db| newest_below(db, ANALYTICS, "analytics event", before.as_deref(), limit))
     }
 
     fn purge_events(&self, older_than_ms: i64) -> BoxFuture<'_, Result<u64>> {

@@ -390,16 +390,9 @@ impl RoomRecords for MongoStore {
 
     fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>> {
         Box::pin(async move {
-            let docs: Vec<Document> = self
-                .coll("rooms")
-                .find(doc! {})
-                .sort(doc! { "_id": 1 })
+            let by_id = doc! { "_id": 1 };
+            self.find_records("rooms", "room", doc! {}, by_id, usize::MAX)
                 .await
-                .map_err(unavailable)?
-                .try_collect()
-                .await
-                .map_err(unavailable)?;
-            docs.into_iter().map(|d| from_doc("room", d)).collect()
         })
     }
 }
@@ -545,6 +538,45 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Up to `limit` records of `coll` matching `filter`, in `sort` order. A limit of 0
+    /// gives none (to MongoDB, 0 would mean no limit).
+    async fn find_records<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        what: &str,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let docs: Vec<Document> = self
+            .coll(coll)
+            .find(filter)
+            .sort(sort)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(unavailable)?
+            .try_collect()
+            .await
+            .map_err(unavailable)?;
+        docs.into_iter().map(|d| from_doc(what, d)).collect()
+    }
+
+    /// Writes documents by `_id`, each replacing any stored one, so a retry never
+    /// duplicates.
+    async fn put_by_id(&self, coll: &str, docs: Vec<Document>) -> Result<()> {
+        let updates = docs
+            .into_iter()
+            .map(|d| {
+                let id = d.get("_id").cloned().unwrap_or(bson::Bson::Null);
+                doc! { "q": { "_id": id }, "u": d, "upsert": true }
+            })
+            .collect();
+        self.update_many_statements(coll, updates, false).await
+    }
+
     /// Up to `limit` chat lines matching `filter`, in seq order (`order` 1 or -1).
     async fn chat_page(
         &self,
@@ -552,24 +584,12 @@ impl MongoStore {
         order: i32,
         limit: usize,
     ) -> Result<Vec<ChatRecord>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         // The TTL monitor runs about once a minute; expired lines are hidden until then.
         if let Some(oldest) = self.chat.oldest_kept_ms() {
             filter.insert("sent_at_ms", doc! { "$gte": oldest });
         }
-        let docs: Vec<Document> = self
-            .coll("chat")
-            .find(filter)
-            .sort(doc! { "seq": order })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+        self.find_records("chat", "chat line", filter, doc! { "seq": order }, limit)
             .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        docs.into_iter().map(|d| from_doc("chat line", d)).collect()
     }
 }
 
@@ -618,18 +638,25 @@ impl StatsRecords for MongoStore {
     }
 }
 
+/// Everything with an `_id` below `before`, or everything.
+fn below(before: Option<String>) -> Document {
+    before.map_or_else(|| doc! {}, |b| doc! { "_id": { "$lt": b } })
+}
+
+/// A record as its document, keyed by `id`.
+fn keyed<T: Serialize>(what: &str, id: &str, record: &T) -> Result<Document> {
+    let mut d = to_doc(what, record)?;
+    d.insert("_id", id);
+    Ok(d)
+}
+
 impl AuditLog for MongoStore {
     fn append_audit(&self, records: &[AuditRecord]) -> BoxFuture<'_, Result<()>> {
-        let records = records.to_vec();
-        Box::pin(async move {
-            let mut updates = Vec::with_capacity(records.len());
-            for r in &records {
-                let mut d = to_doc("audit record", r)?;
-                d.insert("_id", r.id.as_str());
-                updates.push(doc! { "q": { "_id": r.id.as_str() }, "u": d, "upsert": true });
-            }
-            self.update_many_statements("audit", updates, false).await
-        })
+        let docs = records
+            .iter()
+            .map(|r| keyed("audit record", &r.id, r))
+            .collect::<Result<Vec<_>>>();
+        Box::pin(async move { self.put_by_id("audit", docs?).await })
     }
 
     fn audit_page(
@@ -638,26 +665,9 @@ impl AuditLog for MongoStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<AuditRecord>>> {
         Box::pin(async move {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let filter = match before {
-                Some(b) => doc! { "_id": { "$lt": b } },
-                None => doc! {},
-            };
-            let docs: Vec<Document> = self
-                .coll("audit")
-                .find(filter)
-                .sort(doc! { "_id": -1 })
-                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            let newest = doc! { "_id": -1 };
+            self.find_records("audit", "audit record", below(before), newest, limit)
                 .await
-                .map_err(unavailable)?
-                .try_collect()
-                .await
-                .map_err(unavailable)?;
-            docs.into_iter()
-                .map(|d| from_doc("audit record", d))
-                .collect()
         })
     }
 }
@@ -673,17 +683,8 @@ impl MongoStore {
         sort: Document,
         limit: usize,
     ) -> Result<Vec<Rating>> {
-        let docs: Vec<Document> = self
-            .coll("ratings")
-            .find(filter)
-            .sort(sort)
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+        self.find_records("ratings", "rating", filter, sort, limit)
             .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
-        docs.into_iter().map(|d| from_doc("rating", d)).collect()
     }
 }
 
@@ -828,42 +829,26 @@ impl Ratings for MongoStore {
     ) -> BoxFuture<'_, Result<Vec<MatchRecord>>> {
         let user = user.clone();
         Box::pin(async move {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let mut filter = doc! { "players.user": user.as_str() };
-            if let Some(b) = before {
-                filter.insert("_id", doc! { "$lt": b });
-            }
-            let docs: Vec<Document> = self
-                .coll("matches")
-                .find(filter)
-                .sort(doc! { "_id": -1 })
-                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            let mut filter = below(before);
+            filter.insert("players.user", user.as_str());
+            let newest = doc! { "_id": -1 };
+            self.find_records("matches", "match", filter, newest, limit)
                 .await
-                .map_err(unavailable)?
-                .try_collect()
-                .await
-                .map_err(unavailable)?;
-            docs.into_iter().map(|d| from_doc("match", d)).collect()
         })
     }
 }
 
 impl Analytics for MongoStore {
     fn append_events(&self, events: &[AnalyticsEvent]) -> BoxFuture<'_, Result<()>> {
-        let events = events.to_vec();
-        Box::pin(async move {
-            let mut updates = Vec::with_capacity(events.len());
-            for e in &events {
-                let mut d = to_doc("analytics event", e)?;
-                d.insert("_id", e.id.as_str());
+        let docs = events
+            .iter()
+            .map(|e| {
+                let mut d = keyed("analytics event", &e.id, e)?;
                 d.insert("at", expires(e.at_ms));
-                updates.push(doc! { "q": { "_id": e.id.as_str() }, "u": d, "upsert": true });
-            }
-            self.update_many_statements("analytics", updates, false)
-                .await
-        })
+                Ok(d)
+            })
+            .collect::<Result<Vec<_>>>();
+        Box::pin(async move { self.put_by_id("analytics", docs?).await })
     }
 
     fn events(
@@ -872,26 +857,9 @@ impl Analytics for MongoStore {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<AnalyticsEvent>>> {
         Box::pin(async move {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let filter = match before {
-                Some(b) => doc! { "_id": { "$lt": b } },
-                None => doc! {},
-            };
-            let docs: Vec<Document> = self
-                .coll("analytics")
-                .find(filter)
-                .sort(doc! { "_id": -1 })
-                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            let newest = doc! { "_id": -1 };
+            self.find_records("analytics", "analytics event", below(before), newest, limit)
                 .await
-                .map_err(unavailable)?
-                .try_collect()
-                .await
-                .map_err(unavailable)?;
-            docs.into_iter()
-                .map(|d| from_doc("analytics event", d))
-                .collect()
         })
     }
 
