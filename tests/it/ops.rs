@@ -690,8 +690,10 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
     cfg.store.mongodb_uri = opts.uri.clone();
     cfg.store.database = opts.database.clone();
     cfg.rooms.snapshot_chat = 1000;
+    // Exactly the lines said during the outage fit; one more is refused.
+    cfg.rooms.chat_backlog_max = 20;
     let s = TestServer::start_config(cfg).await;
-    let (mut a, _, _) = s.user("bard").await;
+    let (mut a, _, bard) = s.user("bard").await;
     let room = a
         .create_room(v1::CreateRoom {
             persistent: true,
@@ -707,6 +709,21 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
     }
     say_all(&mut a, &room.id, &lines[..20]).await;
     wait_ready(&s, true).await;
+    // The first lines are stored before the outage begins.
+    let history = format!("/api/v1/rooms/{}/messages?limit=50", room.id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = s
+            .rest()
+            .get_json(&history, Some(&bard.access_token))
+            .await
+            .unwrap();
+        if page["messages"].as_array().unwrap().len() == 20 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "lines never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The store goes away for 5 s while play goes on.
     let stopped = tokio::time::Instant::now();
@@ -716,6 +733,20 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
         a.game_event(&room.id, "roll", vec![i]).await.unwrap();
     }
     say_all(&mut a, &room.id, &lines[20..]).await;
+    // The backlog is full: the next line is refused, with a reason, not dropped later.
+    a.chat(&room.id, "one too many").await.unwrap();
+    assert_eq!(
+        code(&next_error(&mut a).await.1),
+        v1::ErrorCode::Unavailable
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while metric(&s.metrics().await, "parlor_chat_unsaved") != 20.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the writer holds the 20 lines"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // A settings change is acknowledged during the outage, and must reach the store later.
     a.request(
         Body::UpdateRoom(v1::UpdateRoom {
@@ -786,7 +817,9 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
     assert_eq!((stats.chat_messages, stats.game_events), (40, 20));
     let m = s.metrics().await;
     // Every store call is timed by operation, and the outage's failures are counted.
+    assert_eq!(metric(&m, "parlor_chat_unsaved"), 0.0);
     for series in [
+        "parlor_store_refused_writes_total{kind=\"chat\"}",
         "parlor_store_retries_total{kind=\"user_stats\"}",
         "parlor_store_seconds_count{op=\"append_chat\"}",
         "parlor_store_errors_total{op=\"find_user_by_login\"}",

@@ -122,6 +122,9 @@ pub struct AuthConfig {
 pub struct RoomsConfig {
     /// Chat lines in a join snapshot. Default 50.
     pub snapshot_chat: usize,
+    /// Chat lines a persistent room holds while the store refuses them; past it, new
+    /// lines are refused with UNAVAILABLE. Default 10000.
+    pub chat_backlog_max: usize,
     /// Recent events kept per room for replay. Default 256.
     pub retain_events: usize,
     /// Oldest event kept for replay. Default 120 s.
@@ -280,6 +283,7 @@ impl Default for RoomsConfig {
     fn default() -> Self {
         Self {
             snapshot_chat: 50,
+            chat_backlog_max: 10_000,
             retain_events: 256,
             retain_secs: 120,
             empty_room_ttl_secs: 300,

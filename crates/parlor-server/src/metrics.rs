@@ -65,6 +65,8 @@ pub struct Metrics {
     pub store_refused_writes: IntCounterVec,
     /// Store round trips by operation.
     pub store_seconds: HistogramVec,
+    /// Chat lines that room writers hold because the store refused them.
+    pub chat_unsaved: IntGauge,
     /// Store calls that failed, by operation.
     pub store_errors: IntCounterVec,
     pub(crate) frame_in: Vec<IntCounter>,
@@ -199,6 +201,11 @@ impl Metrics {
                 &["op"],
             )
             .unwrap(),
+            chat_unsaved: IntGauge::new(
+                "chat_unsaved",
+                "Chat lines that room writers hold because the store refused them",
+            )
+            .unwrap(),
             store_errors: IntCounterVec::new(
                 Opts::new(
                     "store_errors_total",
@@ -234,6 +241,7 @@ impl Metrics {
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
             Box::new(m.store_errors.clone()),
+            Box::new(m.chat_unsaved.clone()),
         ] {
             r.register(c).expect("metric names are unique");
         }

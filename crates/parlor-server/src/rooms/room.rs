@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     fanout::LocalFanout,
     manager::{Closed, RoomDeps, RoomManager},
-    writer::{spawn_writer, Write},
+    writer::{spawn_writer, Backlog, Write},
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -173,12 +173,14 @@ pub(crate) struct RoomActor {
     closed: bool,
     timers: Vec<SpawnHandle>,
     writer: mpsc::UnboundedSender<Write>,
+    /// The writer's unsaved chat lines.
+    backlog: Backlog,
     away: HashMap<UserId, SpawnHandle>,
 }
 
 impl RoomActor {
     pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
-        let writer = spawn_writer(deps.clone(), room.info.id.clone());
+        let (writer, backlog) = spawn_writer(deps.clone(), room.info.id.clone());
         let fanout = LocalFanout::new(deps.metrics.clone());
         fanout.set_echo(room.settings.echo_events);
         Self {
@@ -196,6 +198,7 @@ impl RoomActor {
             closed: false,
             timers: Vec::new(),
             writer,
+            backlog,
             away: HashMap::new(),
         }
     }
@@ -336,6 +339,7 @@ impl RoomActor {
         }
         if !self.pending_chat.is_empty() {
             let lines = std::mem::take(&mut self.pending_chat);
+            self.backlog.handed(lines.len());
             let _ = self.writer.send(Write::Chat(lines));
         }
     }
@@ -603,6 +607,22 @@ impl RoomActor {
             return Err(CoreError::new(
                 ErrorCode::InvalidArgument,
                 "chat text is empty",
+            ));
+        }
+        if persistent
+            && self.backlog.lines() + self.pending_chat.len()
+                >= self.deps.cfg.rooms.chat_backlog_max
+        {
+            // The store has refused lines for a while: refuse this one rather than hold
+            // more than the bound, or drop a line already shown to the room.
+            self.deps
+                .metrics
+                .store_refused_writes
+                .with_label_values(&["chat"])
+                .inc();
+            return Err(CoreError::new(
+                ErrorCode::Unavailable,
+                "chat history cannot be saved right now; try again shortly",
             ));
         }
         if !self.rate_ok(&m.user_id, rid, reply) {

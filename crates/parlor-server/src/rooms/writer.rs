@@ -7,12 +7,16 @@
 //!   restarts and expiry too. The writer is the room's only chat writer, so the counter
 //!   needs no coordination. A line keeps its key through retries, so a retry never
 //!   duplicates it.
-//! - What the store refuses is kept and retried every `RETRY`: chat lines and audit
-//!   records (up to `UNSAVED_CHAT_MAX` each), and the newest durable snapshot of a
-//!   persistent room, which replaces any older one still waiting.
+//! - What the store refuses is kept and retried, after 1 s and then twice as long each
+//!   time up to 30 s: chat lines, audit records, and the newest durable snapshot of a
+//!   persistent room, which replaces any older one still waiting. No chat line is ever
+//!   dropped here: the room refuses new lines instead while `Backlog` is full.
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -34,11 +38,31 @@ pub(super) enum Write {
     Barrier(oneshot::Sender<()>),
 }
 
-/// Most chat lines (and audit records) a writer holds while the store refuses them; past
-/// it the oldest go.
-const UNSAVED_CHAT_MAX: usize = 10_000;
-/// How long a writer waits before retrying what the store refused.
+/// Most audit records a writer holds while the store refuses them; past it the oldest go.
+const UNSAVED_AUDIT_MAX: usize = 10_000;
+/// The first wait before retrying what the store refused; it doubles up to `RETRY_MAX`.
 const RETRY: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Chat lines handed to a room's writer and not yet in the store, for the room to refuse
+/// new ones when the store has been refusing for too long. The room adds as it hands
+/// lines over; the writer subtracts as the store takes them.
+#[derive(Clone, Default)]
+pub(super) struct Backlog(Arc<AtomicUsize>);
+
+impl Backlog {
+    pub(super) fn lines(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn handed(&self, n: usize) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn saved(&self, n: usize) {
+        self.0.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// What a writer has not yet got into the store.
 #[derive(Default)]
@@ -53,6 +77,8 @@ struct Unsaved {
     audit: Vec<AuditRecord>,
     /// When `save` last ran.
     tried: Option<Instant>,
+    /// The wait before the next retry: `RETRY`, doubled after each failed try.
+    delay: Duration,
 }
 
 impl Unsaved {
@@ -60,14 +86,28 @@ impl Unsaved {
         !self.lines.is_empty() || self.room.is_some() || !self.audit.is_empty()
     }
 
-    /// True when refused writes wait and `RETRY` has passed since the last try.
+    /// True when refused writes wait and their retry delay has passed.
     fn retry_due(&self) -> bool {
-        self.waiting() && self.tried.is_none_or(|t| t.elapsed() >= RETRY)
+        self.waiting() && self.tried.is_none_or(|t| t.elapsed() >= self.delay)
+    }
+
+    /// Tries everything waiting, then sets the next retry's delay.
+    async fn save(&mut self, deps: &RoomDeps, id: &RoomId, backlog: &Backlog) {
+        let before = self.lines.len();
+        self.try_save(deps, id).await;
+        let saved = before - self.lines.len();
+        backlog.saved(saved);
+        deps.metrics.chat_unsaved.sub(saved as i64);
+        self.delay = if self.waiting() {
+            (self.delay * 2).clamp(RETRY, RETRY_MAX)
+        } else {
+            RETRY
+        };
     }
 
     /// Writes the room snapshot and keys and writes every chat line; what fails stays for
     /// the next try.
-    async fn save(&mut self, deps: &RoomDeps, id: &RoomId) {
+    async fn try_save(&mut self, deps: &RoomDeps, id: &RoomId) {
         self.tried = Some(Instant::now());
         if let Some(room) = &self.room {
             match deps.store.rooms.save_room(room).await {
@@ -78,7 +118,7 @@ impl Unsaved {
             }
         }
         if !self.audit.is_empty() {
-            let over = self.audit.len().saturating_sub(UNSAVED_CHAT_MAX);
+            let over = self.audit.len().saturating_sub(UNSAVED_AUDIT_MAX);
             if over > 0 {
                 tracing::error!(room_id = %id, records = over, "audit writes keep failing; dropping the oldest");
                 self.audit.drain(..over);
@@ -96,15 +136,6 @@ impl Unsaved {
         }
         if self.lines.is_empty() {
             return;
-        }
-        if self.lines.len() > UNSAVED_CHAT_MAX {
-            let drop = self.lines.len() - UNSAVED_CHAT_MAX;
-            tracing::error!(room_id = %id, lines = drop, "chat history writes keep failing; dropping the oldest lines");
-            self.lines.drain(..drop);
-            deps.metrics
-                .store_refused_writes
-                .with_label_values(&["chat"])
-                .inc_by(drop as u64);
         }
         if self.next.is_none() {
             match deps.store.chat.last_chat_seq(id).await {
@@ -130,15 +161,24 @@ impl Unsaved {
 }
 
 /// Starts a room's writer on the current arbiter, outside any actor context.
-pub(super) fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSender<Write> {
+pub(super) fn spawn_writer(
+    deps: Arc<RoomDeps>,
+    id: RoomId,
+) -> (mpsc::UnboundedSender<Write>, Backlog) {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let backlog = Backlog::default();
+    let shared = backlog.clone();
     actix::spawn(async move {
-        let mut unsaved = Unsaved::default();
+        let backlog = shared;
+        let mut unsaved = Unsaved {
+            delay: RETRY,
+            ..Unsaved::default()
+        };
         loop {
             // Some(None) is a retry tick: refused writes wake the writer even when no
             // write comes. None: every sender is gone.
             let next = if unsaved.waiting() {
-                tokio::time::timeout(RETRY, rx.recv())
+                tokio::time::timeout(unsaved.delay, rx.recv())
                     .await
                     .map_or(Some(None), |w| w.map(Some))
             } else {
@@ -155,21 +195,22 @@ pub(super) fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSe
                         let mut durable = *room;
                         durable.members.clear();
                         unsaved.room = Some(durable);
-                        unsaved.save(&deps, &id).await;
+                        unsaved.save(&deps, &id, &backlog).await;
                     }
                 }
                 Some(Write::Audit(record)) => {
                     unsaved.audit.push(record);
-                    unsaved.save(&deps, &id).await;
+                    unsaved.save(&deps, &id, &backlog).await;
                 }
                 Some(Write::Chat(lines)) => {
+                    deps.metrics.chat_unsaved.add(lines.len() as i64);
                     unsaved.lines.extend(lines);
-                    unsaved.save(&deps, &id).await;
+                    unsaved.save(&deps, &id, &backlog).await;
                 }
                 Some(Write::Barrier(done)) => {
                     // A flush waits on this: give refused writes one more try first.
                     if unsaved.waiting() {
-                        unsaved.save(&deps, &id).await;
+                        unsaved.save(&deps, &id, &backlog).await;
                     }
                     let _ = done.send(());
                 }
@@ -177,16 +218,18 @@ pub(super) fn spawn_writer(deps: Arc<RoomDeps>, id: RoomId) -> mpsc::UnboundedSe
             // The one retry rule, after ticks and writes alike, so that steady directory
             // traffic cannot starve it.
             if unsaved.retry_due() {
-                unsaved.save(&deps, &id).await;
+                unsaved.save(&deps, &id, &backlog).await;
             }
         }
         if unsaved.waiting() {
             // The room is gone: one last try, then say what is lost.
-            unsaved.save(&deps, &id).await;
+            unsaved.save(&deps, &id, &backlog).await;
             if unsaved.waiting() {
                 tracing::error!(room_id = %id, lines = unsaved.lines.len(), room = unsaved.room.is_some(), "writes lost: the store refused them until the room closed");
             }
         }
+        deps.metrics.chat_unsaved.sub(unsaved.lines.len() as i64);
+        backlog.saved(unsaved.lines.len());
     });
-    tx
+    (tx, backlog)
 }
