@@ -939,6 +939,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stats_peak() {
+        let (_dir, store) = fresh();
+        conformance::stats_peak(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
     async fn rooms() {
         let (_dir, store) = fresh();
         conformance::rooms(&crate::Store::new(store)).await;

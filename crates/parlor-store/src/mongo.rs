@@ -930,6 +930,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stats_peak() {
+        conformance::stats_peak(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn all_on_one_store() {
+        conformance::run_all(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
     async fn rooms() {
         conformance::rooms(&testing::mongo_store().await.1).await;
     }
