@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use parlor_protocol::{v1, ErrorCode};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use crate::{
     check, validate_kind, validate_name, Action, CoreError, GlobalRole, Limits, RoomId, RoomPolicy,
@@ -270,7 +271,7 @@ impl Room {
         let exempt = is_owner || global.is_staff();
         if !self.info.password.is_empty()
             && !exempt
-            && !constant_time_eq(self.info.password.as_bytes(), password.as_bytes())
+            && !bool::from(self.info.password.as_bytes().ct_eq(password.as_bytes()))
         {
             return Err(CoreError::new(
                 ErrorCode::WrongPassword,
@@ -377,13 +378,6 @@ impl Room {
             muted: self.mutes.contains(&m.user_id),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
