@@ -509,6 +509,14 @@ pub async fn ratings(store: &Store) {
         .collect();
     assert_eq!(mine, vec![kind.clone()]);
 
+    // A late retry of an older match (a new id, as after a crash) does not undo a newer
+    // rating.
+    let mut late = rating(&a, 990.0, 1);
+    late.updated_at_ms = 0;
+    let stale = game(0, &b, &a);
+    r.record_match(&stale, &[late]).await.unwrap();
+    assert_eq!(r.rating(&a, &kind).await.unwrap().unwrap().value, 1016.0);
+
     // Two pods recording one match at once: one applies, whole; never a mix.
     let m4 = game(4, &d, &c);
     let first = vec![rating(&d, 1100.0, 2), rating(&c, 900.0, 2)];

@@ -720,9 +720,17 @@ impl Ratings for EmbeddedStore {
                 }
                 let mut table = txn.open_table(RATINGS).map_err(db_err)?;
                 for (r, bytes) in &encoded {
-                    table
-                        .insert((r.kind.as_str(), r.user.as_str()), bytes.as_slice())
-                        .map_err(db_err)?;
+                    let key = (r.kind.as_str(), r.user.as_str());
+                    // A late retry of an older match never overwrites a newer rating.
+                    let newer = match table.get(key).map_err(db_err)? {
+                        Some(g) => {
+                            decode::<Rating>("rating", g.value())?.updated_at_ms > r.updated_at_ms
+                        }
+                        None => false,
+                    };
+                    if !newer {
+                        table.insert(key, bytes.as_slice()).map_err(db_err)?;
+                    }
                 }
                 Ok(())
             })

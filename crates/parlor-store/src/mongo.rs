@@ -148,7 +148,13 @@ impl MongoStore {
                 .find_one(doc! { "_id": name })
                 .await
                 .map_err(unavailable)?
-                .and_then(|d| d.get_i64("version").ok());
+                // Any numeric type: a version written by hand (mongosh) is a double.
+                .and_then(|d| match d.get("version") {
+                    Some(bson::Bson::Int32(v)) => Some(i64::from(*v)),
+                    Some(bson::Bson::Int64(v)) => Some(*v),
+                    Some(bson::Bson::Double(v)) => Some(*v as i64),
+                    _ => None,
+                });
             match stored {
                 Some(v) if v > i64::from(version) => {
                     return Err(StoreError::Schema(format!(
@@ -380,6 +386,10 @@ impl RoomRecords for MongoStore {
                 .delete_many(doc! { "room": id.as_str() })
                 .await
                 .map_err(unavailable)?;
+            self.coll("chat_heads")
+                .delete_one(doc! { "_id": id.as_str() })
+                .await
+                .map_err(unavailable)?;
             self.coll("rooms")
                 .delete_one(doc! { "_id": id.as_str() })
                 .await
@@ -426,6 +436,18 @@ impl ChatHistory for MongoStore {
                 });
             }
             self.update_many_statements("chat", updates, false).await?;
+            // The room's highest key ever, which outlives its lines (the TTL index may take
+            // them all), so that keys are never reused.
+            if let Some(top) = lines.iter().map(|l| l.seq).max() {
+                self.coll("chat_heads")
+                    .update_one(
+                        doc! { "_id": room.as_str() },
+                        doc! { "$max": { "seq": seq_i64(top)? } },
+                    )
+                    .upsert(true)
+                    .await
+                    .map_err(unavailable)?;
+            }
             if self.chat.max_lines == 0 {
                 return Ok(());
             }
@@ -474,9 +496,13 @@ impl ChatHistory for MongoStore {
                 .projection(doc! { "seq": 1 })
                 .await
                 .map_err(unavailable)?;
-            Ok(last
-                .and_then(|d| d.get_i64("seq").ok())
-                .and_then(|s| u64::try_from(s).ok()))
+            let head = self
+                .coll("chat_heads")
+                .find_one(doc! { "_id": room.as_str() })
+                .await
+                .map_err(unavailable)?;
+            let seq = |d: Option<Document>| d.and_then(|d| d.get_i64("seq").ok());
+            Ok(seq(last).max(seq(head)).and_then(|s| u64::try_from(s).ok()))
         })
     }
 
@@ -512,30 +538,75 @@ impl MongoStore {
         duplicates_done: bool,
     ) -> Result<()> {
         for chunk in updates.chunks(STATEMENTS_PER_COMMAND) {
-            let reply = self
-                .db
-                // Unordered: one refused statement must not stop the rest (a retried
-                // batch that landed for some subjects only).
-                .run_command(doc! { "update": coll, "updates": chunk, "ordered": false })
-                .await
-                .map_err(unavailable)?;
-            let errors = reply
-                .get_array("writeErrors")
-                .map(|a| a.as_slice())
-                .unwrap_or(&[]);
-            for e in errors {
-                let code = e
-                    .as_document()
-                    .and_then(|d| d.get_i32("code").ok())
-                    .unwrap_or_default();
-                if !(duplicates_done && code == DUPLICATE_KEY) {
-                    return Err(StoreError::Unavailable(format!(
-                        "mongodb {coll} write: {e}"
-                    )));
-                }
+            // Two upserts racing to create one document: the loser gets a duplicate key
+            // though its statement was not applied. Once more finds the document there,
+            // so a second duplicate really means "already applied" (`duplicates_done`).
+            let dups = self.update_command(coll, chunk, false).await?;
+            if dups.is_empty() {
+                continue;
+            }
+            let retry: Vec<Document> = dups.into_iter().map(|i| chunk[i].clone()).collect();
+            if !self
+                .update_command(coll, &retry, duplicates_done)
+                .await?
+                .is_empty()
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "mongodb {coll} write: duplicate key on retry"
+                )));
             }
         }
         Ok(())
+    }
+
+    /// One unordered `update` command with the database's write concern (a command does
+    /// not take it by itself). Returns the indexes of the statements refused as duplicate
+    /// keys, unless `duplicates_done`; any other refusal is an error.
+    async fn update_command(
+        &self,
+        coll: &str,
+        updates: &[Document],
+        duplicates_done: bool,
+    ) -> Result<Vec<usize>> {
+        // Unordered: one refused statement must not stop the rest (a retried batch that
+        // landed for some subjects only).
+        let mut cmd = doc! { "update": coll, "updates": updates, "ordered": false };
+        if let Some(wc) = self.db.write_concern() {
+            let wc = bson::to_document(wc)
+                .map_err(|e| StoreError::Unavailable(format!("write concern: {e}")))?;
+            if !wc.is_empty() {
+                cmd.insert("writeConcern", wc);
+            }
+        }
+        let reply = self.db.run_command(cmd).await.map_err(unavailable)?;
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            return Err(StoreError::Unavailable(format!(
+                "mongodb {coll} write concern: {wce}"
+            )));
+        }
+        let errors = reply
+            .get_array("writeErrors")
+            .map(|a| a.as_slice())
+            .unwrap_or(&[]);
+        let mut dups = Vec::new();
+        for e in errors {
+            let e = e.as_document();
+            let code = e.and_then(|d| d.get_i32("code").ok()).unwrap_or_default();
+            let index = e.and_then(|d| d.get_i32("index").ok());
+            match index {
+                Some(i) if code == DUPLICATE_KEY => {
+                    if !duplicates_done {
+                        dups.push(i as usize);
+                    }
+                }
+                _ => {
+                    return Err(StoreError::Unavailable(format!(
+                        "mongodb {coll} write: {e:?}"
+                    )))
+                }
+            }
+        }
+        Ok(dups)
     }
 
     /// Up to `limit` records of `coll` matching `filter`, in `sort` order. A limit of 0
@@ -724,7 +795,20 @@ impl Ratings for MongoStore {
                 }
                 Err(e) => return Err(unavailable(e)),
             }
-            for (id, d) in rated {
+            for ((id, d), r) in rated.into_iter().zip(&ratings) {
+                // A late retry of an older match never overwrites a newer rating.
+                let stored = self
+                    .coll("ratings")
+                    .find_one(doc! { "_id": &id })
+                    .session(&mut session)
+                    .await
+                    .map_err(unavailable)?;
+                let newer = stored
+                    .and_then(|s| s.get_i64("updated_at_ms").ok())
+                    .is_some_and(|at| at > r.updated_at_ms);
+                if newer {
+                    continue;
+                }
                 self.coll("ratings")
                     .replace_one(doc! { "_id": id }, d)
                     .upsert(true)
@@ -810,12 +894,13 @@ impl Ratings for MongoStore {
                 Vec::new()
             };
             window.reverse();
+            window.retain(|r| r.user != user);
             window.push(me);
             if n > 0 {
-                window.extend(
-                    self.ratings_where(behind, doc! { "value": -1, "user": 1 }, n)
-                        .await?,
-                );
+                let after = self
+                    .ratings_where(behind, doc! { "value": -1, "user": 1 }, n)
+                    .await?;
+                window.extend(after.into_iter().filter(|r| r.user != user));
             }
             Ok(Some((place, window)))
         })
