@@ -589,8 +589,10 @@ async fn leaderboard(
                     "you have no rating in this kind yet",
                 ));
             };
+            // The place and the window are separate reads: keep them consistent even if
+            // players moved in between.
             let at = window.iter().position(|r| r.user == me.id).unwrap_or(0) as u64;
-            let first = place - at;
+            let first = place.saturating_sub(at).max(1);
             let rows: Vec<_> = (first..).zip(&window).map(|(p, r)| row(p, r)).collect();
             Ok(HttpResponse::Ok().json(serde_json::json!({
                 "kind": kind, "place": place, "players": rows,

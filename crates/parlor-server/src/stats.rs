@@ -39,20 +39,32 @@ pub(crate) struct StatsTracker {
     writing: bool,
 }
 
-async fn write_all(store: Store, batches: Vec<StatsBatch>) -> Vec<(StatsBatch, bool)> {
+/// How a batch fared.
+#[derive(Clone, Copy, PartialEq)]
+enum Outcome {
+    Written,
+    Failed,
+    /// Not tried, after an earlier batch failed: it keeps its place for the retry.
+    Skipped,
+}
+
+async fn write_all(store: Store, batches: Vec<StatsBatch>) -> Vec<(StatsBatch, Outcome)> {
     let mut done = Vec::with_capacity(batches.len());
-    let mut ok = true;
+    let mut failed = false;
     for b in batches {
-        // After one failure the rest are not tried: they keep their order for the retry.
-        ok = ok
-            && match store.stats.add_stats(&b).await {
-                Ok(()) => true,
+        let outcome = if failed {
+            Outcome::Skipped
+        } else {
+            match store.stats.add_stats(&b).await {
+                Ok(()) => Outcome::Written,
                 Err(e) => {
                     tracing::warn!(error = %e, batch = %b.id, "stats write failed; will retry");
-                    false
+                    failed = true;
+                    Outcome::Failed
                 }
-            };
-        done.push((b, ok));
+            }
+        };
+        done.push((b, outcome));
     }
     done
 }
@@ -140,10 +152,10 @@ impl StatsTracker {
     }
 
     /// Puts written batches' outcomes back: failures return to the front, in order.
-    fn finished(&mut self, done: Vec<(StatsBatch, bool)>) {
+    fn finished(&mut self, done: Vec<(StatsBatch, Outcome)>) {
         self.writing = false;
-        for (b, ok) in done.into_iter().rev() {
-            if ok {
+        for (b, outcome) in done.into_iter().rev() {
+            if outcome == Outcome::Written {
                 self.metrics
                     .tracker_batches
                     .with_label_values(&[self.name])
@@ -153,10 +165,12 @@ impl StatsTracker {
                     .with_label_values(&[self.name])
                     .inc_by(b.deltas.len() as u64);
             } else {
-                self.metrics
-                    .store_retries
-                    .with_label_values(&[self.name])
-                    .inc();
+                if outcome == Outcome::Failed {
+                    self.metrics
+                        .store_retries
+                        .with_label_values(&[self.name])
+                        .inc();
+                }
                 self.failed.push_front(b);
             }
         }
@@ -206,7 +220,7 @@ impl Handler<Flush> for StatsTracker {
             write_all(self.store.clone(), batches)
                 .into_actor(self)
                 .map(|done, act, _| {
-                    let ok = done.iter().all(|(_, ok)| *ok);
+                    let ok = done.iter().all(|(_, o)| *o == Outcome::Written);
                     let periodic = act.writing;
                     act.finished(done);
                     act.writing = periodic;

@@ -272,7 +272,8 @@ impl RoomActor {
 
     /// The room is gone from the directory: tell local members and close for good.
     fn vanish(&mut self, ctx: &mut Context<Self>) {
-        for (user, local) in self.locals.drain() {
+        for (user, mut local) in self.locals.drain() {
+            Self::collect_stats(&mut self.pending_stats, &user, &mut local);
             self.fanout.remove(&user);
             local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
         }
@@ -934,7 +935,10 @@ impl RoomActor {
                 }
             }
             self.fanout.remove(&who.user_id);
-            self.locals.remove(&who.user_id);
+            // The old session's counters stay the user's.
+            if let Some(mut old) = self.locals.remove(&who.user_id) {
+                Self::collect_stats(&mut self.pending_stats, &who.user_id, &mut old);
+            }
             if let Some(timer) = self.away.remove(&who.user_id) {
                 ctx.cancel_future(timer);
                 self.set_status(&who.user_id, v1::PresenceStatus::Online);
@@ -1133,7 +1137,8 @@ impl Handler<DeleteRoom> for RoomActor {
         ) {
             return Box::pin(async move { Err(e.into()) });
         }
-        for (user, local) in self.locals.drain().collect::<Vec<_>>() {
+        for (user, mut local) in self.locals.drain().collect::<Vec<_>>() {
+            Self::collect_stats(&mut self.pending_stats, &user, &mut local);
             local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
             self.fanout.remove(&user);
         }
@@ -1149,10 +1154,12 @@ impl Handler<DeleteRoom> for RoomActor {
                 Some(self.id.clone()),
                 "",
             )));
-        self.shut(ctx);
-        // After the writer's last lines, so that no line outlives the room.
+        // Unsaved lines and snapshots go before the delete, so no retry brings them back:
+        // the room's own pending lines here, the writer's with Discard.
+        self.pending_chat.clear();
         let (done, landed) = oneshot::channel();
-        let _ = self.writer.send(Write::Barrier(done));
+        let _ = self.writer.send(Write::Discard(done));
+        self.shut(ctx);
         let (deps, id) = (self.deps.clone(), self.id.clone());
         tracing::info!(room_id = %id, by = %msg.by.user_id, "room deleted");
         Box::pin(async move {

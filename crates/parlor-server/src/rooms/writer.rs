@@ -8,7 +8,7 @@
 //!   needs no coordination. A line keeps its key through retries, so a retry never
 //!   duplicates it.
 //! - What the store refuses is kept and retried, after 1 s and then twice as long each
-//!   time up to 30 s: chat lines, audit records, and the newest durable snapshot of a
+//!   time up to 30 s (new writes wait for the retry meanwhile): chat lines, audit records, and the newest durable snapshot of a
 //!   persistent room, which replaces any older one still waiting. No chat line is ever
 //!   dropped here: the room refuses new lines instead while `Backlog` is full.
 
@@ -36,6 +36,9 @@ pub(super) enum Write {
     Audit(AuditRecord),
     /// Answers once every earlier write is done (refused ones get one more try first).
     Barrier(oneshot::Sender<()>),
+    /// The room is being deleted: drop its unsaved chat lines and snapshot, so that no
+    /// retry writes them back after the delete; audit records are kept. Then answers.
+    Discard(oneshot::Sender<()>),
 }
 
 /// Most audit records a writer holds while the store refuses them; past it the oldest go.
@@ -77,8 +80,10 @@ struct Unsaved {
     audit: Vec<AuditRecord>,
     /// When `save` last ran.
     tried: Option<Instant>,
-    /// The wait before the next retry: `RETRY`, doubled after each failed try.
+    /// The wait before the next retry: `RETRY`, doubled after each further failed try.
     delay: Duration,
+    /// Tries in a row that left something unsaved.
+    failures: u32,
 }
 
 impl Unsaved {
@@ -98,11 +103,23 @@ impl Unsaved {
         let saved = before - self.lines.len();
         backlog.saved(saved);
         deps.metrics.chat_unsaved.sub(saved as i64);
-        self.delay = if self.waiting() {
-            (self.delay * 2).clamp(RETRY, RETRY_MAX)
+        if self.waiting() {
+            self.failures = self.failures.saturating_add(1);
+            self.delay = RETRY
+                .saturating_mul(1 << (self.failures - 1).min(5))
+                .min(RETRY_MAX);
         } else {
-            RETRY
-        };
+            self.failures = 0;
+            self.delay = RETRY;
+        }
+    }
+
+    /// A new write: tried at once while the store is taking writes; while it refuses them,
+    /// it waits for the next retry, so that writes do not queue behind failing tries.
+    async fn write(&mut self, deps: &RoomDeps, id: &RoomId, backlog: &Backlog) {
+        if self.failures == 0 {
+            self.save(deps, id, backlog).await;
+        }
     }
 
     /// Writes the room snapshot and keys and writes every chat line; what fails stays for
@@ -195,17 +212,27 @@ pub(super) fn spawn_writer(
                         let mut durable = *room;
                         durable.members.clear();
                         unsaved.room = Some(durable);
-                        unsaved.save(&deps, &id, &backlog).await;
+                        unsaved.write(&deps, &id, &backlog).await;
                     }
                 }
                 Some(Write::Audit(record)) => {
                     unsaved.audit.push(record);
-                    unsaved.save(&deps, &id, &backlog).await;
+                    unsaved.write(&deps, &id, &backlog).await;
                 }
                 Some(Write::Chat(lines)) => {
                     deps.metrics.chat_unsaved.add(lines.len() as i64);
                     unsaved.lines.extend(lines);
-                    unsaved.save(&deps, &id, &backlog).await;
+                    unsaved.write(&deps, &id, &backlog).await;
+                }
+                Some(Write::Discard(done)) => {
+                    let dropped = std::mem::take(&mut unsaved.lines).len();
+                    deps.metrics.chat_unsaved.sub(dropped as i64);
+                    backlog.saved(dropped);
+                    unsaved.room = None;
+                    if unsaved.waiting() {
+                        unsaved.save(&deps, &id, &backlog).await;
+                    }
+                    let _ = done.send(());
                 }
                 Some(Write::Barrier(done)) => {
                     // A flush waits on this: give refused writes one more try first.
