@@ -4,8 +4,19 @@
 # - SecantusDB, a MongoDB wire-compatible server from PyPI, in a venv under
 #   ~/.cache/parlor/secantus. The store suites start it on loopback ports. With
 #   MONGODB_URI set, the tests use that server instead and this install is skipped.
-# Re-running it is cheap: it checks the installed version and returns.
+# - redis-server, from Debian's package: the Redis benches use it now; the cluster tests
+#   will start their own on loopback ports (never the machine's own on 6379).
+# Re-running it is cheap: it checks what is installed and returns.
 set -euo pipefail
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+
+if command -v redis-server >/dev/null; then
+  echo "redis-server: present ($(redis-server --version | cut -d' ' -f3))"
+else
+  echo "redis-server: installing Debian's package"
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server
+fi
+
 SECANTUS_VERSION=0.7.0b3
 venv="${PARLOR_SECANTUS_VENV:-$HOME/.cache/parlor/secantus}"
 
@@ -18,7 +29,6 @@ else
   command -v python3 >/dev/null || { echo "python3 is required (3.11)" >&2; exit 1; }
   if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     echo "python3 lacks venv: installing Debian's python3-venv"
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-venv
   fi
   echo "SecantusDB $SECANTUS_VERSION: installing into $venv"
