@@ -775,7 +775,7 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
     // Every line and increment lands exactly once, read back from MongoDB itself.
     let store = parlor_store::MongoStore::connect(&opts).await.unwrap();
     let store = parlor_store::Store::new(store);
-    let user = parlor_store::StatsSubject::User(parlor_core::UserId(a_user_id(&s, "bard").await));
+    let user = parlor_store::StatsSubject::User(parlor_core::UserId(bard.user_id.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let history = store
@@ -830,14 +830,6 @@ async fn a_mongodb_outage_loses_no_chat_line_stats_or_room_change_and_readiness_
     }
     a.close().await;
     s.stop().await;
-}
-
-async fn a_user_id(s: &TestServer, login: &str) -> String {
-    s.rest()
-        .login(login, "correct horse battery")
-        .await
-        .unwrap()
-        .user_id
 }
 
 #[tokio::test]
@@ -928,7 +920,7 @@ async fn history_pages_and_exports(kind: StoreKind) {
         s.http_url(),
         public.id
     );
-    let resp = reqwest_get(&url, &tt.access_token).await;
+    let resp = raw_http("GET", &url, Some(&tt.access_token)).await;
     assert_eq!(resp.0, 200);
     let exported: Vec<String> = resp
         .1
@@ -987,38 +979,6 @@ async fn history_pages_and_exports(kind: StoreKind) {
             ),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A raw HTTP/1.1 GET with a bearer token: (status, body).
-async fn reqwest_get(url: &str, token: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let url = url.strip_prefix("http://").unwrap();
-    let (host, path) = url.split_once('/').unwrap();
-    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    let head = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-         Authorization: Bearer {token}\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    if !head.to_lowercase().contains("transfer-encoding: chunked") {
-        return (status, body.to_owned());
-    }
-    // A streamed body comes chunked: size in hex, CRLF, data, CRLF; a 0 size ends it.
-    let (mut rest, mut data) = (body, String::new());
-    loop {
-        let (size, after) = rest.split_once("\r\n").unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            return (status, data);
-        }
-        data.push_str(&after[..size]);
-        rest = &after[size + 2..];
     }
 }
 

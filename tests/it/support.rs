@@ -184,7 +184,10 @@ impl TestServer {
     }
 
     pub(crate) async fn metrics(&self) -> String {
-        reqwest_text(&format!("{}/metrics", self.admin_url())).await
+        // The metrics endpoint is text, not JSON.
+        let (status, body) = raw_http("GET", &format!("{}/metrics", self.admin_url()), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 }
 
@@ -196,20 +199,38 @@ impl Drop for TestServer {
     }
 }
 
-async fn reqwest_text(url: &str) -> String {
-    // The metrics endpoint is text, not JSON; a raw HTTP/1.0 GET keeps the test honest.
+/// A raw HTTP/1.1 request (no client library between the test and the pod), with an
+/// optional bearer token: (status, body), the body de-chunked if it came chunked.
+pub(crate) async fn raw_http(method: &str, url: &str, bearer: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let url = url.strip_prefix("http://").unwrap();
     let (host, path) = url.split_once('/').unwrap();
     let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
-    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Length: 0\r\n{auth}\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
-    body.to_owned()
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if !head.to_lowercase().contains("transfer-encoding: chunked") {
+        return (status, body.to_owned());
+    }
+    // Chunked: size in hex, CRLF, data, CRLF; a 0 size ends it.
+    let (mut rest, mut data) = (body, String::new());
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return (status, data);
+        }
+        data.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
 }
 
 /// The value of one metric line (name with labels, exactly as rendered), or 0.
@@ -303,16 +324,9 @@ pub(crate) fn join_pw(id: &str, password: &str) -> v1::JoinRoom {
     }
 }
 
-/// A raw HTTP/1.0 DELETE with a bearer token; returns the status.
+/// A DELETE of `path` on the public port with a bearer token; returns the status.
 pub(crate) async fn reqwest_delete(s: &TestServer, path: &str, bearer: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(s.public).await.unwrap();
-    c.write_all(
-        format!("DELETE {path} HTTP/1.0\r\nAuthorization: Bearer {bearer}\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).await.unwrap();
-    out.split(' ').nth(1).unwrap().parse().unwrap()
+    raw_http("DELETE", &format!("{}{path}", s.http_url()), Some(bearer))
+        .await
+        .0
 }
