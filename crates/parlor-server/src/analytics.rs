@@ -14,6 +14,8 @@ use crate::Metrics;
 
 /// Events kept while the store refuses them.
 const MAX_PENDING: usize = 100_000;
+/// The tracker's name in metrics.
+const NAME: &str = "analytics";
 /// Most events per write.
 const BATCH: usize = 1_000;
 
@@ -59,18 +61,11 @@ impl AnalyticsTracker {
         };
         ctx.spawn(fut.into_actor(self).map(|(batch, res), act, _| {
             act.writing = false;
-            let label = ["analytics"];
             match res {
-                Ok(()) => {
-                    act.metrics.tracker_batches.with_label_values(&label).inc();
-                    act.metrics
-                        .tracker_records
-                        .with_label_values(&label)
-                        .inc_by(batch.len() as u64);
-                }
+                Ok(()) => act.metrics.tracker_wrote(NAME, batch.len()),
                 Err(e) => {
                     tracing::warn!(error = %e, events = batch.len(), "analytics write failed; will retry");
-                    act.metrics.store_retries.with_label_values(&label).inc();
+                    act.metrics.store_retries.with_label_values(&[NAME]).inc();
                     act.pending.splice(0..0, batch);
                 }
             }
@@ -99,7 +94,7 @@ impl Handler<Track> for AnalyticsTracker {
         if self.pending.len() >= MAX_PENDING {
             self.metrics
                 .store_refused_writes
-                .with_label_values(&["analytics"])
+                .with_label_values(&[NAME])
                 .inc();
             return;
         }

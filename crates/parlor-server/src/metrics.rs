@@ -256,6 +256,14 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
+    /// A tracker (`user_stats`, `room_stats`, `analytics`) wrote a batch of `records`.
+    pub(crate) fn tracker_wrote(&self, tracker: &str, records: usize) {
+        self.tracker_batches.with_label_values(&[tracker]).inc();
+        self.tracker_records
+            .with_label_values(&[tracker])
+            .inc_by(records as u64);
+    }
+
     /// Counts one error sent to a client.
     pub(crate) fn error(&self, code: parlor_protocol::ErrorCode) {
         use parlor_protocol::ErrorInfo;

@@ -156,14 +156,7 @@ impl StatsTracker {
         self.writing = false;
         for (b, outcome) in done.into_iter().rev() {
             if outcome == Outcome::Written {
-                self.metrics
-                    .tracker_batches
-                    .with_label_values(&[self.name])
-                    .inc();
-                self.metrics
-                    .tracker_records
-                    .with_label_values(&[self.name])
-                    .inc_by(b.deltas.len() as u64);
+                self.metrics.tracker_wrote(self.name, b.deltas.len());
             } else {
                 if outcome == Outcome::Failed {
                     self.metrics

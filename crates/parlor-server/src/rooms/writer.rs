@@ -80,8 +80,6 @@ struct Unsaved {
     audit: Vec<AuditRecord>,
     /// When `save` last ran.
     tried: Option<Instant>,
-    /// The wait before the next retry: `RETRY`, doubled after each further failed try.
-    delay: Duration,
     /// Tries in a row that left something unsaved.
     failures: u32,
 }
@@ -91,27 +89,29 @@ impl Unsaved {
         !self.lines.is_empty() || self.room.is_some() || !self.audit.is_empty()
     }
 
-    /// True when refused writes wait and their retry delay has passed.
-    fn retry_due(&self) -> bool {
-        self.waiting() && self.tried.is_none_or(|t| t.elapsed() >= self.delay)
+    /// The wait before the next retry: `RETRY`, doubled after each further failed try.
+    fn delay(&self) -> Duration {
+        let doublings = self.failures.saturating_sub(1).min(5);
+        RETRY.saturating_mul(1 << doublings).min(RETRY_MAX)
     }
 
-    /// Tries everything waiting, then sets the next retry's delay.
+    /// True when refused writes wait and their retry delay has passed.
+    fn retry_due(&self) -> bool {
+        self.waiting() && self.tried.is_none_or(|t| t.elapsed() >= self.delay())
+    }
+
+    /// Tries everything waiting, and counts the try if it left something.
     async fn save(&mut self, deps: &RoomDeps, id: &RoomId, backlog: &Backlog) {
         let before = self.lines.len();
         self.try_save(deps, id).await;
         let saved = before - self.lines.len();
         backlog.saved(saved);
         deps.metrics.chat_unsaved.sub(saved as i64);
-        if self.waiting() {
-            self.failures = self.failures.saturating_add(1);
-            self.delay = RETRY
-                .saturating_mul(1 << (self.failures - 1).min(5))
-                .min(RETRY_MAX);
+        self.failures = if self.waiting() {
+            self.failures.saturating_add(1)
         } else {
-            self.failures = 0;
-            self.delay = RETRY;
-        }
+            0
+        };
     }
 
     /// A new write: tried at once while the store is taking writes; while it refuses them,
@@ -187,15 +187,12 @@ pub(super) fn spawn_writer(
     let shared = backlog.clone();
     actix::spawn(async move {
         let backlog = shared;
-        let mut unsaved = Unsaved {
-            delay: RETRY,
-            ..Unsaved::default()
-        };
+        let mut unsaved = Unsaved::default();
         loop {
             // Some(None) is a retry tick: refused writes wake the writer even when no
             // write comes. None: every sender is gone.
             let next = if unsaved.waiting() {
-                tokio::time::timeout(unsaved.delay, rx.recv())
+                tokio::time::timeout(unsaved.delay(), rx.recv())
                     .await
                     .map_or(Some(None), |w| w.map(Some))
             } else {
