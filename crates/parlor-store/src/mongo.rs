@@ -177,11 +177,6 @@ impl MongoStore {
         }
         Ok(())
     }
-
-    /// Drops the whole database (tests clean up after themselves with it).
-    pub async fn drop_database(&self) -> Result<()> {
-        self.db.drop().await.map_err(unavailable)
-    }
 }
 
 fn user_doc(user: &UserRecord) -> Result<Document> {
@@ -1072,7 +1067,6 @@ mod tests {
             Err(StoreError::Schema(m)) => assert!(m.contains("chat") && m.contains("v99"), "{m}"),
             other => panic!("newer data accepted: {:?}", other.map(|_| ())),
         }
-        store.drop_database().await.expect("drop");
     }
 
     #[tokio::test]

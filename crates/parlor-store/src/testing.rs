@@ -164,7 +164,8 @@ pub fn shared_uri() -> String {
         .clone()
 }
 
-/// A database name no other test uses.
+/// A database name no other test uses. On a server of your own (`MONGODB_URI`) the test
+/// databases stay behind; they are all named `parlor_test_*`.
 pub fn fresh_database() -> String {
     format!("parlor_test_{}", parlor_core::new_id(""))
 }

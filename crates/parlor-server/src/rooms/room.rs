@@ -272,12 +272,17 @@ impl RoomActor {
 
     /// The room is gone from the directory: tell local members and close for good.
     fn vanish(&mut self, ctx: &mut Context<Self>) {
+        self.dismiss_all();
+        self.shut(ctx);
+    }
+
+    /// Tells every local member the room closed, keeping their counters for the flush.
+    fn dismiss_all(&mut self) {
         for (user, mut local) in self.locals.drain() {
             Self::collect_stats(&mut self.pending_stats, &user, &mut local);
             self.fanout.remove(&user);
             local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
         }
-        self.shut(ctx);
     }
 
     /// Counts activity. Seated members count into their `Local`; the rest (a join, before
@@ -1137,11 +1142,7 @@ impl Handler<DeleteRoom> for RoomActor {
         ) {
             return Box::pin(async move { Err(e.into()) });
         }
-        for (user, mut local) in self.locals.drain().collect::<Vec<_>>() {
-            Self::collect_stats(&mut self.pending_stats, &user, &mut local);
-            local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
-            self.fanout.remove(&user);
-        }
+        self.dismiss_all();
         if let Some(room) = self.room.as_mut() {
             room.members.clear();
         }
