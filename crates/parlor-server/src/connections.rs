@@ -2,12 +2,15 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use actix::{Actor, Context, Handler, Message, Recipient, Supervised};
+use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervised};
 use bytes::Bytes;
 use parlor_cluster::Presence;
 use parlor_core::UserId;
 
-use crate::ws::{Outbox, SessionNotice};
+use crate::{
+    stats::{Record, StatsTracker},
+    ws::{Outbox, SessionNotice},
+};
 
 struct Entry {
     user: UserId,
@@ -19,15 +22,22 @@ struct Entry {
 pub(crate) struct ConnectionManager {
     pod: String,
     presence: Arc<dyn Presence>,
+    /// Counts sessions. On this actor's thread, so counting costs a session no extra hop.
+    user_stats: Addr<StatsTracker>,
     sessions: HashMap<String, Entry>,
     by_user: HashMap<UserId, Vec<String>>,
 }
 
 impl ConnectionManager {
-    pub(crate) fn new(pod: String, presence: Arc<dyn Presence>) -> Self {
+    pub(crate) fn new(
+        pod: String,
+        presence: Arc<dyn Presence>,
+        user_stats: Addr<StatsTracker>,
+    ) -> Self {
         Self {
             pod,
             presence,
+            user_stats,
             sessions: HashMap::new(),
             by_user: HashMap::new(),
         }
@@ -46,6 +56,8 @@ impl Supervised for ConnectionManager {}
 pub(crate) struct Connect {
     pub(crate) session_id: String,
     pub(crate) user_id: UserId,
+    /// An account, not a visitor: its sessions are counted.
+    pub(crate) account: bool,
     pub(crate) addr: Recipient<SessionNotice>,
     pub(crate) outbox: Outbox,
 }
@@ -102,6 +114,17 @@ pub(crate) struct Count;
 impl Handler<Connect> for ConnectionManager {
     type Result = ();
     fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        if msg.account {
+            self.user_stats.do_send(Record {
+                batch: vec![parlor_store::StatsDelta {
+                    subject: parlor_store::StatsSubject::User(msg.user_id.clone()),
+                    add: parlor_store::Stats {
+                        sessions: 1,
+                        ..Default::default()
+                    },
+                }],
+            });
+        }
         let presence = self.presence.clone();
         let (user, session, pod) = (
             msg.user_id.clone(),

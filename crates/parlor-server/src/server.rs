@@ -48,7 +48,6 @@ pub(crate) struct Shared {
     pub(crate) live_rooms: LiveRooms,
     pub(crate) users: Addr<UserManager>,
     pub(crate) user_cache: UserCache,
-    pub(crate) user_stats: Addr<StatsTracker>,
     pub(crate) analytics: Addr<AnalyticsTracker>,
     pub(crate) conns: Addr<ConnectionManager>,
     draining: AtomicBool,
@@ -182,8 +181,8 @@ pub async fn run(
         Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics, cache))
     };
     let conns = {
-        let pod = cfg.server.pod_name.clone();
-        Supervisor::start(move |_| ConnectionManager::new(pod, presence))
+        let (pod, stats) = (cfg.server.pod_name.clone(), user_stats.clone());
+        Supervisor::start(move |_| ConnectionManager::new(pod, presence, stats))
     };
     let arbiters: Vec<Arbiter> = (0..threads(cfg.server.room_shards))
         .map(|_| Arbiter::new())
@@ -216,7 +215,6 @@ pub async fn run(
         live_rooms,
         users,
         user_cache,
-        user_stats: user_stats.clone(),
         analytics: analytics.clone(),
         conns: conns.clone(),
         draining: AtomicBool::new(false),

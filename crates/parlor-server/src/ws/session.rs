@@ -614,20 +614,10 @@ impl WsSession {
                 )
                 .0
         };
-        if who.role != GlobalRole::Visitor {
-            self.shared.user_stats.do_send(crate::stats::Record {
-                batch: vec![parlor_store::StatsDelta {
-                    subject: parlor_store::StatsSubject::User(who.user_id.clone()),
-                    add: parlor_store::Stats {
-                        sessions: 1,
-                        ..Default::default()
-                    },
-                }],
-            });
-        }
         self.shared.conns.do_send(crate::connections::Connect {
             session_id: self.id.clone(),
             user_id: who.user_id.clone(),
+            account: who.role != GlobalRole::Visitor,
             addr: ctx.address().recipient(),
             outbox: self.outbox.clone(),
         });
