@@ -364,6 +364,7 @@ fn room(id: &RoomId, owner: &UserId) -> Room {
             role: RoomRole::Owner,
             status: 1,
             cursor: (0.25, 0.5),
+            order: 0,
         }],
         bans: BTreeSet::from([UserId(new_id("u_"))]),
         mutes: BTreeSet::from([UserId(new_id("u_"))]),

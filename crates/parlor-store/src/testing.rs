@@ -4,16 +4,11 @@
 //! they start SecantusDB (`secantusd-py`, a wire-compatible server) on a free loopback
 //! port, in memory. It is found at `$PARLOR_SECANTUSD`, else in the venv that
 //! `scripts/test-deps.sh` makes, else on `PATH`; a test fails, never skips, when there is
-//! none. Each server is watched by a small shell that stops it when the test process
-//! exits, however it exits.
+//! none. Each server is a `parlor_testkit::Daemon`, stopped when the test process exits.
 
-use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::{ffi::OsString, path::PathBuf, sync::OnceLock};
+
+use parlor_testkit::{free_port, Daemon};
 
 use crate::{MongoOptions, MongoStore, Store};
 
@@ -48,16 +43,9 @@ fn secantusd() -> PathBuf {
     })
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// One SecantusDB process on 127.0.0.1.
 pub struct WireServer {
-    port: u16,
-    storage: String,
-    child: Option<Child>,
+    daemon: Daemon,
 }
 
 impl WireServer {
@@ -68,83 +56,41 @@ impl WireServer {
 
     /// Starts a server that keeps its data in `dir`, so that it survives `restart`.
     pub fn start_on_disk(dir: &std::path::Path) -> Self {
-        Self::start_with(dir.display().to_string())
+        Self::start_with(dir.as_os_str().to_owned())
     }
 
-    fn start_with(storage: String) -> Self {
-        let mut s = Self {
-            port: free_port(),
+    fn start_with(storage: OsString) -> Self {
+        let port = free_port();
+        let args = vec![
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string().into(),
+            "--storage-path".into(),
             storage,
-            child: None,
-        };
-        s.restart();
-        s
+        ];
+        Self {
+            daemon: Daemon::start(secantusd(), args, port),
+        }
     }
 
     /// `mongodb://` URI of this server.
     pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            self.daemon.port()
+        )
     }
 
     /// Stops the server (an in-memory server's data goes with it).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // TERM, not KILL, so that the watcher's trap stops the server too.
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let _ = c.wait();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while connectable(self.port) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.daemon.stop();
     }
 
     /// Starts the server again on the same port and storage.
     pub fn restart(&mut self) {
-        self.stop();
-        let bin = secantusd();
-        // The shell stops the server once this process is gone, so none outlives a test
-        // run; `exec` keeps the server's own pid out of the picture.
-        let watch = format!(
-            "\"$0\" --host 127.0.0.1 --port {port} --storage-path \"$1\" & s=$!; \
-             trap 'kill $s 2>/dev/null' EXIT TERM; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $s 2>/dev/null; do sleep 0.5; done",
-            port = self.port,
-            parent = std::process::id(),
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(watch)
-            .arg(&bin)
-            .arg(&self.storage)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !connectable(self.port) {
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on port {} within 30 s",
-                bin.display(),
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.daemon.restart();
     }
-}
-
-impl Drop for WireServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn connectable(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 /// The URI tests share: `MONGODB_URI`, else one SecantusDB per test process.
