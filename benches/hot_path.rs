@@ -11,7 +11,8 @@ use std::{
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use parlor_cluster::{Broker, MemoryBroker, Retention};
+use futures_util::FutureExt as _;
+use parlor_cluster::{Broker, Claim, Leases, MemoryBroker, Retention};
 use parlor_core::{check, Action, GlobalRole, RoomId, RoomPolicy, RoomRole};
 use parlor_protocol::{
     decode_envelope, encode_body, encode_envelope, frame_with_seq,
@@ -77,13 +78,17 @@ const BATCH: u64 = 64;
 
 fn fanout(c: &mut Criterion) {
     let mut fanout = Fanout::new(MEMBERS);
-    let broker = MemoryBroker::new(Retention::default());
+    let broker = MemoryBroker::new(Retention::default(), Duration::from_secs(3600));
     let room = RoomId::from(ROOM);
-    tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .build()
-        .expect("a runtime")
-        .block_on(broker.subscribe(&room, fanout.sink()))
+        .expect("a runtime");
+    rt.block_on(broker.subscribe(&room, fanout.sink()))
         .expect("subscribed");
+    let Ok(Claim::Home(lease)) = rt.block_on(broker.claim(&room, "bench")) else {
+        panic!("a fresh room's lease is free")
+    };
+    let mut seq = 0;
     let body: Bytes = encode_body(game_event());
 
     let mut g = c.benchmark_group("fanout");
@@ -97,8 +102,14 @@ fn fanout(c: &mut Criterion) {
                 let n = left.min(BATCH);
                 let start = Instant::now();
                 for _ in 0..n {
+                    // As the room actor does: frame with the next seq, publish, and find
+                    // the memory broker's answer ready.
+                    seq += 1;
+                    let frame = frame_with_seq(seq, &body);
                     broker
-                        .publish(black_box(&room), body.clone())
+                        .publish(black_box(&room), &lease, seq, frame, Vec::new())
+                        .now_or_never()
+                        .expect("a memory publish is done at once")
                         .expect("published");
                 }
                 timed += start.elapsed();

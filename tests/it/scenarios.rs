@@ -362,7 +362,7 @@ async fn join_or_create_fills_an_open_room_before_making_another() {
 
 #[tokio::test]
 async fn a_reconnecting_client_gets_exactly_what_it_missed_or_a_resync() {
-    let s = TestServer::with(|c| c.rooms.retain_events = 6).await;
+    let s = TestServer::with(|c| c.cluster.history_events = 6).await;
     let (mut a, _) = s.guest("a").await;
     let (mut b, wb) = s.guest("b").await;
     let room = a

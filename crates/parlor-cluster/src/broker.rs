@@ -1,24 +1,31 @@
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use parlor_core::RoomId;
-use parlor_protocol::frame_with_seq;
 
-use crate::{ready, BoxFuture, Result};
+use crate::{ready, BoxFuture, Checkpoint, Claim, ClusterError, Health, Lease, Leases, Result};
 
 /// Receives the frames of one room on this pod.
 pub trait EventSink: Send + Sync {
-    /// Called once per room event, in sequence order, with the final frame.
-    fn deliver(&self, frame: &Bytes);
+    /// Called once per room event, in seq order without gaps, with the final frame.
+    fn deliver(&self, seq: u64, frame: &Bytes);
+    /// The events after `after` could not be delivered, nor found in history: what the
+    /// sink holds is stale from there on.
+    fn lost(&self, after: u64) {
+        let _ = after;
+    }
 }
 
 /// Names one subscription, for unsubscribing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SubscriptionId(u64);
+pub struct SubscriptionId(pub(crate) u64);
 
 /// What a reconnecting client missed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,28 +54,60 @@ impl Default for Retention {
     }
 }
 
-/// Broker is responsible for room events between pods.
+/// One write to a room's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateWrite {
+    /// Sets a field.
+    Set(String, Bytes),
+    /// Removes a field.
+    Del(String),
+}
+
+/// Broker is responsible for room events between pods, and for each room's checkpoint.
 ///
-/// Invariants every implementation keeps: each published event gets the room's next seq
-/// (strictly increasing, assigned in one place); subscribers receive a room's events in seq
-/// order; retained events can be replayed by seq.
+/// Invariants every implementation keeps:
+/// - A room's events are numbered by its home pod; `publish` records the event in history,
+///   applies its checkpoint writes and publishes it in one atomic step, and refuses it
+///   (changing nothing) unless the lease is current and the seq is the room's next.
+/// - Subscribers receive a room's events in seq order, each once; a gap is filled from
+///   history before later events are delivered, or reported with `EventSink::lost`.
+/// - Retained events can be replayed by seq.
 pub trait Broker: Send + Sync + 'static {
-    /// Enqueues one room event body (from `parlor_protocol::encode_body`). Never blocks;
-    /// fails only when the backend is down or its queue is full.
-    fn publish(&self, room: &RoomId, body: Bytes) -> Result<()>;
+    /// Records and publishes one event: `frame` is `frame_with_seq(seq, body)`. The
+    /// future resolves once the event is recorded; nothing may be acknowledged before.
+    fn publish(
+        &self,
+        room: &RoomId,
+        lease: &Lease,
+        seq: u64,
+        frame: Bytes,
+        writes: Vec<StateWrite>,
+    ) -> BoxFuture<'static, Result<()>>;
+    /// Replaces the room's checkpoint whole, at `seq` (a new room, or a home rewriting a
+    /// checkpoint that the backend lost). Fenced like `publish`, but needs no next seq.
+    fn reset(
+        &self,
+        room: &RoomId,
+        lease: &Lease,
+        seq: u64,
+        writes: Vec<StateWrite>,
+    ) -> BoxFuture<'_, Result<()>>;
+    /// The room's checkpoint, if it has one.
+    fn load(&self, room: &RoomId) -> BoxFuture<'_, Result<Option<Checkpoint>>>;
     /// Starts delivering the room's events to `sink` (a pod's first local member joined).
+    /// Returns the position: the sink gets every event after it.
     fn subscribe(
         &self,
         room: &RoomId,
         sink: Arc<dyn EventSink>,
-    ) -> BoxFuture<'_, Result<SubscriptionId>>;
+    ) -> BoxFuture<'_, Result<(SubscriptionId, u64)>>;
     /// Stops a subscription (the pod's last local member left).
     fn unsubscribe(&self, room: &RoomId, id: SubscriptionId) -> BoxFuture<'_, Result<()>>;
     /// The seq of the room's newest event (0 if none).
     fn last_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<u64>>;
     /// The retained events after `since`.
     fn replay(&self, room: &RoomId, since: u64) -> BoxFuture<'_, Result<Replay>>;
-    /// Drops a deleted room's seq and retained events.
+    /// Drops a closed room's seq, history, checkpoint and lease.
     fn forget(&self, room: &RoomId) -> BoxFuture<'_, Result<()>>;
 }
 
@@ -77,13 +116,37 @@ struct Channel {
     seq: u64,
     recent: VecDeque<(u64, Instant, Bytes)>,
     sinks: Vec<(SubscriptionId, Arc<dyn EventSink>)>,
+    state: Checkpoint,
+    /// The newest epoch handed out; survives the lease lapsing.
+    epoch: u64,
+    lease: Option<(Lease, Instant)>,
 }
 
-/// The single-pod broker: events go straight to in-process sinks.
+impl Channel {
+    fn current(&self, now: Instant) -> Option<&Lease> {
+        self.lease
+            .as_ref()
+            .filter(|(_, until)| *until > now)
+            .map(|(l, _)| l)
+    }
+
+    fn fenced(&self, lease: &Lease, now: Instant) -> Result<()> {
+        match self.current(now) {
+            Some(l) if l == lease => Ok(()),
+            _ => Err(ClusterError::Fenced(format!(
+                "pod {} epoch {} no longer holds the lease",
+                lease.pod, lease.epoch
+            ))),
+        }
+    }
+}
+
+/// The single-pod broker and leases: events go straight to in-process sinks.
 pub struct MemoryBroker {
     retention: Retention,
+    lease_for: Duration,
     channels: Mutex<HashMap<RoomId, Arc<Mutex<Channel>>>>,
-    next_sub: std::sync::atomic::AtomicU64,
+    next_sub: AtomicU64,
 }
 
 // A poisoned lock only means a sink panicked mid-delivery; the channel data stays valid.
@@ -92,12 +155,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MemoryBroker {
-    /// A broker keeping `retention` per room.
-    pub fn new(retention: Retention) -> Self {
+    /// A broker keeping `retention` per room, with leases that last `lease_for`.
+    pub fn new(retention: Retention, lease_for: Duration) -> Self {
         Self {
             retention,
+            lease_for,
             channels: Mutex::new(HashMap::new()),
-            next_sub: std::sync::atomic::AtomicU64::new(1),
+            next_sub: AtomicU64::new(1),
         }
     }
 
@@ -107,17 +171,37 @@ impl MemoryBroker {
             .or_default()
             .clone()
     }
+
+    fn existing(&self, room: &RoomId) -> Option<Arc<Mutex<Channel>>> {
+        lock(&self.channels).get(room).cloned()
+    }
 }
 
 impl Broker for MemoryBroker {
-    fn publish(&self, room: &RoomId, body: Bytes) -> Result<()> {
+    fn publish(
+        &self,
+        room: &RoomId,
+        lease: &Lease,
+        seq: u64,
+        frame: Bytes,
+        writes: Vec<StateWrite>,
+    ) -> BoxFuture<'static, Result<()>> {
         let channel = self.channel(room);
         // Held across delivery so that concurrent publishers cannot reorder a room's events.
         let mut ch = lock(&channel);
-        ch.seq += 1;
-        let frame = frame_with_seq(ch.seq, &body);
         let now = Instant::now();
-        let seq = ch.seq;
+        if let Err(e) = ch.fenced(lease, now) {
+            return ready(Err(e));
+        }
+        if seq != ch.seq + 1 {
+            return ready(Err(ClusterError::Fenced(format!(
+                "seq {seq} is not next after {}",
+                ch.seq
+            ))));
+        }
+        ch.seq = seq;
+        ch.state.seq = seq;
+        ch.state.apply(&writes);
         ch.recent.push_back((seq, now, frame.clone()));
         while ch.recent.len() > self.retention.count
             || ch
@@ -128,61 +212,82 @@ impl Broker for MemoryBroker {
             ch.recent.pop_front();
         }
         for (_, sink) in &ch.sinks {
-            sink.deliver(&frame);
+            sink.deliver(seq, &frame);
         }
-        Ok(())
+        ready(Ok(()))
+    }
+
+    fn reset(
+        &self,
+        room: &RoomId,
+        lease: &Lease,
+        seq: u64,
+        writes: Vec<StateWrite>,
+    ) -> BoxFuture<'_, Result<()>> {
+        let channel = self.channel(room);
+        let mut ch = lock(&channel);
+        if let Err(e) = ch.fenced(lease, Instant::now()) {
+            return ready(Err(e));
+        }
+        ch.state = Checkpoint::default();
+        ch.state.apply(&writes);
+        ch.state.seq = seq;
+        if seq != ch.seq {
+            // The seq moved on without this store: what it kept no longer lines up.
+            ch.seq = seq;
+            ch.recent.clear();
+        }
+        ready(Ok(()))
+    }
+
+    fn load(&self, room: &RoomId) -> BoxFuture<'_, Result<Option<Checkpoint>>> {
+        let out = self
+            .existing(room)
+            .map(|ch| lock(&ch).state.clone())
+            .filter(|s| !s.fields.is_empty());
+        ready(Ok(out))
     }
 
     fn subscribe(
         &self,
         room: &RoomId,
         sink: Arc<dyn EventSink>,
-    ) -> BoxFuture<'_, Result<SubscriptionId>> {
-        let id = SubscriptionId(
-            self.next_sub
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
-        lock(&self.channel(room)).sinks.push((id, sink));
-        ready(Ok(id))
+    ) -> BoxFuture<'_, Result<(SubscriptionId, u64)>> {
+        let id = SubscriptionId(self.next_sub.fetch_add(1, Ordering::Relaxed));
+        let channel = self.channel(room);
+        let mut ch = lock(&channel);
+        ch.sinks.push((id, sink));
+        ready(Ok((id, ch.seq)))
     }
 
     fn unsubscribe(&self, room: &RoomId, id: SubscriptionId) -> BoxFuture<'_, Result<()>> {
-        if let Some(ch) = lock(&self.channels).get(room) {
-            lock(ch).sinks.retain(|(s, _)| *s != id);
+        if let Some(ch) = self.existing(room) {
+            lock(&ch).sinks.retain(|(s, _)| *s != id);
         }
         ready(Ok(()))
     }
 
     fn last_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<u64>> {
-        let seq = lock(&self.channels).get(room).map_or(0, |ch| lock(ch).seq);
+        let seq = self.existing(room).map_or(0, |ch| lock(&ch).seq);
         ready(Ok(seq))
     }
 
     fn replay(&self, room: &RoomId, since: u64) -> BoxFuture<'_, Result<Replay>> {
-        let channel = self.channel(room);
+        let Some(channel) = self.existing(room) else {
+            return ready(Ok(if since == 0 {
+                Replay::Events(Vec::new())
+            } else {
+                Replay::Gone
+            }));
+        };
         let ch = lock(&channel);
         let now = Instant::now();
-        let out = if since > ch.seq {
-            Replay::Gone
-        } else if since == ch.seq {
-            Replay::Events(Vec::new())
-        } else {
-            let kept: Vec<&(u64, Instant, Bytes)> = ch
-                .recent
-                .iter()
-                .filter(|(_, t, _)| now.duration_since(*t) <= self.retention.age)
-                .collect();
-            match kept.first() {
-                Some((first, _, _)) if *first <= since + 1 => Replay::Events(
-                    kept.iter()
-                        .filter(|(s, _, _)| *s > since)
-                        .map(|(_, _, f)| f.clone())
-                        .collect(),
-                ),
-                _ => Replay::Gone,
-            }
-        };
-        ready(Ok(out))
+        let kept = ch
+            .recent
+            .iter()
+            .filter(|(_, t, _)| now.duration_since(*t) <= self.retention.age)
+            .map(|(s, _, f)| (*s, f));
+        ready(Ok(select(kept, since, ch.seq)))
     }
 
     fn forget(&self, room: &RoomId) -> BoxFuture<'_, Result<()>> {
@@ -191,69 +296,100 @@ impl Broker for MemoryBroker {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use parlor_protocol::{encode_body, v1};
-    use prost_like::decode_seq;
+/// The events after `since` out of a room's retained ones (oldest first), or Gone when
+/// some of them are no longer kept.
+pub(crate) fn select<'a>(
+    kept: impl Iterator<Item = (u64, &'a Bytes)>,
+    since: u64,
+    last: u64,
+) -> Replay {
+    if since > last {
+        return Replay::Gone;
+    }
+    if since == last {
+        return Replay::Events(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut expect = since + 1;
+    for (seq, frame) in kept.filter(|(s, _)| *s > since) {
+        if seq != expect {
+            return Replay::Gone;
+        }
+        out.push(frame.clone());
+        expect += 1;
+    }
+    if expect == last + 1 {
+        Replay::Events(out)
+    } else {
+        Replay::Gone
+    }
+}
 
-    mod prost_like {
-        /// Reads the seq field the broker prefixed.
-        pub(super) fn decode_seq(frame: &[u8]) -> u64 {
-            assert_eq!(frame[0], 0x10);
-            let mut v = 0u64;
-            for (i, b) in frame[1..].iter().enumerate() {
-                v |= u64::from(b & 0x7f) << (7 * i);
-                if b & 0x80 == 0 {
-                    break;
+impl Leases for MemoryBroker {
+    fn claim(&self, room: &RoomId, pod: &str) -> BoxFuture<'_, Result<Claim>> {
+        let channel = self.channel(room);
+        let mut ch = lock(&channel);
+        let now = Instant::now();
+        let until = now + self.lease_for;
+        let claim = match ch.current(now).cloned() {
+            Some(l) if &*l.pod == pod => {
+                ch.lease = Some((l.clone(), until));
+                Claim::Home(l)
+            }
+            Some(l) => Claim::Elsewhere(l),
+            None => {
+                ch.epoch += 1;
+                let l = Lease {
+                    pod: pod.into(),
+                    epoch: ch.epoch,
+                };
+                ch.lease = Some((l.clone(), until));
+                Claim::Home(l)
+            }
+        };
+        ready(Ok(claim))
+    }
+
+    fn renew(&self, held: Vec<(RoomId, Lease)>) -> BoxFuture<'_, Result<Vec<bool>>> {
+        let now = Instant::now();
+        let out = held
+            .iter()
+            .map(|(room, lease)| {
+                let Some(channel) = self.existing(room) else {
+                    return false;
+                };
+                let mut ch = lock(&channel);
+                let ok = ch.current(now) == Some(lease);
+                if ok {
+                    ch.lease = Some((lease.clone(), now + self.lease_for));
                 }
+                ok
+            })
+            .collect();
+        ready(Ok(out))
+    }
+
+    fn release(&self, room: &RoomId, lease: &Lease) -> BoxFuture<'_, Result<()>> {
+        if let Some(channel) = self.existing(room) {
+            let mut ch = lock(&channel);
+            if ch.lease.as_ref().is_some_and(|(l, _)| l == lease) {
+                ch.lease = None;
             }
-            v
         }
+        ready(Ok(()))
     }
 
-    struct Collect(Mutex<Vec<u64>>);
-    impl EventSink for Collect {
-        fn deliver(&self, frame: &Bytes) {
-            self.0.lock().unwrap().push(decode_seq(frame));
-        }
+    fn holder(&self, room: &RoomId) -> BoxFuture<'_, Result<Option<Lease>>> {
+        let now = Instant::now();
+        let out = self
+            .existing(room)
+            .and_then(|ch| lock(&ch).current(now).cloned());
+        ready(Ok(out))
     }
+}
 
-    fn body(n: i64) -> Bytes {
-        encode_body(v1::envelope::Body::Ping(v1::Ping { client_time_ms: n }))
-    }
-
-    #[tokio::test]
-    async fn seq_order_subscribe_and_replay() {
-        let b = MemoryBroker::new(Retention {
-            count: 3,
-            age: Duration::from_secs(60),
-        });
-        let room = RoomId::from("r");
-        let sink = Arc::new(Collect(Mutex::new(Vec::new())));
-        let sub = b.subscribe(&room, sink.clone()).await.unwrap();
-        for i in 0..5 {
-            b.publish(&room, body(i)).unwrap();
-        }
-        assert_eq!(*sink.0.lock().unwrap(), vec![1, 2, 3, 4, 5]);
-        assert_eq!(b.last_seq(&room).await.unwrap(), 5);
-        // Retention keeps 3..=5.
-        match b.replay(&room, 2).await.unwrap() {
-            Replay::Events(ev) => {
-                assert_eq!(
-                    ev.iter().map(|f| decode_seq(f)).collect::<Vec<_>>(),
-                    vec![3, 4, 5]
-                )
-            }
-            Replay::Gone => panic!("3..=5 are retained"),
-        }
-        assert_eq!(b.replay(&room, 1).await.unwrap(), Replay::Gone);
-        assert_eq!(b.replay(&room, 5).await.unwrap(), Replay::Events(vec![]));
-        assert_eq!(b.replay(&room, 9).await.unwrap(), Replay::Gone);
-        b.unsubscribe(&room, sub).await.unwrap();
-        b.publish(&room, body(6)).unwrap();
-        assert_eq!(sink.0.lock().unwrap().len(), 5);
-        b.forget(&room).await.unwrap();
-        assert_eq!(b.last_seq(&room).await.unwrap(), 0);
+impl Health for MemoryBroker {
+    fn ready(&self) -> bool {
+        true
     }
 }

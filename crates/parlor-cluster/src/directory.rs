@@ -177,6 +177,7 @@ mod tests {
             role: parlor_core::RoomRole::Player,
             status: 1,
             cursor: (0.0, 0.0),
+            order: 0,
         });
         d.put(&full).await.unwrap();
         assert_eq!(d.find_open("piano").await.unwrap(), Some("d".into()));

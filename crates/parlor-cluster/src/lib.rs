@@ -1,20 +1,32 @@
-//! What pods share: room events (Broker), the room directory (RoomDirectory) and who is
-//! online (Presence). Each contract has a memory implementation for a single pod; Redis
-//! implementations arrive with the cluster issue and must pass the same conformance suites.
+//! What pods share: room events and checkpoints (Broker), who runs each room (Leases), the
+//! room directory (RoomDirectory) and who is online (Presence). Each contract has a memory
+//! implementation for a single pod and a Redis one for a cluster; both pass the same
+//! conformance suites (`conformance`, behind `test-util`).
 //!
-//! - `broker`: per-room sequence numbers, recent-event retention and fan-out to pods.
-//! - `directory`: rooms, members and settings, by id and by code.
+//! - `broker`: per-room sequence numbers, bounded history, checkpoints and fan-out to pods.
+//! - `lease`: one home pod per room, with a fencing epoch.
+//! - `checkpoint`: a room as checkpoint fields, and back.
+//! - `directory`: rooms by id and by code, and the public list.
 //! - `presence`: which sessions a user has online.
+//! - `redis`: the Redis implementations, and their key and channel layout.
 
 mod broker;
+pub mod checkpoint;
+#[cfg(any(test, feature = "test-util"))]
+pub mod conformance;
 mod directory;
+mod lease;
 mod presence;
+mod redis;
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-pub use broker::{Broker, EventSink, MemoryBroker, Replay, Retention, SubscriptionId};
+pub use broker::{Broker, EventSink, MemoryBroker, Replay, Retention, StateWrite, SubscriptionId};
+pub use checkpoint::Checkpoint;
 pub use directory::{MemoryDirectory, RoomDirectory};
+pub use lease::{Claim, Lease, Leases};
 pub use presence::{MemoryPresence, Presence};
+pub use redis::{RedisBroker, RedisOptions};
 
 /// A boxed future, so that the contracts stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -31,22 +43,86 @@ pub enum ClusterError {
     /// The room does not exist.
     #[error("no such room")]
     NoSuchRoom,
+    /// The caller is not the room's home (another pod holds the lease, or it expired), or
+    /// its seq is not the room's next: the write was refused and nothing changed.
+    #[error("refused: {0}")]
+    Fenced(String),
+    /// The configuration cannot work; names the key.
+    #[error("{0}")]
+    Config(String),
 }
 
-/// The three shared contracts a pod runs on.
-pub type Backends = (Arc<dyn Broker>, Arc<dyn RoomDirectory>, Arc<dyn Presence>);
+/// The shared contracts a pod runs on.
+#[derive(Clone)]
+pub struct Backends {
+    /// Room events, history and checkpoints.
+    pub broker: Arc<dyn Broker>,
+    /// Home-pod leases.
+    pub leases: Arc<dyn Leases>,
+    /// Room lookup and listing.
+    pub directory: Arc<dyn RoomDirectory>,
+    /// Sessions online.
+    pub presence: Arc<dyn Presence>,
+    /// Whether the shared backend is reachable and delivering.
+    pub health: Arc<dyn Health>,
+}
 
-/// Picks implementations by name from config (`memory`; `redis` arrives with the cluster
-/// issue); an unknown name is an error.
-pub fn backends(kind: &str, retention: Retention) -> Result<Backends> {
-    match kind {
-        "memory" => Ok((
-            Arc::new(MemoryBroker::new(retention)),
-            Arc::new(MemoryDirectory::default()),
-            Arc::new(MemoryPresence::default()),
-        )),
-        other => Err(ClusterError::Unavailable(format!(
-            "unknown cluster kind {other:?} (expected \"memory\")"
+/// Health is responsible for telling readiness whether the cluster backend works.
+pub trait Health: Send + Sync + 'static {
+    /// False while the backend is unreachable or its subscription delivers nothing.
+    fn ready(&self) -> bool;
+}
+
+/// What picks and configures the implementation (`cluster.*` in the pod's config).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `memory` (one pod) or `redis`.
+    pub kind: String,
+    /// The Redis URL (`cluster.redis_url`); required for `redis`.
+    pub redis_url: String,
+    /// Prefix of every key and channel, so that several clusters can share one Redis.
+    pub key_prefix: String,
+    /// This pod's name, unique in the cluster.
+    pub pod: String,
+    /// How long a home pod's lease lasts unless renewed.
+    pub lease: Duration,
+    /// What each room keeps for resume.
+    pub retention: Retention,
+}
+
+/// Picks and connects the implementation named by `settings.kind`. An unknown kind, or
+/// `redis` without a URL, is an error naming the key.
+pub async fn backends(settings: &Settings) -> Result<Backends> {
+    match settings.kind.as_str() {
+        "memory" => {
+            let broker = Arc::new(MemoryBroker::new(settings.retention, settings.lease));
+            Ok(Backends {
+                broker: broker.clone(),
+                leases: broker.clone(),
+                directory: Arc::new(MemoryDirectory::default()),
+                presence: Arc::new(MemoryPresence::default()),
+                health: broker,
+            })
+        }
+        "redis" => {
+            if settings.redis_url.is_empty() {
+                return Err(ClusterError::Config(
+                    "cluster.redis_url is required when cluster.kind is \"redis\"".into(),
+                ));
+            }
+            let broker = RedisBroker::connect(RedisOptions::from(settings)).await?;
+            Ok(Backends {
+                broker: broker.clone(),
+                leases: broker.clone(),
+                // The directory and presence move to Redis in later steps of the cluster
+                // issue; until then a Redis pod lists only its own rooms.
+                directory: Arc::new(MemoryDirectory::default()),
+                presence: Arc::new(MemoryPresence::default()),
+                health: broker,
+            })
+        }
+        other => Err(ClusterError::Config(format!(
+            "cluster.kind {other:?} is unknown (expected \"memory\" or \"redis\")"
         ))),
     }
 }

@@ -139,6 +139,10 @@ pub struct MemberState {
     pub status: i32,
     /// Last cursor position.
     pub cursor: (f32, f32),
+    /// Orders members by when they joined (the seq of their join), so that a member list
+    /// rebuilt from a checkpoint keeps its order.
+    #[serde(default)]
+    pub order: u64,
 }
 
 /// A room: info, settings, members (in join order), bans and mutes. Stored: everything
@@ -421,6 +425,7 @@ mod tests {
             role,
             status: 1,
             cursor: (0.0, 0.0),
+            order: 0,
         }
     }
 

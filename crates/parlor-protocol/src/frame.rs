@@ -60,6 +60,12 @@ pub fn frame_with_seq(seq: u64, body: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The seq of a frame built by [`frame_with_seq`], read from its first field.
+pub fn frame_seq(frame: &[u8]) -> Option<u64> {
+    let mut rest = frame.strip_prefix(&[0x10])?;
+    prost::encoding::decode_varint(&mut rest).ok()
+}
+
 /// Encodes an Error frame answering `request_id`.
 pub fn error_envelope(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Bytes {
     encode_envelope(

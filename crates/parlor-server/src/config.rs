@@ -23,8 +23,8 @@ pub struct Config {
     pub rooms: RoomsConfig,
     /// Size limits on client input.
     pub limits: LimitsConfig,
-    /// Which cluster backend: `memory` (default; single pod).
-    pub cluster: BackendConfig,
+    /// Which cluster backend, and its Redis.
+    pub cluster: ClusterConfig,
     /// Which store, and how to reach it.
     pub store: StoreConfig,
     /// Stats batching.
@@ -125,10 +125,6 @@ pub struct RoomsConfig {
     /// Chat lines a persistent room holds while the store refuses them; past it, new
     /// lines are refused with UNAVAILABLE. Default 10000.
     pub chat_backlog_max: usize,
-    /// Recent events kept per room for replay. Default 256.
-    pub retain_events: usize,
-    /// Oldest event kept for replay. Default 120 s.
-    pub retain_secs: u64,
     /// A non-persistent room created with nobody in it closes after this unless someone
     /// joins. (A room closes as soon as its last member leaves.) Default 300 s.
     pub empty_room_ttl_secs: u64,
@@ -151,12 +147,38 @@ pub struct LimitsConfig {
     pub max_members: u32,
 }
 
-/// Names an implementation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The cluster backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct BackendConfig {
-    /// Implementation name.
+pub struct ClusterConfig {
+    /// `memory` (default; one pod) or `redis` (pods share rooms through Redis).
     pub kind: String,
+    /// Redis URL, `redis://[user:password@]host:port[/db]`; required for `redis`. The
+    /// pod speaks RESP3 whatever the URL says.
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel, so several clusters can share one Redis.
+    /// Default `parlor`.
+    pub key_prefix: String,
+    /// How long a home pod's lease on a room lasts unless renewed; a dead pod's rooms move
+    /// after at most this. Renewed every third of it. Default 5000 ms.
+    pub lease_ms: u64,
+    /// Recent events kept per room for resume. Default 256.
+    pub history_events: usize,
+    /// Oldest event kept for resume. Default 120 s.
+    pub history_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            kind: "memory".into(),
+            redis_url: String::new(),
+            key_prefix: "parlor".into(),
+            lease_ms: 5000,
+            history_events: 256,
+            history_secs: 120,
+        }
+    }
 }
 
 /// The durable store.
@@ -219,9 +241,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rooms: RoomsConfig::default(),
             limits: LimitsConfig::default(),
-            cluster: BackendConfig {
-                kind: "memory".into(),
-            },
+            cluster: ClusterConfig::default(),
             store: StoreConfig::default(),
             stats: StatsConfig::default(),
             log_format: "json".into(),
@@ -284,8 +304,6 @@ impl Default for RoomsConfig {
         Self {
             snapshot_chat: 50,
             chat_backlog_max: 10_000,
-            retain_events: 256,
-            retain_secs: 120,
             empty_room_ttl_secs: 300,
             reconnect_grace_secs: 30,
         }
@@ -427,8 +445,11 @@ impl Config {
                 "and refresh_ttl_secs must be > 0",
             ));
         }
-        if self.rooms.retain_events == 0 {
-            return Err(field("rooms.retain_events", "must be > 0"));
+        if self.cluster.history_events == 0 {
+            return Err(field("cluster.history_events", "must be > 0"));
+        }
+        if self.cluster.lease_ms < 300 {
+            return Err(field("cluster.lease_ms", "must be at least 300"));
         }
         if self.limits.max_members == 0 {
             return Err(field("limits.max_members", "must be > 0"));
@@ -436,11 +457,25 @@ impl Config {
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return Err(field("log_format", "must be \"json\" or \"pretty\""));
         }
-        if self.cluster.kind != "memory" {
-            return Err(field(
-                "cluster.kind",
-                "must be \"memory\" (redis is not built yet)",
-            ));
+        match self.cluster.kind.as_str() {
+            "memory" => {}
+            "redis" => {
+                if self.cluster.redis_url.is_empty() {
+                    return Err(field(
+                        "cluster.redis_url",
+                        "is required when cluster.kind is \"redis\"",
+                    ));
+                }
+                if self.cluster.key_prefix.is_empty()
+                    || self.cluster.key_prefix.contains(['{', '}'])
+                {
+                    return Err(field(
+                        "cluster.key_prefix",
+                        "must be non-empty, without braces",
+                    ));
+                }
+            }
+            _ => return Err(field("cluster.kind", "must be \"memory\" or \"redis\"")),
         }
         match self.store.kind.as_str() {
             "embedded" => {}
@@ -461,6 +496,20 @@ impl Config {
     }
 
     /// Which store to open.
+    pub(crate) fn cluster_settings(&self) -> parlor_cluster::Settings {
+        parlor_cluster::Settings {
+            kind: self.cluster.kind.clone(),
+            redis_url: self.cluster.redis_url.clone(),
+            key_prefix: self.cluster.key_prefix.clone(),
+            pod: self.server.pod_name.clone(),
+            lease: std::time::Duration::from_millis(self.cluster.lease_ms),
+            retention: parlor_cluster::Retention {
+                count: self.cluster.history_events,
+                age: std::time::Duration::from_secs(self.cluster.history_secs),
+            },
+        }
+    }
+
     pub(crate) fn store_settings(&self) -> parlor_store::Settings {
         match self.store.kind.as_str() {
             "mongodb" => parlor_store::Settings::MongoDb(parlor_store::MongoOptions {

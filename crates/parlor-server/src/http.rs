@@ -714,12 +714,15 @@ async fn ready(shared: Data<Shared>) -> HttpResponse {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(1), shared.store.ping());
     let store_ok = matches!(ping.await, Ok(Ok(())));
     let draining = shared.is_draining();
+    let cluster_ok = shared.cluster.ready();
+    let ok = store_ok && cluster_ok && !draining;
     let body = serde_json::json!({
-        "status": if store_ok && !draining { "ready" } else { "not_ready" },
+        "status": if ok { "ready" } else { "not_ready" },
         "store": store_ok,
+        "cluster": cluster_ok,
         "draining": draining,
     });
-    if store_ok && !draining {
+    if ok {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

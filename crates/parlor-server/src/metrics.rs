@@ -61,6 +61,10 @@ pub struct Metrics {
     pub tracker_records: IntCounterVec,
     /// Store writes that failed and will be retried, by kind.
     pub store_retries: IntCounterVec,
+    /// Room leases, by outcome: claimed, lost, refused (another pod is home).
+    pub leases: IntCounterVec,
+    /// Room events the cluster backend refused or could not record, by reason.
+    pub publish_failures: IntCounterVec,
     /// Writes refused because a bounded buffer was full, by kind.
     pub store_refused_writes: IntCounterVec,
     /// Store round trips by operation.
@@ -175,6 +179,19 @@ impl Metrics {
                 &["tracker"],
             )
             .unwrap(),
+            leases: IntCounterVec::new(
+                Opts::new("cluster_leases_total", "Room leases by outcome"),
+                &["outcome"],
+            )
+            .unwrap(),
+            publish_failures: IntCounterVec::new(
+                Opts::new(
+                    "cluster_publish_failures_total",
+                    "Room events the cluster backend refused or could not record",
+                ),
+                &["reason"],
+            )
+            .unwrap(),
             store_retries: IntCounterVec::new(
                 Opts::new(
                     "store_retries_total",
@@ -238,6 +255,8 @@ impl Metrics {
             Box::new(m.tracker_batches.clone()),
             Box::new(m.tracker_records.clone()),
             Box::new(m.store_retries.clone()),
+            Box::new(m.leases.clone()),
+            Box::new(m.publish_failures.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
             Box::new(m.store_errors.clone()),

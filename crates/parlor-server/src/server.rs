@@ -14,7 +14,7 @@ use actix_http::HttpService;
 use actix_service::{map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web::Data, App, HttpServer};
 use anyhow::Context as _;
-use parlor_cluster::{Retention, RoomDirectory};
+use parlor_cluster::{Health, RoomDirectory};
 use parlor_store::Store;
 
 use crate::{
@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) keys: Arc<Keyring>,
     pub(crate) store: Store,
     pub(crate) directory: Arc<dyn RoomDirectory>,
+    /// Whether the cluster backend works, for readiness.
+    pub(crate) cluster: Arc<dyn Health>,
     pub(crate) rooms: Addr<RoomManager>,
     pub(crate) live_rooms: LiveRooms,
     pub(crate) users: Addr<UserManager>,
@@ -115,12 +117,10 @@ pub async fn run(
         )
         .context("auth keys")?,
     );
-    let retention = Retention {
-        count: cfg.rooms.retain_events,
-        age: Duration::from_secs(cfg.rooms.retain_secs),
-    };
-    let (broker, directory, presence) =
-        parlor_cluster::backends(&cfg.cluster.kind, retention).context("cluster")?;
+    let cluster = parlor_cluster::backends(&cfg.cluster_settings())
+        .await
+        .context("cluster")?;
+    let (directory, presence) = (cluster.directory.clone(), cluster.presence.clone());
 
     for mut room in store
         .rooms
@@ -191,7 +191,8 @@ pub async fn run(
         cfg: cfg.clone(),
         limits: cfg.core_limits(),
         metrics: metrics.clone(),
-        broker,
+        broker: cluster.broker.clone(),
+        leases: cluster.leases.clone(),
         directory: directory.clone(),
         store: store.clone(),
         user_stats: user_stats.clone(),
@@ -211,6 +212,7 @@ pub async fn run(
         keys,
         store,
         directory,
+        cluster: cluster.health.clone(),
         rooms: rooms.clone(),
         live_rooms,
         users,

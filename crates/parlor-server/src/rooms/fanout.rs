@@ -11,6 +11,11 @@
 //! Invariant: a batch goes to the members as they were when its events were delivered, and
 //! batches are pushed in delivery order (the batch is taken and pushed under one lock).
 //!
+//! A joiner's snapshot is as of some seq; events up to it may still be on their way from the
+//! broker (Redis delivers after the publish has returned). So a member is added "after" a
+//! seq: at once if the fan-out has delivered that far, else it waits and is added right
+//! after that event, and gets every later one exactly once.
+//!
 //! In a room with `echo_events` off, a game event goes out on its own: the batch before it
 //! is pushed first, then the event to every member but its sender, who gets an Ack with
 //! the event's seq in its place. The sender is read from the event itself, so this holds
@@ -45,6 +50,10 @@ const MAX_BATCH_FRAMES: u32 = 64;
 
 struct Inner {
     members: Vec<(UserId, Outbox)>,
+    /// Members to add once the event with their seq has been delivered.
+    waiting: Vec<(UserId, Outbox, u64)>,
+    /// The seq of the newest event delivered.
+    position: u64,
     /// The server-side WebSocket codec (unmasked frames), as each connection's body uses.
     codec: Codec,
     /// Framed events not yet pushed, and how many.
@@ -68,6 +77,8 @@ impl LocalFanout {
         Arc::new_cyclic(|me| Self {
             inner: Mutex::new(Inner {
                 members: Vec::new(),
+                waiting: Vec::new(),
+                position: 0,
                 codec: Codec::new(),
                 pending: BytesMut::new(),
                 frames: 0,
@@ -83,16 +94,26 @@ impl LocalFanout {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds or replaces a member's outbox. Events delivered before this do not reach it.
-    pub(crate) fn insert(&self, user: UserId, outbox: Outbox) {
+    /// Adds or replaces a member's outbox, to get every event after seq `after`.
+    pub(crate) fn insert(&self, user: UserId, outbox: Outbox, after: u64) {
         let mut inner = self.lock();
         push_pending(&mut inner);
-        let before = inner.members.len();
+        let before = inner.members.len() + inner.waiting.len();
         inner.members.retain(|(u, _)| u != &user);
-        if inner.members.len() == before {
+        inner.waiting.retain(|(u, _, _)| u != &user);
+        if inner.members.len() + inner.waiting.len() == before {
             self.metrics.members.inc();
         }
-        inner.members.push((user, outbox));
+        if after > inner.position {
+            inner.waiting.push((user, outbox, after));
+        } else {
+            inner.members.push((user, outbox));
+        }
+    }
+
+    /// Where a new subscription starts: the broker delivers every event after `seq`.
+    pub(crate) fn start_at(&self, seq: u64) {
+        self.lock().position = seq;
     }
 
     /// Removes a member, after pushing it the events delivered so far; returns whether it
@@ -100,9 +121,10 @@ impl LocalFanout {
     pub(crate) fn remove(&self, user: &UserId) -> bool {
         let mut inner = self.lock();
         push_pending(&mut inner);
-        let before = inner.members.len();
+        let before = inner.members.len() + inner.waiting.len();
         inner.members.retain(|(u, _)| u != user);
-        let removed = inner.members.len() < before;
+        inner.waiting.retain(|(u, _, _)| u != user);
+        let removed = inner.members.len() + inner.waiting.len() < before;
         if removed {
             self.metrics.members.dec();
         }
@@ -116,7 +138,8 @@ impl LocalFanout {
 
     /// Number of local members.
     pub(crate) fn len(&self) -> usize {
-        self.lock().members.len()
+        let inner = self.lock();
+        inner.members.len() + inner.waiting.len()
     }
 
     /// Pushes the pending batch now. A room calls this before replying to one member
@@ -149,6 +172,22 @@ impl LocalFanout {
     }
 }
 
+/// Adds the members waiting for `seq`, once the batch up to it has gone out.
+fn admit_waiting(inner: &mut Inner, seq: u64) {
+    inner.position = seq;
+    if inner.waiting.iter().all(|(_, _, after)| *after > seq) {
+        return;
+    }
+    push_pending(inner);
+    let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.waiting)
+        .into_iter()
+        .partition(|(_, _, after)| *after <= seq);
+    inner.waiting = wait;
+    inner
+        .members
+        .extend(ready.into_iter().map(|(u, o, _)| (u, o)));
+}
+
 fn push_pending(inner: &mut Inner) {
     if inner.frames == 0 {
         return;
@@ -178,7 +217,7 @@ fn own_event(frame: &Bytes) -> Option<(v1::Ack, UserId)> {
 
 impl LocalFanout {
     /// Delivers a game event to every member but its sender, who gets an Ack instead.
-    fn deliver_without_echo(&self, frame: &Bytes, ack: v1::Ack, sender: &UserId) {
+    fn deliver_without_echo(&self, seq: u64, frame: &Bytes, ack: v1::Ack, sender: &UserId) {
         let mut inner = self.lock();
         push_pending(&mut inner);
         let Inner { codec, members, .. } = &mut *inner;
@@ -194,6 +233,7 @@ impl LocalFanout {
             }
         }
         let n = members.len();
+        admit_waiting(&mut inner, seq);
         drop(inner);
         self.metrics.fanout_size.observe(n as f64);
         self.metrics.out_room_event.inc_by(n as u64);
@@ -201,10 +241,10 @@ impl LocalFanout {
 }
 
 impl EventSink for LocalFanout {
-    fn deliver(&self, frame: &Bytes) {
+    fn deliver(&self, seq: u64, frame: &Bytes) {
         if !self.echo.load(Ordering::Relaxed) {
             if let Some((ack, sender)) = own_event(frame) {
-                return self.deliver_without_echo(frame, ack, &sender);
+                return self.deliver_without_echo(seq, frame, ack, &sender);
             }
         }
         let mut inner = self.lock();
@@ -217,6 +257,7 @@ impl EventSink for LocalFanout {
         if full {
             push_pending(&mut inner);
         }
+        admit_waiting(&mut inner, seq);
         drop(inner);
         self.metrics.fanout_size.observe(n as f64);
         self.metrics.out_room_event.inc_by(n as u64);
@@ -237,7 +278,7 @@ impl crate::bench_support::Fanout {
     ) -> Arc<dyn EventSink> {
         let fanout = LocalFanout::new(metrics);
         for (user, outbox) in members {
-            fanout.insert(user, outbox);
+            fanout.insert(user, outbox, 0);
         }
         fanout
     }
@@ -267,7 +308,9 @@ mod tests {
 
     fn member(fanout: &LocalFanout, name: &str, metrics: &Arc<Metrics>) -> Detached {
         let (outbox, rx) = Outbox::detached(limits(1 << 20), metrics.clone());
-        fanout.insert(UserId(name.into()), outbox);
+        // Joins after whatever was delivered so far.
+        let at = fanout.lock().position;
+        fanout.insert(UserId(name.into()), outbox, at);
         rx
     }
 
@@ -303,9 +346,9 @@ mod tests {
             6,
             &parlor_protocol::encode_body(Body::ChatMessage(v1::ChatMessage::default())),
         );
-        fanout.deliver(&chat);
-        fanout.deliver(&event(7, "a"));
-        fanout.deliver(&event(8, "b"));
+        fanout.deliver(6, &chat);
+        fanout.deliver(7, &event(7, "a"));
+        fanout.deliver(8, &event(8, "b"));
         tokio::task::yield_now().await;
         let ack = |seq| {
             let ack = v1::Ack {
@@ -331,7 +374,7 @@ mod tests {
         let fanout = LocalFanout::new(metrics.clone());
         let mut a = member(&fanout, "a", &metrics);
         for i in 0..3u8 {
-            fanout.deliver(&Bytes::from(vec![i; 3]));
+            fanout.deliver(u64::from(i) + 1, &Bytes::from(vec![i; 3]));
         }
         // Not before the delivering task yields.
         assert!(received(&mut a).is_empty());
@@ -347,16 +390,16 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let fanout = LocalFanout::new(metrics.clone());
         let mut a = member(&fanout, "a", &metrics);
-        fanout.deliver(&Bytes::from_static(b"e1"));
+        fanout.deliver(1, &Bytes::from_static(b"e1"));
         // A joiner does not get what was delivered before it joined.
         let mut b = member(&fanout, "b", &metrics);
-        fanout.deliver(&Bytes::from_static(b"e2"));
+        fanout.deliver(2, &Bytes::from_static(b"e2"));
         // A direct reply comes after the room events before it.
         fanout.flush();
         assert!(fanout.lock().members[0]
             .1
             .push(Bytes::from_static(b"reply")));
-        fanout.deliver(&Bytes::from_static(b"e3"));
+        fanout.deliver(3, &Bytes::from_static(b"e3"));
         // A leaver still gets what was delivered while it was in.
         assert!(fanout.remove(&UserId("a".into())));
         tokio::task::yield_now().await;
@@ -374,25 +417,25 @@ mod tests {
         let fanout = LocalFanout::new(metrics.clone());
         // 64 frames of 3 bytes (a 2-byte header and the event).
         let (outbox, mut rx) = Outbox::detached(limits(64 * 3), metrics.clone());
-        fanout.insert(UserId("a".into()), outbox);
+        fanout.insert(UserId("a".into()), outbox, 0);
         // No runtime here, so each event is pushed as it comes; 65 frames exceed the
         // queue's 192 bytes and the member is evicted.
-        for _ in 0..65 {
-            fanout.deliver(&Bytes::from_static(b"x"));
+        for seq in 1..=65 {
+            fanout.deliver(seq, &Bytes::from_static(b"x"));
         }
         assert_eq!(received(&mut rx).len(), 64);
         assert_eq!(metrics.slow_consumer_disconnects.get(), 1);
         // Big events: the batch is pushed inline once it passes MAX_BATCH_BYTES.
         let fanout = LocalFanout::new(metrics.clone());
         let (outbox, mut rx) = Outbox::detached(limits(1 << 20), metrics.clone());
-        fanout.insert(UserId("b".into()), outbox);
+        fanout.insert(UserId("b".into()), outbox, 0);
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(async {
             let big = Bytes::from(vec![7u8; 4000]);
-            for _ in 0..5 {
-                fanout.deliver(&big);
+            for seq in 1..=5 {
+                fanout.deliver(seq, &big);
             }
             assert_eq!(next_batch_frames(&mut rx), Some(5));
             assert!(rx.try_recv().is_none());
@@ -404,18 +447,51 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let fanout = LocalFanout::new(metrics.clone());
         let (outbox, mut rx) = Outbox::detached(limits(16 * 3), metrics.clone());
-        fanout.insert(UserId("a".into()), outbox);
-        for _ in 0..40 {
-            fanout.deliver(&Bytes::from_static(b"x"));
+        fanout.insert(UserId("a".into()), outbox, 0);
+        for seq in 1..=40 {
+            fanout.deliver(seq, &Bytes::from_static(b"x"));
         }
         tokio::task::yield_now().await;
         assert_eq!(metrics.slow_consumer_disconnects.get(), 0);
         assert_eq!(next_batch_frames(&mut rx), Some(40));
         // More than MAX_BATCH_FRAMES in one turn are split into batches.
-        for _ in 0..100 {
-            fanout.deliver(&Bytes::from_static(b"y"));
+        for seq in 41..=140 {
+            fanout.deliver(seq, &Bytes::from_static(b"y"));
         }
         tokio::task::yield_now().await;
         assert_eq!(next_batch_frames(&mut rx), Some(64));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_joiner_ahead_of_delivery_waits_for_its_snapshot_seq() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        let mut a = member(&fanout, "a", &metrics);
+        // b's snapshot is as of seq 2, but only 1 has been delivered here.
+        fanout.deliver(1, &Bytes::from_static(b"e1"));
+        let (outbox, mut b) = Outbox::detached(limits(1 << 20), metrics.clone());
+        fanout.insert(UserId("b".into()), outbox, 2);
+        assert_eq!(fanout.len(), 2);
+        for (seq, e) in [(2, &b"e2"[..]), (3, b"e3"), (4, b"e4")] {
+            fanout.deliver(seq, &Bytes::from_static(e));
+        }
+        tokio::task::yield_now().await;
+        let all: Vec<Vec<u8>> = received(&mut a).concat();
+        assert_eq!(
+            all,
+            vec![
+                b"e1".to_vec(),
+                b"e2".to_vec(),
+                b"e3".to_vec(),
+                b"e4".to_vec()
+            ]
+        );
+        // Nothing up to its snapshot, everything after, once.
+        assert_eq!(
+            received(&mut b).concat(),
+            vec![b"e3".to_vec(), b"e4".to_vec()]
+        );
+        assert!(fanout.remove(&UserId("b".into())));
+        assert_eq!(fanout.len(), 1);
     }
 }

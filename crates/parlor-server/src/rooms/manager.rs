@@ -1,21 +1,26 @@
 //! RoomManager: creates rooms, finds them by id or code, and starts their actors.
+//!
+//! A room's actor runs only on its home pod: the manager claims the room's lease before it
+//! starts one, rebuilds the room from its checkpoint, and renews every lease it holds on a
+//! heartbeat (a third of the lease time). A room whose lease is lost is told so and stops.
 
 use std::{
     collections::HashMap,
     hash::{Hash, Hasher},
     sync::{Arc, PoisonError, RwLock},
+    time::Duration,
 };
 
 use actix::{
     Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
     ResponseActFuture, Supervised, Supervisor, WrapFuture,
 };
-use parlor_cluster::{Broker, RoomDirectory};
+use parlor_cluster::{checkpoint, Broker, Claim, Lease, Leases, RoomDirectory};
 use parlor_core::{new_id, new_room_code, now_ms, Room, RoomId};
 use parlor_protocol::{v1, ErrorCode};
 use parlor_store::Store;
 
-use super::room::RoomActor;
+use super::room::{Deposed, RoomActor};
 use crate::{
     error::{ApiError, ApiResult},
     stats::StatsTracker,
@@ -29,6 +34,7 @@ pub(crate) struct RoomDeps {
     pub(crate) limits: parlor_core::Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) leases: Arc<dyn Leases>,
     pub(crate) directory: Arc<dyn RoomDirectory>,
     pub(crate) store: Store,
     /// Users' counters.
@@ -61,18 +67,34 @@ pub(crate) struct RoomManager {
     deps: Arc<RoomDeps>,
     shards: Vec<ArbiterHandle>,
     live: LiveRooms,
+    /// The lease of each room this pod is home to.
+    leases: HashMap<RoomId, Lease>,
+}
+
+/// A room ready to run here: its state as of `seq`, and the lease that makes this pod its
+/// home.
+pub(crate) struct Homed {
+    pub(crate) room: Room,
+    pub(crate) lease: Lease,
+    pub(crate) seq: u64,
 }
 
 impl RoomManager {
     pub(crate) fn new(deps: Arc<RoomDeps>, shards: Vec<ArbiterHandle>, live: LiveRooms) -> Self {
-        Self { deps, shards, live }
+        Self {
+            deps,
+            shards,
+            live,
+            leases: HashMap::new(),
+        }
     }
 
-    fn spawn(&mut self, room: Room, me: Addr<RoomManager>) -> Addr<RoomActor> {
-        let id = room.info.id.clone();
+    fn spawn(&mut self, homed: Homed, me: Addr<RoomManager>) -> Addr<RoomActor> {
+        let id = homed.room.info.id.clone();
         if let Some(addr) = self.live.get(id.as_str()) {
             return addr;
         }
+        self.leases.insert(id.clone(), homed.lease.clone());
         if self.live.write().remove(&id).is_some() {
             self.deps.metrics.rooms.dec();
         }
@@ -80,7 +102,7 @@ impl RoomManager {
         id.hash(&mut h);
         let shard = &self.shards[(h.finish() as usize) % self.shards.len()];
         let deps = self.deps.clone();
-        let addr = Supervisor::start_in_arbiter(shard, move |_| RoomActor::new(room, deps, me));
+        let addr = Supervisor::start_in_arbiter(shard, move |_| RoomActor::new(homed, deps, me));
         self.deps.metrics.rooms.inc();
         self.live.write().insert(id, addr.clone());
         addr
@@ -89,6 +111,48 @@ impl RoomManager {
 
 impl Actor for RoomManager {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = Duration::from_millis(self.deps.cfg.cluster.lease_ms / 3);
+        ctx.run_interval(every, |act, ctx| act.renew(ctx));
+    }
+}
+
+impl RoomManager {
+    /// Renews every lease held; a room whose lease was lost stops being served here.
+    fn renew(&mut self, ctx: &mut Context<Self>) {
+        let held: Vec<(RoomId, Lease)> = self
+            .leases
+            .iter()
+            .map(|(r, l)| (r.clone(), l.clone()))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let leases = self.deps.leases.clone();
+        let fut = async move {
+            let kept = leases.renew(held.clone()).await;
+            (held, kept)
+        };
+        ctx.spawn(fut.into_actor(self).map(|(held, kept), act, _| {
+            let kept = match kept {
+                Ok(k) => k,
+                // Redis is down: the rooms go on here; the next beat tries again.
+                Err(e) => return tracing::warn!(error = %e, "lease renewal failed"),
+            };
+            for ((room, lease), ok) in held.into_iter().zip(kept) {
+                if ok || act.leases.get(&room) != Some(&lease) {
+                    continue;
+                }
+                tracing::warn!(room_id = %room, epoch = lease.epoch, "lease lost; room stops here");
+                act.deps.metrics.leases.with_label_values(&["lost"]).inc();
+                act.leases.remove(&room);
+                if let Some(addr) = act.live.get(room.as_str()) {
+                    addr.do_send(Deposed);
+                }
+            }
+        }));
+    }
 }
 
 impl Supervised for RoomManager {}
@@ -119,14 +183,62 @@ pub(crate) struct FindOrCreate {
     pub(crate) who: Identity,
 }
 
-/// A room actor closed for good.
+/// A room actor closed for good, or stopped being home here.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Closed {
     pub(crate) room_id: RoomId,
 }
 
-async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> ApiResult<Room> {
+/// A room actor took its room's lease again, with this epoch (after a reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Relet {
+    pub(crate) room_id: RoomId,
+    pub(crate) lease: Lease,
+}
+
+impl Handler<Relet> for RoomManager {
+    type Result = ();
+    fn handle(&mut self, msg: Relet, _: &mut Context<Self>) {
+        self.leases.insert(msg.room_id, msg.lease);
+    }
+}
+
+/// Claims the lease of a room that exists, and rebuilds it from its checkpoint (or, for a
+/// persistent room with none, from the directory).
+async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
+    let id = room.info.id.clone();
+    let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
+        Claim::Home(l) => l,
+        Claim::Elsewhere(l) => {
+            deps.metrics.leases.with_label_values(&["refused"]).inc();
+            return Err(ApiError::unavailable(format!(
+                "room {id} is served by pod {}; this pod cannot reach it yet",
+                l.pod
+            )));
+        }
+    };
+    deps.metrics.leases.with_label_values(&["claimed"]).inc();
+    if let Some(cp) = deps.broker.load(&id).await? {
+        if let Some(room) = cp.room()? {
+            return Ok(Homed {
+                room,
+                lease,
+                seq: cp.seq,
+            });
+        }
+    }
+    let mut room = room;
+    room.members.clear();
+    let seq = deps.broker.last_seq(&id).await?;
+    deps.broker
+        .reset(&id, &lease, seq, checkpoint::full(&room))
+        .await?;
+    Ok(Homed { room, lease, seq })
+}
+
+async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> ApiResult<Homed> {
     parlor_core::check(
         parlor_core::Action::CreateRoom,
         owner.role,
@@ -147,6 +259,16 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
             &deps.limits,
             now_ms(),
         )?;
+        let Claim::Home(lease) = deps
+            .leases
+            .claim(&room.info.id, &deps.cfg.server.pod_name)
+            .await?
+        else {
+            return Err(ApiError::internal("a new room's lease was taken"));
+        };
+        deps.broker
+            .reset(&room.info.id, &lease, 0, checkpoint::full(&room))
+            .await?;
         if room.info.persistent {
             deps.store.rooms.save_room(&room).await?;
         }
@@ -157,7 +279,11 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
                 Some(owner.user_id.clone()),
                 Some(room.info.id.clone()),
             )));
-        return Ok(room);
+        return Ok(Homed {
+            room,
+            lease,
+            seq: 0,
+        });
     }
     Err(ApiError::unavailable("could not allocate a room code"))
 }
@@ -171,9 +297,9 @@ impl Handler<Create> for RoomManager {
             create(deps, msg.req, msg.owner)
                 .into_actor(self)
                 .map(|res, act, ctx| {
-                    let room = res?;
-                    let id = room.info.id.clone();
-                    Ok((id, act.spawn(room, ctx.address())))
+                    let homed = res?;
+                    let id = homed.room.info.id.clone();
+                    Ok((id, act.spawn(homed, ctx.address())))
                 }),
         )
     }
@@ -201,15 +327,17 @@ impl Handler<Resolve> for RoomManager {
                     "give room_id or code",
                 ));
             };
-            deps.directory
+            let room = deps
+                .directory
                 .get(&id)
                 .await?
-                .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))
+                .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?;
+            open(&deps, room).await
         };
         Box::pin(fut.into_actor(self).map(|res, act, ctx| {
-            let room = res?;
-            let id = room.info.id.clone();
-            Ok((id, act.spawn(room, ctx.address())))
+            let homed = res?;
+            let id = homed.room.info.id.clone();
+            Ok((id, act.spawn(homed, ctx.address())))
         }))
     }
 }
@@ -223,7 +351,7 @@ impl Handler<FindOrCreate> for RoomManager {
             parlor_core::validate_kind(&msg.kind)?;
             if let Some(id) = deps.directory.find_open(&msg.kind).await? {
                 if let Some(room) = deps.directory.get(&id).await? {
-                    return Ok(room);
+                    return open(&deps, room).await;
                 }
             }
             let req = v1::CreateRoom {
@@ -235,9 +363,9 @@ impl Handler<FindOrCreate> for RoomManager {
             create(deps, req, msg.who).await
         };
         Box::pin(fut.into_actor(self).map(|res, act, ctx| {
-            let room = res?;
-            let id = room.info.id.clone();
-            Ok((id, act.spawn(room, ctx.address())))
+            let homed = res?;
+            let id = homed.room.info.id.clone();
+            Ok((id, act.spawn(homed, ctx.address())))
         }))
     }
 }
@@ -247,6 +375,10 @@ impl Handler<Closed> for RoomManager {
 
     fn handle(&mut self, msg: Closed, _ctx: &mut Context<Self>) {
         let mut live = self.live.write();
+        let reopened = live.get(&msg.room_id).is_some_and(|a| a.connected());
+        if !reopened {
+            self.leases.remove(&msg.room_id);
+        }
         // A room reopened since this actor closed keeps its entry.
         if live.get(&msg.room_id).is_some_and(|a| !a.connected()) {
             live.remove(&msg.room_id);

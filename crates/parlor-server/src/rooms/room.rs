@@ -2,14 +2,20 @@
 //! limits, permissions and publishing are serialised per room without locks.
 //!
 //! Invariants:
-//! - Every room event is encoded once and published through the Broker, which assigns its
-//!   seq and delivers it to each subscribed pod's LocalFanout.
+//! - The actor is its room's one sequencer: it runs only on the room's home pod (it holds the
+//!   lease) and numbers every event itself. Each event is encoded once and published
+//!   through the Broker with the checkpoint writes of what it changed, in one atomic step;
+//!   the Broker delivers it to each subscribed pod's LocalFanout.
+//! - Nothing is answered before its event is recorded: an answer waits for the publish. A
+//!   publish that fails (the backend is down, or the lease was lost) gets the sender an
+//!   UNAVAILABLE error, and the room reloads from its checkpoint, which holds exactly the
+//!   recorded events; until then actions are refused as unavailable.
 //! - A joiner gets RoomJoined (snapshot at `last_seq`) and any replay before it is added to
 //!   the fan-out, inside one `AtomicResponse`, so it sees every later event exactly once.
 //! - A panic inside a handler is caught at the handler boundary, counted and reported (the
 //!   Sentry panic hook still fires). The actor then restarts in place: it drops its cached
-//!   room and reloads it from the directory inside `ctx.wait`, so no later message is
-//!   handled against a half-updated room. It does not stop, because a stopped actix context
+//!   room and reloads it from the checkpoint; meanwhile the room is absent, so no message
+//!   is handled against a half-updated room. It does not stop, because a stopped actix context
 //!   drops its spawned work and keeps draining its mailbox until the Supervisor restarts it.
 //!   Local members and their outboxes are pod-local state and survive.
 //! - Directory and store writes go through one ordered writer task per room, detached from
@@ -28,13 +34,17 @@ use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
     Recipient, SpawnHandle, Supervised, WrapFuture,
 };
-use parlor_cluster::{Replay, SubscriptionId};
+use futures_util::FutureExt as _;
+use parlor_cluster::{
+    checkpoint::{self, Part},
+    BoxFuture, Claim, ClusterError, Lease, Replay, SubscriptionId,
+};
 use parlor_core::{
     check, now_ms, Action as Perm, CoreError, GlobalRole, Limits, MemberState, Room, RoomId,
     RoomRole, TokenBucket, UserId,
 };
 use parlor_protocol::{
-    encode_body, encode_envelope, error_envelope,
+    encode_body, encode_envelope, error_envelope, frame_with_seq,
     v1::{self, envelope::Body},
     ErrorCode,
 };
@@ -43,7 +53,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     fanout::LocalFanout,
-    manager::{Closed, RoomDeps, RoomManager},
+    manager::{Closed, Homed, Relet, RoomDeps, RoomManager},
     writer::{spawn_writer, Backlog, Write},
 };
 use crate::{
@@ -51,6 +61,9 @@ use crate::{
     stats::Record,
     ws::{Identity, Outbox, SessionNotice},
 };
+
+/// How long a room's first reload may hold its mailbox.
+const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// The game-event type that panics a room when `debug.fault_injection` is on.
 const PANIC_EVENT: &str = "parlor.debug.panic";
@@ -157,10 +170,27 @@ impl Local {
     }
 }
 
+/// An admitted joiner, before its snapshot goes out.
+struct Joining {
+    since: u64,
+    local: Local,
+    role: RoomRole,
+    user: UserId,
+    /// A new member (not a session taking its seat over).
+    fresh: bool,
+    /// The publish of the join's event, if it made one.
+    recorded: Option<BoxFuture<'static, Result<(), ClusterError>>>,
+}
+
 /// The actor that runs one room.
 pub(crate) struct RoomActor {
     id: RoomId,
+    /// None while the room reloads from its checkpoint.
     room: Option<Room>,
+    /// What makes this pod the room's home; every publish is fenced by it.
+    lease: Lease,
+    /// The seq of the newest event published.
+    seq: u64,
     deps: Arc<RoomDeps>,
     manager: Addr<RoomManager>,
     fanout: Arc<LocalFanout>,
@@ -179,13 +209,16 @@ pub(crate) struct RoomActor {
 }
 
 impl RoomActor {
-    pub(crate) fn new(room: Room, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
+    pub(crate) fn new(homed: Homed, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
+        let Homed { room, lease, seq } = homed;
         let (writer, backlog) = spawn_writer(deps.clone(), room.info.id.clone());
         let fanout = LocalFanout::new(deps.metrics.clone());
         fanout.set_echo(room.settings.echo_events);
         Self {
             id: room.info.id.clone(),
             room: Some(room),
+            lease,
+            seq,
             fanout,
             deps,
             manager,
@@ -225,10 +258,105 @@ impl RoomActor {
         }
     }
 
-    fn publish(&self, body: Body) {
-        if let Err(e) = self.deps.broker.publish(&self.id, encode_body(body)) {
-            tracing::warn!(room_id = %self.id, error = %e, "publish failed");
+    /// Numbers one room event and publishes it with the checkpoint writes of `parts`, as
+    /// the room is now. The future resolves once the event is recorded.
+    fn publish(
+        &mut self,
+        body: Body,
+        parts: &[Part],
+    ) -> BoxFuture<'static, Result<(), ClusterError>> {
+        self.seq += 1;
+        let frame = frame_with_seq(self.seq, &encode_body(body));
+        let writes = match &self.room {
+            Some(room) if !parts.is_empty() => checkpoint::writes(room, parts),
+            _ => Vec::new(),
+        };
+        self.deps
+            .broker
+            .publish(&self.id, &self.lease, self.seq, frame, writes)
+    }
+
+    /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
+    /// is recorded.
+    fn emit(
+        &mut self,
+        body: Body,
+        parts: &[Part],
+        who: Option<(&Outbox, u64)>,
+        answer: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        let fut = self.publish(body, parts);
+        self.settle(fut, who.map(|(o, rid)| (o.clone(), rid)), answer, ctx);
+    }
+
+    /// Waits for a publish without blocking the mailbox (a memory broker has already
+    /// finished), then answers or recovers.
+    fn settle(
+        &mut self,
+        mut fut: BoxFuture<'static, Result<(), ClusterError>>,
+        who: Option<(Outbox, u64)>,
+        answer: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        match (&mut fut).now_or_never() {
+            Some(r) => self.settled(r, who, answer, ctx),
+            None => {
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(move |r, act, ctx| act.settled(r, who, answer, ctx)),
+                );
+            }
         }
+    }
+
+    fn settled(
+        &mut self,
+        r: Result<(), ClusterError>,
+        who: Option<(Outbox, u64)>,
+        answer: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        match r {
+            Ok(()) => {
+                if let (Some((to, _)), Some(frame)) = (&who, answer) {
+                    self.direct(to, frame);
+                }
+            }
+            Err(e) => {
+                if let Some((to, rid)) = &who {
+                    self.err(
+                        to,
+                        *rid,
+                        &CoreError::new(
+                            ErrorCode::Unavailable,
+                            "the room could not record that; try again",
+                        ),
+                    );
+                }
+                self.desync(&e, ctx);
+            }
+        }
+    }
+
+    /// A publish failed: what this actor holds may be ahead of what was recorded, so it
+    /// reloads the recorded room.
+    fn desync(&mut self, e: &ClusterError, ctx: &mut Context<Self>) {
+        let reason = match e {
+            ClusterError::Fenced(_) => "fenced",
+            _ => "unavailable",
+        };
+        self.deps
+            .metrics
+            .publish_failures
+            .with_label_values(&[reason])
+            .inc();
+        if self.room.is_none() || self.closed {
+            return;
+        }
+        tracing::warn!(room_id = %self.id, error = %e, "publish failed; reloading the room");
+        self.room = None;
+        self.reload(ctx);
     }
 
     /// Writes the room through to the directory; `durable` also to the store (persistent
@@ -242,32 +370,110 @@ impl RoomActor {
         }
     }
 
-    /// Reloads the room from the directory, after every queued write has landed. Nothing
-    /// else runs on this actor meanwhile.
+    /// Reloads the room from its checkpoint, after every queued write has landed, taking the
+    /// lease again. The first try holds the mailbox for up to `RELOAD_WAIT`, so that
+    /// actions right behind a restart are handled, not refused; if the backend is down,
+    /// later tries run beside the mailbox and actions are refused as unavailable meanwhile.
     fn reload(&mut self, ctx: &mut Context<Self>) {
+        self.reload_with(true, ctx);
+    }
+
+    fn reload_with(&mut self, first: bool, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
         let id = self.id.clone();
         let (done, landed) = oneshot::channel();
         let _ = self.writer.send(Write::Barrier(done));
-        ctx.wait(
-            async move {
-                let _ = landed.await;
-                deps.directory.get(&id).await
-            }
-            .into_actor(self)
-            .map(|res, act, ctx| match res {
-                Ok(Some(room)) => {
-                    tracing::info!(room_id = %act.id, "room reloaded after restart");
+        let fut = tokio::time::timeout(RELOAD_WAIT, async move {
+            let _ = landed.await;
+            let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
+                Claim::Home(l) => l,
+                Claim::Elsewhere(_) => return Ok(None),
+            };
+            let cp = deps.broker.load(&id).await?;
+            let room = match &cp {
+                Some(cp) => cp.room()?,
+                None => None,
+            };
+            Ok::<_, ClusterError>(Some((lease, room.map(|r| (r, cp.map_or(0, |c| c.seq))))))
+        })
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            match res.unwrap_or_else(|_| Err(ClusterError::Unavailable("reload timed out".into())))
+            {
+                Ok(Some((lease, Some((room, seq))))) => {
+                    tracing::info!(room_id = %act.id, seq, "room reloaded");
                     act.fanout.set_echo(room.settings.echo_events);
+                    if lease != act.lease {
+                        act.manager.do_send(Relet {
+                            room_id: act.id.clone(),
+                            lease: lease.clone(),
+                        });
+                    }
+                    act.lease = lease;
+                    act.seq = seq;
                     act.room = Some(room);
+                    act.hold_absent(ctx);
                 }
-                Ok(None) => act.vanish(ctx),
+                Ok(Some((_, None))) => act.vanish(ctx),
+                Ok(None) => act.deposed(ctx),
                 Err(e) => {
                     tracing::error!(room_id = %act.id, error = %e, "room reload failed; retrying");
-                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.reload(ctx));
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| {
+                        act.reload_with(false, ctx)
+                    });
                 }
-            }),
-        );
+            }
+        });
+        if first {
+            ctx.wait(fut);
+        } else {
+            ctx.spawn(fut);
+        }
+    }
+
+    /// Members the reloaded room holds who have no session here keep their seat for the
+    /// reconnect grace, as after a dropped socket.
+    fn hold_absent(&mut self, ctx: &mut Context<Self>) {
+        let Some(room) = &self.room else { return };
+        let absent: Vec<UserId> = room
+            .members
+            .iter()
+            .map(|m| m.user_id.clone())
+            .filter(|u| !self.locals.contains_key(u) && !self.away.contains_key(u))
+            .collect();
+        let grace = Duration::from_secs(self.deps.cfg.rooms.reconnect_grace_secs);
+        for user in absent {
+            self.arm_away(user, grace, ctx);
+        }
+    }
+
+    /// Another pod is the room's home now: local members are told to come back, and the
+    /// actor stops without touching the room's shared state.
+    fn deposed(&mut self, ctx: &mut Context<Self>) {
+        tracing::warn!(room_id = %self.id, "no longer this room's home");
+        for (user, mut local) in self.locals.drain() {
+            Self::collect_stats(&mut self.pending_stats, &user, &mut local);
+            self.fanout.remove(&user);
+            local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
+        }
+        self.closed = true;
+        self.flush();
+        for t in self
+            .timers
+            .drain(..)
+            .chain(self.away.drain().map(|(_, t)| t))
+        {
+            ctx.cancel_future(t);
+        }
+        if let Some(sub) = self.sub.take() {
+            let (deps, id) = (self.deps.clone(), self.id.clone());
+            actix::spawn(async move {
+                let _ = deps.broker.unsubscribe(&id, sub).await;
+            });
+        }
+        self.manager.do_send(Closed {
+            room_id: self.id.clone(),
+        });
     }
 
     /// The room is gone from the directory: tell local members and close for good.
@@ -451,18 +657,20 @@ impl RoomActor {
         if gone.is_none() {
             return false;
         }
-        let promoted = promoted.map(|m| room.member_proto(&m));
+        let promoted = promoted.map(|m| (m.user_id.clone(), room.member_proto(&m)));
         self.remove_local(user, ctx);
-        self.publish(Body::MemberLeft(v1::MemberLeft {
+        let left = Body::MemberLeft(v1::MemberLeft {
             room_id: self.id.0.clone(),
             user_id: user.0.clone(),
             reason: reason as i32,
-        }));
-        if let Some(member) = promoted {
-            self.publish(Body::MemberUpdated(v1::MemberUpdated {
+        });
+        self.emit(left, &[Part::Member(user.clone())], None, None, ctx);
+        if let Some((heir, member)) = promoted {
+            let updated = Body::MemberUpdated(v1::MemberUpdated {
                 room_id: self.id.0.clone(),
                 member: Some(member),
-            }));
+            });
+            self.emit(updated, &[Part::Member(heir), Part::Info], None, None, ctx);
         }
         self.persist(false);
         true
@@ -471,7 +679,7 @@ impl RoomActor {
     /// Keeps a disconnected member's seat, marked away, until `grace` runs out.
     fn hold_seat(&mut self, user: UserId, grace: Duration, ctx: &mut Context<Self>) {
         self.remove_local(&user, ctx);
-        self.set_status(&user, v1::PresenceStatus::Away);
+        self.set_status(&user, v1::PresenceStatus::Away, ctx);
         self.arm_away(user, grace, ctx);
     }
 
@@ -489,7 +697,7 @@ impl RoomActor {
     }
 
     /// Sets a member's presence status and tells the room.
-    fn set_status(&mut self, user: &UserId, status: v1::PresenceStatus) {
+    fn set_status(&mut self, user: &UserId, status: v1::PresenceStatus, ctx: &mut Context<Self>) {
         let Some(room) = self.room.as_mut() else {
             return;
         };
@@ -497,12 +705,9 @@ impl RoomActor {
             return;
         };
         member.status = status as i32;
-        let member = member.clone();
-        let proto = room.member_proto(&member);
-        self.publish(Body::MemberUpdated(v1::MemberUpdated {
-            room_id: self.id.0.clone(),
-            member: Some(proto),
-        }));
+        if let Some(fut) = self.status_event(user) {
+            self.settle(fut, None, None, ctx);
+        }
         self.persist(false);
     }
 
@@ -560,11 +765,18 @@ impl RoomActor {
             reply,
             action,
         } = msg;
-        if self.closed || self.room.is_none() {
+        if self.closed {
             return self.err(
                 &reply,
                 rid,
                 &CoreError::new(ErrorCode::RoomNotFound, "room closed"),
+            );
+        }
+        if self.room.is_none() {
+            return self.err(
+                &reply,
+                rid,
+                &CoreError::new(ErrorCode::Unavailable, "the room is reloading; try again"),
             );
         }
         let member = match self.member_of(&user_id, session) {
@@ -576,10 +788,10 @@ impl RoomActor {
             Err(e) => return self.err(&reply, rid, &e),
         };
         let result = match action {
-            Action::Chat(text) => self.chat(&member, rid, &reply, text),
-            Action::Event(ev) => self.event(&member, rid, &reply, ev),
-            Action::Presence(p) => self.presence(&member, rid, &reply, p),
-            Action::Update(u) => self.update(&member, rid, &reply, u),
+            Action::Chat(text) => self.chat(&member, rid, &reply, text, ctx),
+            Action::Event(ev) => self.event(&member, rid, &reply, ev, ctx),
+            Action::Presence(p) => self.presence(&member, rid, &reply, p, ctx),
+            Action::Update(u) => self.update(&member, rid, &reply, u, ctx),
             Action::Moderate(m) => self.moderate(&member, rid, &reply, m, ctx),
         };
         if let Err(e) = result {
@@ -598,6 +810,7 @@ impl RoomActor {
         rid: u64,
         reply: &Outbox,
         text: String,
+        ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::Chat, m)?;
         let room = self.room.as_ref().expect("checked by on_act");
@@ -648,7 +861,13 @@ impl RoomActor {
             sent_at_ms: now_ms(),
             to_user_id: String::new(),
         };
-        self.publish(Body::ChatMessage(line.clone()));
+        self.emit(
+            Body::ChatMessage(line.clone()),
+            &[],
+            Some((reply, rid)),
+            None,
+            ctx,
+        );
         if persistent {
             self.pending_chat.push(ChatRecord {
                 seq: 0, // keyed by the writer (writer.rs)
@@ -678,6 +897,7 @@ impl RoomActor {
         rid: u64,
         reply: &Outbox,
         mut ev: v1::GameEvent,
+        ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::SendGameEvent, m)?;
         Limits::check_len(
@@ -712,7 +932,7 @@ impl RoomActor {
             },
         );
         if ev.target_user_id.is_empty() {
-            self.publish(Body::GameEvent(ev));
+            self.emit(Body::GameEvent(ev), &[], Some((reply, rid)), None, ctx);
             return Ok(());
         }
         // A targeted event skips the room sequence: other members must not see a gap.
@@ -737,6 +957,7 @@ impl RoomActor {
         rid: u64,
         reply: &Outbox,
         p: v1::PresenceUpdate,
+        ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::UpdatePresence, m)?;
         if !self.rate_ok(&m.user_id, rid, reply) {
@@ -757,10 +978,17 @@ impl RoomActor {
         }
         let member = member.clone();
         let proto = room.member_proto(&member);
-        self.publish(Body::MemberUpdated(v1::MemberUpdated {
+        let updated = Body::MemberUpdated(v1::MemberUpdated {
             room_id: self.id.0.clone(),
             member: Some(proto),
-        }));
+        });
+        self.emit(
+            updated,
+            &[Part::Member(m.user_id.clone())],
+            Some((reply, rid)),
+            None,
+            ctx,
+        );
         // Cursor moves are frequent and cheap to lose; only status changes are written through.
         if p.status != v1::PresenceStatus::Unspecified as i32 {
             self.persist(false);
@@ -774,6 +1002,7 @@ impl RoomActor {
         rid: u64,
         reply: &Outbox,
         u: v1::UpdateRoom,
+        ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::UpdateRoom, m)?;
         let limits = self.deps.limits;
@@ -788,13 +1017,16 @@ impl RoomActor {
         for local in self.locals.values_mut() {
             local.bucket.set_rate(rate, rate);
         }
-        self.publish(Body::RoomUpdated(updated));
+        let ack = encode_envelope(rid, 0, Body::Ack(v1::Ack::default()));
+        self.emit(
+            Body::RoomUpdated(updated),
+            &[Part::Info, Part::Settings],
+            Some((reply, rid)),
+            Some(ack),
+            ctx,
+        );
         self.fanout.set_echo(echo);
         self.persist(true);
-        self.direct(
-            reply,
-            encode_envelope(rid, 0, Body::Ack(v1::Ack::default())),
-        );
         Ok(())
     }
 
@@ -859,18 +1091,26 @@ impl RoomActor {
         let muted_update = matches!(action, MA::Mute | MA::Unmute)
             .then(|| target_member.as_ref().map(|t| room.member_proto(t)))
             .flatten();
-        self.publish(Body::Moderated(v1::Moderated {
+        let list = match action {
+            MA::Ban => vec![Part::Bans],
+            MA::Mute | MA::Unmute => vec![Part::Mutes],
+            _ => Vec::new(),
+        };
+        let moderated = Body::Moderated(v1::Moderated {
             room_id: self.id.0.clone(),
             user_id: target.0.clone(),
             action: action as i32,
             by_user_id: m.user_id.0.clone(),
             reason: req.reason.clone(),
-        }));
+        });
+        let ack = encode_envelope(rid, 0, Body::Ack(v1::Ack::default()));
+        self.emit(moderated, &list, Some((reply, rid)), Some(ack), ctx);
         if let Some(member) = muted_update {
-            self.publish(Body::MemberUpdated(v1::MemberUpdated {
+            let updated = Body::MemberUpdated(v1::MemberUpdated {
                 room_id: self.id.0.clone(),
                 member: Some(member),
-            }));
+            });
+            self.emit(updated, &[], None, None, ctx);
         }
         if matches!(action, MA::Kick | MA::Ban) && target_member.is_some() {
             let reason = if action == MA::Ban {
@@ -901,18 +1141,10 @@ impl RoomActor {
                 Some(self.id.clone()),
                 &req.reason,
             )));
-        self.direct(
-            reply,
-            encode_envelope(rid, 0, Body::Ack(v1::Ack::default())),
-        );
         Ok(())
     }
 
-    fn on_join(
-        &mut self,
-        msg: Join,
-        ctx: &mut Context<Self>,
-    ) -> Result<(u64, Local, RoomRole, UserId, bool), ApiError> {
+    fn on_join(&mut self, msg: Join, ctx: &mut Context<Self>) -> Result<Joining, ApiError> {
         if self.closed {
             return Err(ApiError::new(ErrorCode::RoomNotFound, "room closed"));
         }
@@ -944,11 +1176,23 @@ impl RoomActor {
             if let Some(mut old) = self.locals.remove(&who.user_id) {
                 Self::collect_stats(&mut self.pending_stats, &who.user_id, &mut old);
             }
+            let mut recorded = None;
             if let Some(timer) = self.away.remove(&who.user_id) {
                 ctx.cancel_future(timer);
-                self.set_status(&who.user_id, v1::PresenceStatus::Online);
+                let online = v1::PresenceStatus::Online;
+                if let Some(m) = self.room.as_mut().and_then(|r| r.member_mut(&who.user_id)) {
+                    m.status = online as i32;
+                }
+                recorded = self.status_event(&who.user_id);
             }
-            return Ok((msg.spec.last_seq, local, role, who.user_id.clone(), false));
+            return Ok(Joining {
+                since: msg.spec.last_seq,
+                local,
+                role,
+                user: who.user_id.clone(),
+                fresh: false,
+                recorded,
+            });
         }
         let role = room.admit(&who.user_id, who.role, msg.spec.role, &msg.spec.password)?;
         let member = MemberState {
@@ -958,13 +1202,16 @@ impl RoomActor {
             role,
             status: v1::PresenceStatus::Online as i32,
             cursor: (0.0, 0.0),
+            // The seq of this join's event.
+            order: self.seq + 1,
         };
         let proto = room.member_proto(&member);
         room.members.push(member);
-        self.publish(Body::MemberJoined(v1::MemberJoined {
+        let joined = Body::MemberJoined(v1::MemberJoined {
             room_id: self.id.0.clone(),
             member: Some(proto),
-        }));
+        });
+        let recorded = self.publish(joined, &[Part::Member(who.user_id.clone())]);
         self.count(
             &who.user_id,
             Stats {
@@ -975,7 +1222,28 @@ impl RoomActor {
         let members = self.room.as_ref().map_or(0, |r| r.members.len()) as u64;
         self.room_stats.peak_members = self.room_stats.peak_members.max(members);
         self.persist(false);
-        Ok((msg.spec.last_seq, local, role, who.user_id.clone(), true))
+        Ok(Joining {
+            since: msg.spec.last_seq,
+            local,
+            role,
+            user: who.user_id.clone(),
+            fresh: true,
+            recorded: Some(recorded),
+        })
+    }
+
+    /// Publishes a member's current state (a status change); None if not a member.
+    fn status_event(
+        &mut self,
+        user: &UserId,
+    ) -> Option<BoxFuture<'static, Result<(), ClusterError>>> {
+        let room = self.room.as_ref()?;
+        let proto = room.member_proto(room.member(user)?);
+        let updated = Body::MemberUpdated(v1::MemberUpdated {
+            room_id: self.id.0.clone(),
+            member: Some(proto),
+        });
+        Some(self.publish(updated, &[Part::Member(user.clone())]))
     }
 }
 
@@ -1047,7 +1315,14 @@ impl Handler<Join> for RoomActor {
         let joined = self
             .guarded(ctx, |act, ctx| act.on_join(msg, ctx))
             .unwrap_or_else(|| Err(ApiError::internal("room restarted")));
-        let (since, local, role, user, fresh) = match joined {
+        let Joining {
+            since,
+            local,
+            role,
+            user,
+            fresh,
+            recorded,
+        } = match joined {
             Ok(v) => v,
             Err(e) => return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e)))),
         };
@@ -1055,22 +1330,41 @@ impl Handler<Join> for RoomActor {
         let id = self.id.clone();
         let sink = (self.sub.is_none()).then(|| self.fanout.clone());
         let fut = async move {
+            if let Some(recorded) = recorded {
+                recorded.await.map_err(|e| (true, e))?;
+            }
             let sub = match sink {
-                Some(sink) => Some(deps.broker.subscribe(&id, sink).await?),
+                Some(sink) => Some(
+                    deps.broker
+                        .subscribe(&id, sink)
+                        .await
+                        .map_err(|e| (false, e))?,
+                ),
                 None => None,
             };
-            let last = deps.broker.last_seq(&id).await?;
             let replay = if since > 0 {
-                Some(deps.broker.replay(&id, since).await?)
+                Some(
+                    deps.broker
+                        .replay(&id, since)
+                        .await
+                        .map_err(|e| (false, e))?,
+                )
             } else {
                 None
             };
-            Ok::<_, parlor_cluster::ClusterError>((sub, last, replay))
+            Ok::<_, (bool, ClusterError)>((sub, replay))
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
-            let (sub, last, replay) = match res {
+            let (sub, replay) = match res {
                 Ok(v) => v,
-                Err(e) => {
+                // The join's event was not recorded: the room reloads without it.
+                Err((true, e)) => {
+                    act.desync(&e, ctx);
+                    return Err(ApiError::unavailable(
+                        "the room could not record the join; try again",
+                    ));
+                }
+                Err((false, e)) => {
                     // Admitted but never seated: take the member out again.
                     if fresh {
                         act.depart(&user, v1::LeaveReason::Left, ctx);
@@ -1078,9 +1372,11 @@ impl Handler<Join> for RoomActor {
                     return Err(e.into());
                 }
             };
-            if sub.is_some() {
-                act.sub = sub;
+            if let Some((sub, position)) = sub {
+                act.sub = Some(sub);
+                act.fanout.start_at(position);
             }
+            let last = act.seq;
             let room = act
                 .room
                 .as_ref()
@@ -1110,7 +1406,7 @@ impl Handler<Join> for RoomActor {
             for frame in events {
                 local.outbox.push(frame);
             }
-            act.fanout.insert(user.clone(), local.outbox.clone());
+            act.fanout.insert(user.clone(), local.outbox.clone(), last);
             act.locals.insert(user, local);
             Ok(())
         })))
@@ -1238,6 +1534,21 @@ impl Handler<Act> for RoomActor {
                     "internal error; the room restarted",
                 ),
             );
+        }
+    }
+}
+
+/// The room's lease was lost: another pod is its home now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Deposed;
+
+impl Handler<Deposed> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Deposed, ctx: &mut Context<Self>) {
+        if !self.closed {
+            self.deposed(ctx);
         }
     }
 }

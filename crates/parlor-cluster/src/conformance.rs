@@ -1,0 +1,330 @@
+//! The suites every Broker and Leases implementation must pass (behind `test-util`). Each
+//! takes two pods on one backend, so that fencing and hand-over are tried between pods.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use parlor_core::{new_id, Limits, MemberState, Room, RoomId};
+use parlor_protocol::{encode_body, frame_with_seq, v1};
+
+use crate::{
+    checkpoint::{self, Part},
+    Broker, Claim, ClusterError, EventSink, Lease, Leases, Replay, SubscriptionId,
+};
+
+/// One pod's view of the shared backend.
+#[derive(Clone)]
+pub struct Node {
+    /// The pod's name.
+    pub pod: String,
+    /// Its broker.
+    pub broker: Arc<dyn Broker>,
+    /// Its leases (often the same object).
+    pub leases: Arc<dyn Leases>,
+}
+
+/// A fresh room id, so that suites on one backend never share a room.
+pub fn room() -> RoomId {
+    RoomId(new_id("r_"))
+}
+
+/// A frame for event `seq`.
+pub fn frame(seq: u64) -> Bytes {
+    let body = encode_body(v1::envelope::Body::Ping(v1::Ping {
+        client_time_ms: seq as i64,
+    }));
+    frame_with_seq(seq, &body)
+}
+
+/// Records what a subscription delivered.
+#[derive(Default)]
+pub struct Collect {
+    /// Seqs delivered, in order.
+    pub seqs: Mutex<Vec<u64>>,
+    /// `lost` calls.
+    pub lost: Mutex<Vec<u64>>,
+}
+
+impl EventSink for Collect {
+    fn deliver(&self, seq: u64, frame: &Bytes) {
+        assert_eq!(
+            parlor_protocol::frame_seq(frame),
+            Some(seq),
+            "frame and seq differ"
+        );
+        self.seqs.lock().unwrap().push(seq);
+    }
+    fn lost(&self, after: u64) {
+        self.lost.lock().unwrap().push(after);
+    }
+}
+
+impl Collect {
+    /// Waits until `n` events arrived (delivery may be asynchronous), then returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.seqs.lock().unwrap().clone();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn home(node: &Node, room: &RoomId) -> Lease {
+    match node.leases.claim(room, &node.pod).await.expect("claim") {
+        Claim::Home(l) => l,
+        Claim::Elsewhere(l) => panic!("{} should be free, but {} holds it", room, l.pod),
+    }
+}
+
+fn fenced<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    assert!(
+        matches!(r, Err(ClusterError::Fenced(_))),
+        "{what}: expected Fenced, got {r:?}"
+    );
+}
+
+/// One home at a time; a lapsed lease goes to the next claimer with a higher epoch.
+pub async fn leases(a: &Node, b: &Node, lease_time: Duration) {
+    let r = room();
+    let la = home(a, &r).await;
+    assert_eq!(
+        b.leases.claim(&r, &b.pod).await.unwrap(),
+        Claim::Elsewhere(la.clone())
+    );
+    assert_eq!(
+        a.leases.claim(&r, &a.pod).await.unwrap(),
+        Claim::Home(la.clone())
+    );
+    assert_eq!(a.leases.holder(&r).await.unwrap(), Some(la.clone()));
+    // Renewal keeps it past the lease time.
+    for _ in 0..3 {
+        tokio::time::sleep(lease_time / 2).await;
+        assert_eq!(
+            a.leases.renew(vec![(r.clone(), la.clone())]).await.unwrap(),
+            vec![true]
+        );
+    }
+    assert!(matches!(
+        b.leases.claim(&r, &b.pod).await.unwrap(),
+        Claim::Elsewhere(_)
+    ));
+    // Someone else's lease cannot be released.
+    let forged = Lease {
+        pod: b.pod.as_str().into(),
+        epoch: la.epoch,
+    };
+    b.leases.release(&r, &forged).await.unwrap();
+    assert_eq!(a.leases.holder(&r).await.unwrap(), Some(la.clone()));
+    // Unrenewed, it lapses; the next home has a higher epoch and the old one cannot renew.
+    tokio::time::sleep(lease_time + lease_time / 2).await;
+    assert_eq!(a.leases.holder(&r).await.unwrap(), None);
+    let lb = home(b, &r).await;
+    assert!(lb.epoch > la.epoch, "epoch {} after {}", lb.epoch, la.epoch);
+    assert_eq!(
+        a.leases.renew(vec![(r.clone(), la.clone())]).await.unwrap(),
+        vec![false]
+    );
+    b.leases.release(&r, &lb).await.unwrap();
+    assert_eq!(b.leases.holder(&r).await.unwrap(), None);
+    let la2 = home(a, &r).await;
+    assert!(la2.epoch > lb.epoch);
+    assert!(a.leases.renew(Vec::new()).await.unwrap().is_empty());
+}
+
+/// Only the home publishes, only at the next seq; a deposed home is refused.
+pub async fn fencing(a: &Node, b: &Node, lease_time: Duration) {
+    let r = room();
+    let la = home(a, &r).await;
+    a.broker
+        .publish(&r, &la, 1, frame(1), vec![])
+        .await
+        .unwrap();
+    fenced(
+        a.broker.publish(&r, &la, 3, frame(3), vec![]).await,
+        "seq gap",
+    );
+    fenced(
+        a.broker.publish(&r, &la, 1, frame(1), vec![]).await,
+        "seq repeat",
+    );
+    let forged = Lease {
+        pod: b.pod.as_str().into(),
+        epoch: la.epoch,
+    };
+    fenced(
+        b.broker.publish(&r, &forged, 2, frame(2), vec![]).await,
+        "not the home",
+    );
+    fenced(
+        b.broker.reset(&r, &forged, 1, vec![]).await,
+        "reset by a non-home",
+    );
+    tokio::time::sleep(lease_time + lease_time / 2).await;
+    let lb = home(b, &r).await;
+    fenced(
+        a.broker.publish(&r, &la, 2, frame(2), vec![]).await,
+        "deposed home",
+    );
+    // The new home continues the seq.
+    assert_eq!(b.broker.last_seq(&r).await.unwrap(), 1);
+    b.broker
+        .publish(&r, &lb, 2, frame(2), vec![])
+        .await
+        .unwrap();
+    assert_eq!(a.broker.last_seq(&r).await.unwrap(), 2);
+}
+
+/// Many publishes in flight at once land in order; every subscriber on every pod gets them
+/// in order, once; replay follows retention.
+pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
+    let r = room();
+    let la = home(a, &r).await;
+    let here = Arc::new(Collect::default());
+    let there = Arc::new(Collect::default());
+    let (_, p) = a.broker.subscribe(&r, here.clone()).await.unwrap();
+    assert_eq!(p, 0);
+    let (sub_b, _) = b.broker.subscribe(&r, there.clone()).await.unwrap();
+    let n = retained as u64 + 20;
+    let pending: Vec<_> = (1..=n)
+        .map(|s| a.broker.publish(&r, &la, s, frame(s), vec![]))
+        .collect();
+    for p in pending {
+        p.await.unwrap();
+    }
+    let want: Vec<u64> = (1..=n).collect();
+    assert_eq!(here.wait_for(n as usize).await, want);
+    assert_eq!(there.wait_for(n as usize).await, want);
+    assert_eq!(b.broker.last_seq(&r).await.unwrap(), n);
+    let seqs = |rep: Replay| match rep {
+        Replay::Events(ev) => ev
+            .iter()
+            .map(|f| parlor_protocol::frame_seq(f).unwrap())
+            .collect::<Vec<_>>(),
+        Replay::Gone => panic!("expected events"),
+    };
+    let since = n - retained as u64;
+    assert_eq!(
+        seqs(b.broker.replay(&r, since).await.unwrap()),
+        ((since + 1)..=n).collect::<Vec<_>>()
+    );
+    assert_eq!(b.broker.replay(&r, since - 1).await.unwrap(), Replay::Gone);
+    assert_eq!(
+        b.broker.replay(&r, n).await.unwrap(),
+        Replay::Events(vec![])
+    );
+    assert_eq!(b.broker.replay(&r, n + 5).await.unwrap(), Replay::Gone);
+    // A second subscriber on a pod starts at the current position.
+    let late = Arc::new(Collect::default());
+    let (late_id, p) = b.broker.subscribe(&r, late.clone()).await.unwrap();
+    assert_eq!(p, n);
+    b.broker.unsubscribe(&r, sub_b).await.unwrap();
+    a.broker
+        .publish(&r, &la, n + 1, frame(n + 1), vec![])
+        .await
+        .unwrap();
+    assert_eq!(late.wait_for(1).await, vec![n + 1]);
+    assert_eq!(here.wait_for(n as usize + 1).await.last(), Some(&(n + 1)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(there.seqs.lock().unwrap().len(), n as usize, "unsubscribed");
+    unsubscribe_all(b, &r, late_id).await;
+}
+
+async fn unsubscribe_all(node: &Node, r: &RoomId, id: SubscriptionId) {
+    node.broker.unsubscribe(r, id).await.unwrap();
+}
+
+fn sample_room(id: &RoomId) -> Room {
+    let req = v1::CreateRoom {
+        name: "Checkpoint".into(),
+        kind: "cards".into(),
+        ..Default::default()
+    };
+    let mut room = Room::create(
+        id.clone(),
+        "ABCDEF".into(),
+        &req,
+        "u_owner".into(),
+        &Limits::default(),
+        1,
+    )
+    .unwrap();
+    room.bans.insert("u_banned".into());
+    for (i, name) in ["u_owner", "u_b", "u_c"].iter().enumerate() {
+        room.members.push(MemberState {
+            user_id: (*name).into(),
+            name: name.to_string(),
+            global: parlor_core::GlobalRole::User,
+            role: if i == 0 {
+                parlor_core::RoomRole::Owner
+            } else {
+                parlor_core::RoomRole::Player
+            },
+            status: 1,
+            cursor: (0.5, 0.25),
+            order: 10 - i as u64,
+        });
+    }
+    room.members.sort_by_key(|m| m.order);
+    room
+}
+
+/// A checkpoint rebuilds the room exactly; event writes apply atomically with the event;
+/// forget drops everything.
+pub async fn checkpoints(a: &Node, b: &Node) {
+    let r = room();
+    assert_eq!(b.broker.load(&r).await.unwrap(), None);
+    let la = home(a, &r).await;
+    let mut room = sample_room(&r);
+    a.broker
+        .reset(&r, &la, 0, checkpoint::full(&room))
+        .await
+        .unwrap();
+    let loaded = b.broker.load(&r).await.unwrap().expect("checkpoint");
+    assert_eq!(loaded.seq, 0);
+    assert_eq!(loaded.room().unwrap(), Some(room.clone()));
+    // A leave and a setting change, written with the event that says so.
+    room.remove_member(&"u_b".into());
+    room.settings.allow_chat = false;
+    let writes = checkpoint::writes(&room, &[Part::Member("u_b".into()), Part::Settings]);
+    a.broker
+        .publish(&r, &la, 1, frame(1), writes)
+        .await
+        .unwrap();
+    let loaded = b.broker.load(&r).await.unwrap().expect("checkpoint");
+    assert_eq!(loaded.seq, 1);
+    assert_eq!(loaded.room().unwrap(), Some(room.clone()));
+    // A refused publish changes nothing.
+    let ghost = checkpoint::writes(&room, &[Part::Info]);
+    fenced(a.broker.publish(&r, &la, 5, frame(5), ghost).await, "gap");
+    assert_eq!(b.broker.load(&r).await.unwrap().unwrap().seq, 1);
+    // A reset at another seq drops history that no longer lines up.
+    a.broker
+        .reset(&r, &la, 7, checkpoint::full(&room))
+        .await
+        .unwrap();
+    assert_eq!(b.broker.last_seq(&r).await.unwrap(), 7);
+    assert_eq!(b.broker.replay(&r, 0).await.unwrap(), Replay::Gone);
+    a.broker
+        .publish(&r, &la, 8, frame(8), vec![])
+        .await
+        .unwrap();
+    a.broker.forget(&r).await.unwrap();
+    assert_eq!(b.broker.load(&r).await.unwrap(), None);
+    assert_eq!(b.broker.last_seq(&r).await.unwrap(), 0);
+    assert_eq!(b.leases.holder(&r).await.unwrap(), None);
+}
+
+/// Every suite, on one backend.
+pub async fn run_all(a: &Node, b: &Node, lease_time: Duration, retained: usize) {
+    leases(a, b, lease_time).await;
+    fencing(a, b, lease_time).await;
+    order_and_replay(a, b, retained).await;
+    checkpoints(a, b).await;
+}

@@ -1,0 +1,158 @@
+//! The cluster contracts' suites, on memory and on a real redis-server, plus what only a
+//! lossy Redis subscription needs: gap healing, the position check and reconnecting.
+
+use std::{sync::Arc, time::Duration};
+
+use parlor_cluster::{
+    conformance::{self, Collect, Node},
+    Claim, Health, MemoryBroker, RedisBroker, RedisOptions, Retention,
+};
+use parlor_testkit::RedisServer;
+
+const LEASE: Duration = Duration::from_millis(400);
+const RETAINED: usize = 16;
+
+fn retention() -> Retention {
+    Retention {
+        count: RETAINED,
+        age: Duration::from_secs(60),
+    }
+}
+
+fn memory_pods() -> (Node, Node) {
+    let broker = Arc::new(MemoryBroker::new(retention(), LEASE));
+    let node = |pod: &str| Node {
+        pod: pod.into(),
+        broker: broker.clone(),
+        leases: broker.clone(),
+    };
+    (node("pod-a"), node("pod-b"))
+}
+
+fn options(server: &RedisServer, pod: &str) -> RedisOptions {
+    RedisOptions {
+        url: server.url(),
+        prefix: "parlor-test".into(),
+        pod: pod.into(),
+        lease: LEASE,
+        retention: retention(),
+        probe_every: Duration::from_millis(200),
+    }
+}
+
+async fn redis_pod(server: &RedisServer, pod: &str) -> (Arc<RedisBroker>, Node) {
+    let b = RedisBroker::connect(options(server, pod))
+        .await
+        .expect("connect");
+    let node = Node {
+        pod: pod.into(),
+        broker: b.clone(),
+        leases: b.clone(),
+    };
+    (b, node)
+}
+
+#[tokio::test]
+async fn memory_passes_every_suite() {
+    let (a, b) = memory_pods();
+    conformance::run_all(&a, &b, LEASE, RETAINED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passes_every_suite() {
+    let server = RedisServer::start();
+    let (_, a) = redis_pod(&server, "pod-a").await;
+    let (_, b) = redis_pod(&server, "pod-b").await;
+    conformance::run_all(&a, &b, LEASE, RETAINED).await;
+}
+
+/// Writes event `seq` into history and the seq counter as the publish script does, but
+/// without publishing it: a message pub/sub lost.
+async fn lose(server: &RedisServer, room: &parlor_core::RoomId, seq: u64) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("XADD")
+        .arg(format!("parlor-test:{{{room}}}:hist"))
+        .arg(format!("{seq}-1"))
+        .arg("t")
+        .arg(parlor_core::now_ms())
+        .arg("f")
+        .arg(conformance::frame(seq).to_vec())
+        .ignore()
+        .cmd("HSET")
+        .arg(format!("parlor-test:{{{room}}}:state"))
+        .arg("seq")
+        .arg(seq)
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_heals_gaps_from_history() {
+    let server = RedisServer::start();
+    let (broker, a) = redis_pod(&server, "pod-a").await;
+    let (_, b) = redis_pod(&server, "pod-b").await;
+    let room = conformance::room();
+    let Claim::Home(lease) = a.leases.claim(&room, "pod-a").await.unwrap() else {
+        panic!("free room")
+    };
+    let sink = Arc::new(Collect::default());
+    let (_, _) = b.broker.subscribe(&room, sink.clone()).await.unwrap();
+    a.broker
+        .publish(&room, &lease, 1, conformance::frame(1), vec![])
+        .await
+        .unwrap();
+    // Seq 2 and 3 never reach the channel; 4 does, and brings them with it from history.
+    lose(&server, &room, 2).await;
+    lose(&server, &room, 3).await;
+    a.broker
+        .publish(&room, &lease, 4, conformance::frame(4), vec![])
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for(4).await, vec![1, 2, 3, 4]);
+    // A silent stop: 5 is lost and nothing follows. The position check finds it.
+    lose(&server, &room, 5).await;
+    assert_eq!(sink.wait_for(5).await, vec![1, 2, 3, 4, 5]);
+    assert!(sink.lost.lock().unwrap().is_empty());
+    assert!(broker.ready());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_is_survived() {
+    let mut server = RedisServer::start();
+    let (broker, a) = redis_pod(&server, "pod-a").await;
+    let room = conformance::room();
+    let sink = Arc::new(Collect::default());
+    a.broker.subscribe(&room, sink.clone()).await.unwrap();
+    assert!(broker.ready());
+    server.stop();
+    // Down: calls fail as unavailable, readiness follows within a few probes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while broker.ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!broker.ready(), "ready while Redis is down");
+    assert!(matches!(
+        a.leases.claim(&room, "pod-a").await,
+        Err(parlor_cluster::ClusterError::Unavailable(_))
+    ));
+    server.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !broker.ready() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(broker.ready(), "not ready after Redis came back");
+    // Redis came back empty: a new lease, a new seq, delivered on the old subscription.
+    let Claim::Home(lease) = a.leases.claim(&room, "pod-a").await.unwrap() else {
+        panic!("free room")
+    };
+    a.broker.reset(&room, &lease, 0, vec![]).await.unwrap();
+    a.broker
+        .publish(&room, &lease, 1, conformance::frame(1), vec![])
+        .await
+        .unwrap();
+    assert_eq!(sink.wait_for(1).await, vec![1]);
+}
