@@ -328,3 +328,139 @@ pub async fn run_all(a: &Node, b: &Node, lease_time: Duration, retained: usize) 
     order_and_replay(a, b, retained).await;
     checkpoints(a, b).await;
 }
+
+fn listed_room(code: &str, kind: &str, public: bool, at: i64, max: u32) -> Room {
+    let req = v1::CreateRoom {
+        name: code.into(),
+        kind: kind.into(),
+        visibility: if public {
+            v1::Visibility::Public
+        } else {
+            v1::Visibility::Private
+        } as i32,
+        max_members: max,
+        ..Default::default()
+    };
+    Room::create(
+        room(),
+        code.into(),
+        &req,
+        "u_o".into(),
+        &Limits::default(),
+        at,
+    )
+    .unwrap()
+}
+
+fn seat(room: &mut Room, n: usize) {
+    for i in 0..n {
+        room.members.push(MemberState {
+            user_id: format!("u_{i}").as_str().into(),
+            name: format!("m{i}"),
+            global: parlor_core::GlobalRole::User,
+            role: parlor_core::RoomRole::Player,
+            status: 1,
+            cursor: (0.0, 0.0),
+            order: i as u64,
+        });
+    }
+}
+
+/// Codes are taken once; the list is ordered and paged; JoinOrCreate finds the oldest open
+/// room; a listing never holds members; locks exclude other owners. `a` and `b` must share
+/// one backend, and `kind` must be unused on it.
+pub async fn directory(a: &dyn crate::RoomDirectory, b: &dyn crate::RoomDirectory, kind: &str) {
+    let code = new_id("C").to_ascii_uppercase();
+    let first = listed_room(&code, kind, true, 1, 2);
+    let clash = listed_room(&code, kind, true, 2, 2);
+    // Two pods racing for one code: exactly one wins.
+    let (x, y) = tokio::join!(a.create(&first), b.create(&clash));
+    assert!(x.unwrap() ^ y.unwrap(), "exactly one create takes the code");
+    let winner = if b.find_code(&code.to_lowercase()).await.unwrap() == Some(first.info.id.clone())
+    {
+        first.clone()
+    } else {
+        clash.clone()
+    };
+    assert_eq!(a.get(&winner.info.id).await.unwrap(), Some(winner.clone()));
+    let loser = if winner == first { &clash } else { &first };
+    assert_eq!(b.get(&loser.info.id).await.unwrap(), None);
+
+    let mut private = listed_room(&new_id("P"), kind, false, 3, 2);
+    assert!(a.create(&private).await.unwrap());
+    let mut older = listed_room(&new_id("O"), kind, true, 0, 2);
+    assert!(b.create(&older).await.unwrap());
+    let (page, total) = a.list(Some(kind), 0, 10).await.unwrap();
+    assert_eq!(total, 2, "public rooms of the kind");
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [older.info.id.as_str(), winner.info.id.as_str()],
+        "oldest first"
+    );
+    let (page, total) = b.list(Some(kind), 1, 1).await.unwrap();
+    assert_eq!((page.len(), total), (1, 2));
+    assert_eq!(page[0].id, winner.info.id.0);
+
+    // A full room is not open; its listing counts members but holds none.
+    assert_eq!(
+        a.find_open(kind).await.unwrap(),
+        Some(older.info.id.clone())
+    );
+    seat(&mut older, 2);
+    b.put(&older).await.unwrap();
+    assert_eq!(
+        a.find_open(kind).await.unwrap(),
+        Some(winner.info.id.clone())
+    );
+    let listed = a.get(&older.info.id).await.unwrap().unwrap();
+    assert!(listed.members.is_empty(), "a listing holds no members");
+    let (page, _) = a.list(Some(kind), 0, 1).await.unwrap();
+    assert_eq!(page[0].member_count, 2);
+    // A password closes a room to JoinOrCreate; a private room is never open or listed.
+    let mut locked = winner.clone();
+    locked.info.password = "pw".into();
+    a.put(&locked).await.unwrap();
+    assert_eq!(b.find_open(kind).await.unwrap(), None);
+    seat(&mut private, 0);
+    private.info.name = "renamed".into();
+    b.put(&private).await.unwrap();
+    assert_eq!(
+        a.get(&private.info.id).await.unwrap().unwrap().info.name,
+        "renamed"
+    );
+    assert_eq!(a.list(Some(kind), 0, 10).await.unwrap().1, 2);
+
+    // Removal frees the code and drops the listing and its index entries.
+    a.remove(&locked.info.id).await.unwrap();
+    assert_eq!(b.find_code(&code).await.unwrap(), None);
+    assert_eq!(b.get(&locked.info.id).await.unwrap(), None);
+    assert_eq!(b.list(Some(kind), 0, 10).await.unwrap().1, 1);
+    older.members.clear();
+    a.put(&older).await.unwrap();
+    assert_eq!(
+        b.find_open(kind).await.unwrap(),
+        Some(older.info.id.clone())
+    );
+    b.remove(&older.info.id).await.unwrap();
+    b.remove(&private.info.id).await.unwrap();
+    assert_eq!(a.find_open(kind).await.unwrap(), None);
+
+    // Locks: one owner at a time, released by the owner only, lapsing after the ttl.
+    let name = format!("create:{kind}");
+    let ttl = Duration::from_millis(300);
+    assert!(a.lock(&name, "pod-a", ttl).await.unwrap());
+    assert!(!b.lock(&name, "pod-b", ttl).await.unwrap());
+    assert!(
+        a.lock(&name, "pod-a", ttl).await.unwrap(),
+        "the owner holds it"
+    );
+    b.unlock(&name, "pod-b").await.unwrap();
+    assert!(!b.lock(&name, "pod-b", ttl).await.unwrap());
+    a.unlock(&name, "pod-a").await.unwrap();
+    assert!(b.lock(&name, "pod-b", ttl).await.unwrap());
+    tokio::time::sleep(ttl * 2).await;
+    assert!(
+        a.lock(&name, "pod-a", ttl).await.unwrap(),
+        "a lapsed lock is free"
+    );
+}

@@ -1,6 +1,7 @@
 use std::{
     collections::HashMap,
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use parlor_core::{Room, RoomId};
@@ -8,12 +9,16 @@ use parlor_protocol::v1::RoomSummary;
 
 use crate::{ready, BoxFuture, Result};
 
-/// RoomDirectory is responsible for the shared view of every live room: info, settings,
-/// members, bans and mutes. The pod that runs a room writes it through after each change.
+/// RoomDirectory is responsible for finding rooms: by id, by code, in the public list, and
+/// the oldest one of a kind with a free seat. It lists a room's info, settings and member
+/// count; the members themselves live in the room's checkpoint.
 pub trait RoomDirectory: Send + Sync + 'static {
-    /// Inserts or replaces a room.
+    /// Registers a new room under its code, atomically: false, and nothing written, if
+    /// the code is taken.
+    fn create(&self, room: &Room) -> BoxFuture<'_, Result<bool>>;
+    /// Updates a room's listing (info, settings, member count), never its members.
     fn put(&self, room: &Room) -> BoxFuture<'_, Result<()>>;
-    /// The room with this id.
+    /// The room as listed, without its members.
     fn get(&self, id: &RoomId) -> BoxFuture<'_, Result<Option<Room>>>;
     /// The id of the room with this short code (case-insensitive).
     fn find_code(&self, code: &str) -> BoxFuture<'_, Result<Option<RoomId>>>;
@@ -26,37 +31,62 @@ pub trait RoomDirectory: Send + Sync + 'static {
         offset: usize,
         limit: usize,
     ) -> BoxFuture<'_, Result<(Vec<RoomSummary>, usize)>>;
-    /// The oldest public, password-less room of `kind` with a free seat.
+    /// The oldest public, password-less room of `kind` with a free seat, that admits
+    /// guests.
     fn find_open(&self, kind: &str) -> BoxFuture<'_, Result<Option<RoomId>>>;
+    /// Takes a named lock for `owner` for at most `ttl`; false if someone else holds it.
+    fn lock(&self, name: &str, owner: &str, ttl: Duration) -> BoxFuture<'_, Result<bool>>;
+    /// Releases a lock `owner` holds.
+    fn unlock(&self, name: &str, owner: &str) -> BoxFuture<'_, Result<()>>;
+}
+
+/// Whether a listed room takes JoinOrCreate joiners.
+pub(crate) fn is_open(room: &Room, members: usize) -> bool {
+    room.info.public
+        && room.info.password.is_empty()
+        && room.settings.allow_guests
+        && members < room.info.max_members as usize
+}
+
+/// A room as listed: without members, with their count.
+pub(crate) fn listed(room: &Room) -> (Room, usize) {
+    let mut r = room.clone();
+    let n = std::mem::take(&mut r.members).len();
+    (r, n)
+}
+
+/// The listing of a room with `members` members.
+pub(crate) fn summary(room: &Room, members: usize) -> RoomSummary {
+    let mut s = room.summary();
+    s.member_count = members as u32;
+    s
 }
 
 /// The single-pod directory.
 #[derive(Default)]
 pub struct MemoryDirectory {
-    inner: RwLock<Inner>,
+    inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    rooms: HashMap<RoomId, Room>,
+    rooms: HashMap<RoomId, (Room, usize)>,
     codes: HashMap<String, RoomId>,
+    locks: HashMap<String, (String, Instant)>,
 }
 
 impl MemoryDirectory {
-    fn read(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner())
-    }
-    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    fn lock_inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn public_sorted<'a>(inner: &'a Inner, kind: Option<&str>) -> Vec<&'a Room> {
-        let mut rooms: Vec<&Room> = inner
+    fn public_sorted<'a>(inner: &'a Inner, kind: Option<&str>) -> Vec<&'a (Room, usize)> {
+        let mut rooms: Vec<&(Room, usize)> = inner
             .rooms
             .values()
-            .filter(|r| r.info.public && kind.is_none_or(|k| r.info.kind == k))
+            .filter(|(r, _)| r.info.public && kind.is_none_or(|k| r.info.kind == k))
             .collect();
-        rooms.sort_by(|a, b| {
+        rooms.sort_by(|(a, _), (b, _)| {
             (a.info.created_at_ms, &a.info.id).cmp(&(b.info.created_at_ms, &b.info.id))
         });
         rooms
@@ -64,31 +94,45 @@ impl MemoryDirectory {
 }
 
 impl RoomDirectory for MemoryDirectory {
+    fn create(&self, room: &Room) -> BoxFuture<'_, Result<bool>> {
+        let code = room.info.code.to_ascii_uppercase();
+        let mut inner = self.lock_inner();
+        if inner.codes.contains_key(&code) {
+            return ready(Ok(false));
+        }
+        inner.codes.insert(code, room.info.id.clone());
+        inner.rooms.insert(room.info.id.clone(), listed(room));
+        ready(Ok(true))
+    }
+
     fn put(&self, room: &Room) -> BoxFuture<'_, Result<()>> {
-        let mut inner = self.write();
+        let mut inner = self.lock_inner();
         inner
             .codes
             .insert(room.info.code.to_ascii_uppercase(), room.info.id.clone());
-        inner.rooms.insert(room.info.id.clone(), room.clone());
+        inner.rooms.insert(room.info.id.clone(), listed(room));
         ready(Ok(()))
     }
 
     fn get(&self, id: &RoomId) -> BoxFuture<'_, Result<Option<Room>>> {
-        ready(Ok(self.read().rooms.get(id).cloned()))
+        ready(Ok(self.lock_inner().rooms.get(id).map(|(r, _)| r.clone())))
     }
 
     fn find_code(&self, code: &str) -> BoxFuture<'_, Result<Option<RoomId>>> {
         ready(Ok(self
-            .read()
+            .lock_inner()
             .codes
             .get(&code.to_ascii_uppercase())
             .cloned()))
     }
 
     fn remove(&self, id: &RoomId) -> BoxFuture<'_, Result<()>> {
-        let mut inner = self.write();
-        if let Some(room) = inner.rooms.remove(id) {
-            inner.codes.remove(&room.info.code.to_ascii_uppercase());
+        let mut inner = self.lock_inner();
+        if let Some((room, _)) = inner.rooms.remove(id) {
+            let code = room.info.code.to_ascii_uppercase();
+            if inner.codes.get(&code) == Some(id) {
+                inner.codes.remove(&code);
+            }
         }
         ready(Ok(()))
     }
@@ -99,90 +143,47 @@ impl RoomDirectory for MemoryDirectory {
         offset: usize,
         limit: usize,
     ) -> BoxFuture<'_, Result<(Vec<RoomSummary>, usize)>> {
-        let inner = self.read();
+        let inner = self.lock_inner();
         let rooms = Self::public_sorted(&inner, kind);
         let total = rooms.len();
         let page = rooms
             .into_iter()
             .skip(offset)
             .take(limit)
-            .map(Room::summary)
+            .map(|(r, n)| summary(r, *n))
             .collect();
         ready(Ok((page, total)))
     }
 
     fn find_open(&self, kind: &str) -> BoxFuture<'_, Result<Option<RoomId>>> {
-        let inner = self.read();
+        let inner = self.lock_inner();
         let found = Self::public_sorted(&inner, Some(kind))
             .into_iter()
-            .find(|r| r.info.password.is_empty() && !r.is_full() && r.settings.allow_guests)
-            .map(|r| r.info.id.clone());
+            .find(|(r, n)| is_open(r, *n))
+            .map(|(r, _)| r.info.id.clone());
         ready(Ok(found))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use parlor_core::Limits;
-    use parlor_protocol::v1;
-
-    fn room(id: &str, code: &str, kind: &str, public: bool, at: i64) -> Room {
-        let req = v1::CreateRoom {
-            name: id.into(),
-            kind: kind.into(),
-            visibility: if public {
-                v1::Visibility::Public
-            } else {
-                v1::Visibility::Private
-            } as i32,
-            max_members: 1,
-            ..Default::default()
+    fn lock(&self, name: &str, owner: &str, ttl: Duration) -> BoxFuture<'_, Result<bool>> {
+        let mut inner = self.lock_inner();
+        let now = Instant::now();
+        let free = match inner.locks.get(name) {
+            Some((o, until)) => o == owner || *until <= now,
+            None => true,
         };
-        Room::create(
-            id.into(),
-            code.into(),
-            &req,
-            "o".into(),
-            &Limits::default(),
-            at,
-        )
-        .unwrap()
+        if free {
+            inner
+                .locks
+                .insert(name.to_owned(), (owner.to_owned(), now + ttl));
+        }
+        ready(Ok(free))
     }
 
-    #[tokio::test]
-    async fn lookup_list_and_find_open() {
-        let d = MemoryDirectory::default();
-        d.put(&room("a", "AAAAAA", "piano", true, 1)).await.unwrap();
-        d.put(&room("b", "BBBBBB", "cards", true, 2)).await.unwrap();
-        d.put(&room("c", "CCCCCC", "piano", false, 3))
-            .await
-            .unwrap();
-        d.put(&room("d", "DDDDDD", "piano", true, 4)).await.unwrap();
-        assert_eq!(d.find_code("bbbbbb").await.unwrap(), Some("b".into()));
-        let (page, total) = d.list(Some("piano"), 0, 1).await.unwrap();
-        assert_eq!((page.len(), total), (1, 2));
-        assert_eq!(page[0].id, "a");
-        let (page, _) = d.list(None, 1, 10).await.unwrap();
-        assert_eq!(
-            page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-            ["b", "d"]
-        );
-
-        let mut full = room("a", "AAAAAA", "piano", true, 1);
-        full.members.push(parlor_core::MemberState {
-            user_id: "x".into(),
-            name: "x".into(),
-            global: parlor_core::GlobalRole::User,
-            role: parlor_core::RoomRole::Player,
-            status: 1,
-            cursor: (0.0, 0.0),
-            order: 0,
-        });
-        d.put(&full).await.unwrap();
-        assert_eq!(d.find_open("piano").await.unwrap(), Some("d".into()));
-        d.remove(&"d".into()).await.unwrap();
-        assert_eq!(d.find_open("piano").await.unwrap(), None);
-        assert_eq!(d.find_code("DDDDDD").await.unwrap(), None);
+    fn unlock(&self, name: &str, owner: &str) -> BoxFuture<'_, Result<()>> {
+        let mut inner = self.lock_inner();
+        if inner.locks.get(name).is_some_and(|(o, _)| o == owner) {
+            inner.locks.remove(name);
+        }
+        ready(Ok(()))
     }
 }

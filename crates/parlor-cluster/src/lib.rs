@@ -26,7 +26,7 @@ pub use checkpoint::Checkpoint;
 pub use directory::{MemoryDirectory, RoomDirectory};
 pub use lease::{Claim, Lease, Leases};
 pub use presence::{MemoryPresence, Presence};
-pub use redis::{RedisBroker, RedisOptions};
+pub use redis::{RedisBackend, RedisOptions};
 
 /// A boxed future, so that the contracts stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -110,13 +110,13 @@ pub async fn backends(settings: &Settings) -> Result<Backends> {
                     "cluster.redis_url is required when cluster.kind is \"redis\"".into(),
                 ));
             }
-            let broker = RedisBroker::connect(RedisOptions::from(settings)).await?;
+            let broker = RedisBackend::connect(RedisOptions::from(settings)).await?;
             Ok(Backends {
                 broker: broker.clone(),
                 leases: broker.clone(),
-                // The directory and presence move to Redis in later steps of the cluster
-                // issue; until then a Redis pod lists only its own rooms.
-                directory: Arc::new(MemoryDirectory::default()),
+                directory: broker.clone(),
+                // Presence moves to Redis in a later step of the cluster issue; until
+                // then it is per pod.
                 presence: Arc::new(MemoryPresence::default()),
                 health: broker,
             })

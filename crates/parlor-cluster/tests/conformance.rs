@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use parlor_cluster::{
     conformance::{self, Collect, Node},
-    Claim, Health, MemoryBroker, RedisBroker, RedisOptions, Retention,
+    Claim, Health, MemoryBroker, RedisBackend, RedisOptions, Retention,
 };
 use parlor_testkit::RedisServer;
 
@@ -40,8 +40,8 @@ fn options(server: &RedisServer, pod: &str) -> RedisOptions {
     }
 }
 
-async fn redis_pod(server: &RedisServer, pod: &str) -> (Arc<RedisBroker>, Node) {
-    let b = RedisBroker::connect(options(server, pod))
+async fn redis_pod(server: &RedisServer, pod: &str) -> (Arc<RedisBackend>, Node) {
+    let b = RedisBackend::connect(options(server, pod))
         .await
         .expect("connect");
     let node = Node {
@@ -56,14 +56,17 @@ async fn redis_pod(server: &RedisServer, pod: &str) -> (Arc<RedisBroker>, Node) 
 async fn memory_passes_every_suite() {
     let (a, b) = memory_pods();
     conformance::run_all(&a, &b, LEASE, RETAINED).await;
+    let d = parlor_cluster::MemoryDirectory::default();
+    conformance::directory(&d, &d, "cards").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passes_every_suite() {
     let server = RedisServer::start();
-    let (_, a) = redis_pod(&server, "pod-a").await;
-    let (_, b) = redis_pod(&server, "pod-b").await;
+    let (da, a) = redis_pod(&server, "pod-a").await;
+    let (db, b) = redis_pod(&server, "pod-b").await;
     conformance::run_all(&a, &b, LEASE, RETAINED).await;
+    conformance::directory(&*da, &*db, "cards").await;
 }
 
 /// Writes event `seq` into history and the seq counter as the publish script does, but

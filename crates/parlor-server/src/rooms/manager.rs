@@ -247,45 +247,58 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
     )?;
     // A clash of 6-character codes is rare; retry a few times rather than fail.
     for _ in 0..8 {
-        let code = new_room_code();
-        if deps.directory.find_code(&code).await?.is_some() {
-            continue;
-        }
         let room = Room::create(
             RoomId(new_id("r_")),
-            code,
+            new_room_code(),
             &req,
             owner.user_id.clone(),
             &deps.limits,
             now_ms(),
         )?;
-        let Claim::Home(lease) = deps
-            .leases
-            .claim(&room.info.id, &deps.cfg.server.pod_name)
-            .await?
-        else {
-            return Err(ApiError::internal("a new room's lease was taken"));
-        };
-        deps.broker
-            .reset(&room.info.id, &lease, 0, checkpoint::full(&room))
-            .await?;
-        if room.info.persistent {
-            deps.store.rooms.save_room(&room).await?;
+        // The code is taken atomically, before anything else is written.
+        if !deps.directory.create(&room).await? {
+            continue;
         }
-        deps.directory.put(&room).await?;
+        let id = room.info.id.clone();
+        let homed = match home_new(&deps, room).await {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = deps.directory.remove(&id).await;
+                return Err(e);
+            }
+        };
         deps.analytics
             .do_send(crate::analytics::Track(parlor_store::AnalyticsEvent::now(
                 "room_created",
                 Some(owner.user_id.clone()),
-                Some(room.info.id.clone()),
+                Some(id),
             )));
-        return Ok(Homed {
-            room,
-            lease,
-            seq: 0,
-        });
+        return Ok(homed);
     }
     Err(ApiError::unavailable("could not allocate a room code"))
+}
+
+/// Takes a new room's lease and writes its first checkpoint (and, if persistent, its
+/// store record).
+async fn home_new(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
+    let Claim::Home(lease) = deps
+        .leases
+        .claim(&room.info.id, &deps.cfg.server.pod_name)
+        .await?
+    else {
+        return Err(ApiError::internal("a new room's lease was taken"));
+    };
+    deps.broker
+        .reset(&room.info.id, &lease, 0, checkpoint::full(&room))
+        .await?;
+    if room.info.persistent {
+        deps.store.rooms.save_room(&room).await?;
+    }
+    Ok(Homed {
+        room,
+        lease,
+        seq: 0,
+    })
 }
 
 impl Handler<Create> for RoomManager {
@@ -347,27 +360,65 @@ impl Handler<FindOrCreate> for RoomManager {
 
     fn handle(&mut self, msg: FindOrCreate, _ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
+        let live = self.live.clone();
         let fut = async move {
             parlor_core::validate_kind(&msg.kind)?;
-            if let Some(id) = deps.directory.find_open(&msg.kind).await? {
-                if let Some(room) = deps.directory.get(&id).await? {
-                    return open(&deps, room).await;
+            let pod = &deps.cfg.server.pod_name;
+            let lock = format!("create:{}", msg.kind);
+            // Pods racing to fill a kind create one room between them: the one holding the
+            // lock creates; the others find that room once it is listed.
+            for _ in 0..FIND_OR_CREATE_TRIES {
+                if let Some(id) = deps.directory.find_open(&msg.kind).await? {
+                    if let Some(addr) = live.get(id.as_str()) {
+                        return Ok(Opened::Live(id, addr));
+                    }
+                    if let Some(room) = deps.directory.get(&id).await? {
+                        return open(&deps, room).await.map(|h| Opened::New(Box::new(h)));
+                    }
                 }
+                if !deps.directory.lock(&lock, pod, CREATE_LOCK).await? {
+                    tokio::time::sleep(FIND_OR_CREATE_PAUSE).await;
+                    continue;
+                }
+                // Someone may have listed a room between the look and the lock.
+                if deps.directory.find_open(&msg.kind).await?.is_some() {
+                    deps.directory.unlock(&lock, pod).await?;
+                    continue;
+                }
+                let req = v1::CreateRoom {
+                    name: format!("{} room", msg.kind),
+                    kind: msg.kind.clone(),
+                    visibility: v1::Visibility::Public as i32,
+                    ..Default::default()
+                };
+                let made = create(deps.clone(), req, msg.who.clone()).await;
+                let _ = deps.directory.unlock(&lock, pod).await;
+                return made.map(|h| Opened::New(Box::new(h)));
             }
-            let req = v1::CreateRoom {
-                name: format!("{} room", msg.kind),
-                kind: msg.kind,
-                visibility: v1::Visibility::Public as i32,
-                ..Default::default()
-            };
-            create(deps, req, msg.who).await
+            Err(ApiError::unavailable(
+                "no room could be found or created; try again",
+            ))
         };
-        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
-            let homed = res?;
-            let id = homed.room.info.id.clone();
-            Ok((id, act.spawn(homed, ctx.address())))
+        Box::pin(fut.into_actor(self).map(|res, act, ctx| match res? {
+            Opened::Live(id, addr) => Ok((id, addr)),
+            Opened::New(homed) => {
+                let id = homed.room.info.id.clone();
+                Ok((id, act.spawn(*homed, ctx.address())))
+            }
         }))
     }
+}
+
+/// How many times JoinOrCreate looks for a room before it gives up.
+const FIND_OR_CREATE_TRIES: usize = 40;
+/// Between two looks, while another pod creates the kind's next room.
+const FIND_OR_CREATE_PAUSE: Duration = Duration::from_millis(25);
+/// How long a creation lock may be held; a pod that dies holding it blocks no longer.
+const CREATE_LOCK: Duration = Duration::from_secs(2);
+
+enum Opened {
+    Live(RoomId, Addr<RoomActor>),
+    New(Box<Homed>),
 }
 
 impl Handler<Closed> for RoomManager {

@@ -63,6 +63,14 @@ struct WriterDone;
 /// Source of `WsSession::no`, unique within the process.
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// What resolving a room answers.
+type Resolved = Result<ApiResult<(RoomId, Addr<RoomActor>)>, actix::MailboxError>;
+
+/// JoinOrCreate looks this many times for a room with a free seat.
+const JOIN_OR_CREATE_TRIES: usize = 20;
+/// Between two looks, while the directory catches up with a room that filled.
+const JOIN_OR_CREATE_PAUSE: Duration = Duration::from_millis(25);
+
 /// How long a queued close may take before the session stops regardless.
 const CLOSE_BACKSTOP: Duration = Duration::from_secs(3);
 
@@ -410,11 +418,16 @@ impl WsSession {
                     role: parlor_core::RoomRole::requested(req.role),
                     ..Default::default()
                 };
-                let fut = self.shared.rooms.send(rooms::FindOrCreate {
-                    kind: req.kind,
-                    who: self.me(),
-                });
-                self.enter_room(rid, self.me(), fut, spec, ctx);
+                let (manager, who) = (self.shared.rooms.clone(), self.me());
+                // A room found open can fill before this join reaches it (another pod's
+                // joiners): look again rather than fail.
+                let find = move || {
+                    manager.send(rooms::FindOrCreate {
+                        kind: req.kind.clone(),
+                        who: who.clone(),
+                    })
+                };
+                self.enter_room_with(rid, self.me(), find, JOIN_OR_CREATE_TRIES, spec, ctx);
             }
             Body::LeaveRoom(req) => {
                 let room_id = RoomId(req.room_id);
@@ -647,28 +660,59 @@ impl WsSession {
         &mut self,
         rid: u64,
         who: Identity,
-        resolve: impl std::future::Future<
-                Output = Result<ApiResult<(RoomId, Addr<RoomActor>)>, actix::MailboxError>,
-            > + 'static,
+        resolve: impl std::future::Future<Output = Resolved> + 'static,
+        spec: rooms::JoinSpec,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let mut once = Some(resolve);
+        let resolve = move || {
+            let fut = once.take();
+            async move {
+                match fut {
+                    Some(f) => f.await,
+                    None => Ok(Err(ApiError::internal("resolved twice"))),
+                }
+            }
+        };
+        self.enter_room_with(rid, who, resolve, 1, spec, ctx);
+    }
+
+    /// As `enter_room`, resolving again (up to `tries` in all) while the room found is full.
+    fn enter_room_with<F: std::future::Future<Output = Resolved> + 'static>(
+        &mut self,
+        rid: u64,
+        who: Identity,
+        mut resolve: impl FnMut() -> F + 'static,
+        tries: usize,
         spec: rooms::JoinSpec,
         ctx: &mut actix::Context<Self>,
     ) {
         let outbox = self.outbox.clone();
         let session = self.no;
-        let notify = ctx.address().recipient();
+        let notify: actix::Recipient<SessionNotice> = ctx.address().recipient();
         let fut = async move {
-            let (room_id, room) = resolve.await.map_err(ApiError::from)??;
-            room.send(rooms::Join {
-                who,
-                session,
-                outbox,
-                notify,
-                spec,
-                request_id: rid,
-            })
-            .await
-            .map_err(ApiError::from)??;
-            Ok::<_, ApiError>((room_id, room))
+            let mut left = tries;
+            loop {
+                left -= 1;
+                let (room_id, room) = resolve().await.map_err(ApiError::from)??;
+                let joined = room
+                    .send(rooms::Join {
+                        who: who.clone(),
+                        session,
+                        outbox: outbox.clone(),
+                        notify: notify.clone(),
+                        spec: spec.clone(),
+                        request_id: rid,
+                    })
+                    .await
+                    .map_err(ApiError::from)?;
+                match joined {
+                    Err(e) if e.code == ErrorCode::RoomFull && left > 0 => {
+                        tokio::time::sleep(JOIN_OR_CREATE_PAUSE).await;
+                    }
+                    r => return r.map(|()| (room_id, room)),
+                }
+            }
         };
         ctx.wait(fut.into_actor(self).map(move |res, act, _| match res {
             Ok((room_id, room)) => {

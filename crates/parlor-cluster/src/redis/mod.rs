@@ -1,0 +1,346 @@
+//! The Redis broker and leases.
+//!
+//! Every key and channel of a room carries the hash tag `{room_id}`, so that each script
+//! touches one slot and the layout is ready for Redis Cluster:
+//! - `P:{R}:lease`: the home pod's lease, `pod|epoch`, with a TTL (PX).
+//! - `P:{R}:epoch`: the newest epoch handed out, so a new home gets a higher one.
+//! - `P:{R}:state`: the checkpoint hash: `seq` plus one field per part (`checkpoint.rs`).
+//! - `P:{R}:hist`: the history stream; entry ID `seq-1`, fields `t` (ms) and `f` (frame).
+//! - `P:{R}:events`: the room channel; each message is a final frame.
+//! - `P:pod:{POD}:probe`: a pod's own channel, for the liveness probe of its subscription.
+//!
+//! Two connections per pod: one for commands and one for subscriptions, both
+//! `ConnectionManager`s, which reconnect with backoff; the subscription one resubscribes by
+//! itself (RESP3). After a reconnect the position check fills what was missed.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, Weak,
+    },
+    time::Duration,
+};
+
+use parlor_core::RoomId;
+use redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    AsyncCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisError, Script, Value,
+};
+
+use self::{
+    events::{healer, on_push, Subs},
+    scripts::{Scripts, PUBLISH},
+};
+use crate::{ClusterError, Health, Result, Retention, Settings};
+
+mod directory;
+mod events;
+mod lease;
+mod scripts;
+
+/// How to reach Redis and what to keep there.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://host:port/db`; RESP3 is switched on whatever the URL says.
+    pub url: String,
+    /// Prefix of every key and channel.
+    pub prefix: String,
+    /// This pod's name.
+    pub pod: String,
+    /// Lease time.
+    pub lease: Duration,
+    /// History per room.
+    pub retention: Retention,
+    /// How often the position check and the liveness probe run.
+    pub probe_every: Duration,
+}
+
+impl From<&Settings> for RedisOptions {
+    fn from(s: &Settings) -> Self {
+        Self {
+            url: s.redis_url.clone(),
+            prefix: s.key_prefix.clone(),
+            pod: s.pod.clone(),
+            lease: s.lease,
+            retention: s.retention,
+            probe_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Probes that may go unanswered before the subscription counts as dead.
+const PROBES_MISSED: u64 = 3;
+
+/// Key and channel names (module docs).
+#[derive(Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn room(&self, room: &RoomId, what: &str) -> String {
+        format!("{}:{{{}}}:{what}", self.prefix, room)
+    }
+
+    fn channel(&self, room: &RoomId) -> String {
+        self.room(room, "events")
+    }
+
+    fn probe(&self, pod: &str) -> String {
+        format!("{}:pod:{{{pod}}}:probe", self.prefix)
+    }
+
+    /// The room a channel belongs to.
+    fn room_of(&self, channel: &[u8]) -> Option<RoomId> {
+        let s = std::str::from_utf8(channel).ok()?;
+        let rest = s.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        Some(RoomId(rest.strip_suffix("}:events")?.to_owned()))
+    }
+}
+
+/// A room id becomes part of key names: braces would break the hash tag.
+fn checked(room: &RoomId) -> Result<()> {
+    if room.0.is_empty() || room.0.contains(['{', '}']) {
+        return Err(ClusterError::NoSuchRoom);
+    }
+    Ok(())
+}
+
+fn unavailable(e: RedisError) -> ClusterError {
+    let text = e.to_string();
+    if text.contains("FENCED") {
+        ClusterError::Fenced(e.detail().unwrap_or(&text).to_owned())
+    } else {
+        ClusterError::Unavailable(text)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The cluster broker and leases, on one Redis.
+pub struct RedisBackend {
+    opts: RedisOptions,
+    keys: Keys,
+    cmd: ConnectionManager,
+    sub: ConnectionManager,
+    subs: Arc<Subs>,
+    scripts: Arc<Scripts>,
+    /// Serialises subscribe and unsubscribe, so that a room's channel is subscribed once.
+    sub_lock: tokio::sync::Mutex<()>,
+    next_sub: AtomicU64,
+    reachable: AtomicBool,
+    probe_ok: AtomicBool,
+    publishes: tokio::sync::mpsc::UnboundedSender<Job>,
+}
+
+/// One queued publish.
+struct Job {
+    cmd: redis::Cmd,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Sends queued publishes as pipelines, in order, so that a room's events reach Redis in
+/// the order its home made them, while many are in flight at once.
+async fn publisher(
+    mut con: ConnectionManager,
+    script: Script,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut jobs = std::mem::take(&mut batch);
+        for attempt in 0..2 {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for j in &jobs {
+                pipe.add_command(j.cmd.clone());
+            }
+            let results: std::result::Result<Vec<redis::RedisResult<Value>>, _> =
+                pipe.query_async(&mut con).await;
+            let results = match results {
+                Ok(r) => r,
+                Err(e) => {
+                    let e = unavailable(e);
+                    for j in jobs.drain(..) {
+                        let _ = j.done.send(Err(e.clone()));
+                    }
+                    break;
+                }
+            };
+            let mut again = Vec::new();
+            for (j, r) in jobs.drain(..).zip(results) {
+                match r {
+                    Ok(_) => {
+                        let _ = j.done.send(Ok(()));
+                    }
+                    // Redis lost its scripts (a restart or SCRIPT FLUSH): none of the rest
+                    // ran either, so they go again, in order, once it is loaded.
+                    Err(e)
+                        if attempt == 0
+                            && e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        again.push(j)
+                    }
+                    Err(e) => {
+                        let _ = j.done.send(Err(unavailable(e)));
+                    }
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            if let Err(e) = script.load_async(&mut con).await {
+                let e = unavailable(e);
+                for j in again.drain(..) {
+                    let _ = j.done.send(Err(e.clone()));
+                }
+                break;
+            }
+            jobs = again;
+        }
+    }
+}
+
+impl RedisBackend {
+    /// Connects both connections, subscribes the probe channel and starts the position
+    /// check. Fails if Redis cannot be reached now.
+    pub async fn connect(opts: RedisOptions) -> Result<Arc<Self>> {
+        if opts.prefix.is_empty() || opts.prefix.contains(['{', '}']) {
+            return Err(ClusterError::Config(format!(
+                "cluster.key_prefix {:?} must be non-empty and without braces",
+                opts.prefix
+            )));
+        }
+        let info = opts
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| ClusterError::Config(format!("cluster.redis_url: {e}")))?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3))
+            .map_err(|e| ClusterError::Config(format!("cluster.redis_url: {e}")))?;
+        let config = || {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(2)))
+                .set_max_delay(Duration::from_secs(2))
+        };
+        let keys = Keys {
+            prefix: opts.prefix.clone(),
+        };
+        let subs = Arc::new(Subs::new(keys.clone()));
+        let cmd = client
+            .get_connection_manager_with_config(config())
+            .await
+            .map_err(unavailable)?;
+        let scripts = Arc::new(Scripts::new());
+        let (heal_tx, heal_rx) = tokio::sync::mpsc::unbounded_channel();
+        let on_push = {
+            let subs = Arc::downgrade(&subs);
+            let probe = keys.probe(&opts.pod);
+            move |info: PushInfo| {
+                if let Some(subs) = subs.upgrade() {
+                    on_push(&subs, &probe, info, &heal_tx);
+                }
+                Ok::<(), redis::aio::SendError>(())
+            }
+        };
+        let mut sub = client
+            .get_connection_manager_with_config(
+                config()
+                    .set_push_sender(on_push)
+                    .set_automatic_resubscription(),
+            )
+            .await
+            .map_err(unavailable)?;
+        sub.subscribe(keys.probe(&opts.pod))
+            .await
+            .map_err(unavailable)?;
+        let (publishes, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(publisher(cmd.clone(), Script::new(PUBLISH), queue));
+        let me = Arc::new(Self {
+            publishes,
+            opts,
+            keys,
+            cmd,
+            sub,
+            subs,
+            scripts,
+            sub_lock: tokio::sync::Mutex::new(()),
+            next_sub: AtomicU64::new(1),
+            reachable: AtomicBool::new(true),
+            probe_ok: AtomicBool::new(true),
+        });
+        tokio::spawn(healer(Arc::downgrade(&me), heal_rx));
+        tokio::spawn(watch(Arc::downgrade(&me)));
+        Ok(me)
+    }
+
+    /// Gaps filled from history so far.
+    pub fn gaps_healed(&self) -> u64 {
+        self.subs.healed.load(Ordering::Relaxed)
+    }
+
+    fn con(&self) -> ConnectionManager {
+        self.cmd.clone()
+    }
+
+    fn seen<T>(&self, r: std::result::Result<T, RedisError>) -> Result<T> {
+        match r {
+            Ok(v) => {
+                self.reachable.store(true, Ordering::Relaxed);
+                Ok(v)
+            }
+            Err(e) => {
+                let e = unavailable(e);
+                if matches!(e, ClusterError::Unavailable(_)) {
+                    self.reachable.store(false, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The liveness probe and the position check, until the broker is dropped.
+async fn watch(me: Weak<RedisBackend>) {
+    let every = match me.upgrade() {
+        Some(me) => me.opts.probe_every,
+        None => return,
+    };
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let Some(me) = me.upgrade() else { return };
+        sent += 1;
+        let r: std::result::Result<i64, _> = me
+            .con()
+            .publish(me.keys.probe(&me.opts.pod), sent.to_string())
+            .await;
+        let up = me.seen(r).is_ok();
+        let seen = me.subs.probe_seen.load(Ordering::Relaxed);
+        let delivering = sent.saturating_sub(seen) <= PROBES_MISSED;
+        me.probe_ok.store(up && delivering, Ordering::Relaxed);
+        if !delivering {
+            // A manager that gave up reconnecting tries again on its next command.
+            let _: std::result::Result<Value, _> =
+                redis::cmd("PING").query_async(&mut me.sub.clone()).await;
+        }
+        if up {
+            me.check_positions().await;
+        }
+    }
+}
+
+impl Health for RedisBackend {
+    fn ready(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed) && self.probe_ok.load(Ordering::Relaxed)
+    }
+}
