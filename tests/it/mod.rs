@@ -1,5 +1,6 @@
 mod auth;
 mod bad_input;
+mod cluster;
 mod ops;
 mod release;
 mod scenarios;

@@ -464,3 +464,32 @@ pub async fn directory(a: &dyn crate::RoomDirectory, b: &dyn crate::RoomDirector
         "a lapsed lock is free"
     );
 }
+
+/// Each pod reads only its own inbox, in the order messages were sent. `a` and `b` share
+/// one backend; `pod_a` and `pod_b` must be unused on it.
+pub async fn inbox(a: &dyn crate::Inbox, b: &dyn crate::Inbox, pod_a: &str, pod_b: &str) {
+    let got_a = Arc::new(Mutex::new(Vec::new()));
+    let got_b = Arc::new(Mutex::new(Vec::new()));
+    let sink = |got: &Arc<Mutex<Vec<Bytes>>>| {
+        let got = got.clone();
+        Arc::new(move |m: Bytes| got.lock().unwrap().push(m)) as crate::InboxHandler
+    };
+    a.listen(pod_a, sink(&got_a)).await.unwrap();
+    b.listen(pod_b, sink(&got_b)).await.unwrap();
+    let n = 200u32;
+    for i in 0..n {
+        a.send(pod_b, Bytes::from(i.to_be_bytes().to_vec()));
+    }
+    b.send(pod_a, Bytes::from_static(b"back"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (got_b.lock().unwrap().len() < n as usize || got_a.lock().unwrap().is_empty())
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let want: Vec<Bytes> = (0..n)
+        .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+        .collect();
+    assert_eq!(*got_b.lock().unwrap(), want, "in order, each once");
+    assert_eq!(*got_a.lock().unwrap(), vec![Bytes::from_static(b"back")]);
+}

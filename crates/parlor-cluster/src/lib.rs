@@ -8,6 +8,7 @@
 //! - `checkpoint`: a room as checkpoint fields, and back.
 //! - `directory`: rooms by id and by code, and the public list.
 //! - `presence`: which sessions a user has online.
+//! - `inbox`: messages between pods.
 //! - `redis`: the Redis implementations, and their key and channel layout.
 
 mod broker;
@@ -15,6 +16,7 @@ pub mod checkpoint;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 mod directory;
+mod inbox;
 mod lease;
 mod presence;
 mod redis;
@@ -24,6 +26,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 pub use broker::{Broker, EventSink, MemoryBroker, Replay, Retention, StateWrite, SubscriptionId};
 pub use checkpoint::Checkpoint;
 pub use directory::{MemoryDirectory, RoomDirectory};
+pub use inbox::{Inbox, InboxHandler, MemoryInbox};
 pub use lease::{Claim, Lease, Leases};
 pub use presence::{MemoryPresence, Presence};
 pub use redis::{RedisBackend, RedisOptions};
@@ -63,6 +66,8 @@ pub struct Backends {
     pub directory: Arc<dyn RoomDirectory>,
     /// Sessions online.
     pub presence: Arc<dyn Presence>,
+    /// Messages between pods.
+    pub inbox: Arc<dyn Inbox>,
     /// Whether the shared backend is reachable and delivering.
     pub health: Arc<dyn Health>,
 }
@@ -101,6 +106,7 @@ pub async fn backends(settings: &Settings) -> Result<Backends> {
                 leases: broker.clone(),
                 directory: Arc::new(MemoryDirectory::default()),
                 presence: Arc::new(MemoryPresence::default()),
+                inbox: Arc::new(MemoryInbox::default()),
                 health: broker,
             })
         }
@@ -118,6 +124,7 @@ pub async fn backends(settings: &Settings) -> Result<Backends> {
                 // Presence moves to Redis in a later step of the cluster issue; until
                 // then it is per pod.
                 presence: Arc::new(MemoryPresence::default()),
+                inbox: broker.clone(),
                 health: broker,
             })
         }

@@ -48,6 +48,18 @@ impl GlobalRole {
         self >= GlobalRole::Moderator
     }
 
+    /// From the wire enum; None for an unknown or unspecified value.
+    pub fn from_proto(wire: i32) -> Option<GlobalRole> {
+        Some(match v1::GlobalRole::try_from(wire).ok()? {
+            v1::GlobalRole::Visitor => GlobalRole::Visitor,
+            v1::GlobalRole::Guest => GlobalRole::Guest,
+            v1::GlobalRole::User => GlobalRole::User,
+            v1::GlobalRole::Moderator => GlobalRole::Moderator,
+            v1::GlobalRole::Admin => GlobalRole::Admin,
+            v1::GlobalRole::Unspecified => return None,
+        })
+    }
+
     /// The wire enum.
     pub fn to_proto(self) -> v1::GlobalRole {
         match self {

@@ -281,11 +281,20 @@ async fn get_room(
     shared: Data<Shared>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let room = shared
-        .directory
-        .get(&RoomId(id.into_inner()))
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?;
+    let id = RoomId(id.into_inner());
+    // The checkpoint holds the members; a persistent room that is not running has none.
+    let live = match shared.broker.load(&id).await? {
+        Some(cp) => cp.room()?,
+        None => None,
+    };
+    let room = match live {
+        Some(room) => room,
+        None => shared
+            .directory
+            .get(&id)
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?,
+    };
     // Private rooms are visible to their members and staff only.
     if !room.info.public {
         let me = caller(&req, &shared).await?;
@@ -317,6 +326,11 @@ async fn delete_room(
             code: String::new(),
         })
         .await??;
+    let crate::rooms::RoomRef::Local(room) = room else {
+        return Err(ApiError::unavailable(
+            "the room runs on another pod; delete it there or try again",
+        ));
+    };
     room.send(crate::rooms::DeleteRoom {
         by: crate::ws::Identity {
             user_id: me.id,

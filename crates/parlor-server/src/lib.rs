@@ -6,6 +6,7 @@
 //! - `rooms`: RoomManager (lifecycle, lookup) and one RoomActor per room on sharded arbiters.
 //! - `users`: UserManager (accounts, token checks) over the Store.
 //! - `connections`: ConnectionManager (local sessions, private messages, drain).
+//! - `relay`: this pod's end of the pod inboxes (requests to and answers from other pods).
 //! - `stats`: StatsTracker, batching activity counters into the Store.
 //! - `http`: REST under /api/v1, JWKS, and the admin routes.
 //! - `auth`, `error`, `metrics`, `telemetry`: the supporting pieces.
@@ -18,6 +19,7 @@ mod connections;
 mod error;
 mod http;
 mod metrics;
+mod relay;
 mod rooms;
 mod server;
 mod stats;

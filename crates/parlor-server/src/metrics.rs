@@ -65,6 +65,8 @@ pub struct Metrics {
     pub leases: IntCounterVec,
     /// Room events the cluster backend refused or could not record, by reason.
     pub publish_failures: IntCounterVec,
+    /// Requests forwarded to a room's home pod, by direction: sent, received.
+    pub forwards: IntCounterVec,
     /// Writes refused because a bounded buffer was full, by kind.
     pub store_refused_writes: IntCounterVec,
     /// Store round trips by operation.
@@ -192,6 +194,14 @@ impl Metrics {
                 &["reason"],
             )
             .unwrap(),
+            forwards: IntCounterVec::new(
+                Opts::new(
+                    "cluster_forwards_total",
+                    "Requests forwarded to a room's home pod",
+                ),
+                &["direction"],
+            )
+            .unwrap(),
             store_retries: IntCounterVec::new(
                 Opts::new(
                     "store_retries_total",
@@ -257,6 +267,7 @@ impl Metrics {
             Box::new(m.store_retries.clone()),
             Box::new(m.leases.clone()),
             Box::new(m.publish_failures.clone()),
+            Box::new(m.forwards.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
             Box::new(m.store_errors.clone()),

@@ -14,7 +14,7 @@ use actix_http::HttpService;
 use actix_service::{map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web::Data, App, HttpServer};
 use anyhow::Context as _;
-use parlor_cluster::{Health, RoomDirectory};
+use parlor_cluster::{Broker, Health, RoomDirectory};
 use parlor_store::Store;
 
 use crate::{
@@ -23,6 +23,7 @@ use crate::{
     connections::{self, ConnectionManager},
     error::{ApiError, ApiResult},
     http,
+    relay::{Relay, Sessions},
     rooms::{LiveRooms, RoomDeps, RoomManager},
     stats::{self, StatsTracker},
     users::{UserCache, UserManager},
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) keys: Arc<Keyring>,
     pub(crate) store: Store,
     pub(crate) directory: Arc<dyn RoomDirectory>,
+    /// Room checkpoints, for reads of a room's members.
+    pub(crate) broker: Arc<dyn Broker>,
     /// Whether the cluster backend works, for readiness.
     pub(crate) cluster: Arc<dyn Health>,
     pub(crate) rooms: Addr<RoomManager>,
@@ -52,6 +55,10 @@ pub(crate) struct Shared {
     pub(crate) user_cache: UserCache,
     pub(crate) analytics: Addr<AnalyticsTracker>,
     pub(crate) conns: Addr<ConnectionManager>,
+    /// Requests to and answers from other pods.
+    pub(crate) relay: Arc<Relay>,
+    /// This pod's sessions by id, for answers from other pods.
+    pub(crate) sessions: Sessions,
     draining: AtomicBool,
 }
 
@@ -205,6 +212,18 @@ pub async fn run(
         let live = live_rooms.clone();
         Supervisor::start(move |_| RoomManager::new(deps, handles, live))
     };
+    let sessions = Sessions::default();
+    let relay = Relay::start(
+        &cfg.server.pod_name,
+        cluster.inbox.clone(),
+        cluster.broker.clone(),
+        metrics.clone(),
+        sessions.clone(),
+        live_rooms.clone(),
+        rooms.clone(),
+    )
+    .await
+    .context("pod inbox")?;
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
@@ -212,6 +231,7 @@ pub async fn run(
         keys,
         store,
         directory,
+        broker: cluster.broker.clone(),
         cluster: cluster.health.clone(),
         rooms: rooms.clone(),
         live_rooms,
@@ -219,6 +239,8 @@ pub async fn run(
         user_cache,
         analytics: analytics.clone(),
         conns: conns.clone(),
+        relay,
+        sessions,
         draining: AtomicBool::new(false),
     });
 

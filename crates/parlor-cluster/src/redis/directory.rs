@@ -161,7 +161,12 @@ impl RoomDirectory for RedisBackend {
         let id = id.clone();
         Box::pin(async move {
             checked(&id)?;
-            let Some((room, _)) = self.listings(std::slice::from_ref(&id.0)).await?.into_iter().next() else {
+            let Some((room, _)) = self
+                .listings(std::slice::from_ref(&id.0))
+                .await?
+                .into_iter()
+                .next()
+            else {
                 return Ok(());
             };
             let code = self.code_key(&room.info.code);

@@ -82,6 +82,8 @@ pub(super) struct Subs {
     keys: Keys,
     rooms: Mutex<HashMap<RoomId, RoomSub>>,
     pub(super) probe_seen: AtomicU64,
+    /// This pod's inbox channel and what reads it.
+    pub(super) inbox: Mutex<Option<(Vec<u8>, crate::InboxHandler)>>,
     /// Gaps filled from history (for metrics).
     pub(super) healed: AtomicU64,
 }
@@ -92,6 +94,7 @@ impl Subs {
             keys,
             rooms: Mutex::new(HashMap::new()),
             probe_seen: AtomicU64::new(0),
+            inbox: Mutex::new(None),
             healed: AtomicU64::new(0),
         }
     }
@@ -262,6 +265,13 @@ pub(super) fn on_push(
     else {
         return;
     };
+    let inbox = lock(&subs.inbox)
+        .as_ref()
+        .filter(|(c, _)| *c == channel)
+        .map(|(_, h)| h.clone());
+    if let Some(handler) = inbox {
+        return handler(Bytes::from(payload));
+    }
     if channel == probe.as_bytes() {
         if let Some(n) = std::str::from_utf8(&payload)
             .ok()

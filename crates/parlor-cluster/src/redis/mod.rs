@@ -35,6 +35,7 @@ use crate::{ClusterError, Health, Result, Retention, Settings};
 
 mod directory;
 mod events;
+mod inbox;
 mod lease;
 mod scripts;
 
@@ -84,6 +85,10 @@ impl Keys {
 
     fn channel(&self, room: &RoomId) -> String {
         self.room(room, "events")
+    }
+
+    fn inbox(&self, pod: &str) -> String {
+        format!("{}:pod:{{{pod}}}:inbox", self.prefix)
     }
 
     fn probe(&self, pod: &str) -> String {

@@ -157,7 +157,16 @@ impl RoomManager {
 
 impl Supervised for RoomManager {}
 
-type Found = ApiResult<(RoomId, Addr<RoomActor>)>;
+/// Where a found room runs.
+#[derive(Clone)]
+pub(crate) enum RoomRef {
+    /// Here: its actor.
+    Local(Addr<RoomActor>),
+    /// On this other pod, its home.
+    Remote(Arc<str>),
+}
+
+type Found = ApiResult<(RoomId, RoomRef)>;
 
 /// Creates a room owned by `owner` and starts its actor (the caller joins next).
 #[derive(Message)]
@@ -207,26 +216,20 @@ impl Handler<Relet> for RoomManager {
 
 /// Claims the lease of a room that exists, and rebuilds it from its checkpoint (or, for a
 /// persistent room with none, from the directory).
-async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
+async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Opened> {
     let id = room.info.id.clone();
     let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
         Claim::Home(l) => l,
-        Claim::Elsewhere(l) => {
-            deps.metrics.leases.with_label_values(&["refused"]).inc();
-            return Err(ApiError::unavailable(format!(
-                "room {id} is served by pod {}; this pod cannot reach it yet",
-                l.pod
-            )));
-        }
+        Claim::Elsewhere(l) => return Ok(Opened::Remote(l.pod)),
     };
     deps.metrics.leases.with_label_values(&["claimed"]).inc();
     if let Some(cp) = deps.broker.load(&id).await? {
         if let Some(room) = cp.room()? {
-            return Ok(Homed {
+            return Ok(Opened::New(Box::new(Homed {
                 room,
                 lease,
                 seq: cp.seq,
-            });
+            })));
         }
     }
     let mut room = room;
@@ -235,7 +238,7 @@ async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
     deps.broker
         .reset(&id, &lease, seq, checkpoint::full(&room))
         .await?;
-    Ok(Homed { room, lease, seq })
+    Ok(Opened::New(Box::new(Homed { room, lease, seq })))
 }
 
 async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> ApiResult<Homed> {
@@ -312,7 +315,7 @@ impl Handler<Create> for RoomManager {
                 .map(|res, act, ctx| {
                     let homed = res?;
                     let id = homed.room.info.id.clone();
-                    Ok((id, act.spawn(homed, ctx.address())))
+                    Ok((id, RoomRef::Local(act.spawn(homed, ctx.address()))))
                 }),
         )
     }
@@ -324,7 +327,10 @@ impl Handler<Resolve> for RoomManager {
     fn handle(&mut self, msg: Resolve, _ctx: &mut Context<Self>) -> Self::Result {
         // A live room answers at once: no directory read, no copy of the room.
         if let Some(addr) = self.live.get(&msg.room_id) {
-            return Box::pin(actix::fut::ready(Ok((RoomId(msg.room_id), addr))));
+            return Box::pin(actix::fut::ready(Ok((
+                RoomId(msg.room_id),
+                RoomRef::Local(addr),
+            ))));
         }
         let deps = self.deps.clone();
         let fut = async move {
@@ -345,13 +351,12 @@ impl Handler<Resolve> for RoomManager {
                 .get(&id)
                 .await?
                 .ok_or_else(|| ApiError::new(ErrorCode::RoomNotFound, "no such room"))?;
-            open(&deps, room).await
+            Ok((id, open(&deps, room).await?))
         };
-        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
-            let homed = res?;
-            let id = homed.room.info.id.clone();
-            Ok((id, act.spawn(homed, ctx.address())))
-        }))
+        Box::pin(
+            fut.into_actor(self)
+                .map(|res, act, ctx| res.map(|(id, o)| act.place(id, o, ctx))),
+        )
     }
 }
 
@@ -370,10 +375,10 @@ impl Handler<FindOrCreate> for RoomManager {
             for _ in 0..FIND_OR_CREATE_TRIES {
                 if let Some(id) = deps.directory.find_open(&msg.kind).await? {
                     if let Some(addr) = live.get(id.as_str()) {
-                        return Ok(Opened::Live(id, addr));
+                        return Ok((id, Opened::Live(addr)));
                     }
                     if let Some(room) = deps.directory.get(&id).await? {
-                        return open(&deps, room).await.map(|h| Opened::New(Box::new(h)));
+                        return Ok((id, open(&deps, room).await?));
                     }
                 }
                 if !deps.directory.lock(&lock, pod, CREATE_LOCK).await? {
@@ -393,19 +398,16 @@ impl Handler<FindOrCreate> for RoomManager {
                 };
                 let made = create(deps.clone(), req, msg.who.clone()).await;
                 let _ = deps.directory.unlock(&lock, pod).await;
-                return made.map(|h| Opened::New(Box::new(h)));
+                return made.map(|h| (h.room.info.id.clone(), Opened::New(Box::new(h))));
             }
             Err(ApiError::unavailable(
                 "no room could be found or created; try again",
             ))
         };
-        Box::pin(fut.into_actor(self).map(|res, act, ctx| match res? {
-            Opened::Live(id, addr) => Ok((id, addr)),
-            Opened::New(homed) => {
-                let id = homed.room.info.id.clone();
-                Ok((id, act.spawn(*homed, ctx.address())))
-            }
-        }))
+        Box::pin(
+            fut.into_actor(self)
+                .map(|res, act, ctx| res.map(|(id, o)| act.place(id, o, ctx))),
+        )
     }
 }
 
@@ -416,9 +418,33 @@ const FIND_OR_CREATE_PAUSE: Duration = Duration::from_millis(25);
 /// How long a creation lock may be held; a pod that dies holding it blocks no longer.
 const CREATE_LOCK: Duration = Duration::from_secs(2);
 
+/// What looking a room up found.
 enum Opened {
-    Live(RoomId, Addr<RoomActor>),
+    /// Running here.
+    Live(Addr<RoomActor>),
+    /// Ready to start here, as its new home.
     New(Box<Homed>),
+    /// Running on another pod.
+    Remote(Arc<str>),
+}
+
+impl RoomManager {
+    /// Starts a room that became homed here; says where the others run.
+    fn place(&mut self, id: RoomId, o: Opened, ctx: &mut Context<Self>) -> (RoomId, RoomRef) {
+        let at = match o {
+            Opened::Live(addr) => RoomRef::Local(addr),
+            Opened::New(homed) => RoomRef::Local(self.spawn(*homed, ctx.address())),
+            Opened::Remote(pod) => {
+                self.deps
+                    .metrics
+                    .leases
+                    .with_label_values(&["elsewhere"])
+                    .inc();
+                RoomRef::Remote(pod)
+            }
+        };
+        (id, at)
+    }
 }
 
 impl Handler<Closed> for RoomManager {

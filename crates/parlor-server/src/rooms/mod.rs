@@ -3,10 +3,13 @@
 
 mod fanout;
 mod manager;
+mod peer;
 mod room;
 mod writer;
 
+pub(crate) use fanout::LocalFanout;
 pub(crate) use manager::{
-    Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager,
+    Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager, RoomRef,
 };
-pub(crate) use room::{Act, Action, DeleteRoom, Join, JoinSpec, Leave, RoomActor};
+pub(crate) use peer::{Peer, RemotePeer};
+pub(crate) use room::{Act, Action, DeleteRoom, Join, JoinSpec, Leave};

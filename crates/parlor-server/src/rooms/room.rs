@@ -32,7 +32,7 @@ use std::{
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler, Message,
-    Recipient, SpawnHandle, Supervised, WrapFuture,
+    SpawnHandle, Supervised, WrapFuture,
 };
 use futures_util::FutureExt as _;
 use parlor_cluster::{
@@ -54,12 +54,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     fanout::LocalFanout,
     manager::{Closed, Homed, Relet, RoomDeps, RoomManager},
+    peer::Peer,
     writer::{spawn_writer, Backlog, Write},
 };
 use crate::{
     error::{ApiError, ApiResult},
     stats::Record,
-    ws::{Identity, Outbox, SessionNotice},
+    ws::Identity,
 };
 
 /// How long a room's first reload may hold its mailbox.
@@ -86,14 +87,14 @@ impl Default for JoinSpec {
     }
 }
 
-/// Joins a session to the room; RoomJoined goes straight to its outbox.
+/// Joins a session to the room; RoomJoined goes straight to its peer.
 #[derive(Message)]
 #[rtype(result = "ApiResult<()>")]
 pub(crate) struct Join {
     pub(crate) who: Identity,
     pub(crate) session: u64,
-    pub(crate) outbox: Outbox,
-    pub(crate) notify: Recipient<SessionNotice>,
+    /// Where the snapshot and answers go.
+    pub(crate) peer: Peer,
     pub(crate) spec: JoinSpec,
     pub(crate) request_id: u64,
 }
@@ -108,7 +109,7 @@ pub(crate) struct Leave {
     pub(crate) reason: v1::LeaveReason,
     pub(crate) request_id: u64,
     /// Where RoomLeft goes; None when the socket is already gone.
-    pub(crate) reply: Option<Outbox>,
+    pub(crate) reply: Option<Peer>,
 }
 
 /// Something a member does in the room.
@@ -120,6 +121,23 @@ pub(crate) enum Action {
     Moderate(v1::Moderate),
 }
 
+impl Action {
+    /// The request that asks for this action, as a client sends it (for forwarding).
+    pub(crate) fn into_body(self, room: &RoomId) -> Body {
+        match self {
+            Action::Chat(text) => Body::Chat(v1::Chat {
+                room_id: room.0.clone(),
+                text,
+                to_user_id: String::new(),
+            }),
+            Action::Event(ev) => Body::GameEvent(ev),
+            Action::Presence(p) => Body::PresenceUpdate(p),
+            Action::Update(u) => Body::UpdateRoom(u),
+            Action::Moderate(m) => Body::Moderate(m),
+        }
+    }
+}
+
 /// A member's action; errors go back to `reply` with the request id.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -127,7 +145,7 @@ pub(crate) struct Act {
     pub(crate) user_id: UserId,
     pub(crate) session: u64,
     pub(crate) request_id: u64,
-    pub(crate) reply: Outbox,
+    pub(crate) reply: Peer,
     pub(crate) action: Action,
 }
 
@@ -141,8 +159,7 @@ struct Caller {
 
 struct Local {
     session: u64,
-    outbox: Outbox,
-    notify: Recipient<SessionNotice>,
+    peer: Peer,
     bucket: TokenBucket,
     strikes: u32,
     /// This member's counters since the last flush (kept here: no map lookup per event).
@@ -156,7 +173,7 @@ impl Local {
     /// events delivered so far, and a notice so that it forgets the room.
     fn dismiss(&self, fanout: &LocalFanout, room: &RoomId, reason: v1::LeaveReason) {
         fanout.flush();
-        self.outbox.push(encode_envelope(
+        self.peer.push(encode_envelope(
             0,
             0,
             Body::RoomLeft(v1::RoomLeft {
@@ -164,9 +181,7 @@ impl Local {
                 reason: reason as i32,
             }),
         ));
-        self.notify.do_send(SessionNotice::RoomGone {
-            room_id: room.clone(),
-        });
+        self.peer.room_gone(room);
     }
 }
 
@@ -282,7 +297,7 @@ impl RoomActor {
         &mut self,
         body: Body,
         parts: &[Part],
-        who: Option<(&Outbox, u64)>,
+        who: Option<(&Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
@@ -295,7 +310,7 @@ impl RoomActor {
     fn settle(
         &mut self,
         mut fut: BoxFuture<'static, Result<(), ClusterError>>,
-        who: Option<(Outbox, u64)>,
+        who: Option<(Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
@@ -313,7 +328,7 @@ impl RoomActor {
     fn settled(
         &mut self,
         r: Result<(), ClusterError>,
-        who: Option<(Outbox, u64)>,
+        who: Option<(Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
@@ -556,14 +571,14 @@ impl RoomActor {
         }
     }
 
-    fn err(&self, to: &Outbox, rid: u64, e: &CoreError) {
+    fn err(&self, to: &Peer, rid: u64, e: &CoreError) {
         self.deps.metrics.error(e.code);
         self.direct(to, error_envelope(rid, e.code, &e.message));
     }
 
     /// Sends one member a frame outside the room sequence, after the room events already
     /// delivered, which the fan-out may still be batching.
-    fn direct(&self, to: &Outbox, frame: bytes::Bytes) {
+    fn direct(&self, to: &Peer, frame: bytes::Bytes) {
         self.fanout.flush();
         to.push(frame);
     }
@@ -725,7 +740,7 @@ impl RoomActor {
     }
 
     /// Applies the room's rate limit; past `flood_strikes` refusals in a row the socket closes.
-    fn rate_ok(&mut self, user: &UserId, rid: u64, reply: &Outbox) -> bool {
+    fn rate_ok(&mut self, user: &UserId, rid: u64, reply: &Peer) -> bool {
         let strikes_max = self.deps.cfg.ws.flood_strikes;
         let Some(local) = self.locals.get_mut(user) else {
             return false;
@@ -736,7 +751,7 @@ impl RoomActor {
         }
         local.strikes += 1;
         let wait = local.bucket.wait_hint();
-        let flood = (local.strikes >= strikes_max).then(|| local.notify.clone());
+        let flood = (local.strikes >= strikes_max).then(|| local.peer.clone());
         self.deps.metrics.error(ErrorCode::RateLimited);
         self.direct(
             reply,
@@ -749,10 +764,10 @@ impl RoomActor {
         // After the error is queued: the session's Close ends the queue, and would drop an
         // error queued behind it.
         if let Some(session) = flood {
-            session.do_send(SessionNotice::Close {
-                code: parlor_protocol::close::FLOOD,
-                reason: "flooding after rate limit".into(),
-            });
+            session.close(
+                parlor_protocol::close::FLOOD,
+                "flooding after rate limit".into(),
+            );
         }
         false
     }
@@ -808,7 +823,7 @@ impl RoomActor {
         &mut self,
         m: &Caller,
         rid: u64,
-        reply: &Outbox,
+        reply: &Peer,
         text: String,
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
@@ -895,7 +910,7 @@ impl RoomActor {
         &mut self,
         m: &Caller,
         rid: u64,
-        reply: &Outbox,
+        reply: &Peer,
         mut ev: v1::GameEvent,
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
@@ -944,7 +959,7 @@ impl RoomActor {
             ));
         };
         let frame = encode_envelope(0, 0, Body::GameEvent(ev));
-        self.direct(&to.outbox, frame.clone());
+        self.direct(&to.peer, frame.clone());
         if target != m.user_id {
             reply.push(frame);
         }
@@ -955,7 +970,7 @@ impl RoomActor {
         &mut self,
         m: &Caller,
         rid: u64,
-        reply: &Outbox,
+        reply: &Peer,
         p: v1::PresenceUpdate,
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
@@ -1000,7 +1015,7 @@ impl RoomActor {
         &mut self,
         m: &Caller,
         rid: u64,
-        reply: &Outbox,
+        reply: &Peer,
         u: v1::UpdateRoom,
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
@@ -1034,7 +1049,7 @@ impl RoomActor {
         &mut self,
         m: &Caller,
         rid: u64,
-        reply: &Outbox,
+        reply: &Peer,
         req: v1::Moderate,
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
@@ -1156,8 +1171,7 @@ impl RoomActor {
         let rate = room.settings.event_rate_limit;
         let local = Local {
             session: msg.session,
-            outbox: msg.outbox.clone(),
-            notify: msg.notify.clone(),
+            peer: msg.peer.clone(),
             bucket: TokenBucket::new(rate, rate, Instant::now()),
             strikes: 0,
             stats: Stats::default(),
@@ -1328,7 +1342,9 @@ impl Handler<Join> for RoomActor {
         };
         let deps = self.deps.clone();
         let id = self.id.clone();
-        let sink = (self.sub.is_none()).then(|| self.fanout.clone());
+        // Only members on this pod are fanned out from here.
+        let sink =
+            (self.sub.is_none() && local.peer.outbox().is_some()).then(|| self.fanout.clone());
         let fut = async move {
             if let Some(recorded) = recorded {
                 recorded.await.map_err(|e| (true, e))?;
@@ -1400,13 +1416,14 @@ impl Handler<Join> for RoomActor {
                 Some(Replay::Events(ev)) if snap.resumed => ev,
                 _ => Vec::new(),
             };
-            local
-                .outbox
-                .push(encode_envelope(rid, 0, Body::RoomJoined(snap)));
-            for frame in events {
-                local.outbox.push(frame);
+            let mut frames = Vec::with_capacity(events.len() + 1);
+            frames.push(encode_envelope(rid, 0, Body::RoomJoined(snap)));
+            frames.extend(events);
+            local.peer.push_all(frames);
+            match local.peer.outbox() {
+                Some(outbox) => act.fanout.insert(user.clone(), outbox.clone(), last),
+                None => local.peer.seated(&act.id, &user, last, rid),
             }
-            act.fanout.insert(user.clone(), local.outbox.clone(), last);
             act.locals.insert(user, local);
             Ok(())
         })))

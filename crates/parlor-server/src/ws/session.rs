@@ -11,8 +11,7 @@ use std::{
 };
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Handler, Message, StreamHandler,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Handler, Message, StreamHandler, WrapFuture,
 };
 use actix_web::{
     body::{BodyStream, BoxBody},
@@ -31,7 +30,7 @@ use super::outbox::{self, Out, Outbox};
 use crate::{
     auth::TokenKind,
     error::{ApiError, ApiResult},
-    rooms::{self, RoomActor},
+    rooms::{self, RoomRef},
     server::Shared,
     users::CheckUser,
 };
@@ -64,7 +63,7 @@ struct WriterDone;
 static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What resolving a room answers.
-type Resolved = Result<ApiResult<(RoomId, Addr<RoomActor>)>, actix::MailboxError>;
+type Resolved = Result<ApiResult<(RoomId, RoomRef)>, actix::MailboxError>;
 
 /// JoinOrCreate looks this many times for a room with a free seat.
 const JOIN_OR_CREATE_TRIES: usize = 20;
@@ -81,9 +80,11 @@ pub(crate) struct WsSession {
     /// Names this session to room actors; a number, so that no id is copied per event.
     no: u64,
     outbox: Outbox,
+    /// This actor, as rooms and other pods' answers reach it.
+    notify: actix::Recipient<SessionNotice>,
     upgrade_token: Option<String>,
     identity: Option<Identity>,
-    rooms: HashMap<RoomId, Addr<RoomActor>>,
+    rooms: HashMap<RoomId, RoomRef>,
     last_seen: Instant,
     closing: bool,
     frames: parlor_core::TokenBucket,
@@ -137,6 +138,7 @@ pub(crate) async fn ws_route(
             id,
             no: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             outbox,
+            notify: ctx.address().recipient(),
             upgrade_token: token,
             identity: None,
             rooms: HashMap::new(),
@@ -204,15 +206,25 @@ impl Actor for WsSession {
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         if let Some(who) = &self.identity {
             for (room_id, room) in self.rooms.drain() {
-                room.do_send(rooms::Leave {
-                    room_id,
-                    user_id: who.user_id.clone(),
-                    session: self.no,
-                    reason: v1::LeaveReason::Disconnected,
-                    request_id: 0,
-                    reply: None,
-                });
+                match room {
+                    RoomRef::Local(room) => room.do_send(rooms::Leave {
+                        room_id,
+                        user_id: who.user_id.clone(),
+                        session: self.no,
+                        reason: v1::LeaveReason::Disconnected,
+                        request_id: 0,
+                        reply: None,
+                    }),
+                    RoomRef::Remote(home) => {
+                        let (relay, who, id) =
+                            (self.shared.relay.clone(), who.clone(), self.id.clone());
+                        actix::spawn(async move {
+                            relay.leave(&home, &room_id, &who, &id, 0, true).await;
+                        });
+                    }
+                }
             }
+            self.shared.sessions.remove(&self.id);
             self.shared.conns.do_send(crate::connections::Disconnect {
                 session_id: self.id.clone(),
                 user_id: who.user_id.clone(),
@@ -404,7 +416,7 @@ impl WsSession {
                 };
                 // A live room is found without a round trip through the manager.
                 if let Some(room) = self.shared.live_rooms.get(&req.room_id) {
-                    let found = Ok(Ok((RoomId(req.room_id), room)));
+                    let found = Ok(Ok((RoomId(req.room_id), RoomRef::Local(room))));
                     return self.enter_room(rid, self.me(), std::future::ready(found), spec, ctx);
                 }
                 let fut = self.shared.rooms.send(rooms::Resolve {
@@ -434,14 +446,25 @@ impl WsSession {
                 let Some(room) = self.rooms.remove(&room_id) else {
                     return self.error(rid, ErrorCode::NotInRoom, "you are not in that room");
                 };
-                room.do_send(rooms::Leave {
-                    room_id,
-                    user_id: self.user_id(),
-                    session: self.no,
-                    reason: v1::LeaveReason::Left,
-                    request_id: rid,
-                    reply: Some(self.outbox.clone()),
-                });
+                match room {
+                    RoomRef::Local(room) => room.do_send(rooms::Leave {
+                        room_id,
+                        user_id: self.user_id(),
+                        session: self.no,
+                        reason: v1::LeaveReason::Left,
+                        request_id: rid,
+                        reply: Some(self.peer(ctx)),
+                    }),
+                    RoomRef::Remote(home) => {
+                        let (relay, who, id) =
+                            (self.shared.relay.clone(), self.me(), self.id.clone());
+                        // In order with later frames: a rejoin right after goes out after it.
+                        ctx.wait(
+                            async move { relay.leave(&home, &room_id, &who, &id, rid, false).await }
+                                .into_actor(self),
+                        );
+                    }
+                }
             }
             Body::ListRooms(req) => {
                 let limit = match req.limit {
@@ -499,15 +522,44 @@ impl WsSession {
         }
     }
 
-    /// Hands a member's action to its room; the room answers errors itself.
-    fn act(&self, room: &Addr<RoomActor>, rid: u64, action: rooms::Action) {
-        room.do_send(rooms::Act {
-            user_id: self.user_id(),
-            session: self.no,
-            request_id: rid,
-            reply: self.outbox.clone(),
-            action,
-        });
+    /// Hands a member's action to its room, here or on its home pod; the room answers
+    /// errors itself.
+    fn act(&self, (room, room_id): &(RoomRef, RoomId), rid: u64, action: rooms::Action) {
+        match room {
+            RoomRef::Local(room) => room.do_send(rooms::Act {
+                user_id: self.user_id(),
+                session: self.no,
+                request_id: rid,
+                reply: rooms::Peer::Local {
+                    outbox: self.outbox.clone(),
+                    notify: self.notify.clone(),
+                },
+                action,
+            }),
+            RoomRef::Remote(home) => {
+                let request = v1::Envelope {
+                    request_id: rid,
+                    seq: 0,
+                    body: Some(action.into_body(room_id)),
+                };
+                self.shared.relay.forward(
+                    home,
+                    room_id,
+                    &self.me(),
+                    &self.id,
+                    Some(request),
+                    false,
+                );
+            }
+        }
+    }
+
+    /// This session as a room sees it.
+    fn peer(&self, _ctx: &mut actix::Context<Self>) -> rooms::Peer {
+        rooms::Peer::Local {
+            outbox: self.outbox.clone(),
+            notify: self.notify.clone(),
+        }
     }
 
     /// The welcomed identity (dispatch checks that there is one).
@@ -525,8 +577,12 @@ impl WsSession {
             .map_or_else(|| UserId(String::new()), |w| w.user_id.clone())
     }
 
-    fn joined(&self, rid: u64, room_id: &str) -> Option<Addr<RoomActor>> {
-        let room = self.rooms.get(room_id).cloned();
+    fn joined(&self, rid: u64, room_id: &str) -> Option<(RoomRef, RoomId)> {
+        let room = self
+            .rooms
+            .get(room_id)
+            .cloned()
+            .map(|r| (r, RoomId(room_id.to_owned())));
         if room.is_none() {
             self.error(rid, ErrorCode::NotInRoom, "you are not in that room");
         }
@@ -627,6 +683,14 @@ impl WsSession {
                 )
                 .0
         };
+        self.shared.sessions.insert(
+            self.id.clone(),
+            crate::relay::SessionRef {
+                user: who.user_id.clone(),
+                outbox: self.outbox.clone(),
+                notify: self.notify.clone(),
+            },
+        );
         self.shared.conns.do_send(crate::connections::Connect {
             session_id: self.id.clone(),
             user_id: who.user_id.clone(),
@@ -687,25 +751,39 @@ impl WsSession {
         spec: rooms::JoinSpec,
         ctx: &mut actix::Context<Self>,
     ) {
-        let outbox = self.outbox.clone();
+        let peer = self.peer(ctx);
         let session = self.no;
-        let notify: actix::Recipient<SessionNotice> = ctx.address().recipient();
+        let (relay, session_id) = (self.shared.relay.clone(), self.id.clone());
         let fut = async move {
             let mut left = tries;
             loop {
                 left -= 1;
                 let (room_id, room) = resolve().await.map_err(ApiError::from)??;
-                let joined = room
-                    .send(rooms::Join {
-                        who: who.clone(),
-                        session,
-                        outbox: outbox.clone(),
-                        notify: notify.clone(),
-                        spec: spec.clone(),
-                        request_id: rid,
-                    })
-                    .await
-                    .map_err(ApiError::from)?;
+                let joined = match &room {
+                    RoomRef::Local(addr) => addr
+                        .send(rooms::Join {
+                            who: who.clone(),
+                            session,
+                            peer: peer.clone(),
+                            spec: spec.clone(),
+                            request_id: rid,
+                        })
+                        .await
+                        .map_err(ApiError::from)?,
+                    RoomRef::Remote(home) => {
+                        relay
+                            .clone()
+                            .join(
+                                home.clone(),
+                                room_id.clone(),
+                                who.clone(),
+                                session_id.clone(),
+                                spec.clone(),
+                                rid,
+                            )
+                            .await
+                    }
+                };
                 match joined {
                     Err(e) if e.code == ErrorCode::RoomFull && left > 0 => {
                         tokio::time::sleep(JOIN_OR_CREATE_PAUSE).await;

@@ -1,0 +1,26 @@
+//! Pod inboxes on Redis: one channel per pod, `P:pod:{POD}:inbox`, published through the
+//! ordered publisher, so that one pod's messages to another keep their order.
+
+use bytes::Bytes;
+
+use super::{Job, RedisBackend};
+use crate::{BoxFuture, Inbox, InboxHandler, Result};
+
+impl Inbox for RedisBackend {
+    fn send(&self, pod: &str, msg: Bytes) {
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.keys.inbox(pod)).arg(msg.as_ref());
+        // Nobody waits for the answer: a lost message is caught by its sender's timeout.
+        let (done, _) = tokio::sync::oneshot::channel();
+        let _ = self.publishes.send(Job { cmd, done });
+    }
+
+    fn listen(&self, pod: &str, handler: InboxHandler) -> BoxFuture<'_, Result<()>> {
+        let channel = self.keys.inbox(pod);
+        Box::pin(async move {
+            *super::lock(&self.subs.inbox) = Some((channel.clone().into_bytes(), handler));
+            let r = self.sub.clone().subscribe(&channel).await;
+            self.seen(r)
+        })
+    }
+}

@@ -1,0 +1,512 @@
+//! Relay: this pod's end of the pod inboxes.
+//!
+//! - As a room's home, it runs requests forwarded by members' pods, and answers through
+//!   their pods' inboxes (`rooms::Peer::Remote`).
+//! - For a room homed on another pod, it subscribes to the room once for all its local
+//!   members, forwards their requests to the home, and seats a joiner in the local fan-out
+//!   when the home has answered, after the seq of its snapshot.
+//!
+//! Inbox messages are handled in arrival order, so a join's snapshot (Deliver) is pushed
+//! before the session is seated (Seated), and every event after the snapshot reaches it
+//! exactly once. A forwarded join that gets no answer in time ends in UNAVAILABLE.
+
+use std::{
+    collections::{HashMap, HashSet},
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
+    time::Duration,
+};
+
+use actix::{Addr, Recipient};
+use bytes::Bytes;
+use parlor_cluster::{Broker, Inbox, SubscriptionId};
+use parlor_core::{GlobalRole, RoomId, RoomRole, UserId};
+use parlor_protocol::{
+    error_envelope,
+    v1::{self, envelope::Body, pod_message},
+    ErrorCode,
+};
+use prost::Message as _;
+use tokio::sync::oneshot;
+
+use crate::{
+    error::{ApiError, ApiResult},
+    rooms::{self, LiveRooms, LocalFanout, Peer, RoomManager},
+    ws::{Identity, Outbox, SessionNotice},
+    Metrics,
+};
+
+/// How long a forwarded join waits for the home pod's answer.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends messages to other pods' inboxes, as this pod.
+pub(crate) struct PodLink {
+    pod: Arc<str>,
+    inbox: Arc<dyn Inbox>,
+}
+
+impl PodLink {
+    pub(crate) fn send(&self, to: &str, body: pod_message::Body) {
+        let msg = v1::PodMessage {
+            from_pod: self.pod.to_string(),
+            body: Some(body),
+        };
+        self.inbox.send(to, Bytes::from(msg.encode_to_vec()));
+    }
+}
+
+/// One session of this pod, for answers that come from other pods.
+#[derive(Clone)]
+pub(crate) struct SessionRef {
+    pub(crate) user: UserId,
+    pub(crate) outbox: Outbox,
+    pub(crate) notify: Recipient<SessionNotice>,
+}
+
+/// This pod's sessions by id.
+#[derive(Clone, Default)]
+pub(crate) struct Sessions(Arc<RwLock<HashMap<String, SessionRef>>>);
+
+impl Sessions {
+    pub(crate) fn insert(&self, id: String, s: SessionRef) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, s);
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+    }
+
+    fn get(&self, id: &str) -> Option<SessionRef> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
+/// A room homed elsewhere, fanned out here to local members.
+struct RemoteRoom {
+    fanout: Arc<LocalFanout>,
+    sub: SubscriptionId,
+    /// Members seated here, and joins on their way.
+    users: HashSet<UserId>,
+}
+
+/// The pod's end of the inboxes (module docs).
+pub(crate) struct Relay {
+    link: Arc<PodLink>,
+    broker: Arc<dyn Broker>,
+    metrics: Arc<Metrics>,
+    sessions: Sessions,
+    live: LiveRooms,
+    manager: Addr<RoomManager>,
+    remote: tokio::sync::Mutex<HashMap<RoomId, RemoteRoom>>,
+    pending: Mutex<Pending>,
+}
+
+/// Forwarded joins waiting for their answer, by (session id, request id).
+type Pending = HashMap<(String, u64), oneshot::Sender<ApiResult<()>>>;
+
+/// A remote session's number in its room's home: rooms tell sessions apart by number.
+fn session_no(pod: &str, session_id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (pod, session_id).hash(&mut h);
+    // Local sessions count up from 1; remote ones keep the top bit set.
+    h.finish() | (1 << 63)
+}
+
+impl Relay {
+    /// Starts reading this pod's inbox.
+    pub(crate) async fn start(
+        pod: &str,
+        inbox: Arc<dyn Inbox>,
+        broker: Arc<dyn Broker>,
+        metrics: Arc<Metrics>,
+        sessions: Sessions,
+        live: LiveRooms,
+        manager: Addr<RoomManager>,
+    ) -> anyhow::Result<Arc<Relay>> {
+        let relay = Arc::new(Relay {
+            link: Arc::new(PodLink {
+                pod: pod.into(),
+                inbox: inbox.clone(),
+            }),
+            broker,
+            metrics,
+            sessions,
+            live,
+            manager,
+            remote: tokio::sync::Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+        });
+        // One task reads the inbox in order; the handler only queues.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        inbox
+            .listen(pod, Arc::new(move |m| drop(tx.send(m))))
+            .await?;
+        let me = Arc::downgrade(&relay);
+        actix::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let Some(relay) = me.upgrade() else { return };
+                relay.on_message(msg).await;
+            }
+        });
+        Ok(relay)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn on_message(self: &Arc<Self>, msg: Bytes) {
+        let Ok(msg) = v1::PodMessage::decode(msg) else {
+            return tracing::warn!("undecodable pod message");
+        };
+        let from = msg.from_pod;
+        match msg.body {
+            Some(pod_message::Body::Forward(f)) => self.on_forward(from, f),
+            Some(pod_message::Body::Deliver(d)) => {
+                if let Some(s) = self.sessions.get(&d.session_id) {
+                    for f in d.frames {
+                        s.outbox.push(f);
+                    }
+                }
+            }
+            Some(pod_message::Body::Seated(s)) => self.on_seated(&from, s).await,
+            Some(pod_message::Body::Notice(n)) => self.on_notice(n).await,
+            Some(pod_message::Body::ToUser(_) | pod_message::Body::CloseUser(_)) | None => {}
+        }
+    }
+
+    // ----- as a room's home -----
+
+    fn on_forward(self: &Arc<Self>, from: String, f: v1::Forward) {
+        self.metrics.forwards.with_label_values(&["received"]).inc();
+        let room_id = RoomId(f.room_id);
+        let user_id = UserId(f.user_id);
+        let session = session_no(&from, &f.session_id);
+        let peer = Peer::Remote(Arc::new(rooms::RemotePeer {
+            pod: from.as_str().into(),
+            session_id: f.session_id,
+            link: self.link.clone(),
+        }));
+        let live = self.live.get(room_id.as_str());
+        if f.disconnected {
+            if let Some(room) = live {
+                room.do_send(rooms::Leave {
+                    room_id,
+                    user_id,
+                    session,
+                    reason: v1::LeaveReason::Disconnected,
+                    request_id: 0,
+                    reply: None,
+                });
+            }
+            return;
+        }
+        let Some(v1::Envelope {
+            request_id: rid,
+            body: Some(body),
+            ..
+        }) = f.request
+        else {
+            return;
+        };
+        let action = match body {
+            Body::JoinRoom(req) => {
+                let who = Identity {
+                    user_id,
+                    name: f.name,
+                    role: GlobalRole::from_proto(f.role).unwrap_or(GlobalRole::Visitor),
+                };
+                let spec = rooms::JoinSpec {
+                    role: RoomRole::requested(req.role),
+                    password: req.password,
+                    last_seq: req.last_seq,
+                };
+                let manager = self.manager.clone();
+                actix::spawn(async move {
+                    let found = match live {
+                        Some(addr) => Ok(rooms::RoomRef::Local(addr)),
+                        None => manager
+                            .send(rooms::Resolve {
+                                room_id: room_id.0.clone(),
+                                code: String::new(),
+                            })
+                            .await
+                            .map_err(ApiError::from)
+                            .and_then(|r| r.map(|(_, room)| room)),
+                    };
+                    let joined = match found {
+                        Ok(rooms::RoomRef::Local(addr)) => addr
+                            .send(rooms::Join {
+                                who,
+                                session,
+                                peer: peer.clone(),
+                                spec,
+                                request_id: rid,
+                            })
+                            .await
+                            .map_err(ApiError::from)
+                            .and_then(|r| r),
+                        Ok(rooms::RoomRef::Remote(_)) => Err(ApiError::unavailable(
+                            "the room moved to another pod; try again",
+                        )),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = joined {
+                        peer.join_failed(&room_id, rid, &e);
+                    }
+                });
+                return;
+            }
+            Body::LeaveRoom(_) => {
+                if let Some(room) = live {
+                    room.do_send(rooms::Leave {
+                        room_id,
+                        user_id,
+                        session,
+                        reason: v1::LeaveReason::Left,
+                        request_id: rid,
+                        reply: Some(peer),
+                    });
+                }
+                return;
+            }
+            Body::Chat(c) => rooms::Action::Chat(c.text),
+            Body::GameEvent(ev) => rooms::Action::Event(ev),
+            Body::PresenceUpdate(p) => rooms::Action::Presence(p),
+            Body::UpdateRoom(u) => rooms::Action::Update(u),
+            Body::Moderate(m) => rooms::Action::Moderate(m),
+            _ => return,
+        };
+        match live {
+            Some(room) => room.do_send(rooms::Act {
+                user_id,
+                session,
+                request_id: rid,
+                reply: peer,
+                action,
+            }),
+            None => {
+                peer.push(error_envelope(
+                    rid,
+                    ErrorCode::Unavailable,
+                    "the room is not running on its pod; join it again",
+                ));
+            }
+        }
+    }
+
+    // ----- for rooms homed elsewhere -----
+
+    /// Joins a local session to a room homed on `home`: subscribes first, so that nothing
+    /// after the snapshot is missed, then forwards the join and waits for the answer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn join(
+        self: Arc<Self>,
+        home: Arc<str>,
+        room: RoomId,
+        who: Identity,
+        session_id: String,
+        spec: rooms::JoinSpec,
+        rid: u64,
+    ) -> ApiResult<()> {
+        self.hold(&room, &who.user_id).await?;
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert((session_id.clone(), rid), tx);
+        let request = encode_join(&room, &spec, rid);
+        self.forward(&home, &room, &who, &session_id, request, false);
+        let answer = tokio::time::timeout(JOIN_TIMEOUT, rx).await;
+        let result = match answer {
+            Ok(Ok(r)) => r,
+            _ => {
+                self.pending().remove(&(session_id, rid));
+                Err(ApiError::unavailable(
+                    "the room's pod did not answer in time; try again",
+                ))
+            }
+        };
+        if result.is_err() {
+            self.unhold(&room, &who.user_id).await;
+        }
+        result
+    }
+
+    /// Sends a local member's request to the room's home.
+    pub(crate) fn forward(
+        &self,
+        home: &str,
+        room: &RoomId,
+        who: &Identity,
+        session_id: &str,
+        request: Option<v1::Envelope>,
+        disconnected: bool,
+    ) {
+        self.metrics.forwards.with_label_values(&["sent"]).inc();
+        self.link.send(
+            home,
+            pod_message::Body::Forward(v1::Forward {
+                room_id: room.0.clone(),
+                session_id: session_id.to_owned(),
+                user_id: who.user_id.0.clone(),
+                name: who.name.clone(),
+                role: who.role.to_proto() as i32,
+                request,
+                disconnected,
+            }),
+        );
+    }
+
+    /// A local member leaves a room homed elsewhere: no more events here, and the home is
+    /// told (`rid` 0 and `disconnected` when the socket dropped).
+    pub(crate) async fn leave(
+        &self,
+        home: &str,
+        room: &RoomId,
+        who: &Identity,
+        session_id: &str,
+        rid: u64,
+        disconnected: bool,
+    ) {
+        self.unhold(room, &who.user_id).await;
+        let request = (!disconnected).then(|| v1::Envelope {
+            request_id: rid,
+            seq: 0,
+            body: Some(Body::LeaveRoom(v1::LeaveRoom {
+                room_id: room.0.clone(),
+            })),
+        });
+        self.forward(home, room, who, session_id, request, disconnected);
+    }
+
+    /// Makes sure the room is fanned out here, and counts `user` in.
+    async fn hold(&self, room: &RoomId, user: &UserId) -> ApiResult<()> {
+        let mut remote = self.remote.lock().await;
+        if let Some(r) = remote.get_mut(room) {
+            r.users.insert(user.clone());
+            return Ok(());
+        }
+        let fanout = LocalFanout::new(self.metrics.clone());
+        let (sub, position) = self.broker.subscribe(room, fanout.clone()).await?;
+        fanout.start_at(position);
+        remote.insert(
+            room.clone(),
+            RemoteRoom {
+                fanout,
+                sub,
+                users: HashSet::from([user.clone()]),
+            },
+        );
+        Ok(())
+    }
+
+    /// Takes `user` out of the local fan-out; the last one out ends the subscription.
+    async fn unhold(&self, room: &RoomId, user: &UserId) {
+        let mut remote = self.remote.lock().await;
+        let Some(r) = remote.get_mut(room) else {
+            return;
+        };
+        r.fanout.remove(user);
+        r.users.remove(user);
+        if r.users.is_empty() {
+            let sub = r.sub;
+            remote.remove(room);
+            drop(remote);
+            let _ = self.broker.unsubscribe(room, sub).await;
+        }
+    }
+
+    async fn on_seated(&self, home: &str, s: v1::Seated) {
+        let waiting = self.pending().remove(&(s.session_id.clone(), s.request_id));
+        let room = RoomId(s.room_id);
+        let user = UserId(s.user_id);
+        let session = self.sessions.get(&s.session_id);
+        let seated = match (&waiting, &session) {
+            (Some(_), Some(session)) => {
+                let remote = self.remote.lock().await;
+                match remote.get(&room) {
+                    Some(r) => {
+                        r.fanout
+                            .insert(user.clone(), session.outbox.clone(), s.after_seq);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if let Some(tx) = waiting {
+            let _ = tx.send(if seated {
+                Ok(())
+            } else {
+                Err(ApiError::unavailable("the session left while joining"))
+            });
+        }
+        if !seated {
+            // Seated too late (the join timed out) or for a gone session: leave again.
+            self.link.send(
+                home,
+                pod_message::Body::Forward(v1::Forward {
+                    room_id: room.0.clone(),
+                    session_id: s.session_id,
+                    user_id: user.0.clone(),
+                    disconnected: true,
+                    ..Default::default()
+                }),
+            );
+        }
+    }
+
+    async fn on_notice(&self, n: v1::Notice) {
+        match n.kind {
+            Some(v1::notice::Kind::JoinFailed(e)) => {
+                if let Some(tx) = self.pending().remove(&(n.session_id, n.request_id)) {
+                    let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+                    let _ = tx.send(Err(ApiError::new(code, e.message)));
+                }
+            }
+            Some(v1::notice::Kind::RoomGone(_)) => {
+                let room = RoomId(n.room_id);
+                if let Some(s) = self.sessions.get(&n.session_id) {
+                    s.notify.do_send(SessionNotice::RoomGone {
+                        room_id: room.clone(),
+                    });
+                }
+                if let Some(s) = self.sessions.get(&n.session_id) {
+                    self.unhold(&room, &s.user).await;
+                }
+            }
+            Some(v1::notice::Kind::Close(c)) => {
+                if let Some(s) = self.sessions.get(&n.session_id) {
+                    s.notify.do_send(SessionNotice::Close {
+                        code: u16::try_from(c.code).unwrap_or(parlor_protocol::close::NORMAL),
+                        reason: c.reason,
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+fn encode_join(room: &RoomId, spec: &rooms::JoinSpec, rid: u64) -> Option<v1::Envelope> {
+    Some(v1::Envelope {
+        request_id: rid,
+        seq: 0,
+        body: Some(Body::JoinRoom(v1::JoinRoom {
+            room_id: room.0.clone(),
+            code: String::new(),
+            password: spec.password.clone(),
+            role: spec.role.to_proto() as i32,
+            last_seq: spec.last_seq,
+        })),
+    })
+}
