@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use parlor_client::{v1, Body, Connection};
 use parlor_testkit::RedisServer;
 
-use super::support::{create, join_id, metric, store_config, StoreKind, TestServer, T};
+use super::support::{
+    create, join_id, metric, refused, spawn_pod, store_config, StoreKind, TestServer, T,
+};
 
 /// Three pods (or `n`) on one Redis and one store, each its own actix System.
 pub(crate) struct Cluster {
@@ -253,4 +255,234 @@ async fn thirty_join_or_creates_on_three_pods_fill_rooms_of_eight_in_turn() {
     sizes.sort_unstable();
     // Rooms of the default 16 seats: 30 joiners need two, filled in turn.
     assert_eq!(sizes, vec![14, 16], "rooms {rooms:?}");
+}
+
+/// A real `parlor serve` process in a cluster.
+struct ProcPod {
+    child: tokio::process::Child,
+    public: std::net::SocketAddr,
+}
+
+impl ProcPod {
+    async fn guest(&self, name: &str) -> Connection {
+        let rest = parlor_client::Rest::new(format!("http://{}", self.public));
+        let tokens = rest.guest(name).await.unwrap();
+        let mut c = Connection::connect(&format!("ws://{}/ws", self.public))
+            .await
+            .unwrap();
+        c.hello(Some(&tokens.access_token)).await.unwrap();
+        c
+    }
+
+    /// SIGKILL: no drain, no flush, no lease released.
+    async fn kill(&mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// Three real pods on one Redis and one store, started one after the other (the first
+/// generates the signing key in the shared data dir).
+async fn proc_cluster(n: usize, redis: &RedisServer, dir: &std::path::Path) -> Vec<ProcPod> {
+    let opts = parlor_store::testing::options(&parlor_store::testing::shared_uri());
+    let mut pods = Vec::new();
+    for i in 0..n {
+        let env: Vec<(String, String)> = [
+            ("PARLOR_SERVER__POD_NAME", format!("proc-{i}")),
+            ("PARLOR_SERVER__DATA_DIR", dir.display().to_string()),
+            ("PARLOR_SERVER__WORKERS", "1".into()),
+            ("PARLOR_SERVER__ROOM_SHARDS", "1".into()),
+            ("PARLOR_CLUSTER__KIND", "redis".into()),
+            ("PARLOR_CLUSTER__REDIS_URL", redis.url()),
+            ("PARLOR_STORE__KIND", "mongodb".into()),
+            ("PARLOR_STORE__MONGODB_URI", opts.uri.clone()),
+            ("PARLOR_STORE__DATABASE", opts.database.clone()),
+            ("PARLOR_LOG_LEVEL", "warn".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let (child, public, admin) = spawn_pod(dir, &env, std::process::Stdio::null());
+        let probe = parlor_client::Rest::new(format!("http://{admin}"));
+        let mut ready = false;
+        for _ in 0..600 {
+            if probe.get_json("/health/ready", None).await.is_ok() {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(ready, "pod {i} did not become ready");
+        pods.push(ProcPod { child, public });
+    }
+    pods
+}
+
+/// Every room event (seq > 0) a member got, in order, until `until` says stop.
+async fn seqs_until(
+    c: &mut Connection,
+    mut until: impl FnMut(&parlor_client::Frame) -> bool,
+) -> Vec<u64> {
+    let mut out = Vec::new();
+    loop {
+        let f = c
+            .next_frame(std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+        if f.seq > 0 {
+            out.push(f.seq);
+        }
+        if until(&f) {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = proc_cluster(3, &redis, dir.path()).await;
+    // The owner is on pod 0, which becomes the room's home.
+    let mut owner = pods[0].guest("owner").await;
+    let room = owner
+        .create_room(v1::CreateRoom {
+            settings: Some(v1::RoomSettings {
+                welcome_message: Some("kept".into()),
+                ..Default::default()
+            }),
+            ..create("survivor", "cards")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let mut b = pods[1].guest("b").await;
+    let mut c = pods[2].guest("c").await;
+    let mut banned = pods[1].guest("banned").await;
+    let banned_id = banned
+        .join_room(join_id(&room.id))
+        .await
+        .unwrap()
+        .members
+        .last()
+        .unwrap()
+        .user_id
+        .clone();
+    let start_b = b.join_room(join_id(&room.id)).await.unwrap().last_seq;
+    let joined_c = c.join_room(join_id(&room.id)).await.unwrap();
+    let c_id = joined_c.members.last().unwrap().user_id.clone();
+    // Moderation and chat before the kill.
+    for (target, action) in [
+        (&banned_id, v1::ModerationAction::Ban),
+        (&c_id, v1::ModerationAction::Mute),
+    ] {
+        let f = owner
+            .request(
+                Body::Moderate(v1::Moderate {
+                    room_id: room.id.clone(),
+                    user_id: target.clone(),
+                    action: action as i32,
+                    reason: String::new(),
+                }),
+                T,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(f.body, Body::Ack(_)), "{f:?}");
+    }
+    b.chat(&room.id, "before").await.unwrap();
+    let mut seqs_b = seqs_until(
+        &mut b,
+        |f| matches!(&f.body, Body::ChatMessage(m) if m.text == "before"),
+    )
+    .await;
+    let before = *seqs_b.last().unwrap();
+
+    pods[0].kill().await;
+    let killed = std::time::Instant::now();
+    // b keeps saying something until the room takes events again.
+    let mut n = 0;
+    let after = loop {
+        n += 1;
+        b.chat(&room.id, &format!("after {n}")).await.unwrap();
+        let seen = &mut seqs_b;
+        let got = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+            loop {
+                let f = b
+                    .next_frame(std::time::Duration::from_secs(20))
+                    .await
+                    .unwrap();
+                if f.seq > 0 {
+                    seen.push(f.seq);
+                }
+                if let Body::ChatMessage(m) = &f.body {
+                    if m.text.starts_with("after") {
+                        return f.seq;
+                    }
+                }
+            }
+        })
+        .await;
+        if let Ok(seq) = got {
+            break seq;
+        }
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "the room never came back"
+        );
+    };
+    eprintln!(
+        "failover: the room took events again {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(after > before);
+
+    // Every member on a living pod saw everything from its join on, through the move,
+    // without a gap or a duplicate.
+    assert_eq!(
+        seqs_b,
+        ((start_b + 1)..=after).collect::<Vec<_>>(),
+        "b's stream"
+    );
+    let seqs_c = seqs_until(&mut c, |f| f.seq == after).await;
+    let from = joined_c.last_seq + 1;
+    assert_eq!(seqs_c, (from..=after).collect::<Vec<_>>(), "c's stream");
+
+    // Settings, bans and mutes survived; the owner's seat is held for its grace period.
+    refused(
+        c.request(
+            Body::Chat(v1::Chat {
+                room_id: room.id.clone(),
+                text: "muted?".into(),
+                ..Default::default()
+            }),
+            T,
+        )
+        .await
+        .and_then(|f| match f.body {
+            Body::Error(e) => Err(parlor_client::ClientError::Server {
+                code: v1::ErrorCode::try_from(e.code).unwrap(),
+                message: e.message,
+            }),
+            other => Ok(other),
+        }),
+        v1::ErrorCode::Muted,
+    );
+    refused(
+        banned.join_room(join_id(&room.id)).await,
+        v1::ErrorCode::Banned,
+    );
+    let mut x = pods[2].guest("x").await;
+    let snap = x.join_room(join_id(&room.id)).await.unwrap();
+    assert_eq!(
+        snap.settings.unwrap().welcome_message.as_deref(),
+        Some("kept")
+    );
+    let names: HashSet<String> = snap.members.iter().map(|m| m.name.clone()).collect();
+    assert!(
+        names.contains("owner") && names.contains("b") && names.contains("c"),
+        "{names:?}"
+    );
+    drop(redis);
 }

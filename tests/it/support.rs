@@ -330,3 +330,34 @@ pub(crate) async fn reqwest_delete(s: &TestServer, path: &str, bearer: &str) -> 
         .await
         .0
 }
+
+/// Starts the real binary as `parlor serve` in `dir` with `env`, on fresh loopback ports.
+pub(crate) fn spawn_pod(
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    stderr: std::process::Stdio,
+) -> (
+    tokio::process::Child,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    let (public, admin) = (free_port(), free_port());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .current_dir(dir)
+        .envs(env.iter().cloned())
+        .args(["serve", "--public-addr", &public.to_string()])
+        .args(["--admin-addr", &admin.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, public, admin)
+}
+
+pub(crate) fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}

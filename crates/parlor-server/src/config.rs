@@ -160,7 +160,7 @@ pub struct ClusterConfig {
     /// Default `parlor`.
     pub key_prefix: String,
     /// How long a home pod's lease on a room lasts unless renewed; a dead pod's rooms move
-    /// after at most this. Renewed every third of it. Default 5000 ms.
+    /// after at most this. Renewed every third of it. Default 3000 ms.
     pub lease_ms: u64,
     /// Recent events kept per room for resume. Default 256.
     pub history_events: usize,
@@ -174,7 +174,7 @@ impl Default for ClusterConfig {
             kind: "memory".into(),
             redis_url: String::new(),
             key_prefix: "parlor".into(),
-            lease_ms: 5000,
+            lease_ms: 3000,
             history_events: 256,
             history_secs: 120,
         }

@@ -9,9 +9,14 @@
 //! Inbox messages are handled in arrival order, so a join's snapshot (Deliver) is pushed
 //! before the session is seated (Seated), and every event after the snapshot reaches it
 //! exactly once. A forwarded join that gets no answer in time ends in UNAVAILABLE.
+//!
+//! Failover: the relay checks each remote room's lease a few times per lease time. When
+//! it lapsed (the home died) it claims the room; whoever becomes the new home, each local
+//! member is taken out of the fan-out at the seq it had reached and joins the new home
+//! from there, getting a resumed snapshot and the events it missed, then live ones.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     hash::{Hash, Hasher},
     sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
     time::Duration,
@@ -19,7 +24,7 @@ use std::{
 
 use actix::{Addr, Recipient};
 use bytes::Bytes;
-use parlor_cluster::{Broker, Inbox, SubscriptionId};
+use parlor_cluster::{Broker, Inbox, Leases, SubscriptionId};
 use parlor_core::{GlobalRole, RoomId, RoomRole, UserId};
 use parlor_protocol::{
     error_envelope,
@@ -58,7 +63,9 @@ impl PodLink {
 /// One session of this pod, for answers that come from other pods.
 #[derive(Clone)]
 pub(crate) struct SessionRef {
-    pub(crate) user: UserId,
+    pub(crate) who: Identity,
+    /// The number rooms know the session by.
+    pub(crate) no: u64,
     pub(crate) outbox: Outbox,
     pub(crate) notify: Recipient<SessionNotice>,
 }
@@ -95,14 +102,17 @@ impl Sessions {
 struct RemoteRoom {
     fanout: Arc<LocalFanout>,
     sub: SubscriptionId,
-    /// Members seated here, and joins on their way.
-    users: HashSet<UserId>,
+    /// The pod that runs it, as last seen.
+    home: Arc<str>,
+    /// Members seated here, and joins on their way: their session ids.
+    users: HashMap<UserId, String>,
 }
 
 /// The pod's end of the inboxes (module docs).
 pub(crate) struct Relay {
     link: Arc<PodLink>,
     broker: Arc<dyn Broker>,
+    leases: Arc<dyn Leases>,
     metrics: Arc<Metrics>,
     sessions: Sessions,
     live: LiveRooms,
@@ -124,10 +134,13 @@ fn session_no(pod: &str, session_id: &str) -> u64 {
 
 impl Relay {
     /// Starts reading this pod's inbox.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         pod: &str,
         inbox: Arc<dyn Inbox>,
         broker: Arc<dyn Broker>,
+        leases: Arc<dyn Leases>,
+        lease_time: Duration,
         metrics: Arc<Metrics>,
         sessions: Sessions,
         live: LiveRooms,
@@ -139,6 +152,7 @@ impl Relay {
                 inbox: inbox.clone(),
             }),
             broker,
+            leases,
             metrics,
             sessions,
             live,
@@ -158,7 +172,142 @@ impl Relay {
                 relay.on_message(msg).await;
             }
         });
+        let me = Arc::downgrade(&relay);
+        actix::spawn(async move {
+            let mut every = tokio::time::interval(lease_time / 3);
+            loop {
+                every.tick().await;
+                let Some(relay) = me.upgrade() else { return };
+                relay.watch_homes().await;
+            }
+        });
         Ok(relay)
+    }
+
+    /// Follows each remote room's home: a lapsed lease is claimed, and a room that moved
+    /// gets its local members back in from the seq they had reached.
+    async fn watch_homes(self: &Arc<Self>) {
+        let rooms: Vec<(RoomId, Arc<str>)> = self
+            .remote
+            .lock()
+            .await
+            .iter()
+            .map(|(r, rr)| (r.clone(), rr.home.clone()))
+            .collect();
+        for (room, home) in rooms {
+            let holder = match self.leases.holder(&room).await {
+                Ok(h) => h,
+                // Redis is down: nothing can move meanwhile.
+                Err(_) => return,
+            };
+            match holder {
+                Some(l) if l.pod == home => {}
+                Some(l) => self.rehome(&room, l.pod).await,
+                None => {
+                    // The home stopped renewing: claim the room (another pod may win).
+                    let found = self
+                        .manager
+                        .send(rooms::Resolve {
+                            room_id: room.0.clone(),
+                            code: String::new(),
+                        })
+                        .await;
+                    match found {
+                        Ok(Ok((_, rooms::RoomRef::Local(addr)))) => self.adopt(&room, addr).await,
+                        Ok(Ok((_, rooms::RoomRef::Remote(pod)))) => self.rehome(&room, pod).await,
+                        Ok(Err(e)) => {
+                            tracing::warn!(room_id = %room, error = %e, "room takeover failed")
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes every local member out of a remote room's fan-out, with the seq they reached.
+    /// With a new home the subscription stays (their rejoins come back to it); without one
+    /// (this pod is the home now) it ends.
+    async fn take_members(
+        &self,
+        room: &RoomId,
+        home: Option<Arc<str>>,
+    ) -> Vec<(String, SessionRef, u64)> {
+        let mut remote = self.remote.lock().await;
+        let Some(r) = remote.get_mut(room) else {
+            return Vec::new();
+        };
+        let at = r.fanout.position();
+        let mut out = Vec::new();
+        for (user, session_id) in &r.users {
+            r.fanout.remove(user);
+            if let Some(s) = self.sessions.get(session_id) {
+                out.push((session_id.clone(), s, at));
+            }
+        }
+        match home {
+            Some(h) => r.home = h,
+            None => {
+                let sub = r.sub;
+                remote.remove(room);
+                drop(remote);
+                let _ = self.broker.unsubscribe(room, sub).await;
+            }
+        }
+        out
+    }
+
+    /// The room moved to `pod`: each local member joins it again from where it was.
+    async fn rehome(self: &Arc<Self>, room: &RoomId, pod: Arc<str>) {
+        tracing::info!(room_id = %room, home = %pod, "room moved; members follow");
+        for (session_id, s, at) in self.take_members(room, Some(pod.clone())).await {
+            s.notify.do_send(SessionNotice::Rehomed {
+                room_id: room.clone(),
+                room: rooms::RoomRef::Remote(pod.clone()),
+            });
+            let spec = rooms::JoinSpec {
+                role: RoomRole::Player,
+                password: String::new(),
+                last_seq: at,
+            };
+            let relay = self.clone();
+            let (room, pod) = (room.clone(), pod.clone());
+            actix::spawn(async move {
+                let who = s.who.clone();
+                if let Err(e) = relay
+                    .join(pod, room.clone(), who, session_id, spec, 0)
+                    .await
+                {
+                    tracing::warn!(room_id = %room, error = %e, "rejoin after a move failed");
+                }
+            });
+        }
+    }
+
+    /// This pod became the room's home: its members join the room's new actor from where
+    /// they were.
+    async fn adopt(self: &Arc<Self>, room: &RoomId, addr: actix::Addr<rooms::RoomActor>) {
+        tracing::info!(room_id = %room, "took the room over; members join it here");
+        for (_, s, at) in self.take_members(room, None).await {
+            s.notify.do_send(SessionNotice::Rehomed {
+                room_id: room.clone(),
+                room: rooms::RoomRef::Local(addr.clone()),
+            });
+            addr.do_send(rooms::Join {
+                who: s.who.clone(),
+                session: s.no,
+                peer: Peer::Local {
+                    outbox: s.outbox.clone(),
+                    notify: s.notify.clone(),
+                },
+                spec: rooms::JoinSpec {
+                    role: RoomRole::Player,
+                    password: String::new(),
+                    last_seq: at,
+                },
+                request_id: 0,
+            });
+        }
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -319,7 +468,7 @@ impl Relay {
         spec: rooms::JoinSpec,
         rid: u64,
     ) -> ApiResult<()> {
-        self.hold(&room, &who.user_id).await?;
+        self.hold(&room, &who.user_id, &session_id, &home).await?;
         let (tx, rx) = oneshot::channel();
         self.pending().insert((session_id.clone(), rid), tx);
         let request = encode_join(&room, &spec, rid);
@@ -388,10 +537,16 @@ impl Relay {
     }
 
     /// Makes sure the room is fanned out here, and counts `user` in.
-    async fn hold(&self, room: &RoomId, user: &UserId) -> ApiResult<()> {
+    async fn hold(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        session_id: &str,
+        home: &Arc<str>,
+    ) -> ApiResult<()> {
         let mut remote = self.remote.lock().await;
         if let Some(r) = remote.get_mut(room) {
-            r.users.insert(user.clone());
+            r.users.insert(user.clone(), session_id.to_owned());
             return Ok(());
         }
         let fanout = LocalFanout::new(self.metrics.clone());
@@ -402,7 +557,8 @@ impl Relay {
             RemoteRoom {
                 fanout,
                 sub,
-                users: HashSet::from([user.clone()]),
+                home: home.clone(),
+                users: HashMap::from([(user.clone(), session_id.to_owned())]),
             },
         );
         Ok(())
@@ -481,7 +637,7 @@ impl Relay {
                     });
                 }
                 if let Some(s) = self.sessions.get(&n.session_id) {
-                    self.unhold(&room, &s.user).await;
+                    self.unhold(&room, &s.who.user_id).await;
                 }
             }
             Some(v1::notice::Kind::Close(c)) => {

@@ -217,6 +217,8 @@ pub async fn run(
         &cfg.server.pod_name,
         cluster.inbox.clone(),
         cluster.broker.clone(),
+        cluster.leases.clone(),
+        Duration::from_millis(cfg.cluster.lease_ms),
         metrics.clone(),
         sessions.clone(),
         live_rooms.clone(),

@@ -111,6 +111,11 @@ impl LocalFanout {
         }
     }
 
+    /// The seq of the newest event delivered.
+    pub(crate) fn position(&self) -> u64 {
+        self.lock().position
+    }
+
     /// Where a new subscription starts: the broker delivers every event after `seq`.
     pub(crate) fn start_at(&self, seq: u64) {
         self.lock().position = seq;

@@ -158,7 +158,7 @@ impl RoomManager {
 impl Supervised for RoomManager {}
 
 /// Where a found room runs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) enum RoomRef {
     /// Here: its actor.
     Local(Addr<RoomActor>),

@@ -53,6 +53,8 @@ pub(crate) enum SessionNotice {
     Close { code: u16, reason: String },
     /// The pod is draining: send Reconnect, then close with 1001.
     Drain { reason: String },
+    /// A room the session is in now runs elsewhere (its home pod died or moved).
+    Rehomed { room_id: RoomId, room: RoomRef },
 }
 
 #[derive(Message)]
@@ -295,6 +297,11 @@ impl Handler<SessionNotice> for WsSession {
         match msg {
             SessionNotice::RoomGone { room_id } => {
                 self.rooms.remove(&room_id);
+            }
+            SessionNotice::Rehomed { room_id, room } => {
+                if let Some(r) = self.rooms.get_mut(&room_id) {
+                    *r = room;
+                }
             }
             SessionNotice::Close { code, reason } => self.close_with(ctx, code, &reason),
             SessionNotice::Drain { reason } => {
@@ -686,7 +693,8 @@ impl WsSession {
         self.shared.sessions.insert(
             self.id.clone(),
             crate::relay::SessionRef {
-                user: who.user_id.clone(),
+                who: who.clone(),
+                no: self.no,
                 outbox: self.outbox.clone(),
                 notify: self.notify.clone(),
             },
