@@ -13,8 +13,7 @@ use super::support::{
 /// Three pods (or `n`) on one Redis and one store, each its own actix System.
 pub(crate) struct Cluster {
     pub(crate) pods: Vec<TestServer>,
-    /// Lives as long as the pods.
-    _redis: RedisServer,
+    pub(crate) redis: RedisServer,
     _dir: tempfile::TempDir,
 }
 
@@ -41,7 +40,7 @@ impl Cluster {
         }
         Cluster {
             pods,
-            _redis: redis,
+            redis,
             _dir: dir,
         }
     }
@@ -485,4 +484,109 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
         "{names:?}"
     );
     drop(redis);
+}
+
+/// Polls a pod's readiness until it is `want`; false if it never was within `within`.
+async fn ready_becomes(pod: &TestServer, want: bool, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let (status, _) =
+            super::support::raw_http("GET", &format!("{}/health/ready", pod.admin_url()), None)
+                .await;
+        if (status == 200) == want {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Sends a chat line and waits for its echo (acknowledged) or an error; true if echoed.
+async fn say(c: &mut Connection, room: &str, text: &str) -> bool {
+    let rid = c.chat(room, text).await.unwrap();
+    c.wait_for(std::time::Duration::from_secs(10), |f| match &f.body {
+        Body::ChatMessage(m) if m.text == text => Some(true),
+        Body::Error(e) if f.request_id == rid => {
+            assert_eq!(e.code, v1::ErrorCode::Unavailable as i32, "{e:?}");
+            Some(false)
+        }
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(2).await;
+    let mut a = cluster.guest(0, "a").await;
+    let room = a
+        .create_room(create("outage", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let mut b = cluster.guest(1, "b").await;
+    b.join_room(join_id(&room.id)).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let text = format!("before {i}");
+        assert!(say(&mut a, &room.id, &text).await);
+        acked.push(text);
+    }
+
+    cluster.redis.stop();
+    for pod in &cluster.pods {
+        assert!(
+            ready_becomes(pod, false, std::time::Duration::from_secs(15)).await,
+            "ready while Redis is down"
+        );
+    }
+    // Senders on both pods are told, never left in silence.
+    assert!(!say(&mut a, &room.id, "during a").await);
+    assert!(!say(&mut b, &room.id, "during b").await);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
+    cluster.redis.restart();
+    for pod in &cluster.pods {
+        assert!(
+            ready_becomes(pod, true, std::time::Duration::from_secs(30)).await,
+            "not ready after Redis came back"
+        );
+    }
+    // The room goes on (Redis came back empty: the home wrote it back from memory).
+    let mut back = false;
+    for i in 0..60 {
+        let text = format!("after {i}");
+        if say(&mut a, &room.id, &text).await {
+            acked.push(text);
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(back, "the room never took events again");
+    // b's pod forwards again too.
+    assert!(say(&mut b, &room.id, "b again").await);
+
+    // b got every acknowledged line (its own echo was taken above; the rest stay queued),
+    // and was told explicitly that history was lost.
+    let last = acked.last().unwrap().clone();
+    let mut seen = Vec::new();
+    let mut resynced = false;
+    while seen.last() != Some(&last) {
+        let f = b.next_frame(T).await.unwrap();
+        match &f.body {
+            Body::ChatMessage(m) => seen.push(m.text.clone()),
+            Body::RoomJoined(j) if f.seq > 0 && j.resync => resynced = true,
+            _ => {}
+        }
+    }
+    for line in &acked {
+        assert!(
+            seen.contains(line),
+            "b missed acknowledged {line:?}: {seen:?}"
+        );
+    }
+    assert!(resynced, "history was lost, but b was not resynced");
 }

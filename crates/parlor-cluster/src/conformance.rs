@@ -477,10 +477,13 @@ pub async fn inbox(a: &dyn crate::Inbox, b: &dyn crate::Inbox, pod_a: &str, pod_
     a.listen(pod_a, sink(&got_a)).await.unwrap();
     b.listen(pod_b, sink(&got_b)).await.unwrap();
     let n = 200u32;
-    for i in 0..n {
-        a.send(pod_b, Bytes::from(i.to_be_bytes().to_vec()));
+    let sent: Vec<_> = (0..n)
+        .map(|i| a.send(pod_b, Bytes::from(i.to_be_bytes().to_vec())))
+        .collect();
+    for s in sent {
+        s.await.expect("the backend took it");
     }
-    b.send(pod_a, Bytes::from_static(b"back"));
+    b.send(pod_a, Bytes::from_static(b"back")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while (got_b.lock().unwrap().len() < n as usize || got_a.lock().unwrap().is_empty())
         && Instant::now() < deadline

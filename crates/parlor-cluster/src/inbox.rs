@@ -16,8 +16,9 @@ pub type InboxHandler = Arc<dyn Fn(Bytes) + Send + Sync>;
 /// (Redis pub/sub drops what a disconnected pod misses), so whatever waits for an answer
 /// has a timeout.
 pub trait Inbox: Send + Sync + 'static {
-    /// Queues `msg` for `pod`'s inbox; never blocks.
-    fn send(&self, pod: &str, msg: Bytes);
+    /// Queues `msg` for `pod`'s inbox; never blocks. The future says whether the backend
+    /// took it (not whether the pod read it); dropping it is fine.
+    fn send(&self, pod: &str, msg: Bytes) -> BoxFuture<'static, Result<()>>;
     /// Starts delivering `pod`'s inbox to `handler`, in order. Called once per pod.
     fn listen(&self, pod: &str, handler: InboxHandler) -> BoxFuture<'_, Result<()>>;
 }
@@ -29,7 +30,7 @@ pub struct MemoryInbox {
 }
 
 impl Inbox for MemoryInbox {
-    fn send(&self, pod: &str, msg: Bytes) {
+    fn send(&self, pod: &str, msg: Bytes) -> BoxFuture<'static, Result<()>> {
         let handler = self
             .pods
             .lock()
@@ -39,6 +40,7 @@ impl Inbox for MemoryInbox {
         if let Some(h) = handler {
             h(msg);
         }
+        ready(Ok(()))
     }
 
     fn listen(&self, pod: &str, handler: InboxHandler) -> BoxFuture<'_, Result<()>> {

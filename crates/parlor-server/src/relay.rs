@@ -51,12 +51,24 @@ pub(crate) struct PodLink {
 }
 
 impl PodLink {
+    /// Queues a message for `to`. A message the backend refuses is lost; the waiting end
+    /// (a forwarded join, a session) times out or is told by its own pod.
     pub(crate) fn send(&self, to: &str, body: pod_message::Body) {
+        // The message is queued already; the answer only says whether Redis took it.
+        drop(self.checked_send(to, body));
+    }
+
+    /// Queues a message for `to`; the future says whether the backend took it.
+    pub(crate) fn checked_send(
+        &self,
+        to: &str,
+        body: pod_message::Body,
+    ) -> parlor_cluster::BoxFuture<'static, parlor_cluster::Result<()>> {
         let msg = v1::PodMessage {
             from_pod: self.pod.to_string(),
             body: Some(body),
         };
-        self.inbox.send(to, Bytes::from(msg.encode_to_vec()));
+        self.inbox.send(to, Bytes::from(msg.encode_to_vec()))
     }
 }
 
@@ -489,7 +501,8 @@ impl Relay {
         result
     }
 
-    /// Sends a local member's request to the room's home.
+    /// Sends a local member's request to the room's home. If the backend refuses it (Redis
+    /// is down), the session gets UNAVAILABLE for it.
     pub(crate) fn forward(
         &self,
         home: &str,
@@ -500,7 +513,8 @@ impl Relay {
         disconnected: bool,
     ) {
         self.metrics.forwards.with_label_values(&["sent"]).inc();
-        self.link.send(
+        let rid = request.as_ref().map_or(0, |r| r.request_id);
+        let sent = self.link.checked_send(
             home,
             pod_message::Body::Forward(v1::Forward {
                 room_id: room.0.clone(),
@@ -512,6 +526,16 @@ impl Relay {
                 disconnected,
             }),
         );
+        let session = self.sessions.get(session_id);
+        actix::spawn(async move {
+            if let (Err(e), Some(s)) = (sent.await, session) {
+                s.outbox.push(error_envelope(
+                    rid,
+                    ErrorCode::Unavailable,
+                    format!("the room's pod cannot be reached: {e}"),
+                ));
+            }
+        });
     }
 
     /// A local member leaves a room homed elsewhere: no more events here, and the home is

@@ -4,15 +4,19 @@
 use bytes::Bytes;
 
 use super::{Job, RedisBackend};
-use crate::{BoxFuture, Inbox, InboxHandler, Result};
+use crate::{BoxFuture, ClusterError, Inbox, InboxHandler, Result};
 
 impl Inbox for RedisBackend {
-    fn send(&self, pod: &str, msg: Bytes) {
+    fn send(&self, pod: &str, msg: Bytes) -> BoxFuture<'static, Result<()>> {
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(self.keys.inbox(pod)).arg(msg.as_ref());
-        // Nobody waits for the answer: a lost message is caught by its sender's timeout.
-        let (done, _) = tokio::sync::oneshot::channel();
+        let (done, answer) = tokio::sync::oneshot::channel();
         let _ = self.publishes.send(Job { cmd, done });
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(ClusterError::Unavailable("the broker is closed".into())))
+        })
     }
 
     fn listen(&self, pod: &str, handler: InboxHandler) -> BoxFuture<'_, Result<()>> {

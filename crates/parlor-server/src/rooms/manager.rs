@@ -2,7 +2,8 @@
 //!
 //! A room's actor runs only on its home pod: the manager claims the room's lease before it
 //! starts one, rebuilds the room from its checkpoint, and renews every lease it holds on a
-//! heartbeat (a third of the lease time). A room whose lease is lost is told so and stops.
+//! heartbeat (a third of the lease time). A room whose lease is lost claims it again, or
+//! stops if another pod has it.
 
 use std::{
     collections::HashMap,
@@ -20,7 +21,7 @@ use parlor_core::{new_id, new_room_code, now_ms, Room, RoomId};
 use parlor_protocol::{v1, ErrorCode};
 use parlor_store::Store;
 
-use super::room::{Deposed, RoomActor};
+use super::room::{Recheck, RoomActor};
 use crate::{
     error::{ApiError, ApiResult},
     stats::StatsTracker,
@@ -144,11 +145,11 @@ impl RoomManager {
                 if ok || act.leases.get(&room) != Some(&lease) {
                     continue;
                 }
-                tracing::warn!(room_id = %room, epoch = lease.epoch, "lease lost; room stops here");
+                tracing::warn!(room_id = %room, epoch = lease.epoch, "lease lost; room checks it again");
                 act.deps.metrics.leases.with_label_values(&["lost"]).inc();
                 act.leases.remove(&room);
                 if let Some(addr) = act.live.get(room.as_str()) {
-                    addr.do_send(Deposed);
+                    addr.do_send(Recheck);
                 }
             }
         }));

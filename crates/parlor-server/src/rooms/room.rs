@@ -63,6 +63,21 @@ use crate::{
     ws::Identity,
 };
 
+/// What a reload found.
+enum Reloaded {
+    /// The checkpoint: the room as of its seq.
+    Room(Lease, Room, u64),
+    /// No checkpoint, so the room as held was written back.
+    Rewritten(Lease, Room, u64),
+    /// No checkpoint and nothing held: the room is gone.
+    Gone,
+    /// Another pod is the home.
+    Elsewhere,
+}
+
+/// A publish in flight: resolves to its seq once the event is recorded.
+type Published = BoxFuture<'static, Result<u64, ClusterError>>;
+
 /// How long a room's first reload may hold its mailbox.
 const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
@@ -194,7 +209,7 @@ struct Joining {
     /// A new member (not a session taking its seat over).
     fresh: bool,
     /// The publish of the join's event, if it made one.
-    recorded: Option<BoxFuture<'static, Result<(), ClusterError>>>,
+    recorded: Option<Published>,
 }
 
 /// The actor that runs one room.
@@ -206,6 +221,11 @@ pub(crate) struct RoomActor {
     lease: Lease,
     /// The seq of the newest event published.
     seq: u64,
+    /// The seq of the newest event known to be recorded.
+    recorded: u64,
+    /// The room as this actor last held it, kept while it reloads: if the backend comes
+    /// back without the room's checkpoint (Redis lost its data), the room goes on from it.
+    stale: Option<Room>,
     deps: Arc<RoomDeps>,
     manager: Addr<RoomManager>,
     fanout: Arc<LocalFanout>,
@@ -234,6 +254,8 @@ impl RoomActor {
             room: Some(room),
             lease,
             seq,
+            recorded: seq,
+            stale: None,
             fanout,
             deps,
             manager,
@@ -275,20 +297,19 @@ impl RoomActor {
 
     /// Numbers one room event and publishes it with the checkpoint writes of `parts`, as
     /// the room is now. The future resolves once the event is recorded.
-    fn publish(
-        &mut self,
-        body: Body,
-        parts: &[Part],
-    ) -> BoxFuture<'static, Result<(), ClusterError>> {
+    fn publish(&mut self, body: Body, parts: &[Part]) -> Published {
         self.seq += 1;
-        let frame = frame_with_seq(self.seq, &encode_body(body));
+        let seq = self.seq;
+        let frame = frame_with_seq(seq, &encode_body(body));
         let writes = match &self.room {
             Some(room) if !parts.is_empty() => checkpoint::writes(room, parts),
             _ => Vec::new(),
         };
-        self.deps
+        let fut = self
+            .deps
             .broker
-            .publish(&self.id, &self.lease, self.seq, frame, writes)
+            .publish(&self.id, &self.lease, seq, frame, writes);
+        Box::pin(async move { fut.await.map(|()| seq) })
     }
 
     /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
@@ -309,7 +330,7 @@ impl RoomActor {
     /// finished), then answers or recovers.
     fn settle(
         &mut self,
-        mut fut: BoxFuture<'static, Result<(), ClusterError>>,
+        mut fut: Published,
         who: Option<(Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
@@ -327,13 +348,14 @@ impl RoomActor {
 
     fn settled(
         &mut self,
-        r: Result<(), ClusterError>,
+        r: Result<u64, ClusterError>,
         who: Option<(Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
         match r {
-            Ok(()) => {
+            Ok(seq) => {
+                self.recorded = self.recorded.max(seq);
                 if let (Some((to, _)), Some(frame)) = (&who, answer) {
                     self.direct(to, frame);
                 }
@@ -370,7 +392,7 @@ impl RoomActor {
             return;
         }
         tracing::warn!(room_id = %self.id, error = %e, "publish failed; reloading the room");
-        self.room = None;
+        self.stale = self.room.take();
         self.reload(ctx);
     }
 
@@ -398,45 +420,63 @@ impl RoomActor {
         let id = self.id.clone();
         let (done, landed) = oneshot::channel();
         let _ = self.writer.send(Write::Barrier(done));
+        // What to go on from if the checkpoint is gone: the room as held, at the newest
+        // event known to be recorded.
+        let stale = self.stale.clone().map(|r| (r, self.recorded));
         let fut = tokio::time::timeout(RELOAD_WAIT, async move {
             let _ = landed.await;
             let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
                 Claim::Home(l) => l,
-                Claim::Elsewhere(_) => return Ok(None),
+                Claim::Elsewhere(_) => return Ok(Reloaded::Elsewhere),
             };
-            let cp = deps.broker.load(&id).await?;
-            let room = match &cp {
-                Some(cp) => cp.room()?,
-                None => None,
+            if let Some(cp) = deps.broker.load(&id).await? {
+                if let Some(room) = cp.room()? {
+                    return Ok(Reloaded::Room(lease, room, cp.seq));
+                }
+            }
+            let Some((room, seq)) = stale else {
+                return Ok(Reloaded::Gone);
             };
-            Ok::<_, ClusterError>(Some((lease, room.map(|r| (r, cp.map_or(0, |c| c.seq))))))
+            // The backend lost the room (a Redis flush or restart without persistence):
+            // write it back whole; its history is gone, so members are resynced.
+            deps.broker
+                .reset(&id, &lease, seq, checkpoint::full(&room))
+                .await?;
+            Ok::<_, ClusterError>(Reloaded::Rewritten(lease, room, seq))
         })
         .into_actor(self)
         .map(|res, act, ctx| {
-            match res.unwrap_or_else(|_| Err(ClusterError::Unavailable("reload timed out".into())))
-            {
-                Ok(Some((lease, Some((room, seq))))) => {
-                    tracing::info!(room_id = %act.id, seq, "room reloaded");
-                    act.fanout.set_echo(room.settings.echo_events);
-                    if lease != act.lease {
-                        act.manager.do_send(Relet {
-                            room_id: act.id.clone(),
-                            lease: lease.clone(),
-                        });
-                    }
-                    act.lease = lease;
-                    act.seq = seq;
-                    act.room = Some(room);
-                    act.hold_absent(ctx);
-                }
-                Ok(Some((_, None))) => act.vanish(ctx),
-                Ok(None) => act.deposed(ctx),
+            let res =
+                res.unwrap_or_else(|_| Err(ClusterError::Unavailable("reload timed out".into())));
+            let (lease, room, seq, rewritten) = match res {
+                Ok(Reloaded::Room(l, r, s)) => (l, r, s, false),
+                Ok(Reloaded::Rewritten(l, r, s)) => (l, r, s, true),
+                Ok(Reloaded::Gone) => return act.vanish(ctx),
+                Ok(Reloaded::Elsewhere) => return act.deposed(ctx),
                 Err(e) => {
                     tracing::error!(room_id = %act.id, error = %e, "room reload failed; retrying");
                     ctx.run_later(Duration::from_secs(1), |act, ctx| {
                         act.reload_with(false, ctx)
                     });
+                    return;
                 }
+            };
+            tracing::info!(room_id = %act.id, seq, rewritten, "room reloaded");
+            act.fanout.set_echo(room.settings.echo_events);
+            if lease != act.lease {
+                act.manager.do_send(Relet {
+                    room_id: act.id.clone(),
+                    lease: lease.clone(),
+                });
+            }
+            act.lease = lease;
+            act.seq = seq;
+            act.recorded = seq;
+            act.stale = None;
+            act.room = Some(room);
+            act.hold_absent(ctx);
+            if rewritten {
+                act.resync_all(ctx);
             }
         });
         if first {
@@ -444,6 +484,17 @@ impl RoomActor {
         } else {
             ctx.spawn(fut);
         }
+    }
+
+    /// After the backend lost the room's history: lists the room again and sends every
+    /// member, on every pod, a fresh snapshot as a room event (`RoomJoined` with `resync`),
+    /// so that nobody goes on from a gap unknowingly.
+    fn resync_all(&mut self, ctx: &mut Context<Self>) {
+        self.persist(false);
+        let Some(room) = &self.room else { return };
+        let mut snap = self.snapshot(room, RoomRole::Player, self.seq + 1, true);
+        snap.your_role = v1::RoomRole::Unspecified as i32;
+        self.emit(Body::RoomJoined(snap), &[], None, None, ctx);
     }
 
     /// Members the reloaded room holds who have no session here keep their seat for the
@@ -1247,10 +1298,7 @@ impl RoomActor {
     }
 
     /// Publishes a member's current state (a status change); None if not a member.
-    fn status_event(
-        &mut self,
-        user: &UserId,
-    ) -> Option<BoxFuture<'static, Result<(), ClusterError>>> {
+    fn status_event(&mut self, user: &UserId) -> Option<Published> {
         let room = self.room.as_ref()?;
         let proto = room.member_proto(room.member(user)?);
         let updated = Body::MemberUpdated(v1::MemberUpdated {
@@ -1346,9 +1394,10 @@ impl Handler<Join> for RoomActor {
         let sink =
             (self.sub.is_none() && local.peer.outbox().is_some()).then(|| self.fanout.clone());
         let fut = async move {
-            if let Some(recorded) = recorded {
-                recorded.await.map_err(|e| (true, e))?;
-            }
+            let seq = match recorded {
+                Some(recorded) => Some(recorded.await.map_err(|e| (true, e))?),
+                None => None,
+            };
             let sub = match sink {
                 Some(sink) => Some(
                     deps.broker
@@ -1368,10 +1417,10 @@ impl Handler<Join> for RoomActor {
             } else {
                 None
             };
-            Ok::<_, (bool, ClusterError)>((sub, replay))
+            Ok::<_, (bool, ClusterError)>((seq, sub, replay))
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
-            let (sub, replay) = match res {
+            let (seq, sub, replay) = match res {
                 Ok(v) => v,
                 // The join's event was not recorded: the room reloads without it.
                 Err((true, e)) => {
@@ -1388,6 +1437,9 @@ impl Handler<Join> for RoomActor {
                     return Err(e.into());
                 }
             };
+            if let Some(seq) = seq {
+                act.recorded = act.recorded.max(seq);
+            }
             if let Some((sub, position)) = sub {
                 act.sub = Some(sub);
                 act.fanout.start_at(position);
@@ -1555,17 +1607,19 @@ impl Handler<Act> for RoomActor {
     }
 }
 
-/// The room's lease was lost: another pod is its home now.
+/// The room's lease could not be renewed: the room takes it again if it can (Redis lost
+/// its data) or stops here (another pod is its home).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Deposed;
+pub(crate) struct Recheck;
 
-impl Handler<Deposed> for RoomActor {
+impl Handler<Recheck> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, _: Deposed, ctx: &mut Context<Self>) {
-        if !self.closed {
-            self.deposed(ctx);
+    fn handle(&mut self, _: Recheck, ctx: &mut Context<Self>) {
+        if !self.closed && self.room.is_some() {
+            self.stale = self.room.take();
+            self.reload(ctx);
         }
     }
 }
