@@ -590,3 +590,130 @@ async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
     }
     assert!(resynced, "history was lost, but b was not resynced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_a_dm_and_an_account_deletion_each_cross_pods() {
+    let cluster = Cluster::start(3).await;
+    // Guests may not send private lines: the owner has an account.
+    let (mut owner, owner_w, _) = cluster.pods[0].user("owner").await;
+    let room = owner
+        .create_room(create("crossing", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let (mut m, m_w) = cluster.pods[1].guest("m").await;
+    let m_id = m_w.user.unwrap().id;
+    m.join_room(join_id(&room.id)).await.unwrap();
+
+    // A private line from pod 0 reaches pod 1; the sender gets its copy as the answer.
+    owner
+        .send(Body::Chat(v1::Chat {
+            to_user_id: m_id.clone(),
+            text: "psst".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let answer = owner
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(c) if c.text == "psst" => Some(Ok(())),
+            Body::Error(e) => Some(Err(e.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(answer, Ok(()), "the sender's copy is its answer");
+    let dm = m
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(c) if c.room_id.is_empty() => Some(c.clone()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (dm.text.as_str(), dm.from_user_id.as_str()),
+        ("psst", owner_w.user.as_ref().unwrap().id.as_str())
+    );
+
+    // A kick from the home pod reaches the member on pod 1, which stops getting events.
+    let f = owner
+        .request(
+            Body::Moderate(v1::Moderate {
+                room_id: room.id.clone(),
+                user_id: m_id.clone(),
+                action: v1::ModerationAction::Kick as i32,
+                reason: "out".into(),
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(f.body, Body::Ack(_)), "{f:?}");
+    let left = m
+        .wait_for(T, |f| match &f.body {
+            Body::RoomLeft(l) => Some(l.reason),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left, v1::LeaveReason::Kicked as i32);
+    owner.chat(&room.id, "after the kick").await.unwrap();
+    let stray = m.next_frame(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !matches!(&stray, Ok(f) if matches!(f.body, Body::ChatMessage(_))),
+        "a kicked member got {stray:?}"
+    );
+    // And it can act in the room no more: its pod forgot the room too.
+    let rid = m.chat(&room.id, "still here?").await.unwrap();
+    let (erid, e) = super::support::next_error(&mut m).await;
+    assert_eq!(
+        (erid, super::support::code(&e)),
+        (rid, v1::ErrorCode::NotInRoom)
+    );
+
+    // An account deleted through pod 0 is closed on pods 1 and 2, and refused there.
+    let tokens = cluster.pods[1]
+        .rest()
+        .register("doomed", "correct horse battery", "Doomed")
+        .await
+        .unwrap();
+    let (mut on1, _) = cluster.pods[1].connect(Some(&tokens.access_token)).await;
+    let (mut on2, _) = cluster.pods[2].connect(Some(&tokens.access_token)).await;
+    let status =
+        super::support::reqwest_delete(&cluster.pods[0], "/api/v1/me", &tokens.access_token).await;
+    assert_eq!(status, 204);
+    for c in [&mut on1, &mut on2] {
+        assert_eq!(
+            super::support::close_code(c).await,
+            Some(parlor_protocol::close::AUTH_FAILED)
+        );
+    }
+    for pod in &cluster.pods[1..] {
+        let mut c = Connection::connect(&pod.ws_url()).await.unwrap();
+        assert!(
+            c.hello(Some(&tokens.access_token)).await.is_err(),
+            "a deleted account was welcomed"
+        );
+    }
+
+    // Every pod is listed, with its sessions, to admins only.
+    let (_, _, root) = cluster.pods[2].user("root").await;
+    let pods = cluster.pods[2]
+        .rest()
+        .get_json("/api/v1/admin/pods", Some(&root.access_token))
+        .await
+        .unwrap();
+    let names: Vec<&str> = pods["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pod-0", "pod-1", "pod-2"]);
+    let refused = cluster.pods[2]
+        .rest()
+        .get_json("/api/v1/admin/pods", Some(&tokens.access_token))
+        .await;
+    assert!(refused.is_err());
+}

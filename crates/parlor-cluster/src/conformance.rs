@@ -496,3 +496,45 @@ pub async fn inbox(a: &dyn crate::Inbox, b: &dyn crate::Inbox, pod_a: &str, pod_
     assert_eq!(*got_b.lock().unwrap(), want, "in order, each once");
     assert_eq!(*got_a.lock().unwrap(), vec![Bytes::from_static(b"back")]);
 }
+
+/// Pods register with a ttl; a pod that stops heartbeating drops out, and its sessions
+/// with it once swept. `a` and `b` share one backend; the pod names must be unused on it.
+pub async fn presence(a: &dyn crate::Presence, b: &dyn crate::Presence, pod_a: &str, pod_b: &str) {
+    let short = Duration::from_millis(400);
+    let long = Duration::from_secs(60);
+    a.heartbeat(pod_a, short).await.unwrap();
+    b.heartbeat(pod_b, long).await.unwrap();
+    let user = parlor_core::UserId(new_id("u_"));
+    a.online(&user, "s1", pod_a).await.unwrap();
+    a.online(&user, "s2", pod_a).await.unwrap();
+    b.online(&user, "s3", pod_b).await.unwrap();
+    let mut got = b.sessions(&user).await.unwrap();
+    got.sort();
+    let want = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(s, p)| (s.to_string(), p.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got, want(&[("s1", pod_a), ("s2", pod_a), ("s3", pod_b)]));
+    a.offline(&user, "s2", pod_a).await.unwrap();
+    let pods = b.pods().await.unwrap();
+    let mine: Vec<(String, usize)> = pods
+        .iter()
+        .filter(|p| p.name == pod_a || p.name == pod_b)
+        .map(|p| (p.name.clone(), p.sessions))
+        .collect();
+    assert_eq!(mine, vec![(pod_a.to_owned(), 1), (pod_b.to_owned(), 1)]);
+    // a stops heartbeating: it and its sessions are no longer listed, then swept.
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
+    assert!(b.pods().await.unwrap().iter().all(|p| p.name != pod_a));
+    assert_eq!(b.sessions(&user).await.unwrap(), want(&[("s3", pod_b)]));
+    assert!(b.sweep().await.unwrap() >= 1);
+    a.heartbeat(pod_a, long).await.unwrap();
+    assert_eq!(
+        a.sessions(&user).await.unwrap(),
+        want(&[("s3", pod_b)]),
+        "swept for good"
+    );
+    b.offline(&user, "s3", pod_b).await.unwrap();
+    assert!(a.sessions(&user).await.unwrap().is_empty());
+}

@@ -28,7 +28,7 @@ pub use checkpoint::Checkpoint;
 pub use directory::{MemoryDirectory, RoomDirectory};
 pub use inbox::{Inbox, InboxHandler, MemoryInbox};
 pub use lease::{Claim, Lease, Leases};
-pub use presence::{MemoryPresence, Presence};
+pub use presence::{MemoryPresence, PodInfo, Presence};
 pub use redis::{RedisBackend, RedisOptions};
 
 /// A boxed future, so that the contracts stay object-safe.
@@ -121,9 +121,7 @@ pub async fn backends(settings: &Settings) -> Result<Backends> {
                 broker: broker.clone(),
                 leases: broker.clone(),
                 directory: broker.clone(),
-                // Presence moves to Redis in a later step of the cluster issue; until
-                // then it is per pod.
-                presence: Arc::new(MemoryPresence::default()),
+                presence: broker.clone(),
                 inbox: broker.clone(),
                 health: broker,
             })

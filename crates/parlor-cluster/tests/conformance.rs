@@ -60,6 +60,8 @@ async fn memory_passes_every_suite() {
     conformance::directory(&d, &d, "cards").await;
     let inbox = parlor_cluster::MemoryInbox::default();
     conformance::inbox(&inbox, &inbox, "pod-a", "pod-b").await;
+    let p = parlor_cluster::MemoryPresence::default();
+    conformance::presence(&p, &p, "pod-a", "pod-b").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,6 +72,7 @@ async fn redis_passes_every_suite() {
     conformance::run_all(&a, &b, LEASE, RETAINED).await;
     conformance::directory(&*da, &*db, "cards").await;
     conformance::inbox(&*da, &*db, "pod-a", "pod-b").await;
+    conformance::presence(&*da, &*db, "pod-a", "pod-b").await;
 }
 
 /// Writes event `seq` into history and the seq counter as the publish script does, but

@@ -42,11 +42,13 @@ pub enum Action {
     ReadHistory,
     /// Read the audit log of moderation and admin actions, and the analytics stream.
     ReadAudit,
+    /// List the cluster's pods.
+    ReadCluster,
 }
 
 impl Action {
     /// Every action, for tests and docs that walk the table.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::ListRooms,
         Action::CreateRoom,
         Action::JoinAsPlayer,
@@ -64,6 +66,7 @@ impl Action {
         Action::DeleteRoom,
         Action::ReadHistory,
         Action::ReadAudit,
+        Action::ReadCluster,
     ];
 }
 
@@ -118,9 +121,10 @@ pub fn check(
 
     match action {
         ListRooms => Ok(()),
-        IssueMagicCode | ReadAudit if global == Admin => Ok(()),
+        IssueMagicCode | ReadAudit | ReadCluster if global == Admin => Ok(()),
         IssueMagicCode => deny(ErrorCode::Forbidden, "only admins issue magic codes"),
         ReadAudit => deny(ErrorCode::Forbidden, "only admins read the audit log"),
+        ReadCluster => deny(ErrorCode::Forbidden, "only admins list the pods"),
         _ if global == Visitor => match action {
             JoinAsWatcher if policy.public && policy.allow_guests => Ok(()),
             JoinAsWatcher => deny(
@@ -176,7 +180,7 @@ mod tests {
 
     /// Rows: actions. Columns: global role (visitor, guest, user, moderator, admin), each
     /// for room role (none, owner, player, watcher). `1` allowed, `.` denied. Default policy.
-    const EXPECTED: [(Action, &str); 17] = [
+    const EXPECTED: [(Action, &str); 18] = [
         (Action::ListRooms, "1111 1111 1111 1111 1111"),
         (Action::CreateRoom, ".... 1111 1111 1111 1111"),
         (Action::JoinAsPlayer, ".... 1111 1111 1111 1111"),
@@ -194,6 +198,7 @@ mod tests {
         (Action::DeleteRoom, ".... .1.. .1.. .1.. 1111"),
         (Action::ReadHistory, ".... 1111 1111 1111 1111"),
         (Action::ReadAudit, ".... .... .... .... 1111"),
+        (Action::ReadCluster, ".... .... .... .... 1111"),
     ];
 
     const ROOM: [Option<RoomRole>; 4] = [

@@ -1,8 +1,11 @@
 //! ConnectionManager: this pod's sessions by user, for private messages, presence and drain.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use actix::{Actor, Addr, Context, Handler, Message, Recipient, Supervised};
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, Supervised,
+    WrapFuture,
+};
 use bytes::Bytes;
 use parlor_cluster::Presence;
 use parlor_core::UserId;
@@ -10,6 +13,7 @@ use parlor_core::UserId;
 use crate::{
     stats::{Record, StatsTracker},
     ws::{Outbox, SessionNotice},
+    Metrics,
 };
 
 struct Entry {
@@ -22,6 +26,9 @@ struct Entry {
 pub(crate) struct ConnectionManager {
     pod: String,
     presence: Arc<dyn Presence>,
+    /// How long this pod's presence lasts unless it heartbeats again.
+    ttl: Duration,
+    metrics: Arc<Metrics>,
     /// Counts sessions. On this actor's thread, so counting costs a session no extra hop.
     user_stats: Addr<StatsTracker>,
     sessions: HashMap<String, Entry>,
@@ -32,11 +39,15 @@ impl ConnectionManager {
     pub(crate) fn new(
         pod: String,
         presence: Arc<dyn Presence>,
+        ttl: Duration,
+        metrics: Arc<Metrics>,
         user_stats: Addr<StatsTracker>,
     ) -> Self {
         Self {
             pod,
             presence,
+            ttl,
+            metrics,
             user_stats,
             sessions: HashMap::new(),
             by_user: HashMap::new(),
@@ -46,6 +57,34 @@ impl ConnectionManager {
 
 impl Actor for ConnectionManager {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.beat(ctx);
+        ctx.run_interval(self.ttl / 3, |act, ctx| act.beat(ctx));
+    }
+}
+
+impl ConnectionManager {
+    /// Refreshes this pod's presence and sweeps the sessions of pods that stopped.
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        let (presence, pod, ttl) = (self.presence.clone(), self.pod.clone(), self.ttl);
+        let fut = async move {
+            presence.heartbeat(&pod, ttl).await?;
+            let swept = presence.sweep().await?;
+            let pods = presence.pods().await?.len();
+            Ok::<_, parlor_cluster::ClusterError>((swept, pods))
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok((swept, pods)) => {
+                act.metrics.pods.set(pods as i64);
+                if swept > 0 {
+                    tracing::info!(swept, "sessions of stopped pods swept");
+                    act.metrics.sessions_swept.inc_by(swept as u64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
+        }));
+    }
 }
 
 impl Supervised for ConnectionManager {}
@@ -160,9 +199,9 @@ impl Handler<Disconnect> for ConnectionManager {
                 }
             }
         }
-        let presence = self.presence.clone();
+        let (presence, pod) = (self.presence.clone(), self.pod.clone());
         actix::spawn(async move {
-            let _ = presence.offline(&msg.user_id, &msg.session_id).await;
+            let _ = presence.offline(&msg.user_id, &msg.session_id, &pod).await;
         });
     }
 }

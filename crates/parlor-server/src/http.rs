@@ -92,6 +92,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/me", web::delete().to(delete_me))
             .route("/me/stats", web::get().to(my_stats))
             .route("/admin/audit", web::get().to(audit_log))
+            .route("/admin/pods", web::get().to(admin_pods))
             .route("/admin/analytics", web::get().to(analytics_stream))
             .route("/leaderboards/{kind}", web::get().to(leaderboard))
             .route("/users/{id}/stats", web::get().to(user_stats)),
@@ -555,9 +556,35 @@ async fn delete_me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResp
         .send(users::DeleteUser { id: me.id.clone() })
         .await??;
     shared
+        .relay
+        .close_user(&*shared.presence, &me.id, "account deleted")
+        .await;
+    shared
         .conns
         .do_send(crate::connections::CloseUser { user_id: me.id });
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Admins only: the cluster's live pods, with their sessions.
+async fn admin_pods(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    parlor_core::check(
+        parlor_core::Action::ReadCluster,
+        me.role,
+        None,
+        &Default::default(),
+    )?;
+    let pods = shared.presence.pods().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "pods": pods
+            .iter()
+            .map(|p| serde_json::json!({
+                "name": p.name,
+                "sessions": p.sessions,
+                "expires_at_ms": p.expires_at_ms,
+            }))
+            .collect::<Vec<_>>(),
+    })))
 }
 
 async fn my_stats(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {

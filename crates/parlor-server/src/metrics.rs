@@ -67,6 +67,10 @@ pub struct Metrics {
     pub publish_failures: IntCounterVec,
     /// Requests forwarded to a room's home pod, by direction: sent, received.
     pub forwards: IntCounterVec,
+    /// Live pods, as presence lists them.
+    pub pods: IntGauge,
+    /// Sessions of stopped pods removed from presence.
+    pub sessions_swept: IntCounter,
     /// Writes refused because a bounded buffer was full, by kind.
     pub store_refused_writes: IntCounterVec,
     /// Store round trips by operation.
@@ -194,6 +198,12 @@ impl Metrics {
                 &["reason"],
             )
             .unwrap(),
+            pods: IntGauge::new("cluster_pods", "Live pods, as presence lists them").unwrap(),
+            sessions_swept: IntCounter::new(
+                "cluster_sessions_swept_total",
+                "Sessions of stopped pods removed from presence",
+            )
+            .unwrap(),
             forwards: IntCounterVec::new(
                 Opts::new(
                     "cluster_forwards_total",
@@ -268,6 +278,8 @@ impl Metrics {
             Box::new(m.leases.clone()),
             Box::new(m.publish_failures.clone()),
             Box::new(m.forwards.clone()),
+            Box::new(m.pods.clone()),
+            Box::new(m.sessions_swept.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
             Box::new(m.store_errors.clone()),

@@ -24,7 +24,7 @@ use std::{
 
 use actix::{Addr, Recipient};
 use bytes::Bytes;
-use parlor_cluster::{Broker, Inbox, Leases, SubscriptionId};
+use parlor_cluster::{Broker, Inbox, Leases, Presence, SubscriptionId};
 use parlor_core::{GlobalRole, RoomId, RoomRole, UserId};
 use parlor_protocol::{
     error_envelope,
@@ -35,8 +35,10 @@ use prost::Message as _;
 use tokio::sync::oneshot;
 
 use crate::{
+    connections::{CloseUser, ConnectionManager, DirectMessage},
     error::{ApiError, ApiResult},
     rooms::{self, LiveRooms, LocalFanout, Peer, RoomManager},
+    users::{Forget, UserManager},
     ws::{Identity, Outbox, SessionNotice},
     Metrics,
 };
@@ -129,6 +131,8 @@ pub(crate) struct Relay {
     sessions: Sessions,
     live: LiveRooms,
     manager: Addr<RoomManager>,
+    conns: Addr<ConnectionManager>,
+    users: Addr<UserManager>,
     remote: tokio::sync::Mutex<HashMap<RoomId, RemoteRoom>>,
     pending: Mutex<Pending>,
 }
@@ -157,6 +161,8 @@ impl Relay {
         sessions: Sessions,
         live: LiveRooms,
         manager: Addr<RoomManager>,
+        conns: Addr<ConnectionManager>,
+        users: Addr<UserManager>,
     ) -> anyhow::Result<Arc<Relay>> {
         let relay = Arc::new(Relay {
             link: Arc::new(PodLink {
@@ -169,6 +175,8 @@ impl Relay {
             sessions,
             live,
             manager,
+            conns,
+            users,
             remote: tokio::sync::Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         });
@@ -342,7 +350,21 @@ impl Relay {
             }
             Some(pod_message::Body::Seated(s)) => self.on_seated(&from, s).await,
             Some(pod_message::Body::Notice(n)) => self.on_notice(n).await,
-            Some(pod_message::Body::ToUser(_) | pod_message::Body::CloseUser(_)) | None => {}
+            Some(pod_message::Body::ToUser(t)) => {
+                for frame in t.frames {
+                    self.conns.do_send(DirectMessage {
+                        to: UserId(t.user_id.clone()),
+                        frame,
+                    });
+                }
+            }
+            Some(pod_message::Body::CloseUser(c)) => {
+                let user = UserId(c.user_id);
+                // No stale cache: the account is refused here from now on.
+                self.users.do_send(Forget { id: user.clone() });
+                self.conns.do_send(CloseUser { user_id: user });
+            }
+            None => {}
         }
     }
 
@@ -463,6 +485,55 @@ impl Relay {
                     "the room is not running on its pod; join it again",
                 ));
             }
+        }
+    }
+
+    // ----- for users on other pods -----
+
+    /// Sends a private frame to a user's sessions on other pods; returns how many sessions
+    /// presence lists there.
+    pub(crate) async fn to_user(
+        &self,
+        presence: &dyn Presence,
+        user: &UserId,
+        frame: Bytes,
+    ) -> usize {
+        let Ok(sessions) = presence.sessions(user).await else {
+            return 0;
+        };
+        let mut pods: HashMap<String, usize> = HashMap::new();
+        for (_, pod) in sessions {
+            if *pod != *self.link.pod {
+                *pods.entry(pod).or_default() += 1;
+            }
+        }
+        for pod in pods.keys() {
+            self.link.send(
+                pod,
+                pod_message::Body::ToUser(v1::ToUser {
+                    user_id: user.0.clone(),
+                    frames: vec![frame.clone()],
+                }),
+            );
+        }
+        pods.values().sum()
+    }
+
+    /// Tells every other live pod that an account is gone: they close its sessions and
+    /// refuse it from then on.
+    pub(crate) async fn close_user(&self, presence: &dyn Presence, user: &UserId, reason: &str) {
+        let Ok(pods) = presence.pods().await else {
+            return;
+        };
+        for pod in pods.iter().filter(|p| *p.name != *self.link.pod) {
+            self.link.send(
+                &pod.name,
+                pod_message::Body::CloseUser(v1::CloseUser {
+                    user_id: user.0.clone(),
+                    code: u32::from(parlor_protocol::close::AUTH_FAILED),
+                    reason: reason.to_owned(),
+                }),
+            );
         }
     }
 

@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) relay: Arc<Relay>,
     /// This pod's sessions by id, for answers from other pods.
     pub(crate) sessions: Sessions,
+    /// Which pods are alive, and where each user's sessions are.
+    pub(crate) presence: Arc<dyn parlor_cluster::Presence>,
     draining: AtomicBool,
 }
 
@@ -188,8 +190,16 @@ pub async fn run(
         Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics, cache))
     };
     let conns = {
-        let (pod, stats) = (cfg.server.pod_name.clone(), user_stats.clone());
-        Supervisor::start(move |_| ConnectionManager::new(pod, presence, stats))
+        let (pod, stats, metrics) = (
+            cfg.server.pod_name.clone(),
+            user_stats.clone(),
+            metrics.clone(),
+        );
+        let (presence, ttl) = (
+            presence.clone(),
+            Duration::from_millis(cfg.cluster.lease_ms),
+        );
+        Supervisor::start(move |_| ConnectionManager::new(pod, presence, ttl, metrics, stats))
     };
     let arbiters: Vec<Arbiter> = (0..threads(cfg.server.room_shards))
         .map(|_| Arbiter::new())
@@ -223,6 +233,8 @@ pub async fn run(
         sessions.clone(),
         live_rooms.clone(),
         rooms.clone(),
+        conns.clone(),
+        users.clone(),
     )
     .await
     .context("pod inbox")?;
@@ -243,6 +255,7 @@ pub async fn run(
         conns: conns.clone(),
         relay,
         sessions,
+        presence,
         draining: AtomicBool::new(false),
     });
 

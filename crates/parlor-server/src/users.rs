@@ -200,6 +200,32 @@ impl Handler<CheckUser> for UserManager {
     }
 }
 
+/// An account was deleted through another pod: forget it and refuse it from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Forget {
+    pub(crate) id: UserId,
+}
+
+impl Handler<Forget> for UserManager {
+    type Result = ();
+
+    fn handle(&mut self, msg: Forget, _: &mut Context<Self>) {
+        self.forget(msg.id);
+    }
+}
+
+impl UserManager {
+    /// Drops an account from the cache and refuses it from now on (bounded).
+    fn forget(&mut self, id: UserId) {
+        self.cache.write().remove(&id);
+        if self.deleted.len() >= CACHE_MAX {
+            self.deleted.clear();
+        }
+        self.deleted.insert(id);
+    }
+}
+
 /// Creates a guest account and signs it in.
 #[derive(Message)]
 #[rtype(result = "ApiResult<Tokens>")]
@@ -509,11 +535,7 @@ impl Handler<DeleteUser> for UserManager {
                 .map(move |res, act, _| {
                     // Forget the account only once the store no longer has it, so that a
                     // lookup racing the delete cannot cache it again.
-                    act.cache.write().remove(&id);
-                    if act.deleted.len() >= CACHE_MAX {
-                        act.deleted.clear();
-                    }
-                    act.deleted.insert(id);
+                    act.forget(id);
                     if res? {
                         Ok(())
                     } else {

@@ -37,6 +37,7 @@ mod directory;
 mod events;
 mod inbox;
 mod lease;
+mod presence;
 mod scripts;
 
 /// How to reach Redis and what to keep there.

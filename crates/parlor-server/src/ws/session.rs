@@ -845,10 +845,19 @@ impl WsSession {
                 to_user_id: req.to_user_id.clone(),
             }),
         );
-        let fut = self.shared.conns.send(crate::connections::DirectMessage {
-            to: UserId(req.to_user_id),
+        let to = UserId(req.to_user_id);
+        let local = self.shared.conns.send(crate::connections::DirectMessage {
+            to: to.clone(),
             frame: frame.clone(),
         });
+        let shared = self.shared.clone();
+        let sent = frame.clone();
+        // Sessions here get it at once; those on other pods through their pods' inboxes.
+        let fut = async move {
+            let here = local.await?;
+            let there = shared.relay.to_user(&*shared.presence, &to, sent).await;
+            Ok::<_, actix::MailboxError>(here + there)
+        };
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
             Ok(0) => act.error(rid, ErrorCode::UserNotFound, "that user is not online"),
             Ok(_) => {
