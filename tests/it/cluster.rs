@@ -1,7 +1,7 @@
 //! Pods sharing rooms through one real redis-server and one MongoDB wire server: members
 //! spread over pods, joins racing for seats, JoinOrCreate filling rooms in turn.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use parlor_client::{v1, Body, Connection};
 use parlor_testkit::RedisServer;
@@ -716,4 +716,189 @@ async fn a_kick_a_dm_and_an_account_deletion_each_cross_pods() {
         .get_json("/api/v1/admin/pods", Some(&tokens.access_token))
         .await;
     assert!(refused.is_err());
+}
+
+/// Calls of each Redis command so far (`INFO commandstats`).
+async fn command_calls(redis: &RedisServer) -> std::collections::HashMap<String, u64> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, cmd: &str) -> u64 {
+    after.get(cmd).copied().unwrap_or(0) - before.get(cmd).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_costs_one_script_call_plus_one_forward_whatever_the_member_count() {
+    // Long leases and probes, so that no renewal or probe falls inside the count.
+    let cluster = Cluster::with(3, |c| {
+        c.cluster.lease_ms = 300_000;
+        c.cluster.probe_ms = 300_000;
+    })
+    .await;
+    let mut home = cluster.guest(0, "home").await;
+    let room = home
+        .create_room(v1::CreateRoom {
+            max_members: 40,
+            ..create("counted", "piano")
+        })
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let mut members = Vec::new();
+    for i in 0..30 {
+        let mut c = cluster.guest(i, &format!("m{i}")).await;
+        c.join_room(join_id(&room.id)).await.unwrap();
+        members.push(c);
+    }
+    let mut away = members.remove(1); // on pod 1
+    let n = 20;
+    for (sender, label, forwards) in [(&mut home, "home", 0), (&mut away, "away", n)] {
+        // Let joins' presence and status writes settle, then count one burst.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let before = command_calls(&cluster.redis).await;
+        for i in 0..n {
+            sender
+                .game_event(&room.id, &format!("{label}.{i}"), vec![1, 2, 3])
+                .await
+                .unwrap();
+        }
+        let last = format!("{label}.{}", n - 1);
+        for c in members.iter_mut() {
+            c.wait_for(T, |f| match &f.body {
+                Body::GameEvent(e) if e.r#type == last => Some(()),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        }
+        let after = command_calls(&cluster.redis).await;
+        assert_eq!(
+            delta(&before, &after, "evalsha"),
+            n,
+            "{label}: one script call per event"
+        );
+        // Redis counts the script's own PUBLISH: one per event, whatever the member count.
+        assert_eq!(
+            delta(&before, &after, "publish"),
+            n + forwards,
+            "{label}: one publish per event, plus one forward per event from another pod"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_resumes_on_another_pod_with_exactly_what_it_missed() {
+    let cluster = Cluster::start(3).await;
+    let mut a = cluster.guest(0, "a").await;
+    let room = a
+        .create_room(super::support::rated("resumable", "piano", 1000))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let (mut b, welcome) = cluster.pods[1].guest("b").await;
+    let joined = b.join_room(join_id(&room.id)).await.unwrap();
+    let seen = joined.last_seq;
+    b.close().await;
+    for i in 0..100 {
+        a.chat(&room.id, &format!("missed {i}")).await.unwrap();
+    }
+    let last = chat_lines(&mut a, 100).await.last().unwrap().0;
+    // Back through pod 2, with the resume token and the last seq seen.
+    let started = std::time::Instant::now();
+    let mut b = Connection::connect(&cluster.pods[2].ws_url())
+        .await
+        .unwrap();
+    b.resume(&welcome.resume_token).await.unwrap();
+    let back = b
+        .join_room(v1::JoinRoom {
+            room_id: room.id.clone(),
+            last_seq: seen,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(back.resumed && !back.resync, "{back:?}");
+    let mut got = Vec::new();
+    while got.last() != Some(&last) {
+        let f = b.next_frame(T).await.unwrap();
+        if f.seq > 0 {
+            got.push(f.seq);
+        }
+    }
+    eprintln!(
+        "resume on another pod: 100 missed events in {:?}",
+        started.elapsed()
+    );
+    // Exactly the missed ones (the seat was held, so no join event among them), then live.
+    let missed: Vec<u64> = ((seen + 1)..=last).collect();
+    assert_eq!(got, missed);
+    // Then live ones (b's return to online among them), still without a gap.
+    a.chat(&room.id, "live").await.unwrap();
+    let after = seqs_until(
+        &mut b,
+        |f| matches!(&f.body, Body::ChatMessage(m) if m.text == "live"),
+    )
+    .await;
+    assert_eq!(
+        after,
+        ((last + 1)..=*after.last().unwrap()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
+    let cluster = Cluster::with(2, |c| {
+        // A small queue, so that the reader that stopped is dropped soon.
+        c.ws.outbound_soft_bytes = 32 * 1024;
+        c.ws.outbound_hard_bytes = 64 * 1024;
+    })
+    .await;
+    let mut a = cluster.guest(0, "a").await;
+    let room = a
+        .create_room(super::support::rated("one slow", "piano", 1000))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let mut fast = cluster.guest(1, "fast").await;
+    fast.join_room(join_id(&room.id)).await.unwrap();
+    // The slow one reads nothing from here on.
+    let mut slow = cluster.guest(1, "slow").await;
+    slow.join_room(join_id(&room.id)).await.unwrap();
+    let payload = vec![7u8; 2000];
+    for i in 0..300 {
+        a.game_event(&room.id, &format!("e{i}"), payload.clone())
+            .await
+            .unwrap();
+    }
+    // Everyone else got every event, while the slow reader never read.
+    for c in [&mut fast, &mut a] {
+        c.wait_for(std::time::Duration::from_secs(20), |f| match &f.body {
+            Body::GameEvent(e) if e.r#type == "e299" => Some(()),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    }
+    drop(slow);
 }

@@ -72,11 +72,30 @@ pub struct Backends {
     pub health: Arc<dyn Health>,
 }
 
-/// Health is responsible for telling readiness whether the cluster backend works.
+/// Health is responsible for telling readiness whether the cluster backend works, and
+/// for the counts behind its metrics.
 pub trait Health: Send + Sync + 'static {
     /// False while the backend is unreachable or its subscription delivers nothing.
     fn ready(&self) -> bool;
+    /// What the subscriber has done so far.
+    fn counters(&self) -> Counters {
+        Counters::default()
+    }
 }
+
+/// Running totals of the subscriber (all 0 for the memory backend, which loses nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Gaps filled from history before later events were delivered.
+    pub gaps_healed: u64,
+    /// Gaps history could not fill (the sinks were told with `EventSink::lost`).
+    pub gaps_lost: u64,
+    /// Times the subscription connection dropped and was subscribed again.
+    pub resubscriptions: u64,
+}
+
+/// Told of every Redis round trip: the command, how long it took, whether it worked.
+pub type Observer = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
 
 /// What picks and configures the implementation (`cluster.*` in the pod's config).
 #[derive(Debug, Clone)]
@@ -93,11 +112,13 @@ pub struct Settings {
     pub lease: Duration,
     /// What each room keeps for resume.
     pub retention: Retention,
+    /// How often the subscription's liveness probe and position check run.
+    pub probe_every: Duration,
 }
 
 /// Picks and connects the implementation named by `settings.kind`. An unknown kind, or
 /// `redis` without a URL, is an error naming the key.
-pub async fn backends(settings: &Settings) -> Result<Backends> {
+pub async fn backends(settings: &Settings, observer: Option<Observer>) -> Result<Backends> {
     match settings.kind.as_str() {
         "memory" => {
             let broker = Arc::new(MemoryBroker::new(settings.retention, settings.lease));
@@ -116,7 +137,9 @@ pub async fn backends(settings: &Settings) -> Result<Backends> {
                     "cluster.redis_url is required when cluster.kind is \"redis\"".into(),
                 ));
             }
-            let broker = RedisBackend::connect(RedisOptions::from(settings)).await?;
+            let mut opts = RedisOptions::from(settings);
+            opts.observer = observer;
+            let broker = RedisBackend::connect(opts).await?;
             Ok(Backends {
                 broker: broker.clone(),
                 leases: broker.clone(),

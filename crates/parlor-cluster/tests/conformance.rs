@@ -37,6 +37,7 @@ fn options(server: &RedisServer, pod: &str) -> RedisOptions {
         lease: LEASE,
         retention: retention(),
         probe_every: Duration::from_millis(200),
+        observer: None,
     }
 }
 

@@ -54,6 +54,9 @@ pub mod close {
     pub const AUTH_FAILED: u16 = 4002;
     /// No Hello, or no frame at all, within the timeout.
     pub const IDLE_TIMEOUT: u16 = 4004;
+    /// Room events this session should have got were lost on the way and are no longer in
+    /// history: reconnect, and rejoin with the last seq seen (the answer is a resync).
+    pub const RESUME: u16 = 4008;
     /// The client went on flooding after being rate limited.
     pub const FLOOD: u16 = 4029;
 }

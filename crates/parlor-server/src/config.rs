@@ -166,6 +166,9 @@ pub struct ClusterConfig {
     pub history_events: usize,
     /// Oldest event kept for resume. Default 120 s.
     pub history_secs: u64,
+    /// How often each pod probes its own Redis subscription and checks that it has every
+    /// room's newest event; a dead subscription turns readiness off. Default 1000 ms.
+    pub probe_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -177,6 +180,7 @@ impl Default for ClusterConfig {
             lease_ms: 3000,
             history_events: 256,
             history_secs: 120,
+            probe_ms: 1000,
         }
     }
 }
@@ -507,6 +511,7 @@ impl Config {
                 count: self.cluster.history_events,
                 age: std::time::Duration::from_secs(self.cluster.history_secs),
             },
+            probe_every: std::time::Duration::from_millis(self.cluster.probe_ms.max(50)),
         }
     }
 

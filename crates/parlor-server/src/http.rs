@@ -741,6 +741,7 @@ pub(crate) fn admin_routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn metrics(shared: Data<Shared>) -> HttpResponse {
+    shared.metrics.sync_cluster(shared.cluster.counters());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(shared.metrics.render())

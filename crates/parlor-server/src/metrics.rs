@@ -69,6 +69,24 @@ pub struct Metrics {
     pub forwards: IntCounterVec,
     /// Live pods, as presence lists them.
     pub pods: IntGauge,
+    /// Redis round trips by command (a pipeline counts once).
+    pub redis_seconds: HistogramVec,
+    /// Redis round trips that failed, by command.
+    pub redis_errors: IntCounterVec,
+    /// Room events this pod numbered and recorded, as a room's home.
+    pub events_published: IntCounter,
+    /// Room events this pod received for its local members (once per event, not per member).
+    pub events_received: IntCounter,
+    /// Gaps in a room's events filled from history.
+    pub gaps_healed: IntCounter,
+    /// Gaps history could not fill.
+    pub gaps_lost: IntCounter,
+    /// Times the subscription connection dropped and subscribed again.
+    pub resubscriptions: IntCounter,
+    /// Joins with a last seq that got the missed events replayed.
+    pub resume_replays: IntCounter,
+    /// Joins with a last seq whose events were gone: a fresh snapshot with resync.
+    pub resyncs: IntCounter,
     /// Sessions of stopped pods removed from presence.
     pub sessions_swept: IntCounter,
     /// Writes refused because a bounded buffer was full, by kind.
@@ -199,6 +217,58 @@ impl Metrics {
             )
             .unwrap(),
             pods: IntGauge::new("cluster_pods", "Live pods, as presence lists them").unwrap(),
+            redis_seconds: HistogramVec::new(
+                HistogramOpts::new("cluster_redis_seconds", "Redis round trips by command")
+                    .buckets(vec![
+                        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.5, 2.0,
+                    ]),
+                &["op"],
+            )
+            .unwrap(),
+            redis_errors: IntCounterVec::new(
+                Opts::new(
+                    "cluster_redis_errors_total",
+                    "Redis round trips that failed",
+                ),
+                &["op"],
+            )
+            .unwrap(),
+            events_published: IntCounter::new(
+                "cluster_events_published_total",
+                "Room events numbered and recorded here as their room's home",
+            )
+            .unwrap(),
+            events_received: IntCounter::new(
+                "cluster_events_received_total",
+                "Room events received for local members, once per event",
+            )
+            .unwrap(),
+            gaps_healed: IntCounter::new(
+                "cluster_gaps_healed_total",
+                "Gaps in a room's events filled from history",
+            )
+            .unwrap(),
+            gaps_lost: IntCounter::new(
+                "cluster_gaps_lost_total",
+                "Gaps in a room's events that history could not fill",
+            )
+            .unwrap(),
+            resubscriptions: IntCounter::new(
+                "cluster_resubscriptions_total",
+                "Times the Redis subscription dropped and subscribed again",
+            )
+            .unwrap(),
+            resume_replays: IntCounter::new(
+                "resume_replays_total",
+                "Joins with a last seq that got the missed events replayed",
+            )
+            .unwrap(),
+            resyncs: IntCounter::new(
+                "resyncs_total",
+                "Joins with a last seq whose events were gone, answered with a fresh snapshot",
+            )
+            .unwrap(),
             sessions_swept: IntCounter::new(
                 "cluster_sessions_swept_total",
                 "Sessions of stopped pods removed from presence",
@@ -279,6 +349,15 @@ impl Metrics {
             Box::new(m.publish_failures.clone()),
             Box::new(m.forwards.clone()),
             Box::new(m.pods.clone()),
+            Box::new(m.redis_seconds.clone()),
+            Box::new(m.redis_errors.clone()),
+            Box::new(m.events_published.clone()),
+            Box::new(m.events_received.clone()),
+            Box::new(m.gaps_healed.clone()),
+            Box::new(m.gaps_lost.clone()),
+            Box::new(m.resubscriptions.clone()),
+            Box::new(m.resume_replays.clone()),
+            Box::new(m.resyncs.clone()),
             Box::new(m.sessions_swept.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
@@ -291,6 +370,17 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Brings the subscriber's running totals into the counters.
+    pub(crate) fn sync_cluster(&self, c: parlor_cluster::Counters) {
+        for (counter, total) in [
+            (&self.gaps_healed, c.gaps_healed),
+            (&self.gaps_lost, c.gaps_lost),
+            (&self.resubscriptions, c.resubscriptions),
+        ] {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.

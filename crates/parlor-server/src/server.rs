@@ -126,7 +126,18 @@ pub async fn run(
         )
         .context("auth keys")?,
     );
-    let cluster = parlor_cluster::backends(&cfg.cluster_settings())
+    let redis_observer: parlor_cluster::Observer = {
+        let m = metrics.clone();
+        Arc::new(move |op, took, ok| {
+            m.redis_seconds
+                .with_label_values(&[op])
+                .observe(took.as_secs_f64());
+            if !ok {
+                m.redis_errors.with_label_values(&[op]).inc();
+            }
+        })
+    };
+    let cluster = parlor_cluster::backends(&cfg.cluster_settings(), Some(redis_observer))
         .await
         .context("cluster")?;
     let (directory, presence) = (cluster.directory.clone(), cluster.presence.clone());

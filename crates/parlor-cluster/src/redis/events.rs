@@ -86,6 +86,8 @@ pub(super) struct Subs {
     pub(super) inbox: Mutex<Option<(Vec<u8>, crate::InboxHandler)>>,
     /// Gaps filled from history (for metrics).
     pub(super) healed: AtomicU64,
+    pub(super) lost: AtomicU64,
+    pub(super) resubscribed: AtomicU64,
 }
 
 impl Subs {
@@ -96,6 +98,8 @@ impl Subs {
             probe_seen: AtomicU64::new(0),
             inbox: Mutex::new(None),
             healed: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            resubscribed: AtomicU64::new(0),
         }
     }
 }
@@ -169,8 +173,10 @@ impl RedisBackend {
                     sink.lost(expect - 1);
                 }
                 rs.last = Some(to);
+                self.subs.lost.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.subs.healed.fetch_add(1, Ordering::Relaxed);
             }
-            self.subs.healed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -256,6 +262,12 @@ pub(super) fn on_push(
     info: PushInfo,
     heal: &tokio::sync::mpsc::UnboundedSender<RoomId>,
 ) {
+    if info.kind == PushKind::Disconnection {
+        // The manager reconnects and subscribes again by itself; the position check then
+        // fills what was missed meanwhile.
+        subs.resubscribed.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     if info.kind != PushKind::Message {
         return;
     }

@@ -39,9 +39,10 @@ mod inbox;
 mod lease;
 mod presence;
 mod scripts;
+mod timed;
 
 /// How to reach Redis and what to keep there.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisOptions {
     /// `redis://host:port/db`; RESP3 is switched on whatever the URL says.
     pub url: String,
@@ -55,6 +56,8 @@ pub struct RedisOptions {
     pub retention: Retention,
     /// How often the position check and the liveness probe run.
     pub probe_every: Duration,
+    /// Told of each command round trip.
+    pub observer: Option<crate::Observer>,
 }
 
 impl From<&Settings> for RedisOptions {
@@ -65,7 +68,8 @@ impl From<&Settings> for RedisOptions {
             pod: s.pod.clone(),
             lease: s.lease,
             retention: s.retention,
-            probe_every: Duration::from_secs(1),
+            probe_every: s.probe_every,
+            observer: None,
         }
     }
 }
@@ -150,7 +154,7 @@ struct Job {
 /// Sends queued publishes as pipelines, in order, so that a room's events reach Redis in
 /// the order its home made them, while many are in flight at once.
 async fn publisher(
-    mut con: ConnectionManager,
+    mut con: timed::Timed,
     script: Script,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>,
 ) {
@@ -269,7 +273,11 @@ impl RedisBackend {
             .await
             .map_err(unavailable)?;
         let (publishes, queue) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(publisher(cmd.clone(), Script::new(PUBLISH), queue));
+        let timed = timed::Timed {
+            inner: cmd.clone(),
+            observe: opts.observer.clone(),
+        };
+        tokio::spawn(publisher(timed, Script::new(PUBLISH), queue));
         let me = Arc::new(Self {
             publishes,
             opts,
@@ -288,13 +296,11 @@ impl RedisBackend {
         Ok(me)
     }
 
-    /// Gaps filled from history so far.
-    pub fn gaps_healed(&self) -> u64 {
-        self.subs.healed.load(Ordering::Relaxed)
-    }
-
-    fn con(&self) -> ConnectionManager {
-        self.cmd.clone()
+    fn con(&self) -> timed::Timed {
+        timed::Timed {
+            inner: self.cmd.clone(),
+            observe: self.opts.observer.clone(),
+        }
     }
 
     fn seen<T>(&self, r: std::result::Result<T, RedisError>) -> Result<T> {
@@ -348,5 +354,13 @@ async fn watch(me: Weak<RedisBackend>) {
 impl Health for RedisBackend {
     fn ready(&self) -> bool {
         self.reachable.load(Ordering::Relaxed) && self.probe_ok.load(Ordering::Relaxed)
+    }
+
+    fn counters(&self) -> crate::Counters {
+        crate::Counters {
+            gaps_healed: self.subs.healed.load(Ordering::Relaxed),
+            gaps_lost: self.subs.lost.load(Ordering::Relaxed),
+            resubscriptions: self.subs.resubscribed.load(Ordering::Relaxed),
+        }
     }
 }

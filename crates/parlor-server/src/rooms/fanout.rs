@@ -246,7 +246,25 @@ impl LocalFanout {
 }
 
 impl EventSink for LocalFanout {
+    /// Events were lost and history cannot give them back: members are closed with
+    /// RESUME rather than left to go on from a silent gap.
+    fn lost(&self, after: u64) {
+        let inner = self.lock();
+        tracing::warn!(
+            after,
+            members = inner.members.len(),
+            "room events lost; members resume"
+        );
+        for (_, outbox) in &inner.members {
+            outbox.send(crate::ws::Out::Close(
+                parlor_protocol::close::RESUME,
+                "room events were lost; rejoin with your last seq".into(),
+            ));
+        }
+    }
+
     fn deliver(&self, seq: u64, frame: &Bytes) {
+        self.metrics.events_received.inc();
         if !self.echo.load(Ordering::Relaxed) {
             if let Some((ack, sender)) = own_event(frame) {
                 return self.deliver_without_echo(seq, frame, ack, &sender);

@@ -355,6 +355,7 @@ impl RoomActor {
     ) {
         match r {
             Ok(seq) => {
+                self.deps.metrics.events_published.inc();
                 self.recorded = self.recorded.max(seq);
                 if let (Some((to, _)), Some(frame)) = (&who, answer) {
                     self.direct(to, frame);
@@ -1438,6 +1439,7 @@ impl Handler<Join> for RoomActor {
                 }
             };
             if let Some(seq) = seq {
+                act.deps.metrics.events_published.inc();
                 act.recorded = act.recorded.max(seq);
             }
             if let Some((sub, position)) = sub {
@@ -1464,6 +1466,11 @@ impl Handler<Join> for RoomActor {
                 Some(_) => act.snapshot(room, role, last, true),
                 None => act.snapshot(room, role, last, false),
             };
+            if snap.resumed {
+                act.deps.metrics.resume_replays.inc();
+            } else if snap.resync {
+                act.deps.metrics.resyncs.inc();
+            }
             let events = match replay {
                 Some(Replay::Events(ev)) if snap.resumed => ev,
                 _ => Vec::new(),
