@@ -1,0 +1,290 @@
+//! Recording a room's events, and what happens when recording fails: publish (the
+//! answer waits for it), reload from the checkpoint, rewrite a room the backend lost, and
+//! step down when another pod is home.
+
+use super::*;
+
+/// What a reload found.
+pub(super) enum Reloaded {
+    /// The checkpoint: the room as of its seq.
+    Room(Lease, Room, u64),
+    /// No checkpoint, so the room as held was written back.
+    Rewritten(Lease, Room, u64),
+    /// No checkpoint and nothing held: the room is gone.
+    Gone,
+    /// Another pod is the home.
+    Elsewhere,
+}
+
+/// A publish in flight: resolves to its seq once the event is recorded.
+pub(super) type Published = BoxFuture<'static, Result<u64, ClusterError>>;
+
+/// How long a room's first reload may hold its mailbox.
+pub(super) const RELOAD_WAIT: Duration = Duration::from_secs(2);
+
+impl RoomActor {
+    /// Numbers one room event and publishes it with the checkpoint writes of `parts`, as
+    /// the room is now. The future resolves once the event is recorded.
+    pub(super) fn publish(&mut self, body: Body, parts: &[Part]) -> Published {
+        self.seq += 1;
+        let seq = self.seq;
+        let frame = frame_with_seq(seq, &encode_body(body));
+        let writes = match &self.room {
+            Some(room) if !parts.is_empty() => checkpoint::writes(room, parts),
+            _ => Vec::new(),
+        };
+        let fut = self
+            .deps
+            .broker
+            .publish(&self.id, &self.lease, seq, frame, writes);
+        Box::pin(async move { fut.await.map(|()| seq) })
+    }
+
+    /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
+    /// is recorded.
+    pub(super) fn emit(
+        &mut self,
+        body: Body,
+        parts: &[Part],
+        who: Option<(&Peer, u64)>,
+        answer: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        let fut = self.publish(body, parts);
+        self.settle(fut, who.map(|(o, rid)| (o.clone(), rid)), answer, ctx);
+    }
+
+    /// Waits for a publish without blocking the mailbox (a memory broker has already
+    /// finished), then answers or recovers.
+    pub(super) fn settle(
+        &mut self,
+        mut fut: Published,
+        who: Option<(Peer, u64)>,
+        answer: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        match (&mut fut).now_or_never() {
+            Some(r) => self.settled(r, who, answer, ctx),
+            None => {
+                ctx.spawn(
+                    fut.into_actor(self)
+                        .map(move |r, act, ctx| act.settled(r, who, answer, ctx)),
+                );
+            }
+        }
+    }
+
+    pub(super) fn settled(
+        &mut self,
+        r: Result<u64, ClusterError>,
+        who: Option<(Peer, u64)>,
+        answer: Option<bytes::Bytes>,
+        ctx: &mut Context<Self>,
+    ) {
+        match r {
+            Ok(seq) => {
+                self.deps.metrics.events_published.inc();
+                self.recorded = self.recorded.max(seq);
+                if let (Some((to, _)), Some(frame)) = (&who, answer) {
+                    self.direct(to, frame);
+                }
+            }
+            Err(e) => {
+                if let Some((to, rid)) = &who {
+                    self.err(
+                        to,
+                        *rid,
+                        &CoreError::new(
+                            ErrorCode::Unavailable,
+                            "the room could not record that; try again",
+                        ),
+                    );
+                }
+                self.desync(&e, ctx);
+            }
+        }
+    }
+
+    /// A publish failed: what this actor holds may be ahead of what was recorded, so it
+    /// reloads the recorded room.
+    pub(super) fn desync(&mut self, e: &ClusterError, ctx: &mut Context<Self>) {
+        let reason = match e {
+            ClusterError::Fenced(_) => "fenced",
+            _ => "unavailable",
+        };
+        self.deps
+            .metrics
+            .publish_failures
+            .with_label_values(&[reason])
+            .inc();
+        if self.room.is_none() || self.closed {
+            return;
+        }
+        tracing::warn!(room_id = %self.id, error = %e, "publish failed; reloading the room");
+        self.stale = self.room.take();
+        self.reload(ctx);
+    }
+
+    /// Writes the room through to the directory; `durable` also to the store (persistent
+    /// rooms only), for changes the store keeps: info, settings, bans and mutes, never
+    /// members or presence.
+    pub(super) fn persist(&self, durable: bool) {
+        if let Some(room) = &self.room {
+            let _ = self
+                .writer
+                .send(Write::Put(Box::new(room.clone()), durable));
+        }
+    }
+
+    /// Reloads the room from its checkpoint, after every queued write has landed, taking the
+    /// lease again. The first try holds the mailbox for up to `RELOAD_WAIT`, so that
+    /// actions right behind a restart are handled, not refused; if the backend is down,
+    /// later tries run beside the mailbox and actions are refused as unavailable meanwhile.
+    pub(super) fn reload(&mut self, ctx: &mut Context<Self>) {
+        self.reload_with(true, ctx);
+    }
+
+    pub(super) fn reload_with(&mut self, first: bool, ctx: &mut Context<Self>) {
+        let deps = self.deps.clone();
+        let id = self.id.clone();
+        let (done, landed) = oneshot::channel();
+        let _ = self.writer.send(Write::Barrier(done));
+        // What to go on from if the checkpoint is gone: the room as held, at the newest
+        // event known to be recorded.
+        let stale = self.stale.clone().map(|r| (r, self.recorded));
+        let fut = tokio::time::timeout(RELOAD_WAIT, async move {
+            let _ = landed.await;
+            let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
+                Claim::Home(l) => l,
+                Claim::Elsewhere(_) => return Ok(Reloaded::Elsewhere),
+            };
+            if let Some(cp) = deps.broker.load(&id).await? {
+                if let Some(room) = cp.room()? {
+                    return Ok(Reloaded::Room(lease, room, cp.seq));
+                }
+            }
+            let Some((room, seq)) = stale else {
+                return Ok(Reloaded::Gone);
+            };
+            // The backend lost the room (a Redis flush or restart without persistence):
+            // write it back whole; its history is gone, so members are resynced.
+            deps.broker
+                .reset(&id, &lease, seq, checkpoint::full(&room))
+                .await?;
+            Ok::<_, ClusterError>(Reloaded::Rewritten(lease, room, seq))
+        })
+        .into_actor(self)
+        .map(|res, act, ctx| {
+            let res =
+                res.unwrap_or_else(|_| Err(ClusterError::Unavailable("reload timed out".into())));
+            let (lease, room, seq, rewritten) = match res {
+                Ok(Reloaded::Room(l, r, s)) => (l, r, s, false),
+                Ok(Reloaded::Rewritten(l, r, s)) => (l, r, s, true),
+                Ok(Reloaded::Gone) => return act.vanish(ctx),
+                Ok(Reloaded::Elsewhere) => return act.deposed(ctx),
+                Err(e) => {
+                    tracing::error!(room_id = %act.id, error = %e, "room reload failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| {
+                        act.reload_with(false, ctx)
+                    });
+                    return;
+                }
+            };
+            tracing::info!(room_id = %act.id, seq, rewritten, "room reloaded");
+            act.fanout.set_echo(room.settings.echo_events);
+            if lease != act.lease {
+                act.manager.do_send(Relet {
+                    room_id: act.id.clone(),
+                    lease: lease.clone(),
+                });
+            }
+            act.lease = lease;
+            act.seq = seq;
+            act.recorded = seq;
+            act.stale = None;
+            act.room = Some(room);
+            act.hold_absent(ctx);
+            if rewritten {
+                act.resync_all(ctx);
+            }
+        });
+        if first {
+            ctx.wait(fut);
+        } else {
+            ctx.spawn(fut);
+        }
+    }
+
+    /// After the backend lost the room's history: lists the room again and sends every
+    /// member, on every pod, a fresh snapshot as a room event (`RoomJoined` with `resync`),
+    /// so that nobody goes on from a gap unknowingly.
+    pub(super) fn resync_all(&mut self, ctx: &mut Context<Self>) {
+        self.persist(false);
+        let Some(room) = &self.room else { return };
+        let mut snap = self.snapshot(room, RoomRole::Player, self.seq + 1, true);
+        snap.your_role = v1::RoomRole::Unspecified as i32;
+        self.emit(Body::RoomJoined(snap), &[], None, None, ctx);
+    }
+
+    /// Members the reloaded room holds who have no session here keep their seat for the
+    /// reconnect grace, as after a dropped socket.
+    pub(super) fn hold_absent(&mut self, ctx: &mut Context<Self>) {
+        let Some(room) = &self.room else { return };
+        let absent: Vec<UserId> = room
+            .members
+            .iter()
+            .map(|m| m.user_id.clone())
+            .filter(|u| !self.locals.contains_key(u) && !self.away.contains_key(u))
+            .collect();
+        let grace = Duration::from_secs(self.deps.cfg.rooms.reconnect_grace_secs);
+        for user in absent {
+            self.arm_away(user, grace, ctx);
+        }
+    }
+
+    /// Another pod is the room's home now: local members are told to come back, and the
+    /// actor stops without touching the room's shared state.
+    pub(super) fn deposed(&mut self, ctx: &mut Context<Self>) {
+        tracing::warn!(room_id = %self.id, "no longer this room's home");
+        for (user, mut local) in self.locals.drain() {
+            Self::collect_stats(&mut self.pending_stats, &user, &mut local);
+            self.fanout.remove(&user);
+            local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
+        }
+        self.closed = true;
+        self.flush();
+        for t in self
+            .timers
+            .drain(..)
+            .chain(self.away.drain().map(|(_, t)| t))
+        {
+            ctx.cancel_future(t);
+        }
+        if let Some(sub) = self.sub.take() {
+            let (deps, id) = (self.deps.clone(), self.id.clone());
+            actix::spawn(async move {
+                let _ = deps.broker.unsubscribe(&id, sub).await;
+            });
+        }
+        self.manager.do_send(Closed {
+            room_id: self.id.clone(),
+        });
+    }
+}
+
+/// The room's lease could not be renewed: the room takes it again if it can (Redis lost
+/// its data) or stops here (another pod is its home).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Recheck;
+
+impl Handler<Recheck> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Recheck, ctx: &mut Context<Self>) {
+        if !self.closed && self.room.is_some() {
+            self.stale = self.room.take();
+            self.reload(ctx);
+        }
+    }
+}
