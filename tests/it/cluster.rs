@@ -7,7 +7,7 @@ use parlor_client::{v1, Body, Connection};
 use parlor_testkit::RedisServer;
 
 use super::support::{
-    create, join_id, metric, refused, spawn_pod, store_config, StoreKind, TestServer, T,
+    create, join_id, metric, moderate, refused, spawn_pod, store_config, StoreKind, TestServer, T,
 };
 
 /// Three pods (or `n`) on one Redis and one store, each its own actix System.
@@ -376,18 +376,7 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
         (&banned_id, v1::ModerationAction::Ban),
         (&c_id, v1::ModerationAction::Mute),
     ] {
-        let f = owner
-            .request(
-                Body::Moderate(v1::Moderate {
-                    room_id: room.id.clone(),
-                    user_id: target.clone(),
-                    action: action as i32,
-                    reason: String::new(),
-                }),
-                T,
-            )
-            .await
-            .unwrap();
+        let f = moderate(&mut owner, &room.id, target, action, "").await;
         assert!(matches!(f.body, Body::Ack(_)), "{f:?}");
     }
     b.chat(&room.id, "before").await.unwrap();
@@ -637,18 +626,14 @@ async fn a_kick_a_dm_and_an_account_deletion_each_cross_pods() {
     );
 
     // A kick from the home pod reaches the member on pod 1, which stops getting events.
-    let f = owner
-        .request(
-            Body::Moderate(v1::Moderate {
-                room_id: room.id.clone(),
-                user_id: m_id.clone(),
-                action: v1::ModerationAction::Kick as i32,
-                reason: "out".into(),
-            }),
-            T,
-        )
-        .await
-        .unwrap();
+    let f = moderate(
+        &mut owner,
+        &room.id,
+        &m_id,
+        v1::ModerationAction::Kick,
+        "out",
+    )
+    .await;
     assert!(matches!(f.body, Body::Ack(_)), "{f:?}");
     let left = m
         .wait_for(T, |f| match &f.body {

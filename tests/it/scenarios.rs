@@ -230,18 +230,14 @@ async fn a_kick_removes_the_member_and_tells_the_others() {
         v1::ErrorCode::Forbidden
     );
 
-    let ack = owner
-        .request(
-            Body::Moderate(v1::Moderate {
-                room_id: room.id.clone(),
-                user_id: troll.clone(),
-                action: v1::ModerationAction::Kick as i32,
-                reason: "spam".into(),
-            }),
-            T,
-        )
-        .await
-        .unwrap();
+    let ack = moderate(
+        &mut owner,
+        &room.id,
+        &troll,
+        v1::ModerationAction::Kick,
+        "spam",
+    )
+    .await;
     assert!(matches!(ack.body, Body::Ack(_)));
 
     // The kicked member sees the room's Moderated event, and only then its RoomLeft: room

@@ -361,3 +361,24 @@ pub(crate) fn free_port() -> std::net::SocketAddr {
         .local_addr()
         .unwrap()
 }
+
+/// Sends a Moderate request and returns the answer frame.
+pub(crate) async fn moderate(
+    c: &mut Connection,
+    room: &str,
+    user: &str,
+    action: v1::ModerationAction,
+    reason: &str,
+) -> Frame {
+    c.request(
+        Body::Moderate(v1::Moderate {
+            room_id: room.to_owned(),
+            user_id: user.to_owned(),
+            action: action as i32,
+            reason: reason.to_owned(),
+        }),
+        T,
+    )
+    .await
+    .unwrap()
+}

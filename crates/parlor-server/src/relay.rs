@@ -137,6 +137,22 @@ pub(crate) struct Relay {
     pending: Mutex<Pending>,
 }
 
+/// What a relay is built from.
+pub(crate) struct RelayParts {
+    pub(crate) pod: String,
+    pub(crate) inbox: Arc<dyn Inbox>,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) leases: Arc<dyn Leases>,
+    /// How often homes are checked is a third of this.
+    pub(crate) lease_time: Duration,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) sessions: Sessions,
+    pub(crate) live: LiveRooms,
+    pub(crate) manager: Addr<RoomManager>,
+    pub(crate) conns: Addr<ConnectionManager>,
+    pub(crate) users: Addr<UserManager>,
+}
+
 /// Forwarded joins waiting for their answer, by (session id, request id).
 type Pending = HashMap<(String, u64), oneshot::Sender<ApiResult<()>>>;
 
@@ -150,23 +166,23 @@ fn session_no(pod: &str, session_id: &str) -> u64 {
 
 impl Relay {
     /// Starts reading this pod's inbox.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn start(
-        pod: &str,
-        inbox: Arc<dyn Inbox>,
-        broker: Arc<dyn Broker>,
-        leases: Arc<dyn Leases>,
-        lease_time: Duration,
-        metrics: Arc<Metrics>,
-        sessions: Sessions,
-        live: LiveRooms,
-        manager: Addr<RoomManager>,
-        conns: Addr<ConnectionManager>,
-        users: Addr<UserManager>,
-    ) -> anyhow::Result<Arc<Relay>> {
+    pub(crate) async fn start(p: RelayParts) -> anyhow::Result<Arc<Relay>> {
+        let RelayParts {
+            pod,
+            inbox,
+            broker,
+            leases,
+            lease_time,
+            metrics,
+            sessions,
+            live,
+            manager,
+            conns,
+            users,
+        } = p;
         let relay = Arc::new(Relay {
             link: Arc::new(PodLink {
-                pod: pod.into(),
+                pod: pod.as_str().into(),
                 inbox: inbox.clone(),
             }),
             broker,
@@ -183,7 +199,7 @@ impl Relay {
         // One task reads the inbox in order; the handler only queues.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
         inbox
-            .listen(pod, Arc::new(move |m| drop(tx.send(m))))
+            .listen(&pod, Arc::new(move |m| drop(tx.send(m))))
             .await?;
         let me = Arc::downgrade(&relay);
         actix::spawn(async move {

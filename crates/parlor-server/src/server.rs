@@ -23,7 +23,7 @@ use crate::{
     connections::{self, ConnectionManager},
     error::{ApiError, ApiResult},
     http,
-    relay::{Relay, Sessions},
+    relay::{Relay, RelayParts, Sessions},
     rooms::{LiveRooms, RoomDeps, RoomManager},
     stats::{self, StatsTracker},
     users::{UserCache, UserManager},
@@ -234,19 +234,19 @@ pub async fn run(
         Supervisor::start(move |_| RoomManager::new(deps, handles, live))
     };
     let sessions = Sessions::default();
-    let relay = Relay::start(
-        &cfg.server.pod_name,
-        cluster.inbox.clone(),
-        cluster.broker.clone(),
-        cluster.leases.clone(),
-        Duration::from_millis(cfg.cluster.lease_ms),
-        metrics.clone(),
-        sessions.clone(),
-        live_rooms.clone(),
-        rooms.clone(),
-        conns.clone(),
-        users.clone(),
-    )
+    let relay = Relay::start(RelayParts {
+        pod: cfg.server.pod_name.clone(),
+        inbox: cluster.inbox.clone(),
+        broker: cluster.broker.clone(),
+        leases: cluster.leases.clone(),
+        lease_time: Duration::from_millis(cfg.cluster.lease_ms),
+        metrics: metrics.clone(),
+        sessions: sessions.clone(),
+        live: live_rooms.clone(),
+        manager: rooms.clone(),
+        conns: conns.clone(),
+        users: users.clone(),
+    })
     .await
     .context("pod inbox")?;
 
