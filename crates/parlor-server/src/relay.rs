@@ -153,8 +153,9 @@ pub(crate) struct RelayParts {
     pub(crate) users: Addr<UserManager>,
 }
 
-/// Forwarded joins waiting for their answer, by (session id, request id).
-type Pending = HashMap<(String, u64), oneshot::Sender<ApiResult<()>>>;
+/// Forwarded joins waiting for their answer, by (session id, room id, request id): a
+/// session that follows two moved rooms at once rejoins both with request id 0.
+type Pending = HashMap<(String, String, u64), oneshot::Sender<ApiResult<()>>>;
 
 /// A remote session's number in its room's home: rooms tell sessions apart by number.
 fn session_no(pod: &str, session_id: &str) -> u64 {
@@ -569,14 +570,15 @@ impl Relay {
     ) -> ApiResult<()> {
         self.hold(&room, &who.user_id, &session_id, &home).await?;
         let (tx, rx) = oneshot::channel();
-        self.pending().insert((session_id.clone(), rid), tx);
+        self.pending()
+            .insert((session_id.clone(), room.0.clone(), rid), tx);
         let request = encode_join(&room, &spec, rid);
         self.forward(&home, &room, &who, &session_id, request, false);
         let answer = tokio::time::timeout(JOIN_TIMEOUT, rx).await;
         let result = match answer {
             Ok(Ok(r)) => r,
             _ => {
-                self.pending().remove(&(session_id, rid));
+                self.pending().remove(&(session_id, room.0.clone(), rid));
                 Err(ApiError::unavailable(
                     "the room's pod did not answer in time; try again",
                 ))
@@ -692,7 +694,9 @@ impl Relay {
     }
 
     async fn on_seated(&self, home: &str, s: v1::Seated) {
-        let waiting = self.pending().remove(&(s.session_id.clone(), s.request_id));
+        let waiting =
+            self.pending()
+                .remove(&(s.session_id.clone(), s.room_id.clone(), s.request_id));
         let room = RoomId(s.room_id);
         let user = UserId(s.user_id);
         let session = self.sessions.get(&s.session_id);
@@ -735,7 +739,8 @@ impl Relay {
     async fn on_notice(&self, n: v1::Notice) {
         match n.kind {
             Some(v1::notice::Kind::JoinFailed(e)) => {
-                if let Some(tx) = self.pending().remove(&(n.session_id, n.request_id)) {
+                let key = (n.session_id, n.room_id, n.request_id);
+                if let Some(tx) = self.pending().remove(&key) {
                     let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
                     let _ = tx.send(Err(ApiError::new(code, e.message)));
                 }
