@@ -43,6 +43,9 @@ use crate::{
     Metrics,
 };
 
+/// Events a remote room's fan-out keeps for joiners whose seating arrives after them.
+const SEATING_WINDOW: usize = 64;
+
 /// How long a forwarded join waits for the home pod's answer.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -274,11 +277,10 @@ impl Relay {
         let Some(r) = remote.get_mut(room) else {
             return Vec::new();
         };
-        let at = r.fanout.position();
         let mut out = Vec::new();
         for (user, session_id) in &r.users {
-            r.fanout.remove(user);
-            if let Some(s) = self.sessions.get(session_id) {
+            let at = r.fanout.take(user);
+            if let (Some(at), Some(s)) = (at, self.sessions.get(session_id)) {
                 out.push((session_id.clone(), s, at));
             }
         }
@@ -662,7 +664,7 @@ impl Relay {
             r.users.insert(user.clone(), session_id.to_owned());
             return Ok(());
         }
-        let fanout = LocalFanout::new(self.metrics.clone());
+        let fanout = LocalFanout::keeping(self.metrics.clone(), SEATING_WINDOW);
         let (sub, position) = self.broker.subscribe(room, fanout.clone()).await?;
         fanout.start_at(position);
         remote.insert(

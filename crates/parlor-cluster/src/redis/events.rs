@@ -129,8 +129,10 @@ impl RedisBackend {
         Ok(parse_entries(self.seen(r)?))
     }
 
-    /// Fills a room's gap from history, then delivers what was held.
-    async fn heal(&self, room: RoomId) {
+    /// Fills a room's gaps from history, then delivers what was held: up to the first
+    /// held frame, or up to `target` (the room's seq, when the position check found a
+    /// stall and nothing is held).
+    async fn heal(&self, room: RoomId, target: Option<u64>) {
         loop {
             let (from, to) = {
                 let mut rooms = lock(&self.subs.rooms);
@@ -139,12 +141,16 @@ impl RedisBackend {
                 };
                 let Some(last) = rs.last else { return };
                 let gap = rs.drain();
+                let last = rs.last.unwrap_or(last);
                 let to = match rs.held.keys().next() {
                     Some(first) if gap => first - 1,
-                    _ => {
-                        rs.healing = false;
-                        return;
-                    }
+                    _ => match target {
+                        Some(t) if t > last => t,
+                        _ => {
+                            rs.healing = false;
+                            return;
+                        }
+                    },
                 };
                 (last + 1, to)
             };
@@ -160,7 +166,8 @@ impl RedisBackend {
             let Some(rs) = rooms.get_mut(&room) else {
                 return;
             };
-            let mut expect = from;
+            // Frames may have arrived meanwhile; deliver only what is still missing.
+            let mut expect = rs.last.map_or(from, |l| l + 1);
             for (seq, _, frame) in entries {
                 if seq == expect {
                     rs.deliver(seq, &frame);
@@ -191,7 +198,7 @@ impl RedisBackend {
             let Ok(seq) = self.seq_of(&room).await else {
                 return;
             };
-            let start = {
+            let stalled = {
                 let mut all = lock(&self.subs.rooms);
                 let Some(rs) = all.get_mut(&room) else {
                     continue;
@@ -199,25 +206,11 @@ impl RedisBackend {
                 let Some(last) = rs.last else { continue };
                 let stalled = seq > last && rs.checked_at == Some(last) && !rs.healing;
                 rs.checked_at = Some(last);
-                if stalled {
-                    rs.healing = true;
-                    // A marker past the gap, so that heal fetches up to `seq`.
-                    rs.held.entry(seq + 1).or_insert_with(Bytes::new);
-                }
+                rs.healing |= stalled;
                 stalled
             };
-            if start {
-                self.heal_to(room, seq).await;
-            }
-        }
-    }
-
-    async fn heal_to(&self, room: RoomId, seq: u64) {
-        self.heal(room.clone()).await;
-        // Drop the marker if heal left it.
-        if let Some(rs) = lock(&self.subs.rooms).get_mut(&room) {
-            if rs.held.get(&(seq + 1)).is_some_and(Bytes::is_empty) {
-                rs.held.remove(&(seq + 1));
+            if stalled {
+                self.heal(room, Some(seq)).await;
             }
         }
     }
@@ -332,7 +325,7 @@ pub(super) async fn healer(
 ) {
     while let Some(room) = rx.recv().await {
         let Some(me) = me.upgrade() else { return };
-        me.heal(room).await;
+        me.heal(room, None).await;
     }
 }
 
@@ -487,7 +480,7 @@ impl Broker for RedisBackend {
             };
             let (position, gap) = gap;
             if gap {
-                self.heal(room).await;
+                self.heal(room, None).await;
             }
             Ok((id, position))
         })

@@ -54,6 +54,10 @@ struct Inner {
     waiting: Vec<(UserId, Outbox, u64)>,
     /// The seq of the newest event delivered.
     position: u64,
+    /// The newest events, oldest first, for a joiner seated after some of them went out
+    /// (its seating came on another channel than the events). Empty when `keep` is 0.
+    recent: std::collections::VecDeque<(u64, Bytes)>,
+    keep: usize,
     /// The server-side WebSocket codec (unmasked frames), as each connection's body uses.
     codec: Codec,
     /// Framed events not yet pushed, and how many.
@@ -79,6 +83,8 @@ impl LocalFanout {
                 members: Vec::new(),
                 waiting: Vec::new(),
                 position: 0,
+                recent: std::collections::VecDeque::new(),
+                keep: 0,
                 codec: Codec::new(),
                 pending: BytesMut::new(),
                 frames: 0,
@@ -94,10 +100,32 @@ impl LocalFanout {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A fan-out that keeps its newest `keep` events, for members seated by a message that
+    /// may come after events it should have had (a room homed on another pod).
+    pub(crate) fn keeping(metrics: Arc<Metrics>, keep: usize) -> Arc<Self> {
+        let me = Self::new(metrics);
+        me.lock().keep = keep;
+        me
+    }
+
     /// Adds or replaces a member's outbox, to get every event after seq `after`.
     pub(crate) fn insert(&self, user: UserId, outbox: Outbox, after: u64) {
         let mut inner = self.lock();
         push_pending(&mut inner);
+        if after < inner.position {
+            // Events it should have had went out before it was seated.
+            let first = inner.recent.front().map_or(u64::MAX, |(s, _)| *s);
+            if first > after + 1 {
+                outbox.send(crate::ws::Out::Close(
+                    parlor_protocol::close::RESUME,
+                    "room events went by while joining; rejoin with your last seq".into(),
+                ));
+                return;
+            }
+            for (_, f) in inner.recent.iter().filter(|(s, _)| *s > after) {
+                outbox.push(f.clone());
+            }
+        }
         let before = inner.members.len() + inner.waiting.len();
         inner.members.retain(|(u, _)| u != &user);
         inner.waiting.retain(|(u, _, _)| u != &user);
@@ -111,14 +139,31 @@ impl LocalFanout {
         }
     }
 
-    /// The seq of the newest event delivered.
-    pub(crate) fn position(&self) -> u64 {
-        self.lock().position
+    /// Where a new subscription starts: the broker delivers every event after `seq`
+    /// (some may have been delivered already: the position never goes back).
+    pub(crate) fn start_at(&self, seq: u64) {
+        let mut inner = self.lock();
+        inner.position = inner.position.max(seq);
     }
 
-    /// Where a new subscription starts: the broker delivers every event after `seq`.
-    pub(crate) fn start_at(&self, seq: u64) {
-        self.lock().position = seq;
+    /// Takes a member out, returning the seq it had reached (its snapshot's, if it was
+    /// still waiting), so that it can join again from there.
+    pub(crate) fn take(&self, user: &UserId) -> Option<u64> {
+        let mut inner = self.lock();
+        push_pending(&mut inner);
+        let waiting = inner
+            .waiting
+            .iter()
+            .find(|(u, _, _)| u == user)
+            .map(|(_, _, after)| *after);
+        let active = inner.members.iter().any(|(u, _)| u == user);
+        inner.members.retain(|(u, _)| u != user);
+        inner.waiting.retain(|(u, _, _)| u != user);
+        let at = waiting.or(active.then_some(inner.position));
+        if at.is_some() {
+            self.metrics.members.dec();
+        }
+        at
     }
 
     /// Removes a member, after pushing it the events delivered so far; returns whether it
@@ -178,8 +223,14 @@ impl LocalFanout {
 }
 
 /// Adds the members waiting for `seq`, once the batch up to it has gone out.
-fn admit_waiting(inner: &mut Inner, seq: u64) {
+fn admit_waiting(inner: &mut Inner, seq: u64, frame: &Bytes) {
     inner.position = seq;
+    if inner.keep > 0 {
+        if inner.recent.len() == inner.keep {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back((seq, frame.clone()));
+    }
     if inner.waiting.iter().all(|(_, _, after)| *after > seq) {
         return;
     }
@@ -238,7 +289,7 @@ impl LocalFanout {
             }
         }
         let n = members.len();
-        admit_waiting(&mut inner, seq);
+        admit_waiting(&mut inner, seq, frame);
         drop(inner);
         self.metrics.fanout_size.observe(n as f64);
         self.metrics.out_room_event.inc_by(n as u64);
@@ -255,7 +306,8 @@ impl EventSink for LocalFanout {
             members = inner.members.len(),
             "room events lost; members resume"
         );
-        for (_, outbox) in &inner.members {
+        let waiting = inner.waiting.iter().map(|(_, o, _)| o);
+        for outbox in inner.members.iter().map(|(_, o)| o).chain(waiting) {
             outbox.send(crate::ws::Out::Close(
                 parlor_protocol::close::RESUME,
                 "room events were lost; rejoin with your last seq".into(),
@@ -280,7 +332,7 @@ impl EventSink for LocalFanout {
         if full {
             push_pending(&mut inner);
         }
-        admit_waiting(&mut inner, seq);
+        admit_waiting(&mut inner, seq, frame);
         drop(inner);
         self.metrics.fanout_size.observe(n as f64);
         self.metrics.out_room_event.inc_by(n as u64);
@@ -516,5 +568,36 @@ mod tests {
         );
         assert!(fanout.remove(&UserId("b".into())));
         assert_eq!(fanout.len(), 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_member_seated_late_gets_what_went_by_and_is_taken_out_where_it_was() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::keeping(metrics.clone(), 4);
+        fanout.start_at(10);
+        // A subscription's position never goes back.
+        fanout.start_at(3);
+        for (seq, e) in [(11, &b"e11"[..]), (12, b"e12"), (13, b"e13")] {
+            fanout.deliver(seq, &Bytes::from_static(e));
+        }
+        // Seated after 11, when 12 and 13 had gone out already: it gets them first.
+        let (outbox, mut late) = Outbox::detached(limits(1 << 20), metrics.clone());
+        fanout.insert(UserId("late".into()), outbox, 11);
+        fanout.deliver(14, &Bytes::from_static(b"e14"));
+        tokio::task::yield_now().await;
+        let got: Vec<Vec<u8>> = received(&mut late).concat();
+        assert_eq!(got, vec![b"e12".to_vec(), b"e13".to_vec(), b"e14".to_vec()]);
+        // Too far back for what is kept: closed, to rejoin with its last seq.
+        let (outbox, mut stale) = Outbox::detached(limits(1 << 20), metrics.clone());
+        fanout.insert(UserId("stale".into()), outbox, 2);
+        assert!(
+            matches!(stale.try_recv(), Some(Out::Close(c, _)) if c == parlor_protocol::close::RESUME)
+        );
+        // Taken out at the seq reached; a waiting one at its snapshot's.
+        let (outbox, _w) = Outbox::detached(limits(1 << 20), metrics.clone());
+        fanout.insert(UserId("ahead".into()), outbox, 20);
+        assert_eq!(fanout.take(&UserId("late".into())), Some(14));
+        assert_eq!(fanout.take(&UserId("ahead".into())), Some(20));
+        assert_eq!(fanout.take(&UserId("late".into())), None);
     }
 }

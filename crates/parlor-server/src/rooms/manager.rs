@@ -198,6 +198,8 @@ pub(crate) struct FindOrCreate {
 #[rtype(result = "()")]
 pub(crate) struct Closed {
     pub(crate) room_id: RoomId,
+    /// The actor that closed, so that a room reopened since keeps its entry.
+    pub(crate) room: Addr<RoomActor>,
 }
 
 /// A room actor took its room's lease again, with this epoch (after a reload).
@@ -453,13 +455,10 @@ impl Handler<Closed> for RoomManager {
 
     fn handle(&mut self, msg: Closed, _ctx: &mut Context<Self>) {
         let mut live = self.live.write();
-        let reopened = live.get(&msg.room_id).is_some_and(|a| a.connected());
-        if !reopened {
-            self.leases.remove(&msg.room_id);
-        }
-        // A room reopened since this actor closed keeps its entry.
-        if live.get(&msg.room_id).is_some_and(|a| !a.connected()) {
+        // Only the closing actor's own entry goes: a room reopened since keeps its own.
+        if live.get(&msg.room_id) == Some(&msg.room) {
             live.remove(&msg.room_id);
+            self.leases.remove(&msg.room_id);
             self.deps.metrics.rooms.dec();
         }
     }

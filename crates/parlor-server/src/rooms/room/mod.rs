@@ -429,6 +429,7 @@ impl RoomActor {
         });
         self.manager.do_send(Closed {
             room_id: self.id.clone(),
+            room: ctx.address(),
         });
         tracing::debug!(room_id = %self.id, "room closed");
     }

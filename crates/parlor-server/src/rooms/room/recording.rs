@@ -268,6 +268,7 @@ impl RoomActor {
         }
         self.manager.do_send(Closed {
             room_id: self.id.clone(),
+            room: ctx.address(),
         });
     }
 }
