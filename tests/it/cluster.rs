@@ -887,3 +887,56 @@ async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
     }
     drop(slow);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_behind_what_was_recorded_is_rewritten_and_members_resync() {
+    let cluster = Cluster::start(2).await;
+    let mut a = cluster.guest(0, "a").await;
+    let room = a
+        .create_room(create("rewound", "cards"))
+        .await
+        .unwrap()
+        .room
+        .unwrap();
+    let mut b = cluster.guest(1, "b").await;
+    b.join_room(join_id(&room.id)).await.unwrap();
+    for i in 0..5 {
+        assert!(say(&mut a, &room.id, &format!("kept {i}")).await);
+    }
+    // Redis comes back from older data: the room's seq is behind what was recorded.
+    let client = redis::Client::open(cluster.redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("parlor:{{{}}}:state", room.id))
+        .arg("seq")
+        .arg(2)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // The next event is refused by Redis (its seq is not next); the room reloads, finds
+    // the checkpoint behind, writes the room back and resyncs everyone.
+    assert!(!say(&mut a, &room.id, "refused").await);
+    let mut back = false;
+    for i in 0..40 {
+        if say(&mut a, &room.id, &format!("after {i}")).await {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(back, "the room never took events again");
+    let mut resynced = false;
+    let after = loop {
+        let f = b.next_frame(T).await.unwrap();
+        match &f.body {
+            Body::RoomJoined(j) if f.seq > 0 && j.resync => resynced = true,
+            Body::ChatMessage(m) if m.text.starts_with("after") => break f.seq,
+            _ => {}
+        }
+    };
+    assert!(resynced, "b was not resynced");
+    assert!(
+        after > 6,
+        "the seq went on from what was recorded, not from the rewound one"
+    );
+}

@@ -160,7 +160,13 @@ impl RoomActor {
             };
             if let Some(cp) = deps.broker.load(&id).await? {
                 if let Some(room) = cp.room()? {
-                    return Ok(Reloaded::Room(lease, room, cp.seq));
+                    // A checkpoint behind what was recorded (Redis came back from older
+                    // data) would make pods that were ahead drop the new events as
+                    // duplicates: the room as held is written back instead.
+                    let behind = stale.as_ref().is_some_and(|(_, seq)| cp.seq < *seq);
+                    if !behind {
+                        return Ok(Reloaded::Room(lease, room, cp.seq));
+                    }
                 }
             }
             let Some((room, seq)) = stale else {
