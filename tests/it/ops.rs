@@ -297,7 +297,11 @@ async fn a_silent_client_is_closed_after_the_idle_timeout() {
 }
 
 fn parlor() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_parlor"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parlor"));
+    for k in inherited_parlor_vars() {
+        cmd.env_remove(k);
+    }
+    cmd
 }
 
 /// Runs `parlor serve` in `dir` with `env`, expects it to refuse to start, and returns

@@ -342,7 +342,11 @@ pub(crate) fn spawn_pod(
     std::net::SocketAddr,
 ) {
     let (public, admin) = (free_port(), free_port());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_parlor"));
+    for k in inherited_parlor_vars() {
+        cmd.env_remove(k);
+    }
+    let child = cmd
         .current_dir(dir)
         .envs(env.iter().cloned())
         .args(["serve", "--public-addr", &public.to_string()])
@@ -381,4 +385,14 @@ pub(crate) async fn moderate(
     )
     .await
     .unwrap()
+}
+
+/// The `PARLOR_*` variables of the test's own environment (`PARLOR_SECANTUS_VENV`, say):
+/// a pod would read them as config and refuse the unknown ones, so spawned pods get only
+/// the ones a test gives them.
+pub(crate) fn inherited_parlor_vars() -> Vec<String> {
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("PARLOR_"))
+        .collect()
 }
