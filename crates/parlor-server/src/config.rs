@@ -574,6 +574,8 @@ mod tests {
     #[allow(clippy::result_large_err)]
     fn file_then_env_then_cli_and_errors_name_fields() {
         figment::Jail::expect_with(|jail| {
+            // The test's own environment may hold PARLOR_* variables of the tooling's.
+            jail.clear_env();
             jail.create_file(
                 "parlor.toml",
                 "[server]\nworkers = 3\n[ws]\noutbound_soft_ms = 500\n",
