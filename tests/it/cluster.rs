@@ -220,7 +220,7 @@ async fn fifty_joins_from_three_pods_seat_exactly_ten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_join_or_creates_on_three_pods_fill_rooms_of_eight_in_turn() {
-    let cluster = Cluster::start(3).await;
+    let cluster = Cluster::with(3, |c| c.rooms.join_or_create_seats = 8).await;
     let mut conns = Vec::new();
     for i in 0..30 {
         conns.push(cluster.guest(i, &format!("q{i}")).await);
@@ -252,8 +252,8 @@ async fn thirty_join_or_creates_on_three_pods_fill_rooms_of_eight_in_turn() {
     }
     let mut sizes: Vec<usize> = rooms.values().copied().collect();
     sizes.sort_unstable();
-    // Rooms of the default 16 seats: 30 joiners need two, filled in turn.
-    assert_eq!(sizes, vec![14, 16], "rooms {rooms:?}");
+    // Rooms of 8: 30 joiners need four, filled in turn, and no more are made.
+    assert_eq!(sizes, vec![6, 8, 8, 8], "rooms {rooms:?}");
 }
 
 /// A real `parlor serve` process in a cluster.

@@ -128,6 +128,8 @@ pub struct RoomsConfig {
     /// A non-persistent room created with nobody in it closes after this unless someone
     /// joins. (A room closes as soon as its last member leaves.) Default 300 s.
     pub empty_room_ttl_secs: u64,
+    /// Seats of the rooms JoinOrCreate makes. Default 16.
+    pub join_or_create_seats: u32,
     /// A member whose socket drops keeps their seat, marked away, this long; 0 frees it at
     /// once. Default 30 s.
     pub reconnect_grace_secs: u64,
@@ -309,6 +311,7 @@ impl Default for RoomsConfig {
             snapshot_chat: 50,
             chat_backlog_max: 10_000,
             empty_room_ttl_secs: 300,
+            join_or_create_seats: parlor_core::DEFAULT_MAX_MEMBERS,
             reconnect_grace_secs: 30,
         }
     }
@@ -457,6 +460,14 @@ impl Config {
         }
         if self.limits.max_members == 0 {
             return Err(field("limits.max_members", "must be > 0"));
+        }
+        if self.rooms.join_or_create_seats == 0
+            || self.rooms.join_or_create_seats > self.limits.max_members
+        {
+            return Err(field(
+                "rooms.join_or_create_seats",
+                "must be 1 to limits.max_members",
+            ));
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return Err(field("log_format", "must be \"json\" or \"pretty\""));

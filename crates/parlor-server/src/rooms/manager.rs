@@ -397,6 +397,7 @@ impl Handler<FindOrCreate> for RoomManager {
                     name: format!("{} room", msg.kind),
                     kind: msg.kind.clone(),
                     visibility: v1::Visibility::Public as i32,
+                    max_members: deps.cfg.rooms.join_or_create_seats,
                     ..Default::default()
                 };
                 let made = create(deps.clone(), req, msg.who.clone()).await;
