@@ -708,7 +708,10 @@ impl Handler<Join> for RoomActor {
             (self.sub.is_none() && local.peer.outbox().is_some()).then(|| self.fanout.clone());
         let fut = async move {
             let seq = match recorded {
-                Some(recorded) => Some(recorded.await.map_err(|e| (true, e))?),
+                Some(p) => {
+                    p.recorded.await.map_err(|e| (true, e))?;
+                    Some(p.seq)
+                }
                 None => None,
             };
             let sub = match sink {

@@ -16,8 +16,11 @@ pub(super) enum Reloaded {
     Elsewhere,
 }
 
-/// A publish in flight: resolves to its seq once the event is recorded.
-pub(super) type Published = BoxFuture<'static, Result<u64, ClusterError>>;
+/// A publish in flight: its seq, and the broker's answer once the event is recorded.
+pub(super) struct Published {
+    pub(super) seq: u64,
+    pub(super) recorded: BoxFuture<'static, Result<(), ClusterError>>,
+}
 
 /// How long a room's first reload may hold its mailbox.
 pub(super) const RELOAD_WAIT: Duration = Duration::from_secs(2);
@@ -33,11 +36,11 @@ impl RoomActor {
             Some(room) if !parts.is_empty() => checkpoint::writes(room, parts),
             _ => Vec::new(),
         };
-        let fut = self
+        let recorded = self
             .deps
             .broker
             .publish(&self.id, &self.lease, seq, frame, writes);
-        Box::pin(async move { fut.await.map(|()| seq) })
+        Published { seq, recorded }
     }
 
     /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
@@ -58,18 +61,18 @@ impl RoomActor {
     /// finished), then answers or recovers.
     pub(super) fn settle(
         &mut self,
-        mut fut: Published,
+        p: Published,
         who: Option<(Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
-        match (&mut fut).now_or_never() {
-            Some(r) => self.settled(r, who, answer, ctx),
+        let Published { seq, mut recorded } = p;
+        match (&mut recorded).now_or_never() {
+            Some(r) => self.settled(r.map(|()| seq), who, answer, ctx),
             None => {
-                ctx.spawn(
-                    fut.into_actor(self)
-                        .map(move |r, act, ctx| act.settled(r, who, answer, ctx)),
-                );
+                ctx.spawn(recorded.into_actor(self).map(move |r, act, ctx| {
+                    act.settled(r.map(|()| seq), who, answer, ctx)
+                }));
             }
         }
     }
