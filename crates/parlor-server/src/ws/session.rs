@@ -408,12 +408,15 @@ impl WsSession {
                 }),
             ),
             Body::CreateRoom(req) => {
-                let who = self.me();
-                let fut = self.shared.rooms.send(rooms::Create {
-                    req,
-                    owner: who.clone(),
-                });
-                self.enter_room(rid, who, fut, rooms::JoinSpec::default(), ctx);
+                let (manager, who) = (self.shared.rooms.clone(), self.me());
+                let owner = who.clone();
+                let create = move || {
+                    manager.send(rooms::Create {
+                        req: req.clone(),
+                        owner: owner.clone(),
+                    })
+                };
+                self.enter_room(rid, who, create, 1, rooms::JoinSpec::default(), ctx);
             }
             Body::JoinRoom(req) => {
                 let spec = rooms::JoinSpec {
@@ -423,14 +426,18 @@ impl WsSession {
                 };
                 // A live room is found without a round trip through the manager.
                 if let Some(room) = self.shared.live_rooms.get(&req.room_id) {
-                    let found = Ok(Ok((RoomId(req.room_id), RoomRef::Local(room))));
-                    return self.enter_room(rid, self.me(), std::future::ready(found), spec, ctx);
+                    let found = (RoomId(req.room_id), RoomRef::Local(room));
+                    let live = move || std::future::ready(Ok(Ok(found.clone())));
+                    return self.enter_room(rid, self.me(), live, 1, spec, ctx);
                 }
-                let fut = self.shared.rooms.send(rooms::Resolve {
-                    room_id: req.room_id,
-                    code: req.code,
-                });
-                self.enter_room(rid, self.me(), fut, spec, ctx);
+                let manager = self.shared.rooms.clone();
+                let resolve = move || {
+                    manager.send(rooms::Resolve {
+                        room_id: req.room_id.clone(),
+                        code: req.code.clone(),
+                    })
+                };
+                self.enter_room(rid, self.me(), resolve, 1, spec, ctx);
             }
             Body::JoinOrCreate(req) => {
                 let spec = rooms::JoinSpec {
@@ -446,7 +453,7 @@ impl WsSession {
                         who: who.clone(),
                     })
                 };
-                self.enter_room_with(rid, self.me(), find, JOIN_OR_CREATE_TRIES, spec, ctx);
+                self.enter_room(rid, self.me(), find, JOIN_OR_CREATE_TRIES, spec, ctx);
             }
             Body::LeaveRoom(req) => {
                 let room_id = RoomId(req.room_id);
@@ -726,31 +733,9 @@ impl WsSession {
         self.identity = Some(who);
     }
 
-    /// Resolves a room (create, join, join-or-create), then joins it; in order with later
-    /// frames.
-    fn enter_room(
-        &mut self,
-        rid: u64,
-        who: Identity,
-        resolve: impl std::future::Future<Output = Resolved> + 'static,
-        spec: rooms::JoinSpec,
-        ctx: &mut actix::Context<Self>,
-    ) {
-        let mut once = Some(resolve);
-        let resolve = move || {
-            let fut = once.take();
-            async move {
-                match fut {
-                    Some(f) => f.await,
-                    None => Ok(Err(ApiError::internal("resolved twice"))),
-                }
-            }
-        };
-        self.enter_room_with(rid, who, resolve, 1, spec, ctx);
-    }
-
-    /// As `enter_room`, resolving again (up to `tries` in all) while the room found is full.
-    fn enter_room_with<F: std::future::Future<Output = Resolved> + 'static>(
+    /// Resolves a room (create, join, join-or-create), then joins it, in order with later
+    /// frames; resolves again (up to `tries` in all) while the room found is full.
+    fn enter_room<F: std::future::Future<Output = Resolved> + 'static>(
         &mut self,
         rid: u64,
         who: Identity,
