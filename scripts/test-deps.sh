@@ -4,8 +4,8 @@
 # - SecantusDB, a MongoDB wire-compatible server from PyPI, in a venv under
 #   ~/.cache/parlor/secantus. The store suites start it on loopback ports. With
 #   MONGODB_URI set, the tests use that server instead and this install is skipped.
-# - redis-server, from Debian's package: the Redis benches use it now; the cluster tests
-#   will start their own on loopback ports (never the machine's own on 6379).
+# - redis-server, from Debian's package: the cluster tests start their own on loopback
+#   ports (never the machine's own on 6379), and the Redis benches use it.
 # Re-running it is cheap: it checks what is installed and returns.
 set -euo pipefail
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

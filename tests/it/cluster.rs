@@ -7,7 +7,8 @@ use parlor_client::{v1, Body, Connection};
 use parlor_testkit::RedisServer;
 
 use super::support::{
-    create, join_id, metric, moderate, refused, spawn_pod, store_config, StoreKind, TestServer, T,
+    create, join_id, metric, moderate, open_room, refused, spawn_pod, store_config, StoreKind,
+    TestServer, T,
 };
 
 /// Three pods (or `n`) on one Redis and one store, each its own actix System.
@@ -67,12 +68,7 @@ async fn chat_lines(c: &mut Connection, n: usize) -> Vec<(u64, String)> {
 async fn members_on_three_pods_see_every_event_in_one_order() {
     let cluster = Cluster::start(3).await;
     let mut a = cluster.guest(0, "a").await;
-    let room = a
-        .create_room(create("spread", "piano"))
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+    let room = open_room(&mut a, create("spread", "piano")).await;
     let mut b = cluster.guest(1, "b").await;
     let joined = b.join_room(join_id(&room.id)).await.unwrap();
     assert_eq!(joined.members.len(), 2, "b sees itself and a");
@@ -174,15 +170,14 @@ async fn members_on_three_pods_see_every_event_in_one_order() {
 async fn fifty_joins_from_three_pods_seat_exactly_ten() {
     let cluster = Cluster::start(3).await;
     let mut owner = cluster.guest(0, "owner").await;
-    let room = owner
-        .create_room(v1::CreateRoom {
+    let room = open_room(
+        &mut owner,
+        v1::CreateRoom {
             max_members: 10,
             ..create("ten seats", "cards")
-        })
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+        },
+    )
+    .await;
     let mut conns = Vec::new();
     for i in 0..50 {
         conns.push(cluster.guest(i, &format!("p{i}")).await);
@@ -344,18 +339,17 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
     let mut pods = proc_cluster(3, &redis, dir.path()).await;
     // The owner is on pod 0, which becomes the room's home.
     let mut owner = pods[0].guest("owner").await;
-    let room = owner
-        .create_room(v1::CreateRoom {
+    let room = open_room(
+        &mut owner,
+        v1::CreateRoom {
             settings: Some(v1::RoomSettings {
                 welcome_message: Some("kept".into()),
                 ..Default::default()
             }),
             ..create("survivor", "cards")
-        })
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+        },
+    )
+    .await;
     let mut b = pods[1].guest("b").await;
     let mut c = pods[2].guest("c").await;
     let mut banned = pods[1].guest("banned").await;
@@ -509,12 +503,7 @@ async fn say(c: &mut Connection, room: &str, text: &str) -> bool {
 async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start(2).await;
     let mut a = cluster.guest(0, "a").await;
-    let room = a
-        .create_room(create("outage", "cards"))
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+    let room = open_room(&mut a, create("outage", "cards")).await;
     let mut b = cluster.guest(1, "b").await;
     b.join_room(join_id(&room.id)).await.unwrap();
     let mut acked = Vec::new();
@@ -585,12 +574,7 @@ async fn a_kick_a_dm_and_an_account_deletion_each_cross_pods() {
     let cluster = Cluster::start(3).await;
     // Guests may not send private lines: the owner has an account.
     let (mut owner, owner_w, _) = cluster.pods[0].user("owner").await;
-    let room = owner
-        .create_room(create("crossing", "cards"))
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+    let room = open_room(&mut owner, create("crossing", "cards")).await;
     let (mut m, m_w) = cluster.pods[1].guest("m").await;
     let m_id = m_w.user.unwrap().id;
     m.join_room(join_id(&room.id)).await.unwrap();
@@ -739,15 +723,14 @@ async fn an_event_costs_one_script_call_plus_one_forward_whatever_the_member_cou
     })
     .await;
     let mut home = cluster.guest(0, "home").await;
-    let room = home
-        .create_room(v1::CreateRoom {
+    let room = open_room(
+        &mut home,
+        v1::CreateRoom {
             max_members: 40,
             ..create("counted", "piano")
-        })
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+        },
+    )
+    .await;
     let mut members = Vec::new();
     for i in 0..30 {
         let mut c = cluster.guest(i, &format!("m{i}")).await;
@@ -794,12 +777,7 @@ async fn an_event_costs_one_script_call_plus_one_forward_whatever_the_member_cou
 async fn a_member_resumes_on_another_pod_with_exactly_what_it_missed() {
     let cluster = Cluster::start(3).await;
     let mut a = cluster.guest(0, "a").await;
-    let room = a
-        .create_room(super::support::rated("resumable", "piano", 1000))
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+    let room = open_room(&mut a, super::support::rated("resumable", "piano", 1000)).await;
     let (mut b, welcome) = cluster.pods[1].guest("b").await;
     let joined = b.join_room(join_id(&room.id)).await.unwrap();
     let seen = joined.last_seq;
@@ -859,12 +837,7 @@ async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
     })
     .await;
     let mut a = cluster.guest(0, "a").await;
-    let room = a
-        .create_room(super::support::rated("one slow", "piano", 1000))
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+    let room = open_room(&mut a, super::support::rated("one slow", "piano", 1000)).await;
     let mut fast = cluster.guest(1, "fast").await;
     fast.join_room(join_id(&room.id)).await.unwrap();
     // The slow one reads nothing from here on.
@@ -892,12 +865,7 @@ async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
 async fn a_checkpoint_behind_what_was_recorded_is_rewritten_and_members_resync() {
     let cluster = Cluster::start(2).await;
     let mut a = cluster.guest(0, "a").await;
-    let room = a
-        .create_room(create("rewound", "cards"))
-        .await
-        .unwrap()
-        .room
-        .unwrap();
+    let room = open_room(&mut a, create("rewound", "cards")).await;
     let mut b = cluster.guest(1, "b").await;
     b.join_room(join_id(&room.id)).await.unwrap();
     for i in 0..5 {

@@ -396,3 +396,8 @@ pub(crate) fn inherited_parlor_vars() -> Vec<String> {
         .filter(|k| k.starts_with("PARLOR_"))
         .collect()
 }
+
+/// Creates a room (the caller joins it as owner) and returns its summary.
+pub(crate) async fn open_room(c: &mut Connection, req: v1::CreateRoom) -> v1::RoomSummary {
+    c.create_room(req).await.unwrap().room.unwrap()
+}

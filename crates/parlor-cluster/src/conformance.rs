@@ -12,7 +12,7 @@ use parlor_protocol::{encode_body, frame_with_seq, v1};
 
 use crate::{
     checkpoint::{self, Part},
-    Broker, Claim, ClusterError, EventSink, Lease, Leases, Replay, SubscriptionId,
+    Broker, Claim, ClusterError, EventSink, Lease, Leases, Replay,
 };
 
 /// One pod's view of the shared backend.
@@ -233,11 +233,7 @@ pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
     assert_eq!(here.wait_for(n as usize + 1).await.last(), Some(&(n + 1)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(there.seqs.lock().unwrap().len(), n as usize, "unsubscribed");
-    unsubscribe_all(b, &r, late_id).await;
-}
-
-async fn unsubscribe_all(node: &Node, r: &RoomId, id: SubscriptionId) {
-    node.broker.unsubscribe(r, id).await.unwrap();
+    b.broker.unsubscribe(&r, late_id).await.unwrap();
 }
 
 fn sample_room(id: &RoomId) -> Room {

@@ -48,8 +48,12 @@ impl Daemon {
     /// Stops the server and waits until its port is closed.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // TERM, not KILL, so that the watcher's trap stops the server too.
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            // TERM, not KILL, so that the watcher's trap stops the server too. The shell's
+            // own `kill`: a minimal machine may have no kill binary (procps).
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!("kill {}", c.id()))
+                .status();
             let _ = c.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);

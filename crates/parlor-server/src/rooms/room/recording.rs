@@ -70,9 +70,11 @@ impl RoomActor {
         match (&mut recorded).now_or_never() {
             Some(r) => self.settled(r.map(|()| seq), who, answer, ctx),
             None => {
-                ctx.spawn(recorded.into_actor(self).map(move |r, act, ctx| {
-                    act.settled(r.map(|()| seq), who, answer, ctx)
-                }));
+                ctx.spawn(
+                    recorded
+                        .into_actor(self)
+                        .map(move |r, act, ctx| act.settled(r.map(|()| seq), who, answer, ctx)),
+                );
             }
         }
     }
