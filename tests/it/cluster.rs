@@ -831,33 +831,66 @@ async fn a_member_resumes_on_another_pod_with_exactly_what_it_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
     let cluster = Cluster::with(2, |c| {
-        // A small queue, so that the reader that stopped is dropped soon.
-        c.ws.outbound_soft_bytes = 32 * 1024;
-        c.ws.outbound_hard_bytes = 64 * 1024;
+        // A small queue and socket buffer, so that the reader that stopped is dropped soon
+        // and the kernel cannot hide it.
+        c.ws.outbound_soft_bytes = 128 * 1024;
+        c.ws.outbound_hard_bytes = 256 * 1024;
+        c.ws.send_buffer_bytes = 8 * 1024;
+        c.ws.max_frames_per_sec = 10_000;
     })
     .await;
     let mut a = cluster.guest(0, "a").await;
-    let room = open_room(&mut a, super::support::rated("one slow", "piano", 1000)).await;
+    // Echo off: the sender gets small Acks, so that only the stopped reader falls behind.
+    let room = open_room(
+        &mut a,
+        v1::CreateRoom {
+            settings: Some(v1::RoomSettings {
+                event_rate_limit: Some(1000),
+                echo_events: Some(false),
+                ..Default::default()
+            }),
+            ..create("one slow", "piano")
+        },
+    )
+    .await;
     let mut fast = cluster.guest(1, "fast").await;
     fast.join_room(join_id(&room.id)).await.unwrap();
-    // The slow one reads nothing from here on.
-    let mut slow = cluster.guest(1, "slow").await;
+    // The slow one, on a socket with a tiny receive buffer, reads nothing after joining.
+    let tokens = cluster.pods[1].rest().guest("slow").await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Connection::connect_socket(&cluster.pods[1].ws_url(), socket)
+        .await
+        .unwrap();
+    slow.hello(Some(&tokens.access_token)).await.unwrap();
     slow.join_room(join_id(&room.id)).await.unwrap();
-    let payload = vec![7u8; 2000];
-    for i in 0..300 {
-        a.game_event(&room.id, &format!("e{i}"), payload.clone())
-            .await
-            .unwrap();
-    }
-    // Everyone else got every event, while the slow reader never read.
-    for c in [&mut fast, &mut a] {
-        c.wait_for(std::time::Duration::from_secs(20), |f| match &f.body {
+    // The fast one reads all along, on the same pod as the slow one.
+    let reader = tokio::spawn(async move {
+        fast.wait_for(std::time::Duration::from_secs(20), |f| match &f.body {
             Body::GameEvent(e) if e.r#type == "e299" => Some(()),
             _ => None,
         })
         .await
         .unwrap();
+    });
+    let payload = vec![7u8; 2000];
+    for i in 0..300 {
+        a.game_event(&room.id, &format!("e{i}"), payload.clone())
+            .await
+            .unwrap();
+        // Paced a little, so that a reader that does read keeps up on a busy machine.
+        if i % 10 == 9 {
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
     }
+    // The other member got every event while the slow one never read...
+    reader.await.unwrap();
+    // ...and the slow one really fell behind: its pod dropped it past its queue bound.
+    let m = cluster.pods[1].metrics().await;
+    assert!(
+        metric(&m, "parlor_slow_consumer_disconnects_total") >= 1.0,
+        "the reader that stopped was never dropped: {m}"
+    );
     drop(slow);
 }
 
