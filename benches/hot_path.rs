@@ -107,7 +107,14 @@ fn fanout(c: &mut Criterion) {
                     seq += 1;
                     let frame = frame_with_seq(seq, &body);
                     broker
-                        .publish(black_box(&room), &lease, seq, frame, Vec::new())
+                        .publish(
+                            black_box(&room),
+                            &lease,
+                            seq,
+                            frame,
+                            Default::default(),
+                            Vec::new(),
+                        )
                         .now_or_never()
                         .expect("a memory publish is done at once")
                         .expect("published");

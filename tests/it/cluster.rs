@@ -941,3 +941,107 @@ async fn a_checkpoint_behind_what_was_recorded_is_rewritten_and_members_resync()
         "the seq went on from what was recorded, not from the rewound one"
     );
 }
+
+/// Sends `body` under a request id the test picks, as a client retrying a request does.
+async fn send_as(c: &mut Connection, rid: u64, body: Body) {
+    let frame = parlor_protocol::encode_envelope(rid, 0, body);
+    c.send_raw(parlor_client::tungstenite::Message::Binary(frame))
+        .await
+        .unwrap();
+}
+
+fn chat_body(room: &str, text: &str) -> Body {
+    Body::Chat(v1::Chat {
+        room_id: room.into(),
+        text: text.into(),
+        ..Default::default()
+    })
+}
+
+/// The frame answering `rid`, skipping others (they stay queued).
+async fn answer(c: &mut Connection, rid: u64, within: std::time::Duration) -> parlor_client::Frame {
+    c.wait_for(within, |f| (f.request_id == rid).then(|| f.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("no answer to request {rid}: {e:?}"))
+}
+
+/// Says `text` under `rid`: true once its echo came back, false on an error answering it.
+async fn said(c: &mut Connection, rid: u64, room: &str, text: &str) -> bool {
+    send_as(c, rid, chat_body(room, text)).await;
+    c.wait_for(std::time::Duration::from_secs(15), |f| match &f.body {
+        Body::ChatMessage(m) if m.text == text => Some(true),
+        Body::Error(_) if f.request_id == rid => Some(false),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_times_out_and_a_retry_is_applied_once_on_any_home() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = proc_cluster(3, &redis, dir.path()).await;
+    let mut owner = pods[0].guest("owner").await;
+    let room = open_room(&mut owner, create("retries", "cards")).await;
+    let mut b = pods[1].guest("b").await;
+    let mut c = pods[2].guest("c").await;
+    b.join_room(join_id(&room.id)).await.unwrap();
+    c.join_room(join_id(&room.id)).await.unwrap();
+
+    // A retry of an applied request is answered with an Ack naming its event, not applied.
+    send_as(&mut b, 1000, chat_body(&room.id, "once")).await;
+    let seq = b
+        .wait_for(T, |f| {
+            matches!(&f.body, Body::ChatMessage(m) if m.text == "once").then_some(f.seq)
+        })
+        .await
+        .unwrap();
+    send_as(&mut b, 1000, chat_body(&room.id, "once")).await;
+    match answer(&mut b, 1000, T).await.body {
+        Body::Ack(a) => assert_eq!((a.seq, a.room_id.as_str()), (seq, room.id.as_str())),
+        other => panic!("a retry got {other:?}"),
+    }
+
+    // The home dies: a request forwarded to it gets UNAVAILABLE in time, not silence.
+    pods[0].kill().await;
+    let killed = std::time::Instant::now();
+    send_as(&mut b, 2000, chat_body(&room.id, "into the void")).await;
+    match answer(&mut b, 2000, std::time::Duration::from_secs(15))
+        .await
+        .body
+    {
+        Body::Error(e) => assert_eq!(e.code, v1::ErrorCode::Unavailable as i32, "{e:?}"),
+        other => panic!("a request to a dead home got {other:?}"),
+    }
+    eprintln!("forward timeout after {:?}", killed.elapsed());
+
+    // Once the room has a new home, the applied request is still known there, and the one
+    // that timed out is applied when retried, once.
+    let mut rid = 3000;
+    while !said(&mut b, rid, &room.id, &format!("probe {rid}")).await {
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "no new home"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        rid += 1;
+    }
+    send_as(&mut b, 1000, chat_body(&room.id, "once")).await;
+    match answer(&mut b, 1000, T).await.body {
+        Body::Ack(a) => assert_eq!(a.seq, seq, "the new home knows the applied request"),
+        other => panic!("a retry on the new home got {other:?}"),
+    }
+    for _ in 0..2 {
+        send_as(&mut b, 2000, chat_body(&room.id, "into the void")).await;
+    }
+    assert!(said(&mut b, 4000, &room.id, "end").await);
+    let mut lines = Vec::new();
+    while lines.last().map(String::as_str) != Some("end") {
+        lines.push(chat_lines(&mut c, 1).await.remove(0).1);
+    }
+    let count = |t: &str| lines.iter().filter(|l| *l == t).count();
+    assert_eq!(count("once"), 1, "{lines:?}");
+    assert_eq!(count("into the void"), 1, "{lines:?}");
+    drop(redis);
+}

@@ -16,10 +16,46 @@ use crate::{ready, BoxFuture, Checkpoint, Claim, ClusterError, Health, Lease, Le
 pub trait EventSink: Send + Sync {
     /// Called once per room event, in seq order without gaps, with the final frame.
     fn deliver(&self, seq: u64, frame: &Bytes);
+    /// As `deliver`, with what caused the event; for sinks that match events to requests.
+    fn deliver_from(&self, seq: u64, frame: &Bytes, origin: Origin) {
+        let _ = origin;
+        self.deliver(seq, frame);
+    }
     /// The events after `after` could not be delivered, nor found in history: what the
     /// sink holds is stale from there on.
     fn lost(&self, after: u64) {
         let _ = after;
+    }
+}
+
+/// What caused an event: the asking session's number (the same on every pod) and its
+/// request id. Pods match an event to a request they forwarded with it, and a new home
+/// refuses a retry that history shows applied. The default is no origin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub session: u64,
+    pub request: u64,
+}
+
+impl Origin {
+    /// True unless a request caused the event.
+    pub fn is_none(&self) -> bool {
+        self.request == 0
+    }
+
+    pub(crate) fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.session.to_be_bytes());
+        out[8..].copy_from_slice(&self.request.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<Self> {
+        let (s, r) = (b.get(..8)?, b.get(8..16)?);
+        Some(Self {
+            session: u64::from_be_bytes(s.try_into().ok()?),
+            request: u64::from_be_bytes(r.try_into().ok()?),
+        })
     }
 }
 
@@ -73,14 +109,16 @@ pub enum StateWrite {
 ///   history before later events are delivered, or reported with `EventSink::lost`.
 /// - Retained events can be replayed by seq.
 pub trait Broker: Send + Sync + 'static {
-    /// Records and publishes one event: `frame` is `frame_with_seq(seq, body)`. The
-    /// future resolves once the event is recorded; nothing may be acknowledged before.
+    /// Records and publishes one event: `frame` is `frame_with_seq(seq, body)`, and
+    /// `origin` is kept with it in history and on the way to subscribers. The future
+    /// resolves once the event is recorded; nothing may be acknowledged before.
     fn publish(
         &self,
         room: &RoomId,
         lease: &Lease,
         seq: u64,
         frame: Bytes,
+        origin: Origin,
         writes: Vec<StateWrite>,
     ) -> BoxFuture<'static, Result<()>>;
     /// Replaces the room's checkpoint whole, at `seq` (a new room, or a home rewriting a
@@ -107,6 +145,8 @@ pub trait Broker: Send + Sync + 'static {
     fn last_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<u64>>;
     /// The retained events after `since`.
     fn replay(&self, room: &RoomId, since: u64) -> BoxFuture<'_, Result<Replay>>;
+    /// The seq and origin of each retained event that has one, oldest first.
+    fn origins(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<(u64, Origin)>>>;
     /// Drops a closed room's seq, history, checkpoint and lease.
     fn forget(&self, room: &RoomId) -> BoxFuture<'_, Result<()>>;
 }
@@ -114,7 +154,7 @@ pub trait Broker: Send + Sync + 'static {
 #[derive(Default)]
 struct Channel {
     seq: u64,
-    recent: VecDeque<(u64, Instant, Bytes)>,
+    recent: VecDeque<(u64, Instant, Bytes, Origin)>,
     sinks: Vec<(SubscriptionId, Arc<dyn EventSink>)>,
     state: Checkpoint,
     /// The newest epoch handed out; survives the lease lapsing.
@@ -184,6 +224,7 @@ impl Broker for MemoryBroker {
         lease: &Lease,
         seq: u64,
         frame: Bytes,
+        origin: Origin,
         writes: Vec<StateWrite>,
     ) -> BoxFuture<'static, Result<()>> {
         let channel = self.channel(room);
@@ -202,17 +243,17 @@ impl Broker for MemoryBroker {
         ch.seq = seq;
         ch.state.seq = seq;
         ch.state.apply(&writes);
-        ch.recent.push_back((seq, now, frame.clone()));
+        ch.recent.push_back((seq, now, frame.clone(), origin));
         while ch.recent.len() > self.retention.count
             || ch
                 .recent
                 .front()
-                .is_some_and(|(_, t, _)| now.duration_since(*t) > self.retention.age)
+                .is_some_and(|(_, t, ..)| now.duration_since(*t) > self.retention.age)
         {
             ch.recent.pop_front();
         }
         for (_, sink) in &ch.sinks {
-            sink.deliver(seq, &frame);
+            sink.deliver_from(seq, &frame, origin);
         }
         ready(Ok(()))
     }
@@ -285,9 +326,21 @@ impl Broker for MemoryBroker {
         let kept = ch
             .recent
             .iter()
-            .filter(|(_, t, _)| now.duration_since(*t) <= self.retention.age)
-            .map(|(s, _, f)| (*s, f));
+            .filter(|(_, t, ..)| now.duration_since(*t) <= self.retention.age)
+            .map(|(s, _, f, _)| (*s, f));
         ready(Ok(select(kept, since, ch.seq)))
+    }
+
+    fn origins(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<(u64, Origin)>>> {
+        let out = self.existing(room).map_or_else(Vec::new, |ch| {
+            lock(&ch)
+                .recent
+                .iter()
+                .filter(|(.., o)| !o.is_none())
+                .map(|(s, .., o)| (*s, *o))
+                .collect()
+        });
+        ready(Ok(out))
     }
 
     fn forget(&self, room: &RoomId) -> BoxFuture<'_, Result<()>> {

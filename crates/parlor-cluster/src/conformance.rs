@@ -12,7 +12,7 @@ use parlor_protocol::{encode_body, frame_with_seq, v1};
 
 use crate::{
     checkpoint::{self, Part},
-    Broker, Claim, ClusterError, EventSink, Lease, Leases, Replay,
+    Broker, Claim, ClusterError, EventSink, Lease, Leases, Origin, Replay,
 };
 
 /// One pod's view of the shared backend.
@@ -46,6 +46,8 @@ pub struct Collect {
     pub seqs: Mutex<Vec<u64>>,
     /// `lost` calls.
     pub lost: Mutex<Vec<u64>>,
+    /// The origins delivered with events that had one.
+    pub origins: Mutex<Vec<(u64, Origin)>>,
 }
 
 impl EventSink for Collect {
@@ -56,6 +58,12 @@ impl EventSink for Collect {
             "frame and seq differ"
         );
         self.seqs.lock().unwrap().push(seq);
+    }
+    fn deliver_from(&self, seq: u64, frame: &Bytes, origin: Origin) {
+        if !origin.is_none() {
+            self.origins.lock().unwrap().push((seq, origin));
+        }
+        self.deliver(seq, frame);
     }
     fn lost(&self, after: u64) {
         self.lost.lock().unwrap().push(after);
@@ -143,15 +151,19 @@ pub async fn fencing(a: &Node, b: &Node, lease_time: Duration) {
     let r = room();
     let la = home(a, &r).await;
     a.broker
-        .publish(&r, &la, 1, frame(1), vec![])
+        .publish(&r, &la, 1, frame(1), Origin::default(), vec![])
         .await
         .unwrap();
     fenced(
-        a.broker.publish(&r, &la, 3, frame(3), vec![]).await,
+        a.broker
+            .publish(&r, &la, 3, frame(3), Origin::default(), vec![])
+            .await,
         "seq gap",
     );
     fenced(
-        a.broker.publish(&r, &la, 1, frame(1), vec![]).await,
+        a.broker
+            .publish(&r, &la, 1, frame(1), Origin::default(), vec![])
+            .await,
         "seq repeat",
     );
     let forged = Lease {
@@ -159,7 +171,9 @@ pub async fn fencing(a: &Node, b: &Node, lease_time: Duration) {
         epoch: la.epoch,
     };
     fenced(
-        b.broker.publish(&r, &forged, 2, frame(2), vec![]).await,
+        b.broker
+            .publish(&r, &forged, 2, frame(2), Origin::default(), vec![])
+            .await,
         "not the home",
     );
     fenced(
@@ -169,20 +183,33 @@ pub async fn fencing(a: &Node, b: &Node, lease_time: Duration) {
     tokio::time::sleep(lease_time + lease_time / 2).await;
     let lb = home(b, &r).await;
     fenced(
-        a.broker.publish(&r, &la, 2, frame(2), vec![]).await,
+        a.broker
+            .publish(&r, &la, 2, frame(2), Origin::default(), vec![])
+            .await,
         "deposed home",
     );
     // The new home continues the seq.
     assert_eq!(b.broker.last_seq(&r).await.unwrap(), 1);
     b.broker
-        .publish(&r, &lb, 2, frame(2), vec![])
+        .publish(&r, &lb, 2, frame(2), Origin::default(), vec![])
         .await
         .unwrap();
     assert_eq!(a.broker.last_seq(&r).await.unwrap(), 2);
 }
 
+/// An origin for some events (every third), none for the rest.
+fn origin_of(seq: u64) -> Origin {
+    match seq % 3 {
+        0 => Origin {
+            session: u64::MAX - seq,
+            request: seq,
+        },
+        _ => Origin::default(),
+    }
+}
+
 /// Many publishes in flight at once land in order; every subscriber on every pod gets them
-/// in order, once; replay follows retention.
+/// in order, once, with their origins; replay follows retention.
 pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
     let r = room();
     let la = home(a, &r).await;
@@ -193,7 +220,7 @@ pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
     let (sub_b, _) = b.broker.subscribe(&r, there.clone()).await.unwrap();
     let n = retained as u64 + 20;
     let pending: Vec<_> = (1..=n)
-        .map(|s| a.broker.publish(&r, &la, s, frame(s), vec![]))
+        .map(|s| a.broker.publish(&r, &la, s, frame(s), origin_of(s), vec![]))
         .collect();
     for p in pending {
         p.await.unwrap();
@@ -202,6 +229,19 @@ pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
     assert_eq!(here.wait_for(n as usize).await, want);
     assert_eq!(there.wait_for(n as usize).await, want);
     assert_eq!(b.broker.last_seq(&r).await.unwrap(), n);
+    let with_origin = |from: u64| -> Vec<(u64, Origin)> {
+        (from..=n)
+            .map(|s| (s, origin_of(s)))
+            .filter(|(_, o)| !o.is_none())
+            .collect()
+    };
+    assert_eq!(*there.origins.lock().unwrap(), with_origin(1));
+    assert_eq!(*here.origins.lock().unwrap(), with_origin(1));
+    assert_eq!(
+        b.broker.origins(&r).await.unwrap(),
+        with_origin(n - retained as u64 + 1),
+        "history keeps the origins of what it retains"
+    );
     let seqs = |rep: Replay| match rep {
         Replay::Events(ev) => ev
             .iter()
@@ -226,7 +266,7 @@ pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
     assert_eq!(p, n);
     b.broker.unsubscribe(&r, sub_b).await.unwrap();
     a.broker
-        .publish(&r, &la, n + 1, frame(n + 1), vec![])
+        .publish(&r, &la, n + 1, frame(n + 1), Origin::default(), vec![])
         .await
         .unwrap();
     assert_eq!(late.wait_for(1).await, vec![n + 1]);
@@ -290,7 +330,7 @@ pub async fn checkpoints(a: &Node, b: &Node) {
     room.settings.allow_chat = false;
     let writes = checkpoint::writes(&room, &[Part::Member("u_b".into()), Part::Settings]);
     a.broker
-        .publish(&r, &la, 1, frame(1), writes)
+        .publish(&r, &la, 1, frame(1), Origin::default(), writes)
         .await
         .unwrap();
     let loaded = b.broker.load(&r).await.unwrap().expect("checkpoint");
@@ -298,7 +338,12 @@ pub async fn checkpoints(a: &Node, b: &Node) {
     assert_eq!(loaded.room().unwrap(), Some(room.clone()));
     // A refused publish changes nothing.
     let ghost = checkpoint::writes(&room, &[Part::Info]);
-    fenced(a.broker.publish(&r, &la, 5, frame(5), ghost).await, "gap");
+    fenced(
+        a.broker
+            .publish(&r, &la, 5, frame(5), Origin::default(), ghost)
+            .await,
+        "gap",
+    );
     assert_eq!(b.broker.load(&r).await.unwrap().unwrap().seq, 1);
     // A reset at another seq drops history that no longer lines up.
     a.broker
@@ -308,7 +353,7 @@ pub async fn checkpoints(a: &Node, b: &Node) {
     assert_eq!(b.broker.last_seq(&r).await.unwrap(), 7);
     assert_eq!(b.broker.replay(&r, 0).await.unwrap(), Replay::Gone);
     a.broker
-        .publish(&r, &la, 8, frame(8), vec![])
+        .publish(&r, &la, 8, frame(8), Origin::default(), vec![])
         .await
         .unwrap();
     a.broker.forget(&r).await.unwrap();

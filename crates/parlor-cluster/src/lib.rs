@@ -23,7 +23,9 @@ mod redis;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-pub use broker::{Broker, EventSink, MemoryBroker, Replay, Retention, StateWrite, SubscriptionId};
+pub use broker::{
+    Broker, EventSink, MemoryBroker, Origin, Replay, Retention, StateWrite, SubscriptionId,
+};
 pub use checkpoint::Checkpoint;
 pub use directory::{MemoryDirectory, RoomDirectory};
 pub use inbox::{Inbox, InboxHandler, MemoryInbox};

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use parlor_cluster::{
     conformance::{self, Collect, Node},
-    Claim, Health, MemoryBroker, RedisBackend, RedisOptions, Retention,
+    Claim, Health, MemoryBroker, Origin, RedisBackend, RedisOptions, Retention,
 };
 use parlor_testkit::RedisServer;
 
@@ -77,7 +77,14 @@ async fn redis_passes_every_suite() {
 }
 
 /// Writes event `seq` into history and the seq counter as the publish script does, but
-/// without publishing it: a message pub/sub lost.
+/// without publishing it: a message pub/sub lost. Its origin is `lost_origin(seq)`.
+fn lost_origin(seq: u64) -> Origin {
+    Origin {
+        session: 9,
+        request: seq,
+    }
+}
+
 async fn lose(server: &RedisServer, room: &parlor_core::RoomId, seq: u64) {
     let client = redis::Client::open(server.url()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
@@ -89,6 +96,8 @@ async fn lose(server: &RedisServer, room: &parlor_core::RoomId, seq: u64) {
         .arg(parlor_core::now_ms())
         .arg("f")
         .arg(conformance::frame(seq).to_vec())
+        .arg("o")
+        .arg([9u64.to_be_bytes(), seq.to_be_bytes()].concat())
         .ignore()
         .cmd("HSET")
         .arg(format!("parlor-test:{{{room}}}:state"))
@@ -112,14 +121,28 @@ async fn redis_heals_gaps_from_history() {
     let sink = Arc::new(Collect::default());
     let (_, _) = b.broker.subscribe(&room, sink.clone()).await.unwrap();
     a.broker
-        .publish(&room, &lease, 1, conformance::frame(1), vec![])
+        .publish(
+            &room,
+            &lease,
+            1,
+            conformance::frame(1),
+            Origin::default(),
+            vec![],
+        )
         .await
         .unwrap();
     // Seq 2 and 3 never reach the channel; 4 does, and brings them with it from history.
     lose(&server, &room, 2).await;
     lose(&server, &room, 3).await;
     a.broker
-        .publish(&room, &lease, 4, conformance::frame(4), vec![])
+        .publish(
+            &room,
+            &lease,
+            4,
+            conformance::frame(4),
+            Origin::default(),
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(sink.wait_for(4).await, vec![1, 2, 3, 4]);
@@ -133,11 +156,24 @@ async fn redis_heals_gaps_from_history() {
         panic!("nobody else claims it")
     };
     a.broker
-        .publish(&room, &lease, 6, conformance::frame(6), vec![])
+        .publish(
+            &room,
+            &lease,
+            6,
+            conformance::frame(6),
+            Origin::default(),
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(sink.wait_for(6).await, vec![1, 2, 3, 4, 5, 6]);
     assert!(sink.lost.lock().unwrap().is_empty());
+    let healed: Vec<_> = [2, 3, 5].map(|s| (s, lost_origin(s))).into();
+    assert_eq!(
+        *sink.origins.lock().unwrap(),
+        healed,
+        "origins come with healed events"
+    );
     assert!(broker.ready());
 }
 
@@ -172,7 +208,14 @@ async fn redis_restart_is_survived() {
     };
     a.broker.reset(&room, &lease, 0, vec![]).await.unwrap();
     a.broker
-        .publish(&room, &lease, 1, conformance::frame(1), vec![])
+        .publish(
+            &room,
+            &lease,
+            1,
+            conformance::frame(1),
+            Origin::default(),
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(sink.wait_for(1).await, vec![1]);

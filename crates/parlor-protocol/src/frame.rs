@@ -66,6 +66,15 @@ pub fn frame_seq(frame: &[u8]) -> Option<u64> {
     prost::encoding::decode_varint(&mut rest).ok()
 }
 
+/// The request id of a frame from [`encode_envelope`], read from its first field (prost
+/// writes fields in order, and leaves out a zero); 0 if it has none.
+pub fn frame_request_id(frame: &[u8]) -> u64 {
+    frame
+        .strip_prefix(&[0x08])
+        .and_then(|mut rest| prost::encoding::decode_varint(&mut rest).ok())
+        .unwrap_or(0)
+}
+
 /// Encodes an Error frame answering `request_id`.
 pub fn error_envelope(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Bytes {
     encode_envelope(
@@ -82,6 +91,18 @@ pub fn error_envelope(request_id: u64, code: ErrorCode, message: impl Into<Strin
 mod tests {
     use super::*;
     use crate::v1::Ping;
+
+    #[test]
+    fn request_id_is_read_from_the_frame() {
+        let answer = error_envelope(300, ErrorCode::Unavailable, "x");
+        assert_eq!(frame_request_id(&answer), 300);
+        let event = frame_with_seq(9, &encode_body(Body::Ping(Ping { client_time_ms: 5 })));
+        assert_eq!(frame_request_id(&event), 0);
+        assert_eq!(
+            frame_request_id(&encode_envelope(0, 4, Body::Ping(Ping::default()))),
+            0
+        );
+    }
 
     #[test]
     fn round_trip() {

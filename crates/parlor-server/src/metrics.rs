@@ -87,6 +87,10 @@ pub struct Metrics {
     pub resume_replays: IntCounter,
     /// Joins with a last seq whose events were gone: a fresh snapshot with resync.
     pub resyncs: IntCounter,
+    /// Retries of requests a room had applied, answered without applying them again.
+    pub retries_answered: IntCounter,
+    /// Requests forwarded to a room's home that got no answer in time.
+    pub forwards_timed_out: IntCounter,
     /// Sessions of stopped pods removed from presence.
     pub sessions_swept: IntCounter,
     /// Writes refused because a bounded buffer was full, by kind.
@@ -269,6 +273,16 @@ impl Metrics {
                 "Joins with a last seq whose events were gone, answered with a fresh snapshot",
             )
             .unwrap(),
+            retries_answered: IntCounter::new(
+                "retries_answered_total",
+                "Retries of requests a room had applied, answered without applying them again",
+            )
+            .unwrap(),
+            forwards_timed_out: IntCounter::new(
+                "cluster_forwards_timed_out_total",
+                "Requests forwarded to a room's home pod that got no answer in time",
+            )
+            .unwrap(),
             sessions_swept: IntCounter::new(
                 "cluster_sessions_swept_total",
                 "Sessions of stopped pods removed from presence",
@@ -358,6 +372,8 @@ impl Metrics {
             Box::new(m.resubscriptions.clone()),
             Box::new(m.resume_replays.clone()),
             Box::new(m.resyncs.clone()),
+            Box::new(m.retries_answered.clone()),
+            Box::new(m.forwards_timed_out.clone()),
             Box::new(m.sessions_swept.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),

@@ -8,7 +8,10 @@
 //!
 //! Inbox messages are handled in arrival order, so a join's snapshot (Deliver) is pushed
 //! before the session is seated (Seated), and every event after the snapshot reaches it
-//! exactly once. A forwarded join that gets no answer in time ends in UNAVAILABLE.
+//! exactly once. A forwarded join that gets no answer in time ends in UNAVAILABLE, and so
+//! does any other forwarded request: its answer is a frame carrying its request id, or the
+//! room event whose origin it is. The home applies a retry (same session and request id)
+//! only once.
 //!
 //! Failover: the relay checks each remote room's lease a few times per lease time. When
 //! it lapsed (the home died) it claims the room; whoever becomes the new home, each local
@@ -17,14 +20,13 @@
 
 use std::{
     collections::HashMap,
-    hash::{Hash, Hasher},
     sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use actix::{Addr, Recipient};
 use bytes::Bytes;
-use parlor_cluster::{Broker, Inbox, Leases, Presence, SubscriptionId};
+use parlor_cluster::{Broker, EventSink, Inbox, Leases, Origin, Presence, SubscriptionId};
 use parlor_core::{GlobalRole, RoomId, RoomRole, UserId};
 use parlor_protocol::{
     error_envelope,
@@ -46,8 +48,9 @@ use crate::{
 /// Events a remote room's fan-out keeps for joiners whose seating arrives after them.
 const SEATING_WINDOW: usize = 64;
 
-/// How long a forwarded join waits for the home pod's answer.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a forwarded request waits for the home pod's answer. Longer than a failover
+/// takes to start, so that a retry after it reaches the next home.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends messages to other pods' inboxes, as this pod.
 pub(crate) struct PodLink {
@@ -138,6 +141,62 @@ pub(crate) struct Relay {
     users: Addr<UserManager>,
     remote: tokio::sync::Mutex<HashMap<RoomId, RemoteRoom>>,
     pending: Mutex<Pending>,
+    unanswered: Arc<Unanswered>,
+}
+
+/// Forwarded requests other than joins with no answer yet, by origin: the session's id,
+/// and when the request went.
+#[derive(Default)]
+struct Unanswered(Mutex<HashMap<Origin, (String, Instant)>>);
+
+impl Unanswered {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Origin, (String, Instant)>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn answered(&self, o: Origin) {
+        if !o.is_none() {
+            let mut m = self.lock();
+            if !m.is_empty() {
+                m.remove(&o);
+            }
+        }
+    }
+
+    /// Takes the requests that waited longer than `FORWARD_TIMEOUT`.
+    fn expired(&self, now: Instant) -> Vec<(Origin, String)> {
+        let mut out = Vec::new();
+        self.lock().retain(|o, (session, since)| {
+            let keep = now.duration_since(*since) < FORWARD_TIMEOUT;
+            if !keep {
+                out.push((*o, std::mem::take(session)));
+            }
+            keep
+        });
+        out
+    }
+}
+
+/// A remote room's subscription: its events go to the local fan-out, and answer the
+/// forwarded requests they came from.
+struct RemoteSink {
+    fanout: Arc<LocalFanout>,
+    unanswered: Arc<Unanswered>,
+}
+
+impl EventSink for RemoteSink {
+    fn deliver(&self, seq: u64, frame: &Bytes) {
+        self.fanout.deliver(seq, frame);
+    }
+
+    fn deliver_from(&self, seq: u64, frame: &Bytes, origin: Origin) {
+        self.fanout.deliver(seq, frame);
+        self.unanswered.answered(origin);
+    }
+
+    fn lost(&self, after: u64) {
+        self.fanout.lost(after);
+    }
 }
 
 /// What a relay is built from.
@@ -160,12 +219,18 @@ pub(crate) struct RelayParts {
 /// session that follows two moved rooms at once rejoins both with request id 0.
 type Pending = HashMap<(String, String, u64), oneshot::Sender<ApiResult<()>>>;
 
-/// A remote session's number in its room's home: rooms tell sessions apart by number.
-fn session_no(pod: &str, session_id: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (pod, session_id).hash(&mut h);
-    // Local sessions count up from 1; remote ones keep the top bit set.
-    h.finish() | (1 << 63)
+/// A session's number, which rooms tell sessions apart by and events' origins carry: the
+/// same on every pod, so that a room's next home knows it.
+/// SHA-256 rather than std's hasher, whose output may change between builds: pods in a
+/// rolling upgrade must agree.
+pub(crate) fn session_no(pod: &str, session_id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(pod.as_bytes());
+    h.update([0]);
+    h.update(session_id.as_bytes());
+    let d = h.finalize();
+    u64::from_be_bytes(d[..8].try_into().expect("a digest has 32 bytes"))
 }
 
 impl Relay {
@@ -199,6 +264,7 @@ impl Relay {
             users,
             remote: tokio::sync::Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            unanswered: Arc::default(),
         });
         // One task reads the inbox in order; the handler only queues.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
@@ -210,6 +276,15 @@ impl Relay {
             while let Some(msg) = rx.recv().await {
                 let Some(relay) = me.upgrade() else { return };
                 relay.on_message(msg).await;
+            }
+        });
+        let me = Arc::downgrade(&relay);
+        actix::spawn(async move {
+            let mut every = tokio::time::interval(FORWARD_TIMEOUT / 10);
+            loop {
+                every.tick().await;
+                let Some(relay) = me.upgrade() else { return };
+                relay.time_out_forwards();
             }
         });
         let me = Arc::downgrade(&relay);
@@ -349,6 +424,21 @@ impl Relay {
         }
     }
 
+    /// Forwarded requests with no answer in time get UNAVAILABLE: the home may be gone, or
+    /// may still apply them; a retry with the same request id is applied at most once.
+    fn time_out_forwards(&self) {
+        for (o, session_id) in self.unanswered.expired(Instant::now()) {
+            self.metrics.forwards_timed_out.inc();
+            if let Some(s) = self.sessions.get(&session_id) {
+                s.outbox.push(error_envelope(
+                    o.request,
+                    ErrorCode::Unavailable,
+                    "the room's pod did not answer in time; retry with the same request_id",
+                ));
+            }
+        }
+    }
+
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -363,6 +453,10 @@ impl Relay {
             Some(pod_message::Body::Deliver(d)) => {
                 if let Some(s) = self.sessions.get(&d.session_id) {
                     for f in d.frames {
+                        self.unanswered.answered(Origin {
+                            session: s.no,
+                            request: parlor_protocol::frame_request_id(&f),
+                        });
                         s.outbox.push(f);
                     }
                 }
@@ -576,7 +670,7 @@ impl Relay {
             .insert((session_id.clone(), room.0.clone(), rid), tx);
         let request = encode_join(&room, &spec, rid);
         self.forward(&home, &room, &who, &session_id, request, false);
-        let answer = tokio::time::timeout(JOIN_TIMEOUT, rx).await;
+        let answer = tokio::time::timeout(FORWARD_TIMEOUT, rx).await;
         let result = match answer {
             Ok(Ok(r)) => r,
             _ => {
@@ -605,6 +699,20 @@ impl Relay {
     ) {
         self.metrics.forwards.with_label_values(&["sent"]).inc();
         let rid = request.as_ref().map_or(0, |r| r.request_id);
+        let session = self.sessions.get(session_id);
+        // Joins wait for their answer themselves; a leave is done here already.
+        let awaited = request
+            .as_ref()
+            .is_some_and(|r| !matches!(r.body, Some(Body::JoinRoom(_) | Body::LeaveRoom(_))));
+        if let (true, Some(s)) = (awaited && rid != 0, &session) {
+            let origin = Origin {
+                session: s.no,
+                request: rid,
+            };
+            self.unanswered
+                .lock()
+                .insert(origin, (session_id.to_owned(), Instant::now()));
+        }
         let sent = self.link.checked_send(
             home,
             pod_message::Body::Forward(v1::Forward {
@@ -617,7 +725,6 @@ impl Relay {
                 disconnected,
             }),
         );
-        let session = self.sessions.get(session_id);
         actix::spawn(async move {
             if let (Err(e), Some(s)) = (sent.await, session) {
                 s.outbox.push(error_envelope(
@@ -665,7 +772,11 @@ impl Relay {
             return Ok(());
         }
         let fanout = LocalFanout::keeping(self.metrics.clone(), SEATING_WINDOW);
-        let (sub, position) = self.broker.subscribe(room, fanout.clone()).await?;
+        let sink = Arc::new(RemoteSink {
+            fanout: fanout.clone(),
+            unanswered: self.unanswered.clone(),
+        });
+        let (sub, position) = self.broker.subscribe(room, sink).await?;
         fanout.start_at(position);
         remote.insert(
             room.clone(),

@@ -16,8 +16,8 @@ use redis::{AsyncCommands, PushInfo, PushKind, Value};
 
 use super::{checked, lock, Job, Keys, RedisBackend};
 use crate::{
-    broker::select, BoxFuture, Broker, Checkpoint, ClusterError, EventSink, Lease, Replay, Result,
-    StateWrite, SubscriptionId,
+    broker::select, BoxFuture, Broker, Checkpoint, ClusterError, EventSink, Lease, Origin, Replay,
+    Result, StateWrite, SubscriptionId,
 };
 
 pub(super) fn write_args(writes: &[StateWrite], args: &mut Vec<Vec<u8>>) {
@@ -43,16 +43,16 @@ pub(super) struct RoomSub {
     last: Option<u64>,
     sinks: Vec<(SubscriptionId, Arc<dyn EventSink>)>,
     /// Frames held back, by seq, while a gap is filled or the position is unknown.
-    held: BTreeMap<u64, Bytes>,
+    held: BTreeMap<u64, (Bytes, Origin)>,
     healing: bool,
     /// `last` at the previous position check, to tell a stall from a lag.
     checked_at: Option<u64>,
 }
 
 impl RoomSub {
-    fn deliver(&mut self, seq: u64, frame: &Bytes) {
+    fn deliver(&mut self, seq: u64, frame: &Bytes, origin: Origin) {
         for (_, sink) in &self.sinks {
-            sink.deliver(seq, frame);
+            sink.deliver_from(seq, frame, origin);
         }
         self.last = Some(seq);
     }
@@ -67,8 +67,8 @@ impl RoomSub {
             if seq <= last {
                 entry.remove();
             } else if seq == last + 1 {
-                let frame = entry.remove();
-                self.deliver(seq, &frame);
+                let (frame, origin) = entry.remove();
+                self.deliver(seq, &frame, origin);
                 last = seq;
             } else {
                 return true;
@@ -111,14 +111,8 @@ impl RedisBackend {
         Ok(self.seen(r)?.unwrap_or(0))
     }
 
-    /// History entries `from..=to` (all after `from` when `to` is None), as (seq, time,
-    /// frame).
-    async fn range(
-        &self,
-        room: &RoomId,
-        from: u64,
-        to: Option<u64>,
-    ) -> Result<Vec<(u64, i64, Bytes)>> {
+    /// History entries `from..=to` (all after `from` when `to` is None).
+    async fn range(&self, room: &RoomId, from: u64, to: Option<u64>) -> Result<Vec<Entry>> {
         let end = to.map_or_else(|| "+".to_owned(), |t| format!("{t}-1"));
         let r: std::result::Result<Value, _> = redis::cmd("XRANGE")
             .arg(self.keys.room(room, "hist"))
@@ -168,9 +162,9 @@ impl RedisBackend {
             };
             // Frames may have arrived meanwhile; deliver only what is still missing.
             let mut expect = rs.last.map_or(from, |l| l + 1);
-            for (seq, _, frame) in entries {
-                if seq == expect {
-                    rs.deliver(seq, &frame);
+            for e in entries {
+                if e.seq == expect {
+                    rs.deliver(e.seq, &e.frame, e.origin);
                     expect += 1;
                 }
             }
@@ -216,7 +210,16 @@ impl RedisBackend {
     }
 }
 
-fn parse_entries(v: Value) -> Vec<(u64, i64, Bytes)> {
+/// One history entry.
+struct Entry {
+    seq: u64,
+    /// When it was recorded, in ms.
+    at: i64,
+    frame: Bytes,
+    origin: Origin,
+}
+
+fn parse_entries(v: Value) -> Vec<Entry> {
     let Value::Array(items) = v else {
         return Vec::new();
     };
@@ -240,8 +243,17 @@ fn parse_entries(v: Value) -> Vec<(u64, i64, Bytes)> {
             .get("t")
             .and_then(|t| std::str::from_utf8(t).ok()?.parse().ok())
             .unwrap_or(0);
+        let origin = fields
+            .get("o")
+            .and_then(|o| Origin::from_bytes(o))
+            .unwrap_or_default();
         if let Some(f) = fields.get("f") {
-            out.push((seq, t, Bytes::from(f.clone())));
+            out.push(Entry {
+                seq,
+                at: t,
+                frame: Bytes::from(f.clone()),
+                origin,
+            });
         }
     }
     out
@@ -289,7 +301,18 @@ pub(super) fn on_push(
     let Some(room) = subs.keys.room_of(&channel) else {
         return;
     };
-    let frame = Bytes::from(payload);
+    // The script's payload: the origin's length, the origin, the frame.
+    let payload = Bytes::from(payload);
+    let Some(&n) = payload.first() else { return };
+    let n = usize::from(n);
+    let origin = match n {
+        0 => Origin::default(),
+        _ => match payload.get(1..=n).and_then(Origin::from_bytes) {
+            Some(o) => o,
+            None => return,
+        },
+    };
+    let frame = payload.slice(1 + n..);
     let Some(seq) = frame_seq(&frame) else {
         return;
     };
@@ -300,21 +323,21 @@ pub(super) fn on_push(
     match rs.last {
         Some(last) if seq <= last => {}
         Some(last) if seq == last + 1 && !rs.healing => {
-            rs.deliver(seq, &frame);
+            rs.deliver(seq, &frame, origin);
             if rs.drain() && !rs.healing {
                 rs.healing = true;
                 let _ = heal.send(room);
             }
         }
         Some(_) => {
-            rs.held.insert(seq, frame);
+            rs.held.insert(seq, (frame, origin));
             if !rs.healing {
                 rs.healing = true;
                 let _ = heal.send(room);
             }
         }
         None => {
-            rs.held.insert(seq, frame);
+            rs.held.insert(seq, (frame, origin));
         }
     }
 }
@@ -336,6 +359,7 @@ impl Broker for RedisBackend {
         lease: &Lease,
         seq: u64,
         frame: Bytes,
+        origin: Origin,
         writes: Vec<StateWrite>,
     ) -> BoxFuture<'static, Result<()>> {
         if let Err(e) = checked(room) {
@@ -355,6 +379,11 @@ impl Broker for RedisBackend {
                 .into_bytes(),
             self.keys.channel(room).into_bytes(),
             frame.to_vec(),
+            if origin.is_none() {
+                Vec::new()
+            } else {
+                origin.to_bytes().to_vec()
+            },
         ];
         write_args(&writes, &mut args);
         let keys = [
@@ -531,9 +560,22 @@ impl Broker for RedisBackend {
                 now_ms() - i64::try_from(self.opts.retention.age.as_millis()).unwrap_or(i64::MAX);
             let kept = entries
                 .iter()
-                .filter(|(_, t, _)| *t >= oldest)
-                .map(|(s, _, f)| (*s, f));
+                .filter(|e| e.at >= oldest)
+                .map(|e| (e.seq, &e.frame));
             Ok(select(kept, since, last))
+        })
+    }
+
+    fn origins(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<(u64, Origin)>>> {
+        let room = room.clone();
+        Box::pin(async move {
+            checked(&room)?;
+            let entries = self.range(&room, 0, None).await?;
+            Ok(entries
+                .into_iter()
+                .filter(|e| !e.origin.is_none())
+                .map(|e| (e.seq, e.origin))
+                .collect())
         })
     }
 

@@ -32,8 +32,10 @@ end
 return 1
 ";
 
-// ARGV: lease token, seq, now ms, history count, history ms, channel, frame, then writes:
-// 'S' field value, or 'D' field. The stream append goes first: if it fails, nothing changed.
+// ARGV: lease token, seq, now ms, history count, history ms, channel, frame, origin (empty
+// or 16 bytes), then writes: 'S' field value, or 'D' field. The stream append goes first:
+// if it fails, nothing changed. Subscribers get the origin's length byte, the origin, then
+// the frame.
 pub(super) const PUBLISH: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED the lease is not ' .. ARGV[1])
@@ -42,10 +44,15 @@ local last = tonumber(redis.call('HGET', KEYS[2], 'seq') or '0')
 if tonumber(ARGV[2]) ~= last + 1 then
   return redis.error_reply('FENCED seq ' .. ARGV[2] .. ' is not next after ' .. last)
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], ARGV[2] .. '-1', 't', ARGV[3], 'f', ARGV[7])
+if ARGV[8] == '' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], ARGV[2] .. '-1', 't', ARGV[3], 'f', ARGV[7])
+else
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], ARGV[2] .. '-1', 't', ARGV[3], 'f', ARGV[7],
+    'o', ARGV[8])
+end
 redis.call('PEXPIRE', KEYS[3], ARGV[5])
 redis.call('HSET', KEYS[2], 'seq', ARGV[2])
-local i = 8
+local i = 9
 while i <= #ARGV do
   if ARGV[i] == 'S' then
     redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 2])
@@ -55,7 +62,7 @@ while i <= #ARGV do
     i = i + 2
   end
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+redis.call('PUBLISH', ARGV[6], string.char(#ARGV[8]) .. ARGV[8] .. ARGV[7])
 return 1
 ";
 

@@ -61,9 +61,6 @@ pub(crate) enum SessionNotice {
 #[rtype(result = "()")]
 struct WriterDone;
 
-/// Source of `WsSession::no`, unique within the process.
-static NEXT_SESSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
 /// What resolving a room answers.
 type Resolved = Result<ApiResult<(RoomId, RoomRef)>, actix::MailboxError>;
 
@@ -79,7 +76,8 @@ const CLOSE_BACKSTOP: Duration = Duration::from_secs(3);
 pub(crate) struct WsSession {
     shared: Arc<Shared>,
     id: String,
-    /// Names this session to room actors; a number, so that no id is copied per event.
+    /// Names this session to room actors, and in the origin of the events it causes; a
+    /// number, so that no id is copied per event. The same on every pod.
     no: u64,
     outbox: Outbox,
     /// This actor, as rooms and other pods' answers reach it.
@@ -119,6 +117,7 @@ pub(crate) async fn ws_route(
     drop(session);
     let (head, upgrade) = response.into_parts();
     let id = new_id("s_");
+    let no = crate::relay::session_no(&shared.cfg.server.pod_name, &id);
     let rate = shared.cfg.ws.max_frames_per_sec;
     let mut outbound = None;
     WsSession::create(|ctx| {
@@ -138,7 +137,7 @@ pub(crate) async fn ws_route(
         WsSession {
             shared,
             id,
-            no: NEXT_SESSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            no,
             outbox,
             notify: ctx.address().recipient(),
             upgrade_token: token,

@@ -80,6 +80,14 @@ impl RoomActor {
             },
             Err(e) => return self.err(&reply, rid, &e),
         };
+        let origin = Origin {
+            session,
+            request: rid,
+        };
+        if let Some(seq) = self.applied.seq_of(origin) {
+            return self.answer_retry(&reply, rid, seq);
+        }
+        self.acting = origin;
         let result = match action {
             Action::Chat(text) => self.chat(&member, rid, &reply, text, ctx),
             Action::Event(ev) => self.event(&member, rid, &reply, ev, ctx),
@@ -87,9 +95,35 @@ impl RoomActor {
             Action::Update(u) => self.update(&member, rid, &reply, u, ctx),
             Action::Moderate(m) => self.moderate(&member, rid, &reply, m, ctx),
         };
+        self.acting = Origin::default();
         if let Err(e) = result {
             self.err(&reply, rid, &e);
         }
+    }
+
+    /// A request the room applied already came again (its sender timed out and retried):
+    /// it is answered with an Ack naming the event it made, once that is recorded.
+    fn answer_retry(&self, reply: &Peer, rid: u64, seq: u64) {
+        self.deps.metrics.retries_answered.inc();
+        if seq > self.recorded {
+            return self.err(
+                reply,
+                rid,
+                &CoreError::new(
+                    ErrorCode::Unavailable,
+                    "that request is still being recorded; try again",
+                ),
+            );
+        }
+        let ack = v1::Ack {
+            seq,
+            room_id: if seq == 0 {
+                String::new()
+            } else {
+                self.id.0.clone()
+            },
+        };
+        self.direct(reply, encode_envelope(rid, 0, Body::Ack(ack)));
     }
 
     pub(super) fn allowed(&self, action: Perm, member: &Caller) -> Result<(), CoreError> {
@@ -236,11 +270,13 @@ impl RoomActor {
                 "target is not in this room",
             ));
         };
-        let frame = encode_envelope(0, 0, Body::GameEvent(ev));
-        self.direct(&to.peer, frame.clone());
+        // The sender's copy carries its request id: its answer.
+        let ev = Body::GameEvent(ev);
         if target != m.user_id {
-            reply.push(frame);
+            self.direct(&to.peer, encode_envelope(0, 0, ev.clone()));
         }
+        self.direct(reply, encode_envelope(rid, 0, ev));
+        self.applied.record(self.acting, 0);
         Ok(())
     }
 

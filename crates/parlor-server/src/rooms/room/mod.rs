@@ -28,8 +28,10 @@
 //! and stepping down.
 
 mod actions;
+mod applied;
 mod recording;
 
+use applied::Applied;
 use recording::Published;
 pub(crate) use recording::Recheck;
 
@@ -47,7 +49,7 @@ use actix::{
 use futures_util::FutureExt as _;
 use parlor_cluster::{
     checkpoint::{self, Part},
-    BoxFuture, Claim, ClusterError, Lease, Replay, SubscriptionId,
+    BoxFuture, Claim, ClusterError, Lease, Origin, Replay, SubscriptionId,
 };
 use parlor_core::{
     check, now_ms, Action as Perm, CoreError, GlobalRole, Limits, MemberState, Room, RoomId,
@@ -233,6 +235,10 @@ pub(crate) struct RoomActor {
     /// The writer's unsaved chat lines.
     backlog: Backlog,
     away: HashMap<UserId, SpawnHandle>,
+    /// Requests applied, so that retries are answered, not applied again.
+    applied: Applied,
+    /// The request being handled: what the events it makes are recorded as caused by.
+    acting: Origin,
 }
 
 impl RoomActor {
@@ -262,6 +268,8 @@ impl RoomActor {
             writer,
             backlog,
             away: HashMap::new(),
+            applied: Applied::default(),
+            acting: Origin::default(),
         }
     }
 
@@ -281,6 +289,7 @@ impl RoomActor {
                     .with_label_values(&["room"])
                     .inc();
                 self.room = None;
+                self.acting = Origin::default();
                 self.reload(ctx);
                 None
             }
@@ -437,6 +446,7 @@ impl RoomActor {
     fn remove_local(&mut self, user: &UserId, ctx: &mut Context<Self>) {
         if let Some(mut local) = self.locals.remove(user) {
             Self::collect_stats(&mut self.pending_stats, user, &mut local);
+            self.applied.end(local.session);
         }
         self.fanout.remove(user);
         if self.fanout.len() == 0 {
@@ -633,9 +643,11 @@ impl Actor for RoomActor {
         if self.room.is_none() {
             // Restarted by the Supervisor: the directory holds the truth.
             self.reload(ctx);
-        } else if self.room.as_ref().is_some_and(|r| r.info.persistent)
-            && self.recent_chat.is_empty()
-        {
+        } else if self.seq > 0 {
+            // Taken over: history says which requests the room already applied.
+            self.learn_applied(ctx);
+        }
+        if self.room.as_ref().is_some_and(|r| r.info.persistent) && self.recent_chat.is_empty() {
             let deps = self.deps.clone();
             let id = self.id.clone();
             let n = deps.cfg.rooms.snapshot_chat;

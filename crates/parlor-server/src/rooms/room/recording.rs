@@ -27,10 +27,13 @@ pub(super) const RELOAD_WAIT: Duration = Duration::from_secs(2);
 
 impl RoomActor {
     /// Numbers one room event and publishes it with the checkpoint writes of `parts`, as
-    /// the room is now. The future resolves once the event is recorded.
+    /// the room is now, and as caused by the request being handled. The future resolves
+    /// once the event is recorded.
     pub(super) fn publish(&mut self, body: Body, parts: &[Part]) -> Published {
         self.seq += 1;
         let seq = self.seq;
+        let origin = self.acting;
+        self.applied.record(origin, seq);
         let frame = frame_with_seq(seq, &encode_body(body));
         let writes = match &self.room {
             Some(room) if !parts.is_empty() => checkpoint::writes(room, parts),
@@ -39,8 +42,26 @@ impl RoomActor {
         let recorded = self
             .deps
             .broker
-            .publish(&self.id, &self.lease, seq, frame, writes);
+            .publish(&self.id, &self.lease, seq, frame, origin, writes);
         Published { seq, recorded }
+    }
+
+    /// Learns from history which requests the room applied (after a reload, or as a new
+    /// home), holding the mailbox so that no retry is handled before. If history cannot be
+    /// read, retries of requests from before are applied again.
+    pub(super) fn learn_applied(&mut self, ctx: &mut Context<Self>) {
+        let (deps, id) = (self.deps.clone(), self.id.clone());
+        ctx.wait(
+            async move { tokio::time::timeout(RELOAD_WAIT, deps.broker.origins(&id)).await }
+                .into_actor(self)
+                .map(|res, act, _| match res {
+                    Ok(Ok(history)) => act.applied.reseed(history),
+                    _ => {
+                        tracing::warn!(room_id = %act.id, "no history of applied requests");
+                        act.applied.reseed([]);
+                    }
+                }),
+        );
     }
 
     /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
@@ -214,6 +235,7 @@ impl RoomActor {
             act.recorded = seq;
             act.stale = None;
             act.room = Some(room);
+            act.learn_applied(ctx);
             act.hold_absent(ctx);
             if rewritten {
                 act.resync_all(ctx);
