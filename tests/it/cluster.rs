@@ -259,13 +259,20 @@ struct ProcPod {
 
 impl ProcPod {
     async fn guest(&self, name: &str) -> Connection {
-        let rest = parlor_client::Rest::new(format!("http://{}", self.public));
-        let tokens = rest.guest(name).await.unwrap();
+        self.guest_tokens(name).await.0
+    }
+
+    async fn guest_tokens(&self, name: &str) -> (Connection, parlor_client::Tokens) {
+        let tokens = self.rest().guest(name).await.unwrap();
         let mut c = Connection::connect(&format!("ws://{}/ws", self.public))
             .await
             .unwrap();
         c.hello(Some(&tokens.access_token)).await.unwrap();
-        c
+        (c, tokens)
+    }
+
+    fn rest(&self) -> parlor_client::Rest {
+        parlor_client::Rest::new(format!("http://{}", self.public))
     }
 
     /// SIGKILL: no drain, no flush, no lease released.
@@ -278,6 +285,16 @@ impl ProcPod {
 /// Three real pods on one Redis and one store, started one after the other (the first
 /// generates the signing key in the shared data dir).
 async fn proc_cluster(n: usize, redis: &RedisServer, dir: &std::path::Path) -> Vec<ProcPod> {
+    proc_cluster_with(n, redis, dir, |_| Vec::new()).await
+}
+
+/// As `proc_cluster`, with more environment for pod `i` from `extra(i)`.
+async fn proc_cluster_with(
+    n: usize,
+    redis: &RedisServer,
+    dir: &std::path::Path,
+    extra: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Vec<ProcPod> {
     let opts = parlor_store::testing::options(&parlor_store::testing::shared_uri());
     let mut pods = Vec::new();
     for i in 0..n {
@@ -294,6 +311,7 @@ async fn proc_cluster(n: usize, redis: &RedisServer, dir: &std::path::Path) -> V
             ("PARLOR_LOG_LEVEL", "warn".into()),
         ]
         .into_iter()
+        .chain(extra(i))
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let (child, public, admin) = spawn_pod(dir, &env, std::process::Stdio::null());
@@ -966,7 +984,7 @@ async fn answer(c: &mut Connection, rid: u64, within: std::time::Duration) -> pa
 }
 
 /// Says `text` under `rid`: true once its echo came back, false on an error answering it.
-async fn said(c: &mut Connection, rid: u64, room: &str, text: &str) -> bool {
+async fn said_as(c: &mut Connection, rid: u64, room: &str, text: &str) -> bool {
     send_as(c, rid, chat_body(room, text)).await;
     c.wait_for(std::time::Duration::from_secs(15), |f| match &f.body {
         Body::ChatMessage(m) if m.text == text => Some(true),
@@ -1019,7 +1037,7 @@ async fn a_forwarded_request_times_out_and_a_retry_is_applied_once_on_any_home()
     // Once the room has a new home, the applied request is still known there, and the one
     // that timed out is applied when retried, once.
     let mut rid = 3000;
-    while !said(&mut b, rid, &room.id, &format!("probe {rid}")).await {
+    while !said_as(&mut b, rid, &room.id, &format!("probe {rid}")).await {
         assert!(
             killed.elapsed() < std::time::Duration::from_secs(30),
             "no new home"
@@ -1035,7 +1053,7 @@ async fn a_forwarded_request_times_out_and_a_retry_is_applied_once_on_any_home()
     for _ in 0..2 {
         send_as(&mut b, 2000, chat_body(&room.id, "into the void")).await;
     }
-    assert!(said(&mut b, 4000, &room.id, "end").await);
+    assert!(said_as(&mut b, 4000, &room.id, "end").await);
     let mut lines = Vec::new();
     while lines.last().map(String::as_str) != Some("end") {
         lines.push(chat_lines(&mut c, 1).await.remove(0).1);
@@ -1043,5 +1061,94 @@ async fn a_forwarded_request_times_out_and_a_retry_is_applied_once_on_any_home()
     let count = |t: &str| lines.iter().filter(|l| *l == t).count();
     assert_eq!(count("once"), 1, "{lines:?}");
     assert_eq!(count("into the void"), 1, "{lines:?}");
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_home_saves_the_chat_lines_its_killed_home_had_not() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Pod 0 hands chat lines to the store only every 10 minutes: at the kill, every line
+    // it recorded is unsaved.
+    let mut pods = proc_cluster_with(3, &redis, dir.path(), |i| match i {
+        0 => vec![("PARLOR_STATS__FLUSH_INTERVAL_MS", "600000".to_owned())],
+        _ => Vec::new(),
+    })
+    .await;
+    let mut owner = pods[0].guest("owner").await;
+    let room = open_room(
+        &mut owner,
+        v1::CreateRoom {
+            persistent: true,
+            ..create("saga", "tabletop")
+        },
+    )
+    .await;
+    let (mut b, tokens) = pods[1].guest_tokens("b").await;
+    b.join_room(join_id(&room.id)).await.unwrap();
+    let said: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
+    for (i, text) in said.iter().enumerate() {
+        let who = if i < 5 { &mut owner } else { &mut b };
+        who.chat(&room.id, text).await.unwrap();
+        who.wait_for(T, |f| {
+            matches!(&f.body, Body::ChatMessage(m) if m.text == *text).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    let history = format!("/api/v1/rooms/{}/messages?limit=50", room.id);
+    let stored = |page: serde_json::Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let rest = pods[1].rest();
+    let page = rest.get_json(&history, Some(&tokens.access_token)).await;
+    assert_eq!(
+        stored(page.unwrap()),
+        Vec::<String>::new(),
+        "nothing saved yet"
+    );
+
+    pods[0].kill().await;
+    let killed = std::time::Instant::now();
+    let mut rid = 100;
+    while !said_as(&mut b, rid, &room.id, "after").await {
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "no new home"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        rid += 1;
+    }
+    // The new home saved the ten lines before any of its own, once each, in order.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = rest.get_json(&history, Some(&tokens.access_token)).await;
+        let lines = stored(page.unwrap());
+        if lines.len() > said.len() {
+            assert_eq!(lines[..said.len()], said[..], "{lines:?}");
+            assert_eq!(lines[said.len()..], ["after"], "{lines:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stored: {lines:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A joiner's snapshot has them as recent chat.
+    let mut c = pods[2].guest("c").await;
+    let snap = c.join_room(join_id(&room.id)).await.unwrap();
+    let recent: Vec<String> = snap.recent_chat.into_iter().map(|m| m.text).collect();
+    assert_eq!(
+        recent.last().map(String::as_str),
+        Some("after"),
+        "{recent:?}"
+    );
+    assert!(
+        recent.ends_with(&[said[9].clone(), "after".to_owned()]),
+        "{recent:?}"
+    );
     drop(redis);
 }

@@ -59,6 +59,14 @@ impl Origin {
     }
 }
 
+/// One event as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub seq: u64,
+    pub frame: Bytes,
+    pub origin: Origin,
+}
+
 /// Names one subscription, for unsubscribing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(pub(crate) u64);
@@ -145,8 +153,8 @@ pub trait Broker: Send + Sync + 'static {
     fn last_seq(&self, room: &RoomId) -> BoxFuture<'_, Result<u64>>;
     /// The retained events after `since`.
     fn replay(&self, room: &RoomId, since: u64) -> BoxFuture<'_, Result<Replay>>;
-    /// The seq and origin of each retained event that has one, oldest first.
-    fn origins(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<(u64, Origin)>>>;
+    /// Every retained event, oldest first (for a new home to learn what its room did).
+    fn retained(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<Retained>>>;
     /// Drops a closed room's seq, history, checkpoint and lease.
     fn forget(&self, room: &RoomId) -> BoxFuture<'_, Result<()>>;
 }
@@ -331,13 +339,18 @@ impl Broker for MemoryBroker {
         ready(Ok(select(kept, since, ch.seq)))
     }
 
-    fn origins(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<(u64, Origin)>>> {
+    fn retained(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<Retained>>> {
+        let now = Instant::now();
         let out = self.existing(room).map_or_else(Vec::new, |ch| {
             lock(&ch)
                 .recent
                 .iter()
-                .filter(|(.., o)| !o.is_none())
-                .map(|(s, .., o)| (*s, *o))
+                .filter(|(_, t, ..)| now.duration_since(*t) <= self.retention.age)
+                .map(|(seq, _, frame, origin)| Retained {
+                    seq: *seq,
+                    frame: frame.clone(),
+                    origin: *origin,
+                })
                 .collect()
         });
         ready(Ok(out))

@@ -237,8 +237,17 @@ pub async fn order_and_replay(a: &Node, b: &Node, retained: usize) {
     };
     assert_eq!(*there.origins.lock().unwrap(), with_origin(1));
     assert_eq!(*here.origins.lock().unwrap(), with_origin(1));
+    let kept = b.broker.retained(&r).await.unwrap();
     assert_eq!(
-        b.broker.origins(&r).await.unwrap(),
+        kept.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        ((n - retained as u64 + 1)..=n).collect::<Vec<_>>()
+    );
+    assert!(kept.iter().all(|e| e.frame == frame(e.seq)));
+    assert_eq!(
+        kept.iter()
+            .filter(|e| !e.origin.is_none())
+            .map(|e| (e.seq, e.origin))
+            .collect::<Vec<_>>(),
         with_origin(n - retained as u64 + 1),
         "history keeps the origins of what it retains"
     );

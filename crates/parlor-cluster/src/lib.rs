@@ -24,7 +24,8 @@ mod redis;
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 pub use broker::{
-    Broker, EventSink, MemoryBroker, Origin, Replay, Retention, StateWrite, SubscriptionId,
+    Broker, EventSink, MemoryBroker, Origin, Replay, Retained, Retention, StateWrite,
+    SubscriptionId,
 };
 pub use checkpoint::Checkpoint;
 pub use directory::{MemoryDirectory, RoomDirectory};

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub retries_answered: IntCounter,
     /// Requests forwarded to a room's home that got no answer in time.
     pub forwards_timed_out: IntCounter,
+    /// Recorded chat lines a room's new home saved because its old home had not.
+    pub chat_recovered: IntCounter,
     /// Sessions of stopped pods removed from presence.
     pub sessions_swept: IntCounter,
     /// Writes refused because a bounded buffer was full, by kind.
@@ -283,6 +285,11 @@ impl Metrics {
                 "Requests forwarded to a room's home pod that got no answer in time",
             )
             .unwrap(),
+            chat_recovered: IntCounter::new(
+                "chat_lines_recovered_total",
+                "Recorded chat lines a room's new home saved to the store because its old home had not",
+            )
+            .unwrap(),
             sessions_swept: IntCounter::new(
                 "cluster_sessions_swept_total",
                 "Sessions of stopped pods removed from presence",
@@ -374,6 +381,7 @@ impl Metrics {
             Box::new(m.resyncs.clone()),
             Box::new(m.retries_answered.clone()),
             Box::new(m.forwards_timed_out.clone()),
+            Box::new(m.chat_recovered.clone()),
             Box::new(m.sessions_swept.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),

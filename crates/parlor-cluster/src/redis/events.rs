@@ -17,7 +17,7 @@ use redis::{AsyncCommands, PushInfo, PushKind, Value};
 use super::{checked, lock, Job, Keys, RedisBackend};
 use crate::{
     broker::select, BoxFuture, Broker, Checkpoint, ClusterError, EventSink, Lease, Origin, Replay,
-    Result, StateWrite, SubscriptionId,
+    Result, Retained, StateWrite, SubscriptionId,
 };
 
 pub(super) fn write_args(writes: &[StateWrite], args: &mut Vec<Vec<u8>>) {
@@ -566,15 +566,21 @@ impl Broker for RedisBackend {
         })
     }
 
-    fn origins(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<(u64, Origin)>>> {
+    fn retained(&self, room: &RoomId) -> BoxFuture<'_, Result<Vec<Retained>>> {
         let room = room.clone();
         Box::pin(async move {
             checked(&room)?;
+            let oldest =
+                now_ms() - i64::try_from(self.opts.retention.age.as_millis()).unwrap_or(i64::MAX);
             let entries = self.range(&room, 0, None).await?;
             Ok(entries
                 .into_iter()
-                .filter(|e| !e.origin.is_none())
-                .map(|e| (e.seq, e.origin))
+                .filter(|e| e.at >= oldest)
+                .map(|e| Retained {
+                    seq: e.seq,
+                    frame: e.frame,
+                    origin: e.origin,
+                })
                 .collect())
         })
     }

@@ -156,7 +156,7 @@ impl RoomActor {
             ));
         }
         if persistent
-            && self.backlog.lines() + self.pending_chat.len()
+            && self.backlog.lines() + self.pending_chat.len() + self.unrecorded_chat.len()
                 >= self.deps.cfg.rooms.chat_backlog_max
         {
             // The store has refused lines for a while: refuse this one rather than hold
@@ -188,6 +188,17 @@ impl RoomActor {
             sent_at_ms: now_ms(),
             to_user_id: String::new(),
         };
+        if persistent {
+            // For the store once recorded (a memory broker records within `emit`).
+            let record = ChatRecord {
+                seq: 0, // keyed by the writer (writer.rs)
+                from_user_id: m.user_id.clone(),
+                from_name: line.from_name.clone(),
+                text: line.text.clone(),
+                sent_at_ms: line.sent_at_ms,
+            };
+            self.unrecorded_chat.push_back((self.seq + 1, record));
+        }
         self.emit(
             Body::ChatMessage(line.clone()),
             &[],
@@ -195,15 +206,6 @@ impl RoomActor {
             None,
             ctx,
         );
-        if persistent {
-            self.pending_chat.push(ChatRecord {
-                seq: 0, // keyed by the writer (writer.rs)
-                from_user_id: m.user_id.clone(),
-                from_name: line.from_name.clone(),
-                text: line.text.clone(),
-                sent_at_ms: line.sent_at_ms,
-            });
-        }
         self.recent_chat.push_back(line);
         while self.recent_chat.len() > self.deps.cfg.rooms.snapshot_chat {
             self.recent_chat.pop_front();

@@ -30,6 +30,7 @@
 mod actions;
 mod applied;
 mod recording;
+mod takeover;
 
 use applied::Applied;
 use recording::Published;
@@ -226,7 +227,10 @@ pub(crate) struct RoomActor {
     locals: HashMap<UserId, Local>,
     sub: Option<SubscriptionId>,
     recent_chat: VecDeque<v1::ChatMessage>,
+    /// Chat lines of a persistent room for the store: recorded ones, and before them, by
+    /// seq, those whose publish has not returned yet.
     pending_chat: Vec<ChatRecord>,
+    unrecorded_chat: VecDeque<(u64, ChatRecord)>,
     pending_stats: HashMap<StatsSubject, Stats>,
     room_stats: Stats,
     closed: bool,
@@ -261,6 +265,7 @@ impl RoomActor {
             sub: None,
             recent_chat: VecDeque::new(),
             pending_chat: Vec::new(),
+            unrecorded_chat: VecDeque::new(),
             pending_stats: HashMap::new(),
             room_stats: Stats::default(),
             closed: false,
@@ -644,10 +649,11 @@ impl Actor for RoomActor {
             // Restarted by the Supervisor: the directory holds the truth.
             self.reload(ctx);
         } else if self.seq > 0 {
-            // Taken over: history says which requests the room already applied.
-            self.learn_applied(ctx);
-        }
-        if self.room.as_ref().is_some_and(|r| r.info.persistent) && self.recent_chat.is_empty() {
+            // A new home: history says what the room did that this pod does not know.
+            self.take_over(ctx);
+        } else if self.room.as_ref().is_some_and(|r| r.info.persistent)
+            && self.recent_chat.is_empty()
+        {
             let deps = self.deps.clone();
             let id = self.id.clone();
             let n = deps.cfg.rooms.snapshot_chat;
@@ -857,6 +863,7 @@ impl Handler<DeleteRoom> for RoomActor {
         // Unsaved lines and snapshots go before the delete, so no retry brings them back:
         // the room's own pending lines here, the writer's with Discard.
         self.pending_chat.clear();
+        self.unrecorded_chat.clear();
         let (done, landed) = oneshot::channel();
         let _ = self.writer.send(Write::Discard(done));
         self.shut(ctx);

@@ -46,24 +46,6 @@ impl RoomActor {
         Published { seq, recorded }
     }
 
-    /// Learns from history which requests the room applied (after a reload, or as a new
-    /// home), holding the mailbox so that no retry is handled before. If history cannot be
-    /// read, retries of requests from before are applied again.
-    pub(super) fn learn_applied(&mut self, ctx: &mut Context<Self>) {
-        let (deps, id) = (self.deps.clone(), self.id.clone());
-        ctx.wait(
-            async move { tokio::time::timeout(RELOAD_WAIT, deps.broker.origins(&id)).await }
-                .into_actor(self)
-                .map(|res, act, _| match res {
-                    Ok(Ok(history)) => act.applied.reseed(history),
-                    _ => {
-                        tracing::warn!(room_id = %act.id, "no history of applied requests");
-                        act.applied.reseed([]);
-                    }
-                }),
-        );
-    }
-
     /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
     /// is recorded.
     pub(super) fn emit(
@@ -111,6 +93,10 @@ impl RoomActor {
             Ok(seq) => {
                 self.deps.metrics.events_published.inc();
                 self.recorded = self.recorded.max(seq);
+                while self.unrecorded_chat.front().is_some_and(|(s, _)| *s <= seq) {
+                    let (_, line) = self.unrecorded_chat.pop_front().expect("checked");
+                    self.pending_chat.push(line);
+                }
                 if let (Some((to, _)), Some(frame)) = (&who, answer) {
                     self.direct(to, frame);
                 }
@@ -147,6 +133,8 @@ impl RoomActor {
             return;
         }
         tracing::warn!(room_id = %self.id, error = %e, "publish failed; reloading the room");
+        // Lines not recorded now never will be (later publishes fail too): none is saved.
+        self.unrecorded_chat.clear();
         self.stale = self.room.take();
         self.reload(ctx);
     }
