@@ -7,8 +7,8 @@ use parlor_client::{v1, Body, Connection};
 use parlor_testkit::RedisServer;
 
 use super::support::{
-    create, join_id, metric, moderate, open_room, refused, spawn_pod, store_config, StoreKind,
-    TestServer, T,
+    create, join_id, metric, moderate, open_room, raw_http, refused, reqwest_delete, spawn_pod,
+    store_config, StoreKind, TestServer, T,
 };
 
 /// Three pods (or `n`) on one Redis and one store, each its own actix System.
@@ -1151,4 +1151,34 @@ async fn a_new_home_saves_the_chat_lines_its_killed_home_had_not() {
         "{recent:?}"
     );
     drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_deleted_over_rest_through_a_pod_that_is_not_its_home() {
+    let cluster = Cluster::start(2).await;
+    let (mut owner, _, tokens) = cluster.pods[0].user("deleter").await;
+    let room = open_room(&mut owner, create("doomed", "cards")).await;
+    let (mut b, _) = cluster.pods[1].guest("b").await;
+    b.join_room(join_id(&room.id)).await.unwrap();
+    let path = format!("/api/v1/rooms/{}", room.id);
+    // The home decides who may: its refusal comes back as it is.
+    let (_, _, other) = cluster.pods[1].user("bystander").await;
+    assert_eq!(
+        reqwest_delete(&cluster.pods[1], &path, &other.access_token).await,
+        403
+    );
+    assert_eq!(
+        reqwest_delete(&cluster.pods[1], &path, &tokens.access_token).await,
+        204
+    );
+    b.wait_for(T, |f| {
+        matches!(&f.body, Body::RoomLeft(l) if l.room_id == room.id).then_some(())
+    })
+    .await
+    .unwrap();
+    for pod in &cluster.pods {
+        let url = format!("{}{path}", pod.http_url());
+        let (status, _) = raw_http("GET", &url, Some(&tokens.access_token)).await;
+        assert_eq!(status, 404, "{url}");
+    }
 }

@@ -320,26 +320,24 @@ async fn delete_room(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let me = caller(&req, &shared).await?;
-    let (_, room) = shared
+    let (room_id, room) = shared
         .rooms
         .send(crate::rooms::Resolve {
             room_id: id.into_inner(),
             code: String::new(),
         })
         .await??;
-    let crate::rooms::RoomRef::Local(room) = room else {
-        return Err(ApiError::unavailable(
-            "the room runs on another pod; delete it there or try again",
-        ));
+    let by = crate::ws::Identity {
+        user_id: me.id,
+        name: me.name,
+        role: me.role,
     };
-    room.send(crate::rooms::DeleteRoom {
-        by: crate::ws::Identity {
-            user_id: me.id,
-            name: me.name,
-            role: me.role,
-        },
-    })
-    .await??;
+    match room {
+        crate::rooms::RoomRef::Local(room) => room.send(crate::rooms::DeleteRoom { by }).await??,
+        crate::rooms::RoomRef::Remote(home) => {
+            shared.relay.delete_room(&home, &room_id, &by).await?
+        }
+    }
     Ok(HttpResponse::NoContent().finish())
 }
 

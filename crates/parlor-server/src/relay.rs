@@ -142,6 +142,9 @@ pub(crate) struct Relay {
     remote: tokio::sync::Mutex<HashMap<RoomId, RemoteRoom>>,
     pending: Mutex<Pending>,
     unanswered: Arc<Unanswered>,
+    /// REST calls made to other pods, waiting for their answer, by call id.
+    calls: Mutex<HashMap<u64, oneshot::Sender<ApiResult<()>>>>,
+    next_call: std::sync::atomic::AtomicU64,
 }
 
 /// Forwarded requests other than joins with no answer yet, by origin: the session's id,
@@ -265,6 +268,8 @@ impl Relay {
             remote: tokio::sync::Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             unanswered: Arc::default(),
+            calls: Mutex::new(HashMap::new()),
+            next_call: std::sync::atomic::AtomicU64::new(1),
         });
         // One task reads the inbox in order; the handler only queues.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
@@ -471,6 +476,23 @@ impl Relay {
                     });
                 }
             }
+            Some(pod_message::Body::Call(c)) => self.on_call(from, c),
+            Some(pod_message::Body::CallDone(d)) => {
+                let waiting = self
+                    .calls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&d.call_id);
+                if let Some(tx) = waiting {
+                    let _ = tx.send(match d.error {
+                        None => Ok(()),
+                        Some(e) => Err(ApiError::new(
+                            ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal),
+                            e.message,
+                        )),
+                    });
+                }
+            }
             Some(pod_message::Body::CloseUser(c)) => {
                 let user = UserId(c.user_id);
                 // No stale cache: the account is refused here from now on.
@@ -597,6 +619,96 @@ impl Relay {
                     ErrorCode::Unavailable,
                     "the room is not running on its pod; join it again",
                 ));
+            }
+        }
+    }
+
+    /// A REST call from another pod on a room homed here; answered with CallDone.
+    fn on_call(self: &Arc<Self>, from: String, c: v1::Call) {
+        let (manager, live, link) = (
+            self.manager.clone(),
+            self.live.get(&c.room_id),
+            self.link.clone(),
+        );
+        actix::spawn(async move {
+            let by = Identity {
+                user_id: UserId(c.user_id),
+                name: c.name,
+                role: GlobalRole::from_proto(c.role).unwrap_or(GlobalRole::Visitor),
+            };
+            let room = match live {
+                Some(addr) => Ok(rooms::RoomRef::Local(addr)),
+                None => manager
+                    .send(rooms::Resolve {
+                        room_id: c.room_id,
+                        code: String::new(),
+                    })
+                    .await
+                    .map_err(ApiError::from)
+                    .and_then(|r| r.map(|(_, room)| room)),
+            };
+            let done = match (room, c.kind) {
+                (Ok(rooms::RoomRef::Local(addr)), Some(v1::call::Kind::DeleteRoom(_))) => addr
+                    .send(rooms::DeleteRoom { by })
+                    .await
+                    .map_err(ApiError::from)
+                    .and_then(|r| r),
+                (Ok(rooms::RoomRef::Remote(_)), _) => Err(ApiError::unavailable(
+                    "the room moved to another pod; try again",
+                )),
+                (Err(e), _) => Err(e),
+                (_, None) => Err(ApiError::new(ErrorCode::UnknownMessage, "unknown call")),
+            };
+            link.send(
+                &from,
+                pod_message::Body::CallDone(v1::CallDone {
+                    call_id: c.call_id,
+                    error: done.err().map(|e| v1::Error {
+                        code: e.code as i32,
+                        message: e.message,
+                    }),
+                }),
+            );
+        });
+    }
+
+    /// Deletes a room homed on `home` (REST on a pod that is not its home).
+    pub(crate) async fn delete_room(
+        &self,
+        home: &str,
+        room: &RoomId,
+        by: &Identity,
+    ) -> ApiResult<()> {
+        let id = self
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let calls = || self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        calls().insert(id, tx);
+        let sent = self.link.checked_send(
+            home,
+            pod_message::Body::Call(v1::Call {
+                call_id: id,
+                room_id: room.0.clone(),
+                user_id: by.user_id.0.clone(),
+                name: by.name.clone(),
+                role: by.role.to_proto() as i32,
+                kind: Some(v1::call::Kind::DeleteRoom(true)),
+            }),
+        );
+        if let Err(e) = sent.await {
+            calls().remove(&id);
+            return Err(ApiError::unavailable(format!(
+                "the room's pod cannot be reached: {e}"
+            )));
+        }
+        match tokio::time::timeout(FORWARD_TIMEOUT, rx).await {
+            Ok(Ok(answer)) => answer,
+            _ => {
+                calls().remove(&id);
+                Err(ApiError::unavailable(
+                    "the room's pod did not answer in time; try again",
+                ))
             }
         }
     }
