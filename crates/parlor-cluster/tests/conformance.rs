@@ -78,6 +78,21 @@ async fn redis_passes_every_suite() {
 
 /// Writes event `seq` into history and the seq counter as the publish script does, but
 /// without publishing it: a message pub/sub lost. Its origin is `lost_origin(seq)`.
+/// Publishes event `seq` with no origin and no writes; it must be accepted.
+async fn publish(node: &Node, room: &parlor_core::RoomId, lease: &parlor_cluster::Lease, seq: u64) {
+    node.broker
+        .publish(
+            room,
+            lease,
+            seq,
+            conformance::frame(seq),
+            Origin::default(),
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
 fn lost_origin(seq: u64) -> Origin {
     Origin {
         session: 9,
@@ -120,31 +135,11 @@ async fn redis_heals_gaps_from_history() {
     };
     let sink = Arc::new(Collect::default());
     let (_, _) = b.broker.subscribe(&room, sink.clone()).await.unwrap();
-    a.broker
-        .publish(
-            &room,
-            &lease,
-            1,
-            conformance::frame(1),
-            Origin::default(),
-            vec![],
-        )
-        .await
-        .unwrap();
+    publish(&a, &room, &lease, 1).await;
     // Seq 2 and 3 never reach the channel; 4 does, and brings them with it from history.
     lose(&server, &room, 2).await;
     lose(&server, &room, 3).await;
-    a.broker
-        .publish(
-            &room,
-            &lease,
-            4,
-            conformance::frame(4),
-            Origin::default(),
-            vec![],
-        )
-        .await
-        .unwrap();
+    publish(&a, &room, &lease, 4).await;
     assert_eq!(sink.wait_for(4).await, vec![1, 2, 3, 4]);
     // A silent stop: 5 is lost and nothing follows. The position check finds it.
     lose(&server, &room, 5).await;
@@ -155,17 +150,7 @@ async fn redis_heals_gaps_from_history() {
     let Claim::Home(lease) = a.leases.claim(&room, "pod-a").await.unwrap() else {
         panic!("nobody else claims it")
     };
-    a.broker
-        .publish(
-            &room,
-            &lease,
-            6,
-            conformance::frame(6),
-            Origin::default(),
-            vec![],
-        )
-        .await
-        .unwrap();
+    publish(&a, &room, &lease, 6).await;
     assert_eq!(sink.wait_for(6).await, vec![1, 2, 3, 4, 5, 6]);
     assert!(sink.lost.lock().unwrap().is_empty());
     let healed: Vec<_> = [2, 3, 5].map(|s| (s, lost_origin(s))).into();
@@ -207,16 +192,6 @@ async fn redis_restart_is_survived() {
         panic!("free room")
     };
     a.broker.reset(&room, &lease, 0, vec![]).await.unwrap();
-    a.broker
-        .publish(
-            &room,
-            &lease,
-            1,
-            conformance::frame(1),
-            Origin::default(),
-            vec![],
-        )
-        .await
-        .unwrap();
+    publish(&a, &room, &lease, 1).await;
     assert_eq!(sink.wait_for(1).await, vec![1]);
 }
