@@ -456,13 +456,25 @@ impl Relay {
         match msg.body {
             Some(pod_message::Body::Forward(f)) => self.on_forward(from, f),
             Some(pod_message::Body::Deliver(d)) => {
-                if let Some(s) = self.sessions.get(&d.session_id) {
-                    for f in d.frames {
-                        self.unanswered.answered(Origin {
-                            session: s.no,
-                            request: parlor_protocol::frame_request_id(&f),
-                        });
-                        s.outbox.push(f);
+                let Some(s) = self.sessions.get(&d.session_id) else {
+                    return;
+                };
+                // An answer waits for its event to go out here (ordered after it).
+                let fanout = match d.after_seq {
+                    0 => None,
+                    _ => {
+                        let remote = self.remote.lock().await;
+                        remote.get(d.room_id.as_str()).map(|r| r.fanout.clone())
+                    }
+                };
+                for f in d.frames {
+                    self.unanswered.answered(Origin {
+                        session: s.no,
+                        request: parlor_protocol::frame_request_id(&f),
+                    });
+                    match &fanout {
+                        Some(fanout) => fanout.answer_after(d.after_seq, s.outbox.clone(), f),
+                        None => drop(s.outbox.push(f)),
                     }
                 }
             }

@@ -16,6 +16,10 @@
 //! seq: at once if the fan-out has delivered that far, else it waits and is added right
 //! after that event, and gets every later one exactly once.
 //!
+//! An answer to a request that made an event (`answer_after`) waits in the same way, and
+//! goes out right after that event: it may come on another path (the pod inbox) and
+//! arrive first.
+//!
 //! In a room with `echo_events` off, a game event goes out on its own: the batch before it
 //! is pushed first, then the event to every member but its sender, who gets an Ack with
 //! the event's seq in its place. The sender is read from the event itself, so this holds
@@ -52,6 +56,8 @@ struct Inner {
     members: Vec<(UserId, Outbox)>,
     /// Members to add once the event with their seq has been delivered.
     waiting: Vec<(UserId, Outbox, u64)>,
+    /// Answers to push once the event with their seq has been delivered.
+    answers: Vec<(u64, Outbox, Bytes)>,
     /// The seq of the newest event delivered.
     position: u64,
     /// The newest events, oldest first, for a joiner seated after some of them went out
@@ -82,6 +88,7 @@ impl LocalFanout {
             inner: Mutex::new(Inner {
                 members: Vec::new(),
                 waiting: Vec::new(),
+                answers: Vec::new(),
                 position: 0,
                 recent: std::collections::VecDeque::new(),
                 keep: 0,
@@ -136,6 +143,18 @@ impl LocalFanout {
             inner.waiting.push((user, outbox, after));
         } else {
             inner.members.push((user, outbox));
+        }
+    }
+
+    /// Pushes `frame` to `outbox` once event `seq` has gone out here: an answer sent on
+    /// another path than the room's events must not overtake the event it answers.
+    pub(crate) fn answer_after(&self, seq: u64, outbox: Outbox, frame: Bytes) {
+        let mut inner = self.lock();
+        push_pending(&mut inner);
+        if seq <= inner.position {
+            outbox.push(frame);
+        } else {
+            inner.answers.push((seq, outbox, frame));
         }
     }
 
@@ -231,6 +250,16 @@ fn admit_waiting(inner: &mut Inner, seq: u64, frame: &Bytes) {
         }
         inner.recent.push_back((seq, frame.clone()));
     }
+    if inner.answers.iter().any(|(after, ..)| *after <= seq) {
+        push_pending(inner);
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.answers)
+            .into_iter()
+            .partition(|(after, ..)| *after <= seq);
+        inner.answers = wait;
+        for (_, outbox, f) in ready {
+            outbox.push(f);
+        }
+    }
     if inner.waiting.iter().all(|(_, _, after)| *after > seq) {
         return;
     }
@@ -300,7 +329,9 @@ impl EventSink for LocalFanout {
     /// Events were lost and history cannot give them back: members are closed with
     /// RESUME rather than left to go on from a silent gap.
     fn lost(&self, after: u64) {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        // Their sessions close: nothing is left to wait for.
+        inner.answers.clear();
         tracing::warn!(
             after,
             members = inner.members.len(),
@@ -440,6 +471,25 @@ mod tests {
         assert_eq!(
             received(&mut b),
             vec![vec![chat.to_vec()], vec![event(7, "a").to_vec()], ack(8)]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_answer_goes_out_after_the_event_it_answers() {
+        let metrics = Arc::new(Metrics::new());
+        let fanout = LocalFanout::new(metrics.clone());
+        let (outbox, mut a) = Outbox::detached(limits(1 << 20), metrics.clone());
+        fanout.insert(UserId("a".into()), outbox.clone(), 0);
+        fanout.deliver(1, &Bytes::from_static(b"e1"));
+        // The answer to event 2 arrived before event 2 did: it waits.
+        fanout.answer_after(2, outbox.clone(), Bytes::from_static(b"ack2"));
+        // The answer to event 1 goes now, after the batch holding event 1.
+        fanout.answer_after(1, outbox.clone(), Bytes::from_static(b"ack1"));
+        fanout.deliver(2, &Bytes::from_static(b"e2"));
+        let payloads = |v: &[&[u8]]| v.iter().map(|p| vec![p.to_vec()]).collect::<Vec<_>>();
+        assert_eq!(
+            received(&mut a),
+            payloads(&[b"e1", b"ack1", b"e2", b"ack2"])
         );
     }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parlor_core::{RoomId, UserId};
 use parlor_protocol::v1::{self, pod_message};
 
+use super::LocalFanout;
 use crate::{
     relay::PodLink,
     ws::{Outbox, SessionNotice},
@@ -54,6 +55,24 @@ impl Peer {
                 }
             }
             Peer::Remote(r) => r.deliver(frames),
+        }
+    }
+
+    /// Queues an answer to a request that made event `seq` of `room`, to go out after that
+    /// event: `fanout` is the room's fan-out on this pod, and a remote session's own pod
+    /// holds it back likewise.
+    pub(crate) fn answer_after(&self, fanout: &LocalFanout, room: &RoomId, seq: u64, frame: Bytes) {
+        match self {
+            Peer::Local { outbox, .. } => fanout.answer_after(seq, outbox.clone(), frame),
+            Peer::Remote(r) => r.link.send(
+                &r.pod,
+                pod_message::Body::Deliver(v1::Deliver {
+                    session_id: r.session_id.clone(),
+                    frames: vec![frame],
+                    after_seq: seq,
+                    room_id: room.0.clone(),
+                }),
+            ),
         }
     }
 
@@ -130,6 +149,7 @@ impl RemotePeer {
             pod_message::Body::Deliver(v1::Deliver {
                 session_id: self.session_id.clone(),
                 frames,
+                ..Default::default()
             }),
         );
     }

@@ -98,7 +98,11 @@ impl RoomActor {
                     self.pending_chat.push(line);
                 }
                 if let (Some((to, _)), Some(frame)) = (&who, answer) {
-                    self.direct(to, frame);
+                    match (to, self.sub) {
+                        // Without a subscription here, no event of the room goes out here.
+                        (Peer::Local { .. }, None) => self.direct(to, frame),
+                        _ => to.answer_after(&self.fanout, &self.id, seq, frame),
+                    }
                 }
             }
             Err(e) => {
