@@ -4,18 +4,25 @@
 use std::collections::{HashMap, HashSet};
 
 use parlor_client::{v1, Body, Connection};
-use parlor_testkit::RedisServer;
+use parlor_testkit::{RedisCluster, RedisServer};
 
 use super::support::{
     create, join_id, metric, moderate, open_room, raw_http, refused, reqwest_delete, spawn_pod,
     store_config, StoreKind, TestServer, T,
 };
 
-/// Three pods (or `n`) on one Redis and one store, each its own actix System.
+/// Three pods (or `n`) on one Redis (or one Redis Cluster) and one store, each its own
+/// actix System.
 pub(crate) struct Cluster {
     pub(crate) pods: Vec<TestServer>,
-    pub(crate) redis: RedisServer,
+    backing: Backing,
     _dir: tempfile::TempDir,
+}
+
+/// What the pods share their rooms through.
+enum Backing {
+    One(RedisServer),
+    Sharded(RedisCluster),
 }
 
 impl Cluster {
@@ -24,13 +31,30 @@ impl Cluster {
     }
 
     pub(crate) async fn with(n: usize, tweak: impl Fn(&mut parlor_server::Config)) -> Cluster {
-        let redis = RedisServer::start();
+        Self::on(Backing::One(RedisServer::start()), n, tweak).await
+    }
+
+    /// `n` pods on a Redis Cluster of three masters and three replicas.
+    async fn sharded(n: usize, tweak: impl Fn(&mut parlor_server::Config)) -> Cluster {
+        let backing = tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .unwrap();
+        Self::on(Backing::Sharded(backing), n, tweak).await
+    }
+
+    async fn on(backing: Backing, n: usize, tweak: impl Fn(&mut parlor_server::Config)) -> Cluster {
         // One data dir: the pods share the signing key the first one generates there (the
         // store is MongoDB, so nothing else is kept in it).
         let dir = tempfile::tempdir().unwrap();
         let mut base = store_config(dir.path(), StoreKind::MongoDb);
         base.cluster.kind = "redis".into();
-        base.cluster.redis_url = redis.url();
+        match &backing {
+            Backing::One(redis) => base.cluster.redis_url = redis.url(),
+            Backing::Sharded(c) => {
+                base.cluster.redis_mode = "cluster".into();
+                base.cluster.redis_urls = c.urls();
+            }
+        }
         base.cluster.lease_ms = 1500;
         tweak(&mut base);
         let mut pods = Vec::new();
@@ -41,8 +65,16 @@ impl Cluster {
         }
         Cluster {
             pods,
-            redis,
+            backing,
             _dir: dir,
+        }
+    }
+
+    /// The single Redis (tests of one Redis only).
+    pub(crate) fn redis(&mut self) -> &mut RedisServer {
+        match &mut self.backing {
+            Backing::One(r) => r,
+            Backing::Sharded(_) => panic!("this cluster runs on a Redis Cluster"),
         }
     }
 
@@ -66,7 +98,15 @@ async fn chat_lines(c: &mut Connection, n: usize) -> Vec<(u64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_on_three_pods_see_every_event_in_one_order() {
-    let cluster = Cluster::start(3).await;
+    every_event_in_one_order(Cluster::with(3, |_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_members_on_three_pods_see_every_event_in_one_order() {
+    every_event_in_one_order(Cluster::sharded(3, |_| {}).await).await;
+}
+
+async fn every_event_in_one_order(cluster: Cluster) {
     let mut a = cluster.guest(0, "a").await;
     let room = open_room(&mut a, create("spread", "piano")).await;
     let mut b = cluster.guest(1, "b").await;
@@ -168,7 +208,15 @@ async fn members_on_three_pods_see_every_event_in_one_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_joins_from_three_pods_seat_exactly_ten() {
-    let cluster = Cluster::start(3).await;
+    fifty_joins_for_ten_seats(Cluster::with(3, |_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_fifty_joins_from_three_pods_seat_exactly_ten() {
+    fifty_joins_for_ten_seats(Cluster::sharded(3, |_| {}).await).await;
+}
+
+async fn fifty_joins_for_ten_seats(cluster: Cluster) {
     let mut owner = cluster.guest(0, "owner").await;
     let room = open_room(
         &mut owner,
@@ -215,7 +263,21 @@ async fn fifty_joins_from_three_pods_seat_exactly_ten() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_join_or_creates_on_three_pods_fill_rooms_of_eight_in_turn() {
-    let cluster = Cluster::with(3, |c| c.rooms.join_or_create_seats = 8).await;
+    join_or_creates_fill_rooms_in_turn(
+        Cluster::with(3, |c| c.rooms.join_or_create_seats = 8).await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_thirty_join_or_creates_on_three_pods_fill_rooms_of_eight_in_turn() {
+    join_or_creates_fill_rooms_in_turn(
+        Cluster::sharded(3, |c| c.rooms.join_or_create_seats = 8).await,
+    )
+    .await;
+}
+
+async fn join_or_creates_fill_rooms_in_turn(cluster: Cluster) {
     let mut conns = Vec::new();
     for i in 0..30 {
         conns.push(cluster.guest(i, &format!("q{i}")).await);
@@ -531,7 +593,7 @@ async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
         acked.push(text);
     }
 
-    cluster.redis.stop();
+    cluster.redis().stop();
     for pod in &cluster.pods {
         assert!(
             ready_becomes(pod, false, std::time::Duration::from_secs(15)).await,
@@ -543,7 +605,7 @@ async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
     assert!(!say(&mut b, &room.id, "during b").await);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
 
-    cluster.redis.restart();
+    cluster.redis().restart();
     for pod in &cluster.pods {
         assert!(
             ready_becomes(pod, true, std::time::Duration::from_secs(30)).await,
@@ -589,7 +651,15 @@ async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kick_a_dm_and_an_account_deletion_each_cross_pods() {
-    let cluster = Cluster::start(3).await;
+    kick_dm_and_deletion_cross_pods(Cluster::with(3, |_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_kick_a_dm_and_an_account_deletion_each_cross_pods() {
+    kick_dm_and_deletion_cross_pods(Cluster::sharded(3, |_| {}).await).await;
+}
+
+async fn kick_dm_and_deletion_cross_pods(cluster: Cluster) {
     // Guests may not send private lines: the owner has an account.
     let (mut owner, owner_w, _) = cluster.pods[0].user("owner").await;
     let room = open_room(&mut owner, create("crossing", "cards")).await;
@@ -735,7 +805,7 @@ fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, cmd: &str)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_costs_one_script_call_plus_one_forward_whatever_the_member_count() {
     // Long leases and probes, so that no renewal or probe falls inside the count.
-    let cluster = Cluster::with(3, |c| {
+    let mut cluster = Cluster::with(3, |c| {
         c.cluster.lease_ms = 300_000;
         c.cluster.probe_ms = 300_000;
     })
@@ -760,7 +830,7 @@ async fn an_event_costs_one_script_call_plus_one_forward_whatever_the_member_cou
     for (sender, label, forwards) in [(&mut home, "home", 0), (&mut away, "away", n)] {
         // Let joins' presence and status writes settle, then count one burst.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let before = command_calls(&cluster.redis).await;
+        let before = command_calls(cluster.redis()).await;
         for i in 0..n {
             sender
                 .game_event(&room.id, &format!("{label}.{i}"), vec![1, 2, 3])
@@ -776,7 +846,7 @@ async fn an_event_costs_one_script_call_plus_one_forward_whatever_the_member_cou
             .await
             .unwrap();
         }
-        let after = command_calls(&cluster.redis).await;
+        let after = command_calls(cluster.redis()).await;
         assert_eq!(
             delta(&before, &after, "evalsha"),
             n,
@@ -914,7 +984,7 @@ async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_behind_what_was_recorded_is_rewritten_and_members_resync() {
-    let cluster = Cluster::start(2).await;
+    let mut cluster = Cluster::start(2).await;
     let mut a = cluster.guest(0, "a").await;
     let room = open_room(&mut a, create("rewound", "cards")).await;
     let mut b = cluster.guest(1, "b").await;
@@ -923,7 +993,7 @@ async fn a_checkpoint_behind_what_was_recorded_is_rewritten_and_members_resync()
         assert!(say(&mut a, &room.id, &format!("kept {i}")).await);
     }
     // Redis comes back from older data: the room's seq is behind what was recorded.
-    let client = redis::Client::open(cluster.redis.url()).unwrap();
+    let client = redis::Client::open(cluster.redis().url()).unwrap();
     let mut con = client.get_multiplexed_async_connection().await.unwrap();
     let _: () = redis::cmd("HSET")
         .arg(format!("parlor:{{{}}}:state", room.id))

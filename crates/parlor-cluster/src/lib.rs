@@ -105,8 +105,13 @@ pub type Observer = Arc<dyn Fn(&'static str, Duration, bool) + Send + Sync>;
 pub struct Settings {
     /// `memory` (one pod) or `redis`.
     pub kind: String,
-    /// The Redis URL (`cluster.redis_url`); required for `redis`.
+    /// `standalone` (one Redis at `redis_url`) or `cluster` (a Redis Cluster, reached
+    /// through `redis_urls`).
+    pub redis_mode: String,
+    /// The Redis URL (`cluster.redis_url`); required for a standalone Redis.
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster (`cluster.redis_urls`); required in cluster mode.
+    pub redis_urls: Vec<String>,
     /// Prefix of every key and channel, so that several clusters can share one Redis.
     pub key_prefix: String,
     /// This pod's name, unique in the cluster.
@@ -135,10 +140,24 @@ pub async fn backends(settings: &Settings, observer: Option<Observer>) -> Result
             })
         }
         "redis" => {
-            if settings.redis_url.is_empty() {
-                return Err(ClusterError::Config(
-                    "cluster.redis_url is required when cluster.kind is \"redis\"".into(),
-                ));
+            match settings.redis_mode.as_str() {
+                "standalone" if settings.redis_url.is_empty() => {
+                    return Err(ClusterError::Config(
+                        "cluster.redis_url is required when cluster.kind is \"redis\"".into(),
+                    ))
+                }
+                "cluster" if settings.redis_urls.is_empty() => {
+                    return Err(ClusterError::Config(
+                        "cluster.redis_urls is required when cluster.redis_mode is \"cluster\""
+                            .into(),
+                    ))
+                }
+                "standalone" | "cluster" => {}
+                other => {
+                    return Err(ClusterError::Config(format!(
+                        "cluster.redis_mode {other:?} is unknown (expected \"standalone\" or \"cluster\")"
+                    )))
+                }
             }
             let mut opts = RedisOptions::from(settings);
             opts.observer = observer;

@@ -7,7 +7,7 @@ use parlor_cluster::{
     conformance::{self, Collect, Node},
     Claim, Health, MemoryBroker, Origin, RedisBackend, RedisOptions, Retention,
 };
-use parlor_testkit::RedisServer;
+use parlor_testkit::{RedisCluster, RedisServer};
 
 const LEASE: Duration = Duration::from_millis(400);
 const RETAINED: usize = 16;
@@ -32,6 +32,7 @@ fn memory_pods() -> (Node, Node) {
 fn options(server: &RedisServer, pod: &str) -> RedisOptions {
     RedisOptions {
         url: server.url(),
+        cluster_urls: Vec::new(),
         prefix: "parlor-test".into(),
         pod: pod.into(),
         lease: LEASE,
@@ -42,11 +43,29 @@ fn options(server: &RedisServer, pod: &str) -> RedisOptions {
 }
 
 async fn redis_pod(server: &RedisServer, pod: &str) -> (Arc<RedisBackend>, Node) {
-    let b = RedisBackend::connect(options(server, pod))
-        .await
-        .expect("connect");
-    let node = Node {
+    connect(options(server, pod)).await
+}
+
+/// A pod on a Redis Cluster, through its seed nodes.
+async fn cluster_pod(cluster: &RedisCluster, pod: &str) -> (Arc<RedisBackend>, Node) {
+    let opts = RedisOptions {
+        url: String::new(),
+        cluster_urls: cluster.urls(),
+        prefix: "parlor-test".into(),
         pod: pod.into(),
+        lease: LEASE,
+        retention: retention(),
+        probe_every: Duration::from_millis(200),
+        observer: None,
+    };
+    connect(opts).await
+}
+
+async fn connect(opts: RedisOptions) -> (Arc<RedisBackend>, Node) {
+    let pod = opts.pod.clone();
+    let b = RedisBackend::connect(opts).await.expect("connect");
+    let node = Node {
+        pod,
         broker: b.clone(),
         leases: b.clone(),
     };
@@ -74,6 +93,62 @@ async fn redis_passes_every_suite() {
     conformance::directory(&*da, &*db, "cards").await;
     conformance::inbox(&*da, &*db, "pod-a", "pod-b").await;
     conformance::presence(&*da, &*db, "pod-a", "pod-b").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_passes_every_suite() {
+    let cluster = RedisCluster::start();
+    let (da, a) = cluster_pod(&cluster, "pod-a").await;
+    let (db, b) = cluster_pod(&cluster, "pod-b").await;
+    conformance::run_all(&a, &b, LEASE, RETAINED).await;
+    conformance::directory(&*da, &*db, "cards").await;
+    conformance::inbox(&*da, &*db, "pod-a", "pod-b").await;
+    conformance::presence(&*da, &*db, "pod-a", "pod-b").await;
+    assert!(da.ready() && db.ready());
+    // Rooms spread over the masters (30 rooms miss one with odds of 1 in 60,000), and
+    // every channel was sharded.
+    let masters = cluster.masters();
+    let before: Vec<u64> = masters
+        .iter()
+        .map(|m| cluster.calls(*m, "evalsha"))
+        .collect();
+    let mut held = Vec::new();
+    for _ in 0..30 {
+        let room = conformance::room();
+        let Claim::Home(lease) = a.leases.claim(&room, "pod-a").await.unwrap() else {
+            panic!("a new room is free")
+        };
+        held.push((room, lease));
+    }
+    // In flight at once, so that the publisher's pipelines and the renewal's span slots.
+    let sent: Vec<_> = held
+        .iter()
+        .map(|(r, l)| {
+            let frame = conformance::frame(1);
+            a.broker.publish(r, l, 1, frame, Origin::default(), vec![])
+        })
+        .collect();
+    for s in sent {
+        s.await.unwrap();
+    }
+    assert_eq!(a.leases.renew(held).await.unwrap(), vec![true; 30]);
+    assert_eq!(masters.len(), 3);
+    let scripts: Vec<u64> = masters
+        .iter()
+        .zip(before)
+        .map(|(m, b)| cluster.calls(*m, "evalsha") - b)
+        .collect();
+    assert!(
+        scripts.iter().all(|n| *n > 0),
+        "script calls per master: {scripts:?}"
+    );
+    let total = |cmd: &str| -> u64 { masters.iter().map(|m| cluster.calls(*m, cmd)).sum() };
+    assert!(total("spublish") > 0 && total("ssubscribe") > 0);
+    assert_eq!(
+        (total("publish"), total("subscribe")),
+        (0, 0),
+        "no cluster-wide channel"
+    );
 }
 
 /// Writes event `seq` into history and the seq counter as the publish script does, but

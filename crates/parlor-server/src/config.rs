@@ -155,9 +155,15 @@ pub struct LimitsConfig {
 pub struct ClusterConfig {
     /// `memory` (default; one pod) or `redis` (pods share rooms through Redis).
     pub kind: String,
-    /// Redis URL, `redis://[user:password@]host:port[/db]`; required for `redis`. The
-    /// pod speaks RESP3 whatever the URL says.
+    /// `standalone` (default; one Redis at `redis_url`) or `cluster` (a Redis Cluster,
+    /// reached through `redis_urls`, with sharded channels).
+    pub redis_mode: String,
+    /// Redis URL, `redis://[user:password@]host:port[/db]`; required for a standalone
+    /// Redis. The pod speaks RESP3 whatever the URL says.
     pub redis_url: String,
+    /// Seed nodes of a Redis Cluster, `redis://host:port` each; required in cluster mode.
+    /// Env: `PARLOR_CLUSTER__REDIS_URLS='["redis://a:7000", "redis://b:7000"]'`.
+    pub redis_urls: Vec<String>,
     /// Prefix of every Redis key and channel, so several clusters can share one Redis.
     /// Default `parlor`.
     pub key_prefix: String,
@@ -177,7 +183,9 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             kind: "memory".into(),
+            redis_mode: "standalone".into(),
             redis_url: String::new(),
+            redis_urls: Vec::new(),
             key_prefix: "parlor".into(),
             lease_ms: 3000,
             history_events: 256,
@@ -475,11 +483,26 @@ impl Config {
         match self.cluster.kind.as_str() {
             "memory" => {}
             "redis" => {
-                if self.cluster.redis_url.is_empty() {
-                    return Err(field(
-                        "cluster.redis_url",
-                        "is required when cluster.kind is \"redis\"",
-                    ));
+                match self.cluster.redis_mode.as_str() {
+                    "standalone" if self.cluster.redis_url.is_empty() => {
+                        return Err(field(
+                            "cluster.redis_url",
+                            "is required when cluster.kind is \"redis\"",
+                        ));
+                    }
+                    "cluster" if self.cluster.redis_urls.is_empty() => {
+                        return Err(field(
+                            "cluster.redis_urls",
+                            "is required when cluster.redis_mode is \"cluster\"",
+                        ));
+                    }
+                    "standalone" | "cluster" => {}
+                    _ => {
+                        return Err(field(
+                            "cluster.redis_mode",
+                            "must be \"standalone\" or \"cluster\"",
+                        ))
+                    }
                 }
                 if self.cluster.key_prefix.is_empty()
                     || self.cluster.key_prefix.contains(['{', '}'])
@@ -514,7 +537,9 @@ impl Config {
     pub(crate) fn cluster_settings(&self) -> parlor_cluster::Settings {
         parlor_cluster::Settings {
             kind: self.cluster.kind.clone(),
+            redis_mode: self.cluster.redis_mode.clone(),
             redis_url: self.cluster.redis_url.clone(),
+            redis_urls: self.cluster.redis_urls.clone(),
             key_prefix: self.cluster.key_prefix.clone(),
             pod: self.server.pod_name.clone(),
             lease: std::time::Duration::from_millis(self.cluster.lease_ms),
@@ -579,6 +604,33 @@ mod tests {
 
     #[derive(Serialize)]
     struct NoOverrides {}
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_redis_cluster_is_named_by_its_seed_urls() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("parlor.toml", "")?;
+            let load = || Config::load("parlor.toml".as_ref(), true, NoOverrides {});
+            jail.set_env("PARLOR_CLUSTER__KIND", "redis");
+            jail.set_env("PARLOR_CLUSTER__REDIS_MODE", "cluster");
+            let err = load().unwrap_err();
+            assert!(err.to_string().contains("`cluster.redis_urls`"), "{err}");
+            jail.set_env(
+                "PARLOR_CLUSTER__REDIS_URLS",
+                r#"["redis://a:7000", "redis://b:7000"]"#,
+            );
+            let cfg = load().unwrap();
+            assert_eq!(
+                cfg.cluster_settings().redis_urls,
+                ["redis://a:7000", "redis://b:7000"]
+            );
+            jail.set_env("PARLOR_CLUSTER__REDIS_MODE", "sentinel");
+            let err = load().unwrap_err();
+            assert!(err.to_string().contains("`cluster.redis_mode`"), "{err}");
+            Ok(())
+        });
+    }
 
     #[test]
     // figment::Jail's closure type returns figment's (large) Error; not ours to shrink.

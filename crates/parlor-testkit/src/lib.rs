@@ -4,9 +4,13 @@
 //! - `Daemon`: any server binary, watched by a small shell.
 //! - `RedisServer`: Debian's `redis-server`, with no persistence, on its own port (never
 //!   the machine's shared one on 6379).
+//! - `RedisCluster`: six of them joined as a Redis Cluster of three masters and three
+//!   replicas.
 
+mod cluster;
 mod daemon;
 mod redis;
 
+pub use cluster::RedisCluster;
 pub use daemon::{connectable, free_port, Daemon};
 pub use redis::RedisServer;

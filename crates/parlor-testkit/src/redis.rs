@@ -9,7 +9,7 @@ pub struct RedisServer {
     daemon: Daemon,
 }
 
-fn redis_server() -> PathBuf {
+pub(crate) fn redis_server() -> PathBuf {
     if let Some(p) = std::env::var_os("PARLOR_REDIS_SERVER") {
         return p.into();
     }

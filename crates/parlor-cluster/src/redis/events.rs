@@ -273,7 +273,7 @@ pub(super) fn on_push(
         subs.resubscribed.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    if info.kind != PushKind::Message {
+    if !matches!(info.kind, PushKind::Message | PushKind::SMessage) {
         return;
     }
     let mut data = info.data.into_iter();
@@ -486,7 +486,7 @@ impl Broker for RedisBackend {
                     },
                 );
             }
-            let subscribed = self.sub.clone().subscribe(self.keys.channel(&room)).await;
+            let subscribed = self.sub.clone().subscribe(&self.keys.channel(&room)).await;
             let position = match self.seen(subscribed) {
                 Ok(()) => self.seq_of(&room).await,
                 Err(e) => Err(e),
@@ -532,7 +532,11 @@ impl Broker for RedisBackend {
                 empty
             };
             if empty {
-                let r = self.sub.clone().unsubscribe(self.keys.channel(&room)).await;
+                let r = self
+                    .sub
+                    .clone()
+                    .unsubscribe(&self.keys.channel(&room))
+                    .await;
                 self.seen(r)?;
             }
             Ok(())

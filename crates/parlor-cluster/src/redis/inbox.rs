@@ -8,7 +8,7 @@ use crate::{BoxFuture, ClusterError, Inbox, InboxHandler, Result};
 
 impl Inbox for RedisBackend {
     fn send(&self, pod: &str, msg: Bytes) -> BoxFuture<'static, Result<()>> {
-        let mut cmd = redis::cmd("PUBLISH");
+        let mut cmd = redis::cmd(super::conn::publish_cmd(self.cmd.sharded()));
         cmd.arg(self.keys.inbox(pod)).arg(msg.as_ref());
         let (done, answer) = tokio::sync::oneshot::channel();
         let _ = self.publishes.send(Job { cmd, done });

@@ -9,9 +9,11 @@
 //! - `P:{R}:events`: the room channel; each message is a final frame.
 //! - `P:pod:{POD}:probe`: a pod's own channel, for the liveness probe of its subscription.
 //!
-//! Two connections per pod: one for commands and one for subscriptions, both
-//! `ConnectionManager`s, which reconnect with backoff; the subscription one resubscribes by
-//! itself (RESP3). After a reconnect the position check fills what was missed.
+//! Two connections per pod: one for commands and one for subscriptions. On a single Redis
+//! both are `ConnectionManager`s, which reconnect with backoff; on a Redis Cluster both are
+//! cluster connections, which follow slot moves and failovers (`conn.rs`). Either way the
+//! subscription one resubscribes by itself (RESP3), and after a reconnect the position
+//! check fills what was missed.
 
 use std::{
     sync::{
@@ -23,16 +25,18 @@ use std::{
 
 use parlor_core::RoomId;
 use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    AsyncCommands, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisError, Script, Value,
+    aio::ConnectionManagerConfig, cluster::ClusterClientBuilder, IntoConnectionInfo,
+    ProtocolVersion, PushInfo, RedisError, Script, Value,
 };
 
 use self::{
+    conn::{publish_cmd, Con},
     events::{healer, on_push, Subs},
-    scripts::{Scripts, PUBLISH},
+    scripts::{publish_script, Scripts},
 };
 use crate::{ClusterError, Health, Result, Retention, Settings};
 
+mod conn;
 mod directory;
 mod events;
 mod inbox;
@@ -46,6 +50,9 @@ mod timed;
 pub struct RedisOptions {
     /// `redis://host:port/db`; RESP3 is switched on whatever the URL says.
     pub url: String,
+    /// For a Redis Cluster: its seed nodes' URLs (`url` is then unused). Empty for a
+    /// single Redis.
+    pub cluster_urls: Vec<String>,
     /// Prefix of every key and channel.
     pub prefix: String,
     /// This pod's name.
@@ -64,6 +71,10 @@ impl From<&Settings> for RedisOptions {
     fn from(s: &Settings) -> Self {
         Self {
             url: s.redis_url.clone(),
+            cluster_urls: match s.redis_mode.as_str() {
+                "cluster" => s.redis_urls.clone(),
+                _ => Vec::new(),
+            },
             prefix: s.key_prefix.clone(),
             pod: s.pod.clone(),
             lease: s.lease,
@@ -133,8 +144,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct RedisBackend {
     opts: RedisOptions,
     keys: Keys,
-    cmd: ConnectionManager,
-    sub: ConnectionManager,
+    cmd: Con,
+    sub: Con,
     subs: Arc<Subs>,
     scripts: Arc<Scripts>,
     /// Serialises subscribe and unsubscribe, so that a room's channel is subscribed once.
@@ -224,32 +235,10 @@ impl RedisBackend {
                 opts.prefix
             )));
         }
-        let info = opts
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| ClusterError::Config(format!("cluster.redis_url: {e}")))?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(resp3))
-            .map_err(|e| ClusterError::Config(format!("cluster.redis_url: {e}")))?;
-        let config = || {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(Duration::from_secs(2)))
-                .set_max_delay(Duration::from_secs(2))
-        };
         let keys = Keys {
             prefix: opts.prefix.clone(),
         };
         let subs = Arc::new(Subs::new(keys.clone()));
-        let cmd = client
-            .get_connection_manager_with_config(config())
-            .await
-            .map_err(unavailable)?;
-        let scripts = Arc::new(Scripts::new());
         let (heal_tx, heal_rx) = tokio::sync::mpsc::unbounded_channel();
         let on_push = {
             let subs = Arc::downgrade(&subs);
@@ -261,15 +250,14 @@ impl RedisBackend {
                 Ok::<(), redis::aio::SendError>(())
             }
         };
-        let mut sub = client
-            .get_connection_manager_with_config(
-                config()
-                    .set_push_sender(on_push)
-                    .set_automatic_resubscription(),
-            )
-            .await
-            .map_err(unavailable)?;
-        sub.subscribe(keys.probe(&opts.pod))
+        let (cmd, mut sub) = if opts.cluster_urls.is_empty() {
+            connect_one(&opts.url, on_push).await?
+        } else {
+            connect_cluster(&opts.cluster_urls, on_push).await?
+        };
+        let sharded = cmd.sharded();
+        let scripts = Arc::new(Scripts::new(sharded));
+        sub.subscribe(&keys.probe(&opts.pod))
             .await
             .map_err(unavailable)?;
         let (publishes, queue) = tokio::sync::mpsc::unbounded_channel();
@@ -277,7 +265,11 @@ impl RedisBackend {
             inner: cmd.clone(),
             observe: opts.observer.clone(),
         };
-        tokio::spawn(publisher(timed, Script::new(PUBLISH), queue));
+        tokio::spawn(publisher(
+            timed,
+            Script::new(&publish_script(sharded)),
+            queue,
+        ));
         let me = Arc::new(Self {
             publishes,
             opts,
@@ -320,6 +312,63 @@ impl RedisBackend {
     }
 }
 
+/// How long connecting, and each answer, may take before Redis counts as unreachable.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The command and subscription connections to a single Redis.
+async fn connect_one(
+    url: &str,
+    on_push: impl Fn(PushInfo) -> std::result::Result<(), redis::aio::SendError> + Send + Sync + 'static,
+) -> Result<(Con, Con)> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| ClusterError::Config(format!("cluster.redis_url: {e}")))?;
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    let client = redis::Client::open(info.set_redis_settings(resp3))
+        .map_err(|e| ClusterError::Config(format!("cluster.redis_url: {e}")))?;
+    let config = || {
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_max_delay(TIMEOUT)
+    };
+    let cmd = client
+        .get_connection_manager_with_config(config())
+        .await
+        .map_err(unavailable)?;
+    let sub = client
+        .get_connection_manager_with_config(
+            config()
+                .set_push_sender(on_push)
+                .set_automatic_resubscription(),
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok((Con::One(cmd), Con::One(sub)))
+}
+
+/// The command and subscription connections to a Redis Cluster, from its seed nodes.
+async fn connect_cluster(
+    urls: &[String],
+    on_push: impl Fn(PushInfo) -> std::result::Result<(), redis::aio::SendError> + Send + Sync + 'static,
+) -> Result<(Con, Con)> {
+    let builder = || {
+        ClusterClientBuilder::new(urls.to_vec())
+            .use_protocol(ProtocolVersion::RESP3)
+            .connection_timeout(TIMEOUT)
+            .response_timeout(TIMEOUT)
+    };
+    let config = |e: RedisError| ClusterError::Config(format!("cluster.redis_urls: {e}"));
+    let cmd = builder().build().map_err(config)?;
+    let sub = builder().push_sender(on_push).build().map_err(config)?;
+    let cmd = cmd.get_async_connection().await.map_err(unavailable)?;
+    let sub = sub.get_async_connection().await.map_err(unavailable)?;
+    Ok((Con::Cluster(cmd), Con::Cluster(sub)))
+}
+
 /// The liveness probe and the position check, until the broker is dropped.
 async fn watch(me: Weak<RedisBackend>) {
     let every = match me.upgrade() {
@@ -332,9 +381,10 @@ async fn watch(me: Weak<RedisBackend>) {
         tick.tick().await;
         let Some(me) = me.upgrade() else { return };
         sent += 1;
-        let r: std::result::Result<i64, _> = me
-            .con()
-            .publish(me.keys.probe(&me.opts.pod), sent.to_string())
+        let r: std::result::Result<i64, _> = redis::cmd(publish_cmd(me.cmd.sharded()))
+            .arg(me.keys.probe(&me.opts.pod))
+            .arg(sent.to_string())
+            .query_async(&mut me.con())
             .await;
         let up = me.seen(r).is_ok();
         let seen = me.subs.probe_seen.load(Ordering::Relaxed);

@@ -98,13 +98,21 @@ pub(super) struct Scripts {
     pub(super) reset: Script,
 }
 
+/// The publish script for a Redis Cluster, where the room channel is sharded.
+pub(super) fn publish_script(sharded: bool) -> String {
+    match sharded {
+        true => PUBLISH.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"),
+        false => PUBLISH.to_owned(),
+    }
+}
+
 impl Scripts {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(sharded: bool) -> Self {
         Self {
             claim: Script::new(CLAIM),
             renew: Script::new(RENEW),
             release: Script::new(RELEASE),
-            publish: Script::new(PUBLISH),
+            publish: Script::new(&publish_script(sharded)),
             reset: Script::new(RESET),
         }
     }

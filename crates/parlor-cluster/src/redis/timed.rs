@@ -2,15 +2,13 @@
 
 use std::time::Instant;
 
-use redis::{
-    aio::{ConnectionLike, ConnectionManager},
-    Arg, Cmd, Pipeline, RedisFuture, Value,
-};
+use redis::{aio::ConnectionLike, Arg, Cmd, Pipeline, RedisFuture, Value};
 
+use super::conn::Con;
 use crate::Observer;
 
 /// The commands Parlor sends, as metric labels; anything else is `other`.
-const KNOWN: [&str; 16] = [
+const KNOWN: [&str; 17] = [
     "evalsha",
     "eval",
     "get",
@@ -20,6 +18,7 @@ const KNOWN: [&str; 16] = [
     "hgetall",
     "xrange",
     "publish",
+    "spublish",
     "zadd",
     "zrange",
     "zrangebyscore",
@@ -40,10 +39,10 @@ fn label(cmd: &Cmd) -> &'static str {
         .unwrap_or("other")
 }
 
-/// `ConnectionManager` with an observer on each round trip.
+/// A connection with an observer on each round trip.
 #[derive(Clone)]
 pub(super) struct Timed {
-    pub(super) inner: ConnectionManager,
+    pub(super) inner: Con,
     pub(super) observe: Option<Observer>,
 }
 
