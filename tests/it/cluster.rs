@@ -70,6 +70,14 @@ impl Cluster {
         }
     }
 
+    /// The Redis Cluster (tests of a Redis Cluster only).
+    fn sharded_redis(&mut self) -> &mut RedisCluster {
+        match &mut self.backing {
+            Backing::Sharded(c) => c,
+            Backing::One(_) => panic!("this cluster runs on one Redis"),
+        }
+    }
+
     /// The single Redis (tests of one Redis only).
     pub(crate) fn redis(&mut self) -> &mut RedisServer {
         match &mut self.backing {
@@ -584,7 +592,8 @@ async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start(2).await;
     let mut a = cluster.guest(0, "a").await;
     let room = open_room(&mut a, create("outage", "cards")).await;
-    let mut b = cluster.guest(1, "b").await;
+    let (mut b, b_welcome) = cluster.pods[1].guest("b").await;
+    let b_id = b_welcome.user.unwrap().id;
     b.join_room(join_id(&room.id)).await.unwrap();
     let mut acked = Vec::new();
     for i in 0..3 {
@@ -647,6 +656,26 @@ async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
         );
     }
     assert!(resynced, "history was lost, but b was not resynced");
+    // Presence came back empty with Redis; each pod listed its sessions again.
+    let client = redis::Client::open(cluster.redis().url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("parlor:user:{{{b_id}}}:sessions");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed: usize = redis::cmd("HLEN")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if listed == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's session never listed again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1251,4 +1280,91 @@ async fn a_room_is_deleted_over_rest_through_a_pod_that_is_not_its_home() {
         let (status, _) = raw_http("GET", &url, Some(&tokens.access_token)).await;
         assert_eq!(status, 404, "{url}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_master_of_a_busy_rooms_slot_loses_and_repeats_nothing_acknowledged() {
+    let mut cluster = Cluster::sharded(2, |_| {}).await;
+    // Accounts, which may send private lines: presence is checked after the failover.
+    let (mut a, _, _) = cluster.pods[0].user("sender").await;
+    let room = open_room(&mut a, create("busy", "cards")).await;
+    let (mut b, b_welcome, _) = cluster.pods[1].user("member").await;
+    b.join_room(join_id(&room.id)).await.unwrap();
+    let key = format!("parlor:{{{}}}:state", room.id);
+    let master = cluster.sharded_redis().master_of(&key);
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let text = format!("before {i}");
+        assert!(say(&mut a, &room.id, &text).await, "{text}");
+        acked.push(text);
+    }
+
+    cluster.sharded_redis().kill(master);
+    let killed = std::time::Instant::now();
+    // Play goes on; senders get UNAVAILABLE or an echo. Readiness follows the failover.
+    let (mut after, mut unready, mut i) = (0, false, 0);
+    while after < 20 {
+        i += 1;
+        let text = format!("during {i}");
+        if say(&mut a, &room.id, &text).await {
+            acked.push(text);
+            if unready || killed.elapsed() > std::time::Duration::from_secs(10) {
+                after += 1;
+            }
+        }
+        for pod in &cluster.pods {
+            let url = format!("{}/health/ready", pod.admin_url());
+            unready |= raw_http("GET", &url, None).await.0 != 200;
+        }
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(60),
+            "no failover"
+        );
+        // Under the frame rate limit, refusals included.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!("master failover: {i} lines sent, {:?}", killed.elapsed());
+    assert!(unready, "readiness never followed the failover");
+    let promoted = cluster.sharded_redis().master_of(&key);
+    assert_ne!(promoted, master, "the replica took the slot over");
+    for pod in &cluster.pods {
+        assert!(ready_becomes(pod, true, std::time::Duration::from_secs(15)).await);
+    }
+    assert!(say(&mut a, &room.id, "end").await);
+    // The member on the other pod got every acknowledged line once, in seq order.
+    let mut lines = Vec::new();
+    let mut last = 0;
+    while lines.last().map(String::as_str) != Some("end") {
+        let f = b.next_frame(T).await.unwrap();
+        if let Body::ChatMessage(m) = &f.body {
+            assert!(f.seq > last, "seq {} after {last}", f.seq);
+            last = f.seq;
+            lines.push(m.text.clone());
+        }
+    }
+    for text in &acked {
+        let n = lines.iter().filter(|l| *l == text).count();
+        assert_eq!(n, 1, "{text:?} reached b {n} times: {lines:?}");
+    }
+    // Presence came back: if a pod's registration lapsed and was swept meanwhile, it
+    // listed its sessions again, so a private line still finds b on the other pod.
+    let sent = a
+        .send(Body::Chat(v1::Chat {
+            text: "still there?".into(),
+            to_user_id: b_welcome.user.as_ref().unwrap().id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let got = b
+        .wait_for(T, |f| match &f.body {
+            Body::ChatMessage(m) if m.room_id.is_empty() => Some(m.text.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        got.ok().as_deref(),
+        Some("still there?"),
+        "private line {sent}"
+    );
 }

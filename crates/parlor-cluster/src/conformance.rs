@@ -552,8 +552,15 @@ pub async fn inbox(a: &dyn crate::Inbox, b: &dyn crate::Inbox, pod_a: &str, pod_
 pub async fn presence(a: &dyn crate::Presence, b: &dyn crate::Presence, pod_a: &str, pod_b: &str) {
     let short = Duration::from_millis(400);
     let long = Duration::from_secs(60);
-    a.heartbeat(pod_a, short).await.unwrap();
-    b.heartbeat(pod_b, long).await.unwrap();
+    assert!(
+        a.heartbeat(pod_a, short).await.unwrap(),
+        "a first beat registers"
+    );
+    assert!(b.heartbeat(pod_b, long).await.unwrap());
+    assert!(
+        !b.heartbeat(pod_b, long).await.unwrap(),
+        "a refresh is no new registration"
+    );
     let user = parlor_core::UserId(new_id("u_"));
     a.online(&user, "s1", pod_a).await.unwrap();
     a.online(&user, "s2", pod_a).await.unwrap();
@@ -579,7 +586,10 @@ pub async fn presence(a: &dyn crate::Presence, b: &dyn crate::Presence, pod_a: &
     assert!(b.pods().await.unwrap().iter().all(|p| p.name != pod_a));
     assert_eq!(b.sessions(&user).await.unwrap(), want(&[("s3", pod_b)]));
     assert!(b.sweep().await.unwrap() >= 1);
-    a.heartbeat(pod_a, long).await.unwrap();
+    assert!(
+        a.heartbeat(pod_a, long).await.unwrap(),
+        "a swept pod is told to list its sessions again"
+    );
     assert_eq!(
         a.sessions(&user).await.unwrap(),
         want(&[("s3", pod_b)]),

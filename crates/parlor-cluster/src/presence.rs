@@ -26,8 +26,10 @@ pub struct PodInfo {
 /// `pods` once its registration lapses, and `sweep` then removes its sessions; `sessions`
 /// never lists a session of a lapsed pod.
 pub trait Presence: Send + Sync + 'static {
-    /// Registers `pod`, or refreshes it, for `ttl`.
-    fn heartbeat(&self, pod: &str, ttl: Duration) -> BoxFuture<'_, Result<()>>;
+    /// Registers `pod`, or refreshes it, for `ttl`. True if it was not registered (its
+    /// first beat, or its sessions were swept after it lapsed): the pod must list its
+    /// sessions again.
+    fn heartbeat(&self, pod: &str, ttl: Duration) -> BoxFuture<'_, Result<bool>>;
     /// Records a session of `user` as online on `pod`.
     fn online(&self, user: &UserId, session: &str, pod: &str) -> BoxFuture<'_, Result<()>>;
     /// Records a session as gone.
@@ -63,10 +65,10 @@ fn live(pods: &HashMap<String, i64>, pod: &str, now: i64) -> bool {
 }
 
 impl Presence for MemoryPresence {
-    fn heartbeat(&self, pod: &str, ttl: Duration) -> BoxFuture<'_, Result<()>> {
+    fn heartbeat(&self, pod: &str, ttl: Duration) -> BoxFuture<'_, Result<bool>> {
         let until = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        self.lock().pods.insert(pod.to_owned(), until);
-        ready(Ok(()))
+        let fresh = self.lock().pods.insert(pod.to_owned(), until).is_none();
+        ready(Ok(fresh))
     }
 
     fn online(&self, user: &UserId, session: &str, pod: &str) -> BoxFuture<'_, Result<()>> {

@@ -33,6 +33,8 @@ pub(crate) struct ConnectionManager {
     user_stats: Addr<StatsTracker>,
     sessions: HashMap<String, Entry>,
     by_user: HashMap<UserId, Vec<String>>,
+    /// Sessions must be listed in presence again (the last try failed).
+    relist: bool,
 }
 
 impl ConnectionManager {
@@ -51,6 +53,7 @@ impl ConnectionManager {
             user_stats,
             sessions: HashMap::new(),
             by_user: HashMap::new(),
+            relist: false,
         }
     }
 }
@@ -69,13 +72,16 @@ impl ConnectionManager {
     fn beat(&mut self, ctx: &mut Context<Self>) {
         let (presence, pod, ttl) = (self.presence.clone(), self.pod.clone(), self.ttl);
         let fut = async move {
-            presence.heartbeat(&pod, ttl).await?;
+            let fresh = presence.heartbeat(&pod, ttl).await?;
             let swept = presence.sweep().await?;
             let pods = presence.pods().await?.len();
-            Ok::<_, parlor_cluster::ClusterError>((swept, pods))
+            Ok::<_, parlor_cluster::ClusterError>((fresh, swept, pods))
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
-            Ok((swept, pods)) => {
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok((fresh, swept, pods)) => {
+                if (fresh || act.relist) && !act.sessions.is_empty() {
+                    act.relist(ctx);
+                }
                 act.metrics.pods.set(pods as i64);
                 if swept > 0 {
                     tracing::info!(swept, "sessions of stopped pods swept");
@@ -83,6 +89,34 @@ impl ConnectionManager {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
+        }));
+    }
+}
+
+impl ConnectionManager {
+    /// Lists every local session in presence again: this pod's registration had lapsed
+    /// (Redis was unreachable for longer than the TTL) and other pods swept its sessions.
+    fn relist(&mut self, ctx: &mut Context<Self>) {
+        self.relist = false;
+        tracing::info!(
+            sessions = self.sessions.len(),
+            "presence lapsed; listing sessions again"
+        );
+        let (presence, pod) = (self.presence.clone(), self.pod.clone());
+        let all: Vec<(UserId, String)> = self
+            .sessions
+            .iter()
+            .map(|(id, e)| (e.user.clone(), id.clone()))
+            .collect();
+        let fut = async move {
+            let listed = all.iter().map(|(u, s)| presence.online(u, s, &pod));
+            futures_util::future::join_all(listed).await
+        };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            if let Some(Err(e)) = res.into_iter().find(Result::is_err) {
+                tracing::warn!(error = %e, "listing sessions again failed; the next beat retries");
+                act.relist = true;
+            }
         }));
     }
 }

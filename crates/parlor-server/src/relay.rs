@@ -376,29 +376,15 @@ impl Relay {
         out
     }
 
-    /// The room moved to `pod`: each local member joins it again from where it was.
+    /// The room moved to `pod`: each local member joins it again from where it was (the
+    /// session does, holding its own requests until it is seated).
     async fn rehome(self: &Arc<Self>, room: &RoomId, pod: Arc<str>) {
         tracing::info!(room_id = %room, home = %pod, "room moved; members follow");
-        for (session_id, s, at) in self.take_members(room, Some(pod.clone())).await {
-            s.notify.do_send(SessionNotice::Rehomed {
+        for (_, s, at) in self.take_members(room, Some(pod.clone())).await {
+            s.notify.do_send(SessionNotice::Moved {
                 room_id: room.clone(),
-                room: rooms::RoomRef::Remote(pod.clone()),
-            });
-            let spec = rooms::JoinSpec {
-                role: RoomRole::Player,
-                password: String::new(),
-                last_seq: at,
-            };
-            let relay = self.clone();
-            let (room, pod) = (room.clone(), pod.clone());
-            actix::spawn(async move {
-                let who = s.who.clone();
-                if let Err(e) = relay
-                    .join(pod, room.clone(), who, session_id, spec, 0)
-                    .await
-                {
-                    tracing::warn!(room_id = %room, error = %e, "rejoin after a move failed");
-                }
+                home: pod.clone(),
+                after: at,
             });
         }
     }

@@ -60,6 +60,7 @@ impl RedisCluster {
             .map(|_| {
                 let (port, bus) = (free_port(), free_port());
                 let conf = dir.join(format!("nodes-{port}.conf"));
+                let pidfile = dir.join(format!("redis-{port}.pid"));
                 let args = [
                     "--port",
                     &port.to_string(),
@@ -71,6 +72,8 @@ impl RedisCluster {
                     "yes",
                     "--cluster-config-file",
                     &conf.display().to_string(),
+                    "--pidfile",
+                    &pidfile.display().to_string(),
                     "--cluster-node-timeout",
                     "2000",
                     "--dir",
@@ -110,13 +113,19 @@ impl RedisCluster {
         me
     }
 
-    /// Waits until every running node says `cluster_state:ok` and knows all masters.
+    /// Waits until every running node says `cluster_state:ok`, and every replica is in
+    /// sync with its master (a replica that never synced will not take over).
     pub fn wait_ok(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
             let ok = self.nodes.iter().filter(|n| n.running).all(|n| {
-                cli(n.daemon.port(), &["cluster", "info"])
-                    .is_some_and(|i| i.contains("cluster_state:ok"))
+                let port = n.daemon.port();
+                let state =
+                    cli(port, &["cluster", "info"]).is_some_and(|i| i.contains("cluster_state:ok"));
+                let synced = cli(port, &["info", "replication"]).is_some_and(|r| {
+                    r.contains("role:master") || r.contains("master_link_status:up")
+                });
+                state && synced
             });
             if ok {
                 return;
@@ -191,14 +200,31 @@ impl RedisCluster {
             .unwrap_or(0)
     }
 
-    /// Stops the node on `port` (SIGTERM; it keeps nothing). Its replica takes over.
+    /// Kills the node on `port` with SIGKILL: no shutdown, no last sync to its replica,
+    /// which takes over once the others have marked it failed.
     pub fn kill(&mut self, port: u16) {
+        let pidfile = self.dir.join(format!("redis-{port}.pid"));
+        let pid = std::fs::read_to_string(&pidfile).expect("the node's pid file");
+        // The shell's own `kill`: a minimal machine may have no kill binary (procps).
+        let killed = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -9 {}", pid.trim()))
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(killed, "kill -9 of the node on port {port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::connectable(port) {
+            assert!(
+                Instant::now() < deadline,
+                "the node on {port} outlived SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let node = self
             .nodes
             .iter_mut()
             .find(|n| n.daemon.port() == port)
             .expect("a node of this cluster");
-        node.daemon.stop();
         node.running = false;
     }
 

@@ -21,14 +21,6 @@ use crate::{
     BoxFuture, ClusterError, Result, RoomDirectory,
 };
 
-// Deletes the lock only if `owner` still holds it.
-const UNLOCK: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-end
-return 1
-";
-
 impl RedisBackend {
     fn code_key(&self, code: &str) -> String {
         format!("{}:code:{}", self.keys.prefix, code.to_ascii_uppercase())
@@ -260,10 +252,9 @@ impl RoomDirectory for RedisBackend {
         let key = self.index_key(&format!("lock:{name}"));
         let owner = owner.to_owned();
         Box::pin(async move {
-            let r: std::result::Result<Value, _> = redis::Script::new(UNLOCK)
-                .key(&key)
-                .arg(&owner)
-                .invoke_async(&mut self.con())
+            let unlock = &self.scripts.unlock;
+            let r: std::result::Result<Value, _> = unlock
+                .run(&mut self.con(), unlock.call(&[&key], &[&owner]))
                 .await;
             self.seen(r).map(|_| ())
         })

@@ -204,6 +204,10 @@ impl RedisBackend {
                 stalled
             };
             if stalled {
+                if self.sub.sharded() {
+                    // Its shard channel may have stayed on a failed master (mod.rs, watch).
+                    let _ = self.sub.clone().subscribe(&self.keys.channel(&room)).await;
+                }
                 self.heal(room, Some(seq)).await;
             }
         }
@@ -391,13 +395,7 @@ impl Broker for RedisBackend {
             self.keys.room(room, "state"),
             self.keys.room(room, "hist"),
         ];
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.scripts.publish.get_hash())
-            .arg(keys.len())
-            .arg(&keys);
-        for a in &args {
-            cmd.arg(a.as_slice());
-        }
+        let cmd = self.scripts.publish.call(&keys, &args);
         let (done, answer) = tokio::sync::oneshot::channel();
         // Queued in call order: the publisher sends them to Redis in that order.
         let queued = self.publishes.send(Job { cmd, done }).is_ok();
@@ -424,14 +422,14 @@ impl Broker for RedisBackend {
             let mut args: Vec<Vec<u8>> =
                 vec![lease.token().into_bytes(), seq.to_string().into_bytes()];
             write_args(&writes, &mut args);
-            let mut inv = self.scripts.reset.prepare_invoke();
-            inv.key(self.keys.room(&room, "lease"))
-                .key(self.keys.room(&room, "state"))
-                .key(self.keys.room(&room, "hist"));
-            for a in &args {
-                inv.arg(a.as_slice());
-            }
-            let r: std::result::Result<Value, _> = inv.invoke_async(&mut self.con()).await;
+            let keys = [
+                self.keys.room(&room, "lease"),
+                self.keys.room(&room, "state"),
+                self.keys.room(&room, "hist"),
+            ];
+            let reset = &self.scripts.reset;
+            let r: std::result::Result<Value, _> =
+                reset.run(&mut self.con(), reset.call(&keys, &args)).await;
             self.seen(r).map(|_| ())
         })
     }

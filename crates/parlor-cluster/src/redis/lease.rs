@@ -11,14 +11,14 @@ impl Leases for RedisBackend {
         let (room, pod) = (room.clone(), pod.to_owned());
         Box::pin(async move {
             checked(&room)?;
-            let r: std::result::Result<String, _> = self
-                .scripts
-                .claim
-                .key(self.keys.room(&room, "lease"))
-                .key(self.keys.room(&room, "epoch"))
-                .arg(&pod)
-                .arg(self.opts.lease.as_millis().max(1) as u64)
-                .invoke_async(&mut self.con())
+            let claim = &self.scripts.claim;
+            let keys = [
+                self.keys.room(&room, "lease"),
+                self.keys.room(&room, "epoch"),
+            ];
+            let ms = (self.opts.lease.as_millis().max(1) as u64).to_string();
+            let r: std::result::Result<String, _> = claim
+                .run(&mut self.con(), claim.call(&keys, &[pod.as_str(), &ms]))
                 .await;
             let token = self.seen(r)?;
             let lease = Lease::parse(&token)
@@ -33,26 +33,32 @@ impl Leases for RedisBackend {
 
     fn renew(&self, held: Vec<(RoomId, Lease)>) -> BoxFuture<'_, Result<Vec<bool>>> {
         Box::pin(async move {
-            let ms = self.opts.lease.as_millis().max(1) as u64;
-            let mut pipe = redis::pipe();
-            for (room, lease) in &held {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(self.scripts.renew.get_hash())
-                    .arg(1)
-                    .arg(self.keys.room(room, "lease"))
-                    .arg(lease.token())
-                    .arg(ms);
-                pipe.add_command(cmd);
-            }
             if held.is_empty() {
                 return Ok(Vec::new());
             }
-            // Renewal is the pod's heartbeat, so the scripts are loaded first: a pipeline
-            // cannot fall back from EVALSHA by itself.
+            let ms = (self.opts.lease.as_millis().max(1) as u64).to_string();
+            let renew = &self.scripts.renew;
+            let calls: Vec<redis::Cmd> = held
+                .iter()
+                .map(|(room, lease)| {
+                    let token = lease.token();
+                    renew.call(&[self.keys.room(room, "lease")], &[token.as_str(), &ms])
+                })
+                .collect();
+            let pipe = |body: bool| {
+                let mut pipe = redis::pipe();
+                for c in &calls {
+                    pipe.add_command(if body { renew.with_body(c) } else { c.clone() });
+                }
+                pipe
+            };
             let mut con = self.con();
-            let loaded = self.scripts.renew.load_async(&mut con).await;
-            self.seen(loaded)?;
-            let r: std::result::Result<Vec<i64>, _> = pipe.query_async(&mut con).await;
+            let r: std::result::Result<Vec<i64>, _> = match pipe(false).query_async(&mut con).await
+            {
+                // A Redis that lost the script: the whole renewal again, with the body.
+                Err(e) if super::scripts::no_script(&e) => pipe(true).query_async(&mut con).await,
+                r => r,
+            };
             Ok(self.seen(r)?.into_iter().map(|v| v == 1).collect())
         })
     }
@@ -61,13 +67,9 @@ impl Leases for RedisBackend {
         let (room, lease) = (room.clone(), lease.clone());
         Box::pin(async move {
             checked(&room)?;
-            let r: std::result::Result<i64, _> = self
-                .scripts
-                .release
-                .key(self.keys.room(&room, "lease"))
-                .arg(lease.token())
-                .invoke_async(&mut self.con())
-                .await;
+            let release = &self.scripts.release;
+            let call = release.call(&[self.keys.room(&room, "lease")], &[lease.token()]);
+            let r: std::result::Result<i64, _> = release.run(&mut self.con(), call).await;
             self.seen(r).map(|_| ())
         })
     }

@@ -26,13 +26,13 @@ use std::{
 use parlor_core::RoomId;
 use redis::{
     aio::ConnectionManagerConfig, cluster::ClusterClientBuilder, IntoConnectionInfo,
-    ProtocolVersion, PushInfo, RedisError, Script, Value,
+    ProtocolVersion, PushInfo, RedisError, Value,
 };
 
 use self::{
     conn::{publish_cmd, Con},
     events::{healer, on_push, Subs},
-    scripts::{publish_script, Scripts},
+    scripts::Scripts,
 };
 use crate::{ClusterError, Health, Result, Retention, Settings};
 
@@ -151,7 +151,10 @@ pub struct RedisBackend {
     /// Serialises subscribe and unsubscribe, so that a room's channel is subscribed once.
     sub_lock: tokio::sync::Mutex<()>,
     next_sub: AtomicU64,
-    reachable: AtomicBool,
+    /// When a command last failed for want of Redis (ms since the epoch; 0 never). On a
+    /// Redis Cluster, commands to the other masters go on working meanwhile, so readiness
+    /// looks at the newest failure, not at the newest answer.
+    failed_at: AtomicU64,
     probe_ok: AtomicBool,
     publishes: tokio::sync::mpsc::UnboundedSender<Job>,
 }
@@ -166,7 +169,7 @@ struct Job {
 /// the order its home made them, while many are in flight at once.
 async fn publisher(
     mut con: timed::Timed,
-    script: Script,
+    scripts: Arc<Scripts>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>,
 ) {
     let mut batch = Vec::new();
@@ -196,15 +199,10 @@ async fn publisher(
                     Ok(_) => {
                         let _ = j.done.send(Ok(()));
                     }
-                    // Redis lost its scripts (a restart or SCRIPT FLUSH): none of the rest
-                    // ran either, so they go again, in order, once it is loaded.
-                    Err(e)
-                        if attempt == 0
-                            && e.kind()
-                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        again.push(j)
-                    }
+                    // Redis lacks the script (restarted, or a replica just promoted): none of
+                    // that room's later calls ran either, so they go again, in order, with
+                    // the body (scripts.rs).
+                    Err(e) if attempt == 0 && scripts::no_script(&e) => again.push(j),
                     Err(e) => {
                         let _ = j.done.send(Err(unavailable(e)));
                     }
@@ -213,12 +211,8 @@ async fn publisher(
             if again.is_empty() {
                 break;
             }
-            if let Err(e) = script.load_async(&mut con).await {
-                let e = unavailable(e);
-                for j in again.drain(..) {
-                    let _ = j.done.send(Err(e.clone()));
-                }
-                break;
+            for j in &mut again {
+                j.cmd = scripts.publish.with_body(&j.cmd);
             }
             jobs = again;
         }
@@ -265,11 +259,7 @@ impl RedisBackend {
             inner: cmd.clone(),
             observe: opts.observer.clone(),
         };
-        tokio::spawn(publisher(
-            timed,
-            Script::new(&publish_script(sharded)),
-            queue,
-        ));
+        tokio::spawn(publisher(timed, scripts.clone(), queue));
         let me = Arc::new(Self {
             publishes,
             opts,
@@ -280,7 +270,7 @@ impl RedisBackend {
             scripts,
             sub_lock: tokio::sync::Mutex::new(()),
             next_sub: AtomicU64::new(1),
-            reachable: AtomicBool::new(true),
+            failed_at: AtomicU64::new(0),
             probe_ok: AtomicBool::new(true),
         });
         tokio::spawn(healer(Arc::downgrade(&me), heal_rx));
@@ -297,14 +287,12 @@ impl RedisBackend {
 
     fn seen<T>(&self, r: std::result::Result<T, RedisError>) -> Result<T> {
         match r {
-            Ok(v) => {
-                self.reachable.store(true, Ordering::Relaxed);
-                Ok(v)
-            }
+            Ok(v) => Ok(v),
             Err(e) => {
                 let e = unavailable(e);
                 if matches!(e, ClusterError::Unavailable(_)) {
-                    self.reachable.store(false, Ordering::Relaxed);
+                    let now = u64::try_from(parlor_core::now_ms()).unwrap_or(0);
+                    self.failed_at.fetch_max(now, Ordering::Relaxed);
                 }
                 Err(e)
             }
@@ -394,6 +382,18 @@ async fn watch(me: Weak<RedisBackend>) {
             // A manager that gave up reconnecting tries again on its next command.
             let _: std::result::Result<Value, _> =
                 redis::cmd("PING").query_async(&mut me.sub.clone()).await;
+            if me.sub.sharded() {
+                // A shard channel lives on its slot's master; after a failover the client
+                // may not have moved it to the new one. Subscribing again does, and is a
+                // no-op where it still holds.
+                let mut channels = vec![me.keys.probe(&me.opts.pod)];
+                if let Some((inbox, _)) = lock(&me.subs.inbox).as_ref() {
+                    channels.extend(String::from_utf8(inbox.clone()).ok());
+                }
+                for c in channels {
+                    let _ = me.sub.clone().subscribe(&c).await;
+                }
+            }
         }
         if up {
             me.check_positions().await;
@@ -403,7 +403,11 @@ async fn watch(me: Weak<RedisBackend>) {
 
 impl Health for RedisBackend {
     fn ready(&self) -> bool {
-        self.reachable.load(Ordering::Relaxed) && self.probe_ok.load(Ordering::Relaxed)
+        // Ready again two probes after the last failure: one probe answered is not enough.
+        let quiet = u64::try_from(self.opts.probe_every.as_millis() * 2).unwrap_or(u64::MAX);
+        let now = u64::try_from(parlor_core::now_ms()).unwrap_or(0);
+        let since = now.saturating_sub(self.failed_at.load(Ordering::Relaxed));
+        since > quiet && self.probe_ok.load(Ordering::Relaxed)
     }
 
     fn counters(&self) -> crate::Counters {

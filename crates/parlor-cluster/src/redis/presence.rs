@@ -28,12 +28,14 @@ impl RedisBackend {
 }
 
 impl Presence for RedisBackend {
-    fn heartbeat(&self, pod: &str, ttl: Duration) -> BoxFuture<'_, Result<()>> {
+    fn heartbeat(&self, pod: &str, ttl: Duration) -> BoxFuture<'_, Result<bool>> {
         let pod = pod.to_owned();
         Box::pin(async move {
             let until = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-            let r: std::result::Result<(), _> = self.con().zadd(self.pods_key(), &pod, until).await;
-            self.seen(r)
+            // ZADD answers how many members it added: 1 when the pod was not listed.
+            let r: std::result::Result<i64, _> =
+                self.con().zadd(self.pods_key(), &pod, until).await;
+            Ok(self.seen(r)? == 1)
         })
     }
 

@@ -1,7 +1,12 @@
 //! The Lua scripts. Each touches the keys of one room only (one hash tag), so that it runs
 //! unchanged on Redis Cluster.
+//!
+//! A script goes by its hash (EVALSHA). A Redis that lacks it (restarted, or a replica
+//! just promoted on a Redis Cluster: loaded scripts are not replicated) answers NOSCRIPT
+//! and gets the same call once with the body (EVAL), which caches it there. No SCRIPT
+//! LOAD: on a cluster it goes to every node, and fails while one is down.
 
-use redis::Script;
+use redis::{aio::ConnectionLike, Arg, Cmd, FromRedisValue, RedisError, RedisResult};
 
 pub(super) const CLAIM: &str = r"
 local cur = redis.call('GET', KEYS[1])
@@ -90,30 +95,122 @@ end
 return 1
 ";
 
+/// Whether Redis lacks the script a call named by hash.
+pub(super) fn no_script(e: &RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// One script (module docs).
+pub(super) struct Lua {
+    hash: String,
+    body: String,
+}
+
+impl Lua {
+    pub(super) fn new(body: &str) -> Self {
+        Self {
+            hash: redis::Script::new(body).get_hash().to_owned(),
+            body: body.to_owned(),
+        }
+    }
+
+    /// The call by hash, with its keys and arguments.
+    pub(super) fn call<K: AsRef<[u8]>, A: AsRef<[u8]>>(&self, keys: &[K], args: &[A]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.hash).arg(keys.len());
+        for k in keys {
+            cmd.arg(k.as_ref());
+        }
+        for a in args {
+            cmd.arg(a.as_ref());
+        }
+        cmd
+    }
+
+    /// The same call as `call` made, with the body (for a Redis that answered NOSCRIPT).
+    pub(super) fn with_body(&self, call: &Cmd) -> Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(&self.body);
+        for a in call.args_iter().skip(2) {
+            if let Arg::Simple(b) = a {
+                cmd.arg(b);
+            }
+        }
+        cmd
+    }
+
+    /// Runs a call from `call`, sending the body if Redis lacks the script.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        con: &mut (impl ConnectionLike + Send),
+        call: Cmd,
+    ) -> RedisResult<T> {
+        match call.query_async(con).await {
+            Err(e) if no_script(&e) => self.with_body(&call).query_async(con).await,
+            r => r,
+        }
+    }
+}
+
 pub(super) struct Scripts {
-    pub(super) claim: Script,
-    pub(super) renew: Script,
-    pub(super) release: Script,
-    pub(super) publish: Script,
-    pub(super) reset: Script,
+    pub(super) claim: Lua,
+    pub(super) renew: Lua,
+    pub(super) release: Lua,
+    pub(super) publish: Lua,
+    pub(super) reset: Lua,
+    pub(super) unlock: Lua,
 }
 
 /// The publish script for a Redis Cluster, where the room channel is sharded.
-pub(super) fn publish_script(sharded: bool) -> String {
+fn publish_script(sharded: bool) -> String {
     match sharded {
         true => PUBLISH.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"),
         false => PUBLISH.to_owned(),
     }
 }
 
+// Deletes a lock only if `owner` (ARGV[1]) still holds it.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+";
+
 impl Scripts {
     pub(super) fn new(sharded: bool) -> Self {
         Self {
-            claim: Script::new(CLAIM),
-            renew: Script::new(RENEW),
-            release: Script::new(RELEASE),
-            publish: Script::new(&publish_script(sharded)),
-            reset: Script::new(RESET),
+            claim: Lua::new(CLAIM),
+            renew: Lua::new(RENEW),
+            release: Lua::new(RELEASE),
+            publish: Lua::new(&publish_script(sharded)),
+            reset: Lua::new(RESET),
+            unlock: Lua::new(UNLOCK),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_by_hash_becomes_the_same_call_with_the_body() {
+        let lua = Lua::new("return ARGV[1]");
+        let call = lua.call(&["k1", "k2"], &[b"a".as_slice()]);
+        let eval = lua.with_body(&call);
+        let args = |c: &Cmd| -> Vec<Vec<u8>> {
+            c.args_iter()
+                .filter_map(|a| match a {
+                    Arg::Simple(b) => Some(b.to_vec()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (sha, body) = (args(&call), args(&eval));
+        assert_eq!(sha[0], b"EVALSHA");
+        assert_eq!(body[0], b"EVAL");
+        assert_eq!(body[1], b"return ARGV[1]");
+        assert_eq!(sha[2..], body[2..], "numkeys, keys and arguments are kept");
     }
 }

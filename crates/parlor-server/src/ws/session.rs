@@ -55,6 +55,12 @@ pub(crate) enum SessionNotice {
     Drain { reason: String },
     /// A room the session is in now runs elsewhere (its home pod died or moved).
     Rehomed { room_id: RoomId, room: RoomRef },
+    /// The room this pod ran moved to `home`: join it there, from the seq reached.
+    Moved {
+        room_id: RoomId,
+        home: Arc<str>,
+        after: u64,
+    },
 }
 
 #[derive(Message)]
@@ -68,6 +74,10 @@ type Resolved = Result<ApiResult<(RoomId, RoomRef)>, actix::MailboxError>;
 const JOIN_OR_CREATE_TRIES: usize = 20;
 /// Between two looks, while the directory catches up with a room that filled.
 const JOIN_OR_CREATE_PAUSE: Duration = Duration::from_millis(25);
+
+/// Tries at joining a room where it moved, half a second apart while its new home is
+/// not ready (it may still be rebuilding the room).
+const FOLLOW_TRIES: u32 = 20;
 
 /// How long a queued close may take before the session stops regardless.
 const CLOSE_BACKSTOP: Duration = Duration::from_secs(3);
@@ -85,6 +95,8 @@ pub(crate) struct WsSession {
     upgrade_token: Option<String>,
     identity: Option<Identity>,
     rooms: HashMap<RoomId, RoomRef>,
+    /// Rooms being joined again where they moved: requests on them are refused meanwhile.
+    moving: Vec<RoomId>,
     last_seen: Instant,
     closing: bool,
     frames: parlor_core::TokenBucket,
@@ -143,6 +155,7 @@ pub(crate) async fn ws_route(
             upgrade_token: token,
             identity: None,
             rooms: HashMap::new(),
+            moving: Vec::new(),
             last_seen: Instant::now(),
             closing: false,
             frames: parlor_core::TokenBucket::new(rate, rate.saturating_mul(2), Instant::now()),
@@ -295,6 +308,7 @@ impl Handler<SessionNotice> for WsSession {
     fn handle(&mut self, msg: SessionNotice, ctx: &mut Self::Context) {
         match msg {
             SessionNotice::RoomGone { room_id } => {
+                self.moving.retain(|r| *r != room_id);
                 self.rooms.remove(&room_id);
             }
             SessionNotice::Rehomed { room_id, room } => {
@@ -302,6 +316,11 @@ impl Handler<SessionNotice> for WsSession {
                     *r = room;
                 }
             }
+            SessionNotice::Moved {
+                room_id,
+                home,
+                after,
+            } => self.follow(room_id, home, after, FOLLOW_TRIES, ctx),
             SessionNotice::Close { code, reason } => self.close_with(ctx, code, &reason),
             SessionNotice::Drain { reason } => {
                 self.outbox.push(encode_envelope(
@@ -456,6 +475,7 @@ impl WsSession {
             }
             Body::LeaveRoom(req) => {
                 let room_id = RoomId(req.room_id);
+                self.moving.retain(|r| *r != room_id);
                 let Some(room) = self.rooms.remove(&room_id) else {
                     return self.error(rid, ErrorCode::NotInRoom, "you are not in that room");
                 };
@@ -591,6 +611,14 @@ impl WsSession {
     }
 
     fn joined(&self, rid: u64, room_id: &str) -> Option<(RoomRef, RoomId)> {
+        if self.moving.iter().any(|r| r.as_str() == room_id) {
+            self.error(
+                rid,
+                ErrorCode::Unavailable,
+                "the room is moving to another pod; try again",
+            );
+            return None;
+        }
         let room = self
             .rooms
             .get(room_id)
@@ -789,6 +817,69 @@ impl WsSession {
                 act.rooms.insert(room_id, room);
             }
             Err(e) => act.api_error(rid, &e),
+        }));
+    }
+
+    /// Joins a room at its new home from `after`, trying again while that home answers
+    /// UNAVAILABLE; if it still fails, the client is told the room is gone rather than
+    /// left in it without events. The session's own requests wait meanwhile
+    /// (`ctx.wait`), so that none reaches the new home before the join.
+    fn follow(
+        &mut self,
+        room_id: RoomId,
+        home: Arc<str>,
+        after: u64,
+        tries: u32,
+        ctx: &mut actix::Context<Self>,
+    ) {
+        let Some(r) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        *r = RoomRef::Remote(home.clone());
+        if !self.moving.contains(&room_id) {
+            self.moving.push(room_id.clone());
+        }
+        let (relay, who, id) = (self.shared.relay.clone(), self.me(), self.id.clone());
+        let spec = rooms::JoinSpec {
+            role: parlor_core::RoomRole::Player,
+            password: String::new(),
+            last_seq: after,
+        };
+        let (room, to) = (room_id.clone(), home.clone());
+        let join = async move { relay.join(to, room, who, id, spec, 0).await };
+        ctx.wait(join.into_actor(self).map(move |res, act, ctx| {
+            // Moved on again meanwhile: the newer move is followed instead.
+            let still = matches!(act.rooms.get(&room_id), Some(RoomRef::Remote(h)) if *h == home);
+            let Err(e) = res else {
+                if still {
+                    act.moving.retain(|r| *r != room_id);
+                }
+                return;
+            };
+            if !still {
+                // Left meanwhile (a newer move keeps its own entry).
+                if !act.rooms.contains_key(&room_id) {
+                    act.moving.retain(|r| *r != room_id);
+                }
+                return;
+            }
+            if e.code == ErrorCode::Unavailable && tries > 1 {
+                ctx.run_later(Duration::from_millis(500), move |act, ctx| {
+                    act.follow(room_id, home, after, tries - 1, ctx)
+                });
+                return;
+            }
+            tracing::warn!(room_id = %room_id, error = %e, "following a moved room failed");
+            act.moving.retain(|r| *r != room_id);
+            act.rooms.remove(&room_id);
+            act.outbox.push(encode_envelope(
+                0,
+                0,
+                Body::RoomLeft(v1::RoomLeft {
+                    room_id: room_id.0,
+                    reason: v1::LeaveReason::Closed as i32,
+                }),
+            ));
         }));
     }
 

@@ -243,6 +243,8 @@ pub(crate) struct RoomActor {
     applied: Applied,
     /// The request being handled: what the events it makes are recorded as caused by.
     acting: Origin,
+    /// A reload is under way (its retries included).
+    reloading: bool,
 }
 
 impl RoomActor {
@@ -275,6 +277,7 @@ impl RoomActor {
             away: HashMap::new(),
             applied: Applied::default(),
             acting: Origin::default(),
+            reloading: false,
         }
     }
 
@@ -691,6 +694,8 @@ impl Supervised for RoomActor {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
         self.room = None;
         self.timers.clear();
+        // A restart dropped any reload under way with the rest of the context's work.
+        self.reloading = false;
         // A restart drops every timer: give held seats a fresh grace period.
         let grace = Duration::from_secs(self.deps.cfg.rooms.reconnect_grace_secs);
         let held: Vec<UserId> = self.away.drain().map(|(u, _)| u).collect();

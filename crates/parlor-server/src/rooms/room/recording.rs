@@ -12,8 +12,8 @@ pub(super) enum Reloaded {
     Rewritten(Lease, Room, u64),
     /// No checkpoint and nothing held: the room is gone.
     Gone,
-    /// Another pod is the home.
-    Elsewhere,
+    /// Another pod is the home: this lease.
+    Elsewhere(Lease),
 }
 
 /// A publish in flight: its seq, and the broker's answer once the event is recorded.
@@ -159,7 +159,11 @@ impl RoomActor {
     /// actions right behind a restart are handled, not refused; if the backend is down,
     /// later tries run beside the mailbox and actions are refused as unavailable meanwhile.
     pub(super) fn reload(&mut self, ctx: &mut Context<Self>) {
-        self.reload_with(true, ctx);
+        // One reload at a time: a second would set the seq back under the first's feet.
+        if !self.reloading {
+            self.reloading = true;
+            self.reload_with(true, ctx);
+        }
     }
 
     pub(super) fn reload_with(&mut self, first: bool, ctx: &mut Context<Self>) {
@@ -174,7 +178,7 @@ impl RoomActor {
             let _ = landed.await;
             let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
                 Claim::Home(l) => l,
-                Claim::Elsewhere(_) => return Ok(Reloaded::Elsewhere),
+                Claim::Elsewhere(l) => return Ok(Reloaded::Elsewhere(l)),
             };
             if let Some(cp) = deps.broker.load(&id).await? {
                 if let Some(room) = cp.room()? {
@@ -205,7 +209,7 @@ impl RoomActor {
                 Ok(Reloaded::Room(l, r, s)) => (l, r, s, false),
                 Ok(Reloaded::Rewritten(l, r, s)) => (l, r, s, true),
                 Ok(Reloaded::Gone) => return act.vanish(ctx),
-                Ok(Reloaded::Elsewhere) => return act.deposed(ctx),
+                Ok(Reloaded::Elsewhere(l)) => return act.deposed(l.pod, ctx),
                 Err(e) => {
                     tracing::error!(room_id = %act.id, error = %e, "room reload failed; retrying");
                     ctx.run_later(Duration::from_secs(1), |act, ctx| {
@@ -226,6 +230,7 @@ impl RoomActor {
             act.seq = seq;
             act.recorded = seq;
             act.stale = None;
+            act.reloading = false;
             act.room = Some(room);
             act.learn_applied(ctx);
             act.hold_absent(ctx);
@@ -267,14 +272,22 @@ impl RoomActor {
         }
     }
 
-    /// Another pod is the room's home now: local members are told to come back, and the
-    /// actor stops without touching the room's shared state.
-    pub(super) fn deposed(&mut self, ctx: &mut Context<Self>) {
-        tracing::warn!(room_id = %self.id, "no longer this room's home");
+    /// Another pod (`home`) is the room's home now: local members follow it there from the
+    /// seq they reached, as members on other pods do (their pods follow the lease), and
+    /// the actor stops without touching the room's shared state.
+    pub(super) fn deposed(&mut self, home: Arc<str>, ctx: &mut Context<Self>) {
+        tracing::warn!(room_id = %self.id, home = %home, "no longer this room's home; members follow");
+        self.fanout.flush();
         for (user, mut local) in self.locals.drain() {
             Self::collect_stats(&mut self.pending_stats, &user, &mut local);
-            self.fanout.remove(&user);
-            local.dismiss(&self.fanout, &self.id, v1::LeaveReason::Closed);
+            let reached = self.fanout.take(&user);
+            if let (Peer::Local { notify, .. }, Some(after)) = (&local.peer, reached) {
+                notify.do_send(crate::ws::SessionNotice::Moved {
+                    room_id: self.id.clone(),
+                    home: home.clone(),
+                    after,
+                });
+            }
         }
         self.closed = true;
         self.flush();
