@@ -1346,6 +1346,13 @@ async fn killing_the_master_of_a_busy_rooms_slot_loses_and_repeats_nothing_ackno
         let n = lines.iter().filter(|l| *l == text).count();
         assert_eq!(n, 1, "{text:?} reached b {n} times: {lines:?}");
     }
+    // Events were acknowledged only once a replica had them: the promoted master has
+    // none, so the pods saw WAIT come back short and said so.
+    let mut unreplicated = 0.0;
+    for pod in &cluster.pods {
+        unreplicated += metric(&pod.metrics().await, "parlor_cluster_unreplicated_total");
+    }
+    assert!(unreplicated > 0.0, "no publish waited for a replica");
     // Presence came back: if a pod's registration lapsed and was swept meanwhile, it
     // listed its sessions again, so a private line still finds b on the other pod.
     let sent = a

@@ -95,6 +95,8 @@ pub struct Counters {
     pub gaps_lost: u64,
     /// Times the subscription connection dropped and was subscribed again.
     pub resubscriptions: u64,
+    /// Publishes whose events fewer replicas than `Settings::wait_replicas` had in time.
+    pub unreplicated: u64,
 }
 
 /// Told of every Redis round trip: the command, how long it took, whether it worked.
@@ -122,6 +124,11 @@ pub struct Settings {
     pub retention: Retention,
     /// How often the subscription's liveness probe and position check run.
     pub probe_every: Duration,
+    /// Replicas that must have an event before it counts as recorded (Redis WAIT); 0 does
+    /// not wait.
+    pub wait_replicas: u32,
+    /// The longest such a wait may take.
+    pub wait: Duration,
 }
 
 /// Picks and connects the implementation named by `settings.kind`. An unknown kind, or

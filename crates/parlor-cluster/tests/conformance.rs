@@ -39,6 +39,8 @@ fn options(server: &RedisServer, pod: &str) -> RedisOptions {
         retention: retention(),
         probe_every: Duration::from_millis(200),
         observer: None,
+        wait_replicas: 0,
+        wait: Duration::ZERO,
     }
 }
 
@@ -57,6 +59,8 @@ async fn cluster_pod(cluster: &RedisCluster, pod: &str) -> (Arc<RedisBackend>, N
         retention: retention(),
         probe_every: Duration::from_millis(200),
         observer: None,
+        wait_replicas: 0,
+        wait: Duration::ZERO,
     };
     connect(opts).await
 }

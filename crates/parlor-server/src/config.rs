@@ -177,6 +177,13 @@ pub struct ClusterConfig {
     /// How often each pod probes its own Redis subscription and checks that it has every
     /// room's newest event; a dead subscription turns readiness off. Default 1000 ms.
     pub probe_ms: u64,
+    /// Replicas that must have an event before it is acknowledged (Redis WAIT), so that a
+    /// master's failover loses none. Default 1 in cluster mode, 0 on a standalone Redis.
+    pub wait_replicas: Option<u32>,
+    /// The longest an acknowledgement waits for them; when replicas fall short, events are
+    /// acknowledged from the master alone for a while (`cluster_unreplicated_total`).
+    /// Default 200 ms.
+    pub wait_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -191,6 +198,8 @@ impl Default for ClusterConfig {
             history_events: 256,
             history_secs: 120,
             probe_ms: 1000,
+            wait_replicas: None,
+            wait_ms: 200,
         }
     }
 }
@@ -548,6 +557,11 @@ impl Config {
                 age: std::time::Duration::from_secs(self.cluster.history_secs),
             },
             probe_every: std::time::Duration::from_millis(self.cluster.probe_ms.max(50)),
+            wait_replicas: self
+                .cluster
+                .wait_replicas
+                .unwrap_or(u32::from(self.cluster.redis_mode == "cluster")),
+            wait: std::time::Duration::from_millis(self.cluster.wait_ms.max(1)),
         }
     }
 

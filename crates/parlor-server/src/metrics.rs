@@ -93,6 +93,8 @@ pub struct Metrics {
     pub forwards_timed_out: IntCounter,
     /// Recorded chat lines a room's new home saved because its old home had not.
     pub chat_recovered: IntCounter,
+    /// Publishes acknowledged with fewer replicas than `cluster.wait_replicas`.
+    pub unreplicated: IntCounter,
     /// Sessions of stopped pods removed from presence.
     pub sessions_swept: IntCounter,
     /// Writes refused because a bounded buffer was full, by kind.
@@ -285,6 +287,11 @@ impl Metrics {
                 "Requests forwarded to a room's home pod that got no answer in time",
             )
             .unwrap(),
+            unreplicated: IntCounter::new(
+                "cluster_unreplicated_total",
+                "Publishes acknowledged with fewer replicas than cluster.wait_replicas had in time",
+            )
+            .unwrap(),
             chat_recovered: IntCounter::new(
                 "chat_lines_recovered_total",
                 "Recorded chat lines a room's new home saved to the store because its old home had not",
@@ -382,6 +389,7 @@ impl Metrics {
             Box::new(m.retries_answered.clone()),
             Box::new(m.forwards_timed_out.clone()),
             Box::new(m.chat_recovered.clone()),
+            Box::new(m.unreplicated.clone()),
             Box::new(m.sessions_swept.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
@@ -393,18 +401,19 @@ impl Metrics {
         m
     }
 
-    /// The Prometheus text exposition of every metric.
     /// Brings the subscriber's running totals into the counters.
     pub(crate) fn sync_cluster(&self, c: parlor_cluster::Counters) {
         for (counter, total) in [
             (&self.gaps_healed, c.gaps_healed),
             (&self.gaps_lost, c.gaps_lost),
             (&self.resubscriptions, c.resubscriptions),
+            (&self.unreplicated, c.unreplicated),
         ] {
             counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.

@@ -88,6 +88,8 @@ pub(super) struct Subs {
     pub(super) healed: AtomicU64,
     pub(super) lost: AtomicU64,
     pub(super) resubscribed: AtomicU64,
+    /// Publishes whose WAIT came back with fewer replicas than asked.
+    pub(super) unreplicated: AtomicU64,
 }
 
 impl Subs {
@@ -100,6 +102,7 @@ impl Subs {
             healed: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             resubscribed: AtomicU64::new(0),
+            unreplicated: AtomicU64::new(0),
         }
     }
 }

@@ -65,6 +65,10 @@ pub struct RedisOptions {
     pub probe_every: Duration,
     /// Told of each command round trip.
     pub observer: Option<crate::Observer>,
+    /// Before an event counts as recorded, this many replicas must have it (WAIT), for at
+    /// most `wait`; 0 does not wait.
+    pub wait_replicas: u32,
+    pub wait: Duration,
 }
 
 impl From<&Settings> for RedisOptions {
@@ -81,6 +85,8 @@ impl From<&Settings> for RedisOptions {
             retention: s.retention,
             probe_every: s.probe_every,
             observer: None,
+            wait_replicas: s.wait_replicas,
+            wait: s.wait,
         }
     }
 }
@@ -167,23 +173,53 @@ struct Job {
 
 /// Sends queued publishes as pipelines, in order, so that a room's events reach Redis in
 /// the order its home made them, while many are in flight at once.
+/// How the publisher waits for replicas before an event counts as recorded.
+struct Replication {
+    /// (replicas, at most this long); None does not wait.
+    wait: Option<(u32, Duration)>,
+    /// Where short waits are counted.
+    subs: Arc<Subs>,
+}
+
+/// After a WAIT that came back short (a master without a replica in sync), publishes do
+/// not wait for this long: each would stall its node's connection for the whole wait.
+const UNREPLICATED_PAUSE: Duration = Duration::from_secs(10);
+
+/// The pipeline of `jobs`, with a WAIT after the last job of each hash tag (each slot's
+/// master waits for its own replicas); returns where each job's answer is.
+fn with_waits(jobs: &[Job], wait: Option<(u32, Duration)>) -> (redis::Pipeline, Vec<usize>) {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut at = Vec::with_capacity(jobs.len());
+    let tags: Vec<Option<Vec<u8>>> = jobs.iter().map(|j| conn::tag_of(&j.cmd)).collect();
+    for (i, j) in jobs.iter().enumerate() {
+        at.push(pipe.len());
+        pipe.add_command(j.cmd.clone());
+        let last_of_tag = !tags[i + 1..].contains(&tags[i]);
+        if let (Some((n, ms)), true) = (wait, last_of_tag) {
+            pipe.cmd("WAIT").arg(n).arg(ms.as_millis().max(1) as u64);
+        }
+    }
+    (pipe, at)
+}
+
 async fn publisher(
     mut con: timed::Timed,
     scripts: Arc<Scripts>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>,
+    replication: Replication,
 ) {
     let mut batch = Vec::new();
+    let mut paused_until: Option<std::time::Instant> = None;
     while rx.recv_many(&mut batch, 512).await > 0 {
         let mut jobs = std::mem::take(&mut batch);
         for attempt in 0..2 {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for j in &jobs {
-                pipe.add_command(j.cmd.clone());
-            }
+            let paused = paused_until.is_some_and(|t| t > std::time::Instant::now());
+            let wait = replication.wait.filter(|_| !paused);
+            let (pipe, at) = with_waits(&jobs, wait);
             let results: std::result::Result<Vec<redis::RedisResult<Value>>, _> =
                 pipe.query_async(&mut con).await;
-            let results = match results {
+            let mut results = match results {
                 Ok(r) => r,
                 Err(e) => {
                     let e = unavailable(e);
@@ -193,6 +229,24 @@ async fn publisher(
                     break;
                 }
             };
+            if let Some((n, _)) = wait {
+                // The WAITs' answers: replicas that have everything before them.
+                let short = (0..results.len())
+                    .filter(|i| !at.contains(i))
+                    .any(|i| !matches!(results[i], Ok(Value::Int(r)) if r >= i64::from(n)));
+                if short {
+                    replication
+                        .subs
+                        .unreplicated
+                        .fetch_add(1, Ordering::Relaxed);
+                    paused_until = Some(std::time::Instant::now() + UNREPLICATED_PAUSE);
+                    tracing::warn!("events recorded on a master without its replicas; not waiting for them for a while");
+                }
+            }
+            let results: Vec<redis::RedisResult<Value>> = at
+                .iter()
+                .map(|i| std::mem::replace(&mut results[*i], Ok(Value::Nil)))
+                .collect();
             let mut again = Vec::new();
             for (j, r) in jobs.drain(..).zip(results) {
                 match r {
@@ -259,7 +313,12 @@ impl RedisBackend {
             inner: cmd.clone(),
             observe: opts.observer.clone(),
         };
-        tokio::spawn(publisher(timed, scripts.clone(), queue));
+        let wait = (opts.wait_replicas > 0).then_some((opts.wait_replicas, opts.wait));
+        let replication = Replication {
+            wait,
+            subs: subs.clone(),
+        };
+        tokio::spawn(publisher(timed, scripts.clone(), queue, replication));
         let me = Arc::new(Self {
             publishes,
             opts,
@@ -415,6 +474,7 @@ impl Health for RedisBackend {
             gaps_healed: self.subs.healed.load(Ordering::Relaxed),
             gaps_lost: self.subs.lost.load(Ordering::Relaxed),
             resubscriptions: self.subs.resubscribed.load(Ordering::Relaxed),
+            unreplicated: self.subs.unreplicated.load(Ordering::Relaxed),
         }
     }
 }
