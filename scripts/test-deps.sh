@@ -5,16 +5,18 @@
 #   ~/.cache/parlor/secantus. The store suites start it on loopback ports. With
 #   MONGODB_URI set, the tests use that server instead and this install is skipped.
 # - redis-server, from Debian's package: the cluster tests start their own on loopback
-#   ports (never the machine's own on 6379), and the Redis benches use it.
+#   ports (never the machine's own on 6379), and the Redis benches use it. Its redis-cli
+#   joins six of them into a Redis Cluster for the cluster-mode tests.
 # Re-running it is cheap: it checks what is installed and returns.
 set -euo pipefail
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 
-if command -v redis-server >/dev/null; then
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
   echo "redis-server: present ($(redis-server --version | cut -d' ' -f3))"
 else
+  # redis-tools (redis-cli) comes with it; the Redis Cluster tests join nodes with it.
   echo "redis-server: installing Debian's package"
-  $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq redis-server redis-tools
 fi
 
 SECANTUS_VERSION=0.7.0b3
