@@ -95,7 +95,8 @@ pub struct Counters {
     pub gaps_lost: u64,
     /// Times the subscription connection dropped and was subscribed again.
     pub resubscriptions: u64,
-    /// Publishes whose events fewer replicas than `Settings::wait_replicas` had in time.
+    /// Batches of publishes whose events fewer replicas than `Settings::wait_replicas` had
+    /// in time.
     pub unreplicated: u64,
 }
 

@@ -72,23 +72,34 @@ impl ConnectionManager {
     fn beat(&mut self, ctx: &mut Context<Self>) {
         let (presence, pod, ttl) = (self.presence.clone(), self.pod.clone(), self.ttl);
         let fut = async move {
-            let fresh = presence.heartbeat(&pod, ttl).await?;
-            let swept = presence.sweep().await?;
-            let pods = presence.pods().await?.len();
-            Ok::<_, parlor_cluster::ClusterError>((fresh, swept, pods))
+            let fresh = presence.heartbeat(&pod, ttl).await;
+            let rest = async {
+                let swept = presence.sweep().await?;
+                let pods = presence.pods().await?.len();
+                Ok::<_, parlor_cluster::ClusterError>((swept, pods))
+            };
+            let rest = match fresh {
+                Ok(_) => rest.await,
+                Err(ref e) => Err(e.clone()),
+            };
+            (fresh, rest)
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
-            Ok((fresh, swept, pods)) => {
-                if (fresh || act.relist) && !act.sessions.is_empty() {
-                    act.relist(ctx);
-                }
-                act.metrics.pods.set(pods as i64);
-                if swept > 0 {
-                    tracing::info!(swept, "sessions of stopped pods swept");
-                    act.metrics.sessions_swept.inc_by(swept as u64);
-                }
+        ctx.spawn(fut.into_actor(self).map(|(fresh, rest), act, ctx| {
+            // Kept even if the sweep fails: the next ZADD would not say it again.
+            act.relist |= matches!(fresh, Ok(true));
+            if act.relist && !act.sessions.is_empty() {
+                act.relist(ctx);
             }
-            Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
+            match rest {
+                Ok((swept, pods)) => {
+                    act.metrics.pods.set(pods as i64);
+                    if swept > 0 {
+                        tracing::info!(swept, "sessions of stopped pods swept");
+                        act.metrics.sessions_swept.inc_by(swept as u64);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "presence heartbeat failed"),
+            }
         }));
     }
 }

@@ -93,7 +93,7 @@ pub struct Metrics {
     pub forwards_timed_out: IntCounter,
     /// Recorded chat lines a room's new home saved because its old home had not.
     pub chat_recovered: IntCounter,
-    /// Publishes acknowledged with fewer replicas than `cluster.wait_replicas`.
+    /// Batches of publishes acknowledged with fewer replicas than `cluster.wait_replicas`.
     pub unreplicated: IntCounter,
     /// Sessions of stopped pods removed from presence.
     pub sessions_swept: IntCounter,
@@ -289,7 +289,7 @@ impl Metrics {
             .unwrap(),
             unreplicated: IntCounter::new(
                 "cluster_unreplicated_total",
-                "Publishes acknowledged with fewer replicas than cluster.wait_replicas had in time",
+                "Batches of publishes acknowledged with fewer replicas than cluster.wait_replicas had in time",
             )
             .unwrap(),
             chat_recovered: IntCounter::new(

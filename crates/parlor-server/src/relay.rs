@@ -367,6 +367,7 @@ impl Relay {
         match home {
             Some(h) => r.home = h,
             None => {
+                r.fanout.release_answers();
                 let sub = r.sub;
                 remote.remove(room);
                 drop(remote);

@@ -14,7 +14,7 @@ use parlor_core::{now_ms, RoomId};
 use parlor_protocol::frame_seq;
 use redis::{AsyncCommands, PushInfo, PushKind, Value};
 
-use super::{checked, lock, Job, Keys, RedisBackend};
+use super::{checked, lock, Job, JobKind, Keys, RedisBackend};
 use crate::{
     broker::select, BoxFuture, Broker, Checkpoint, ClusterError, EventSink, Lease, Origin, Replay,
     Result, Retained, StateWrite, SubscriptionId,
@@ -88,7 +88,7 @@ pub(super) struct Subs {
     pub(super) healed: AtomicU64,
     pub(super) lost: AtomicU64,
     pub(super) resubscribed: AtomicU64,
-    /// Publishes whose WAIT came back with fewer replicas than asked.
+    /// Batches of publishes whose WAIT came back with fewer replicas than asked.
     pub(super) unreplicated: AtomicU64,
 }
 
@@ -192,8 +192,9 @@ impl RedisBackend {
             .filter_map(|(r, s)| s.last.map(|l| (r.clone(), l)))
             .collect();
         for (room, _) in rooms {
+            // One room's slot may be down (a Redis Cluster failover); the others are checked.
             let Ok(seq) = self.seq_of(&room).await else {
-                return;
+                continue;
             };
             let stalled = {
                 let mut all = lock(&self.subs.rooms);
@@ -398,10 +399,29 @@ impl Broker for RedisBackend {
             self.keys.room(room, "state"),
             self.keys.room(room, "hist"),
         ];
-        let cmd = self.scripts.publish.call(&keys, &args);
         let (done, answer) = tokio::sync::oneshot::channel();
+        // Waiting for replicas: recorded first, fanned out once they have it (mod.rs).
+        let job = match self.opts.wait_replicas {
+            0 => Job {
+                cmd: self.scripts.publish.call(&keys, &args),
+                kind: JobKind::Publish,
+                done,
+            },
+            _ => {
+                let seq = seq.to_string();
+                let fanout = self
+                    .scripts
+                    .fanout
+                    .call(&[&keys[2]], &[seq.as_str(), &self.keys.channel(room)]);
+                Job {
+                    cmd: self.scripts.record.call(&keys, &args),
+                    kind: JobKind::Record(fanout),
+                    done,
+                }
+            }
+        };
         // Queued in call order: the publisher sends them to Redis in that order.
-        let queued = self.publishes.send(Job { cmd, done }).is_ok();
+        let queued = self.publishes.send(job).is_ok();
         Box::pin(async move {
             if !queued {
                 return Err(ClusterError::Unavailable("the broker is closed".into()));

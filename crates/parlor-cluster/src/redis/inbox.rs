@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Job, RedisBackend};
+use super::{Job, JobKind, RedisBackend};
 use crate::{BoxFuture, ClusterError, Inbox, InboxHandler, Result};
 
 impl Inbox for RedisBackend {
@@ -11,7 +11,11 @@ impl Inbox for RedisBackend {
         let mut cmd = redis::cmd(super::conn::publish_cmd(self.cmd.sharded()));
         cmd.arg(self.keys.inbox(pod)).arg(msg.as_ref());
         let (done, answer) = tokio::sync::oneshot::channel();
-        let _ = self.publishes.send(Job { cmd, done });
+        let _ = self.publishes.send(Job {
+            cmd,
+            kind: JobKind::Plain,
+            done,
+        });
         Box::pin(async move {
             answer
                 .await

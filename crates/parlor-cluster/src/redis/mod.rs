@@ -12,7 +12,8 @@
 //! Two connections per pod: one for commands and one for subscriptions. On a single Redis
 //! both are `ConnectionManager`s, which reconnect with backoff; on a Redis Cluster both are
 //! cluster connections, which follow slot moves and failovers (`conn.rs`). Either way the
-//! subscription one resubscribes by itself (RESP3), and after a reconnect the position
+//! subscription one resubscribes by itself (RESP3); on a cluster the watch also subscribes
+//! again what a failover may have left on a dead master. After a reconnect the position
 //! check fills what was missed.
 
 use std::{
@@ -23,6 +24,7 @@ use std::{
     time::Duration,
 };
 
+use futures_util::future::join_all;
 use parlor_core::RoomId;
 use redis::{
     aio::ConnectionManagerConfig, cluster::ClusterClientBuilder, IntoConnectionInfo,
@@ -168,11 +170,20 @@ pub struct RedisBackend {
 /// One queued publish.
 struct Job {
     cmd: redis::Cmd,
+    kind: JobKind,
     done: tokio::sync::oneshot::Sender<Result<()>>,
 }
 
-/// Sends queued publishes as pipelines, in order, so that a room's events reach Redis in
-/// the order its home made them, while many are in flight at once.
+/// What a job's command is, for a retry with a script's body and for the fan-out.
+pub(super) enum JobKind {
+    /// The publish script, which fans the event out itself.
+    Publish,
+    /// The record script; once replicas have the event, this call (FANOUT) publishes it.
+    Record(redis::Cmd),
+    /// A plain command (an inbox message).
+    Plain,
+}
+
 /// How the publisher waits for replicas before an event counts as recorded.
 struct Replication {
     /// (replicas, at most this long); None does not wait.
@@ -182,93 +193,154 @@ struct Replication {
 }
 
 /// After a WAIT that came back short (a master without a replica in sync), publishes do
-/// not wait for this long: each would stall its node's connection for the whole wait.
+/// not wait for this long: each batch would stall for the whole wait.
 const UNREPLICATED_PAUSE: Duration = Duration::from_secs(10);
 
-/// The pipeline of `jobs`, with a WAIT after the last job of each hash tag (each slot's
-/// master waits for its own replicas); returns where each job's answer is.
-fn with_waits(jobs: &[Job], wait: Option<(u32, Duration)>) -> (redis::Pipeline, Vec<usize>) {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    let mut at = Vec::with_capacity(jobs.len());
-    let tags: Vec<Option<Vec<u8>>> = jobs.iter().map(|j| conn::tag_of(&j.cmd)).collect();
-    for (i, j) in jobs.iter().enumerate() {
-        at.push(pipe.len());
-        pipe.add_command(j.cmd.clone());
-        let last_of_tag = !tags[i + 1..].contains(&tags[i]);
-        if let (Some((n, ms)), true) = (wait, last_of_tag) {
-            pipe.cmd("WAIT").arg(n).arg(ms.as_millis().max(1) as u64);
-        }
+/// A batch's jobs by hash tag, in order within each tag: on a Redis Cluster each group is
+/// one slot, sent as its own pipeline, so that a failed master fails only its own rooms.
+fn by_tag(jobs: Vec<Job>, sharded: bool) -> Vec<Vec<Job>> {
+    if !sharded {
+        return vec![jobs];
     }
-    (pipe, at)
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    let mut index: std::collections::HashMap<Option<Vec<u8>>, usize> = Default::default();
+    for j in jobs {
+        let g = *index.entry(conn::tag_of(&j.cmd)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(j);
+    }
+    groups
 }
 
+/// Sends `cmds` as one pipeline; a call Redis lacks the script of goes again, in order,
+/// with the body (scripts.rs), which `body` gives for command `i`.
+async fn run_all(
+    con: &mut timed::Timed,
+    mut cmds: Vec<redis::Cmd>,
+    body: impl Fn(usize, &redis::Cmd) -> Option<redis::Cmd>,
+) -> Vec<redis::RedisResult<Value>> {
+    let mut out: Vec<Option<redis::RedisResult<Value>>> = (0..cmds.len()).map(|_| None).collect();
+    let mut todo: Vec<usize> = (0..cmds.len()).collect();
+    for attempt in 0..2 {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for i in &todo {
+            pipe.add_command(cmds[*i].clone());
+        }
+        let results: redis::RedisResult<Vec<redis::RedisResult<Value>>> =
+            pipe.query_async(con).await;
+        let results = match results {
+            Ok(r) => r,
+            Err(e) => {
+                for i in todo {
+                    out[i] = Some(Err(e.clone()));
+                }
+                break;
+            }
+        };
+        let mut again = Vec::new();
+        for (i, r) in todo.into_iter().zip(results) {
+            match r {
+                Err(e) if attempt == 0 && scripts::no_script(&e) => match body(i, &cmds[i]) {
+                    Some(c) => {
+                        cmds[i] = c;
+                        again.push(i);
+                    }
+                    None => out[i] = Some(Err(e)),
+                },
+                r => out[i] = Some(r),
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        todo = again;
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or(Ok(Value::Nil)))
+        .collect()
+}
+
+/// Sends queued publishes as pipelines, in order, so that a room's events reach Redis in
+/// the order its home made them, while many are in flight at once. When replicas must
+/// have each event first: record every job, WAIT for the replicas, then fan the recorded
+/// events out, and only then answer, so nothing is seen or acknowledged that a failover
+/// could lose.
 async fn publisher(
-    mut con: timed::Timed,
+    con: timed::Timed,
     scripts: Arc<Scripts>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Job>,
     replication: Replication,
 ) {
+    let sharded = con.inner.sharded();
     let mut batch = Vec::new();
     let mut paused_until: Option<std::time::Instant> = None;
     while rx.recv_many(&mut batch, 512).await > 0 {
-        let mut jobs = std::mem::take(&mut batch);
-        for attempt in 0..2 {
+        let groups = by_tag(std::mem::take(&mut batch), sharded);
+        let recorded = groups.into_iter().map(|jobs| {
+            let (mut con, scripts) = (con.clone(), scripts.clone());
+            async move {
+                let cmds = jobs.iter().map(|j| j.cmd.clone()).collect();
+                let results = run_all(&mut con, cmds, |i, c| match jobs[i].kind {
+                    JobKind::Publish => Some(scripts.publish.with_body(c)),
+                    JobKind::Record(_) => Some(scripts.record.with_body(c)),
+                    JobKind::Plain => None,
+                })
+                .await;
+                (jobs, results)
+            }
+        });
+        let recorded = join_all(recorded).await;
+        let fan_out = recorded.iter().any(|(jobs, results)| {
+            jobs.iter()
+                .zip(results)
+                .any(|(j, r)| r.is_ok() && matches!(j.kind, JobKind::Record(_)))
+        });
+        if fan_out {
             let paused = paused_until.is_some_and(|t| t > std::time::Instant::now());
-            let wait = replication.wait.filter(|_| !paused);
-            let (pipe, at) = with_waits(&jobs, wait);
-            let results: std::result::Result<Vec<redis::RedisResult<Value>>, _> =
-                pipe.query_async(&mut con).await;
-            let mut results = match results {
-                Ok(r) => r,
-                Err(e) => {
-                    let e = unavailable(e);
-                    for j in jobs.drain(..) {
-                        let _ = j.done.send(Err(e.clone()));
-                    }
-                    break;
-                }
-            };
-            if let Some((n, _)) = wait {
-                // The WAITs' answers: replicas that have everything before them.
-                let short = (0..results.len())
-                    .filter(|i| !at.contains(i))
-                    .any(|i| !matches!(results[i], Ok(Value::Int(r)) if r >= i64::from(n)));
-                if short {
+            if let (Some((n, ms)), false) = (replication.wait, paused) {
+                // To every master: each waits for the writes this pod sent it.
+                let r: redis::RedisResult<i64> = redis::cmd("WAIT")
+                    .arg(n)
+                    .arg(ms.as_millis().max(1) as u64)
+                    .query_async(&mut con.clone())
+                    .await;
+                if !matches!(r, Ok(got) if got >= i64::from(n)) {
                     replication
                         .subs
                         .unreplicated
                         .fetch_add(1, Ordering::Relaxed);
                     paused_until = Some(std::time::Instant::now() + UNREPLICATED_PAUSE);
-                    tracing::warn!("events recorded on a master without its replicas; not waiting for them for a while");
+                    tracing::warn!(
+                        "events recorded without their replicas; not waiting for replicas for a while"
+                    );
                 }
             }
-            let results: Vec<redis::RedisResult<Value>> = at
-                .iter()
-                .map(|i| std::mem::replace(&mut results[*i], Ok(Value::Nil)))
-                .collect();
-            let mut again = Vec::new();
-            for (j, r) in jobs.drain(..).zip(results) {
-                match r {
-                    Ok(_) => {
-                        let _ = j.done.send(Ok(()));
-                    }
-                    // Redis lacks the script (restarted, or a replica just promoted): none of
-                    // that room's later calls ran either, so they go again, in order, with
-                    // the body (scripts.rs).
-                    Err(e) if attempt == 0 && scripts::no_script(&e) => again.push(j),
-                    Err(e) => {
-                        let _ = j.done.send(Err(unavailable(e)));
+            // Fan-outs that fail are healed from history by the pods (position check).
+            let fanouts = recorded.iter().map(|(jobs, results)| {
+                let cmds: Vec<redis::Cmd> = jobs
+                    .iter()
+                    .zip(results)
+                    .filter_map(|(j, r)| match (&j.kind, r) {
+                        (JobKind::Record(f), Ok(_)) => Some(f.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let (mut con, scripts) = (con.clone(), scripts.clone());
+                async move {
+                    if !cmds.is_empty() {
+                        run_all(&mut con, cmds, |_, c| Some(scripts.fanout.with_body(c))).await;
                     }
                 }
+            });
+            join_all(fanouts).await;
+        }
+        for (jobs, results) in recorded {
+            for (j, r) in jobs.into_iter().zip(results) {
+                let _ = j.done.send(r.map(|_| ()).map_err(unavailable));
             }
-            if again.is_empty() {
-                break;
-            }
-            for j in &mut again {
-                j.cmd = scripts.publish.with_body(&j.cmd);
-            }
-            jobs = again;
         }
     }
 }

@@ -158,6 +158,16 @@ impl LocalFanout {
         }
     }
 
+    /// Pushes every held answer now: the fan-out stops (its room moved), and an answer
+    /// to a recorded event must not be lost, even if its event comes another way.
+    pub(crate) fn release_answers(&self) {
+        let mut inner = self.lock();
+        push_pending(&mut inner);
+        for (_, outbox, f) in std::mem::take(&mut inner.answers) {
+            outbox.push(f);
+        }
+    }
+
     /// Where a new subscription starts: the broker delivers every event after `seq`
     /// (some may have been delivered already: the position never goes back).
     pub(crate) fn start_at(&self, seq: u64) {

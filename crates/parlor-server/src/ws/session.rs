@@ -53,7 +53,7 @@ pub(crate) enum SessionNotice {
     Close { code: u16, reason: String },
     /// The pod is draining: send Reconnect, then close with 1001.
     Drain { reason: String },
-    /// A room the session is in now runs elsewhere (its home pod died or moved).
+    /// A room the session is in now runs on this pod (its home died and this pod took it).
     Rehomed { room_id: RoomId, room: RoomRef },
     /// The room this pod ran moved to `home`: join it there, from the seq reached.
     Moved {
@@ -822,8 +822,9 @@ impl WsSession {
 
     /// Joins a room at its new home from `after`, trying again while that home answers
     /// UNAVAILABLE; if it still fails, the client is told the room is gone rather than
-    /// left in it without events. The session's own requests wait meanwhile
-    /// (`ctx.wait`), so that none reaches the new home before the join.
+    /// left in it without events. During a try the session's own requests wait
+    /// (`ctx.wait`), so that none reaches the new home before the join; between tries,
+    /// requests on the room are refused with UNAVAILABLE (`moving`).
     fn follow(
         &mut self,
         room_id: RoomId,

@@ -277,7 +277,7 @@ impl RoomActor {
     /// the actor stops without touching the room's shared state.
     pub(super) fn deposed(&mut self, home: Arc<str>, ctx: &mut Context<Self>) {
         tracing::warn!(room_id = %self.id, home = %home, "no longer this room's home; members follow");
-        self.fanout.flush();
+        self.fanout.release_answers();
         for (user, mut local) in self.locals.drain() {
             Self::collect_stats(&mut self.pending_stats, &user, &mut local);
             let reached = self.fanout.take(&user);
