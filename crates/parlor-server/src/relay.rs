@@ -148,33 +148,47 @@ pub(crate) struct Relay {
 }
 
 /// Forwarded requests other than joins with no answer yet, by origin: the session's id,
-/// and when the request went.
+/// and when the request went. `len` mirrors the map's size, so that the events of a pod
+/// with nothing waiting take no lock.
 #[derive(Default)]
-struct Unanswered(Mutex<HashMap<Origin, (String, Instant)>>);
+struct Unanswered {
+    waiting: Mutex<HashMap<Origin, (String, Instant)>>,
+    len: std::sync::atomic::AtomicUsize,
+}
 
 impl Unanswered {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Origin, (String, Instant)>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<Origin, (String, Instant)>) -> R) -> R {
+        let mut m = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = f(&mut m);
+        self.len
+            .store(m.len(), std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    fn wait(&self, o: Origin, session_id: &str) {
+        self.with(|m| m.insert(o, (session_id.to_owned(), Instant::now())));
     }
 
     fn answered(&self, o: Origin) {
-        if !o.is_none() {
-            let mut m = self.lock();
-            if !m.is_empty() {
-                m.remove(&o);
-            }
+        if !o.is_none() && self.len.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            self.with(|m| m.remove(&o));
         }
     }
 
     /// Takes the requests that waited longer than `FORWARD_TIMEOUT`.
     fn expired(&self, now: Instant) -> Vec<(Origin, String)> {
         let mut out = Vec::new();
-        self.lock().retain(|o, (session, since)| {
-            let keep = now.duration_since(*since) < FORWARD_TIMEOUT;
-            if !keep {
-                out.push((*o, std::mem::take(session)));
-            }
-            keep
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return out;
+        }
+        self.with(|m| {
+            m.retain(|o, (session, since)| {
+                let keep = now.duration_since(*since) < FORWARD_TIMEOUT;
+                if !keep {
+                    out.push((*o, std::mem::take(session)));
+                }
+                keep
+            })
         });
         out
     }
@@ -820,9 +834,7 @@ impl Relay {
                 session: s.no,
                 request: rid,
             };
-            self.unanswered
-                .lock()
-                .insert(origin, (session_id.to_owned(), Instant::now()));
+            self.unanswered.wait(origin, session_id);
         }
         let sent = self.link.checked_send(
             home,

@@ -55,44 +55,45 @@ pub(super) fn publish_cmd(sharded: bool) -> &'static str {
 }
 
 /// What decides a command's slot: the hash tag of its first key (the part in braces), or
-/// the whole key; None for a command without a key (WAIT), which goes with the command
-/// before it.
-pub(super) fn tag_of(cmd: &Cmd) -> Option<Vec<u8>> {
+/// the whole key; empty for a command without a key.
+pub(super) fn tag_of(cmd: &Cmd) -> &[u8] {
     let mut args = cmd.args_iter().filter_map(|a| match a {
         Arg::Simple(b) => Some(b),
         _ => None,
     });
-    let name = args.next()?;
-    if name.eq_ignore_ascii_case(b"WAIT") {
-        return None;
-    }
+    let Some(name) = args.next() else {
+        return &[];
+    };
     let scripted = name.eq_ignore_ascii_case(b"EVALSHA") || name.eq_ignore_ascii_case(b"EVAL");
     // EVALSHA sha numkeys key...
     let key = if scripted { args.nth(2) } else { args.next() };
-    let key = key?;
+    let Some(key) = key else { return &[] };
     let tagged = key.iter().position(|b| *b == b'{').and_then(|open| {
         let rest = &key[open + 1..];
         let close = rest.iter().position(|b| *b == b'}')?;
         (close > 0).then(|| &rest[..close])
     });
-    Some(tagged.unwrap_or(key).to_vec())
+    tagged.unwrap_or(key)
 }
 
 /// Sends a pipeline to a cluster as one pipeline per hash tag, at once, and puts the
-/// results back in command order.
+/// results back in command order. A pipeline of one tag (the publisher's, which groups
+/// by tag itself) goes as it is.
 async fn split(con: &ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+    let tags: Vec<&[u8]> = pipeline.cmd_iter().map(tag_of).collect();
+    if tags.windows(2).all(|w| w[0] == w[1]) {
+        return con
+            .clone()
+            .req_packed_commands(pipeline, 0, pipeline.len())
+            .await;
+    }
     let mut groups: Vec<(Pipeline, Vec<usize>)> = Vec::new();
-    let mut by_tag: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut last = None;
-    for (i, cmd) in pipeline.cmd_iter().enumerate() {
-        let g = match (tag_of(cmd), last) {
-            (None, Some(g)) => g,
-            (tag, _) => *by_tag.entry(tag.unwrap_or_default()).or_insert_with(|| {
-                groups.push((redis::pipe(), Vec::new()));
-                groups.len() - 1
-            }),
-        };
-        last = Some(g);
+    let mut by_tag: HashMap<&[u8], usize> = HashMap::new();
+    for (i, (cmd, tag)) in pipeline.cmd_iter().zip(&tags).enumerate() {
+        let g = *by_tag.entry(tag).or_insert_with(|| {
+            groups.push((redis::pipe(), Vec::new()));
+            groups.len() - 1
+        });
         groups[g].0.add_command(cmd.clone());
         groups[g].1.push(i);
     }
@@ -157,22 +158,15 @@ mod tests {
             .arg(2)
             .arg("p:{room1}:lease")
             .arg("p:{room1}:epoch");
-        assert_eq!(tag_of(&evalsha).unwrap(), b"room1");
+        assert_eq!(tag_of(&evalsha), b"room1");
         let mut set = redis::cmd("SET");
         set.arg("p:code:ABC").arg("x");
-        assert_eq!(
-            tag_of(&set).unwrap(),
-            b"p:code:ABC",
-            "no tag: the whole key"
-        );
+        assert_eq!(tag_of(&set), b"p:code:ABC", "no tag: the whole key");
         let mut publish = redis::cmd("SPUBLISH");
         publish.arg("p:pod:{pod-1}:inbox").arg("m");
-        assert_eq!(tag_of(&publish).unwrap(), b"pod-1");
+        assert_eq!(tag_of(&publish), b"pod-1");
         let mut empty = redis::cmd("GET");
         empty.arg("p:{}:x");
-        assert_eq!(tag_of(&empty).unwrap(), b"p:{}:x", "an empty tag is no tag");
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(1).arg(200);
-        assert_eq!(tag_of(&wait), None, "WAIT goes with the command before it");
+        assert_eq!(tag_of(&empty), b"p:{}:x", "an empty tag is no tag");
     }
 }

@@ -203,64 +203,58 @@ fn by_tag(jobs: Vec<Job>, sharded: bool) -> Vec<Vec<Job>> {
         return vec![jobs];
     }
     let mut groups: Vec<Vec<Job>> = Vec::new();
-    let mut index: std::collections::HashMap<Option<Vec<u8>>, usize> = Default::default();
+    let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
     for j in jobs {
-        let g = *index.entry(conn::tag_of(&j.cmd)).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
+        let g = *index
+            .entry(conn::tag_of(&j.cmd).to_vec())
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
         groups[g].push(j);
     }
     groups
 }
 
-/// Sends `cmds` as one pipeline; a call Redis lacks the script of goes again, in order,
-/// with the body (scripts.rs), which `body` gives for command `i`.
+/// Sends `cmds` as one pipeline; a call Redis lacks the script of goes again once, in
+/// order, with the body (scripts.rs), which `body` gives for command `i`.
 async fn run_all(
     con: &mut timed::Timed,
-    mut cmds: Vec<redis::Cmd>,
+    cmds: Vec<redis::Cmd>,
     body: impl Fn(usize, &redis::Cmd) -> Option<redis::Cmd>,
 ) -> Vec<redis::RedisResult<Value>> {
-    let mut out: Vec<Option<redis::RedisResult<Value>>> = (0..cmds.len()).map(|_| None).collect();
-    let mut todo: Vec<usize> = (0..cmds.len()).collect();
-    for attempt in 0..2 {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for i in &todo {
-            pipe.add_command(cmds[*i].clone());
-        }
-        let results: redis::RedisResult<Vec<redis::RedisResult<Value>>> =
-            pipe.query_async(con).await;
-        let results = match results {
-            Ok(r) => r,
-            Err(e) => {
-                for i in todo {
-                    out[i] = Some(Err(e.clone()));
-                }
-                break;
-            }
-        };
-        let mut again = Vec::new();
-        for (i, r) in todo.into_iter().zip(results) {
-            match r {
-                Err(e) if attempt == 0 && scripts::no_script(&e) => match body(i, &cmds[i]) {
-                    Some(c) => {
-                        cmds[i] = c;
-                        again.push(i);
-                    }
-                    None => out[i] = Some(Err(e)),
-                },
-                r => out[i] = Some(r),
-            }
-        }
-        if again.is_empty() {
-            break;
-        }
-        todo = again;
+    let n = cmds.len();
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for c in cmds {
+        pipe.add_command(c);
     }
-    out.into_iter()
-        .map(|r| r.unwrap_or(Ok(Value::Nil)))
-        .collect()
+    let mut results: Vec<redis::RedisResult<Value>> = match pipe.query_async(con).await {
+        Ok(r) => r,
+        Err(e) => return (0..n).map(|_| Err(e.clone())).collect(),
+    };
+    let mut again = redis::pipe();
+    again.ignore_errors();
+    let mut at = Vec::new();
+    for (i, (cmd, r)) in pipe.cmd_iter().zip(&results).enumerate() {
+        if !matches!(r, Err(e) if scripts::no_script(e)) {
+            continue;
+        }
+        if let Some(c) = body(i, cmd) {
+            again.add_command(c);
+            at.push(i);
+        }
+    }
+    if !at.is_empty() {
+        match again
+            .query_async::<Vec<redis::RedisResult<Value>>>(con)
+            .await
+        {
+            Ok(r) => at.into_iter().zip(r).for_each(|(i, r)| results[i] = r),
+            Err(e) => at.into_iter().for_each(|i| results[i] = Err(e.clone())),
+        }
+    }
+    results
 }
 
 /// Sends queued publishes as pipelines, in order, so that a room's events reach Redis in
@@ -279,10 +273,13 @@ async fn publisher(
     let mut paused_until: Option<std::time::Instant> = None;
     while rx.recv_many(&mut batch, 512).await > 0 {
         let groups = by_tag(std::mem::take(&mut batch), sharded);
-        let recorded = groups.into_iter().map(|jobs| {
+        let recorded = groups.into_iter().map(|mut jobs| {
             let (mut con, scripts) = (con.clone(), scripts.clone());
             async move {
-                let cmds = jobs.iter().map(|j| j.cmd.clone()).collect();
+                let cmds = jobs
+                    .iter_mut()
+                    .map(|j| std::mem::take(&mut j.cmd))
+                    .collect();
                 let results = run_all(&mut con, cmds, |i, c| match jobs[i].kind {
                     JobKind::Publish => Some(scripts.publish.with_body(c)),
                     JobKind::Record(_) => Some(scripts.record.with_body(c)),
@@ -292,7 +289,7 @@ async fn publisher(
                 (jobs, results)
             }
         });
-        let recorded = join_all(recorded).await;
+        let mut recorded = join_all(recorded).await;
         let fan_out = recorded.iter().any(|(jobs, results)| {
             jobs.iter()
                 .zip(results)
@@ -319,12 +316,12 @@ async fn publisher(
                 }
             }
             // Fan-outs that fail are healed from history by the pods (position check).
-            let fanouts = recorded.iter().map(|(jobs, results)| {
+            let fanouts = recorded.iter_mut().map(|(jobs, results)| {
                 let cmds: Vec<redis::Cmd> = jobs
-                    .iter()
-                    .zip(results)
-                    .filter_map(|(j, r)| match (&j.kind, r) {
-                        (JobKind::Record(f), Ok(_)) => Some(f.clone()),
+                    .iter_mut()
+                    .zip(results.iter())
+                    .filter_map(|(j, r)| match (&mut j.kind, r) {
+                        (JobKind::Record(f), Ok(_)) => Some(std::mem::take(f)),
                         _ => None,
                     })
                     .collect();

@@ -8,7 +8,7 @@ use super::conn::Con;
 use crate::Observer;
 
 /// The commands Parlor sends, as metric labels; anything else is `other`.
-const KNOWN: [&str; 17] = [
+const KNOWN: [&str; 18] = [
     "evalsha",
     "eval",
     "get",
@@ -19,6 +19,7 @@ const KNOWN: [&str; 17] = [
     "xrange",
     "publish",
     "spublish",
+    "wait",
     "zadd",
     "zrange",
     "zrangebyscore",

@@ -20,6 +20,8 @@ use super::{recording::RELOAD_WAIT, *};
 struct Learned {
     /// None if history could not be read.
     history: Option<Vec<Retained>>,
+    /// The chat lines history holds, oldest first.
+    lines: Vec<v1::ChatMessage>,
     /// The store's newest lines (persistent rooms); None if the store could not be read.
     stored: Option<Vec<ChatRecord>>,
 }
@@ -78,12 +80,14 @@ impl RoomActor {
                 .await
                 .ok()
                 .and_then(Result::ok);
+            let lines: Vec<v1::ChatMessage> = history
+                .iter()
+                .flatten()
+                .filter_map(|e| chat_line(&e.frame))
+                .collect();
             let stored = match persistent {
                 true => {
-                    let in_history = history.as_ref().map_or(0, |h| {
-                        h.iter().filter(|e| chat_line(&e.frame).is_some()).count()
-                    });
-                    let n = keep.max(in_history);
+                    let n = keep.max(lines.len());
                     let read = deps.store.chat.recent_chat(&id, None, n);
                     tokio::time::timeout(RELOAD_WAIT, read)
                         .await
@@ -92,16 +96,15 @@ impl RoomActor {
                 }
                 false => None,
             };
-            Learned { history, stored }
+            Learned {
+                history,
+                lines,
+                stored,
+            }
         };
         ctx.wait(read.into_actor(self).map(move |learned, act, _| {
             act.learn_requests(learned.history.as_deref());
-            let lines: Vec<v1::ChatMessage> = learned
-                .history
-                .iter()
-                .flatten()
-                .filter_map(|e| chat_line(&e.frame))
-                .collect();
+            let lines = learned.lines;
             let recent = match (persistent, learned.stored) {
                 (false, _) => lines,
                 (true, Some(stored)) => act.save_unsaved(stored, lines),
