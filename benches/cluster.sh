@@ -20,8 +20,7 @@ mkdir -p "$OUT"
 venv="${PARLOR_SECANTUS_VENV:-$HOME/.cache/parlor/secantus}"
 [ -x "$venv/bin/secantusd-py" ] || { echo "run scripts/test-deps.sh first" >&2; exit 1; }
 pin() { if [ -n "${1:-}" ]; then echo "taskset -c $1"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+. benches/lib.sh
 
 for i in $(seq 1 "$RUNS"); do
   WORK=$(mktemp -d)

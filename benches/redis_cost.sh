@@ -12,8 +12,7 @@ cd "$(dirname "$0")/.."
 BIN=$(realpath "${BENCH_BIN:-target/release/parlor}")
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 ROOMS=${ROOMS:-200}; PLAYERS=${PLAYERS:-8}; RATE=${RATE:-1}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+. benches/lib.sh
 WORK=$(mktemp -d)
 RPORT=$(free_port); PPORT=$(free_port); APORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \

@@ -35,7 +35,7 @@ trap cleanup EXIT
 pin() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi; }
 SCPU=${SERVER_CPUS:-}; BCPU=${BENCH_CPUS:-}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/lib.sh
 
 # One run of both systems at send rate $1 (0: closed loop), results tagged $2.
 run_pair() {

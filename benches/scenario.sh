@@ -15,7 +15,7 @@ BIN=${BENCH_BIN:-target/release/parlor}
 POD_BIN=$(realpath "${SERVER_BIN:-$BIN}")
 OUT=${OUT:-target/bench-results}
 mkdir -p "$OUT"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. benches/lib.sh
 for i in $(seq 1 "$RUNS"); do
   WORK=$(mktemp -d)
   PPORT=$(free_port); APORT=$(free_port)

@@ -7,8 +7,8 @@ use parlor_client::{v1, Body, Connection};
 use parlor_testkit::{RedisCluster, RedisServer};
 
 use super::support::{
-    create, join_id, metric, moderate, open_room, raw_http, refused, reqwest_delete, spawn_pod,
-    store_config, StoreKind, TestServer, T,
+    create, join_id, metric, moderate, open_room, private_line, raw_http, refused, reqwest_delete,
+    spawn_pod, store_config, StoreKind, TestServer, T,
 };
 
 /// Three pods (or `n`) on one Redis (or one Redis Cluster) and one store, each its own
@@ -575,12 +575,20 @@ async fn ready_becomes(pod: &TestServer, want: bool, within: std::time::Duration
 /// Sends a chat line and waits for its echo (acknowledged) or an error; true if echoed.
 async fn say(c: &mut Connection, room: &str, text: &str) -> bool {
     let rid = c.chat(room, text).await.unwrap();
-    c.wait_for(std::time::Duration::from_secs(10), |f| match &f.body {
-        Body::ChatMessage(m) if m.text == text => Some(true),
-        Body::Error(e) if f.request_id == rid => {
+    match echo_of(c, rid, text).await {
+        Ok(()) => true,
+        Err(e) => {
             assert_eq!(e.code, v1::ErrorCode::Unavailable as i32, "{e:?}");
-            Some(false)
+            false
         }
+    }
+}
+
+/// Waits for the echo of the chat line `text` (Ok), or the error answering `rid`.
+async fn echo_of(c: &mut Connection, rid: u64, text: &str) -> Result<(), v1::Error> {
+    c.wait_for(std::time::Duration::from_secs(15), |f| match &f.body {
+        Body::ChatMessage(m) if m.text == text => Some(Ok(())),
+        Body::Error(e) if f.request_id == rid => Some(Err(e.clone())),
         _ => None,
     })
     .await
@@ -697,14 +705,7 @@ async fn kick_dm_and_deletion_cross_pods(cluster: Cluster) {
     m.join_room(join_id(&room.id)).await.unwrap();
 
     // A private line from pod 0 reaches pod 1; the sender gets its copy as the answer.
-    owner
-        .send(Body::Chat(v1::Chat {
-            to_user_id: m_id.clone(),
-            text: "psst".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    private_line(&mut owner, &m_id, "psst").await;
     let answer = owner
         .wait_for(T, |f| match &f.body {
             Body::ChatMessage(c) if c.text == "psst" => Some(Ok(())),
@@ -813,18 +814,7 @@ async fn command_calls(redis: &RedisServer) -> std::collections::HashMap<String,
         .query_async(&mut con)
         .await
         .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
+    parlor_testkit::commandstats(&info)
 }
 
 fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, cmd: &str) -> u64 {
@@ -1085,13 +1075,7 @@ async fn answer(c: &mut Connection, rid: u64, within: std::time::Duration) -> pa
 /// Says `text` under `rid`: true once its echo came back, false on an error answering it.
 async fn said_as(c: &mut Connection, rid: u64, room: &str, text: &str) -> bool {
     send_as(c, rid, chat_body(room, text)).await;
-    c.wait_for(std::time::Duration::from_secs(15), |f| match &f.body {
-        Body::ChatMessage(m) if m.text == text => Some(true),
-        Body::Error(_) if f.request_id == rid => Some(false),
-        _ => None,
-    })
-    .await
-    .unwrap()
+    echo_of(c, rid, text).await.is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1355,14 +1339,8 @@ async fn killing_the_master_of_a_busy_rooms_slot_loses_and_repeats_nothing_ackno
     assert!(unreplicated > 0.0, "no publish waited for a replica");
     // Presence came back: if a pod's registration lapsed and was swept meanwhile, it
     // listed its sessions again, so a private line still finds b on the other pod.
-    let sent = a
-        .send(Body::Chat(v1::Chat {
-            text: "still there?".into(),
-            to_user_id: b_welcome.user.as_ref().unwrap().id.clone(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    let b_id = b_welcome.user.as_ref().unwrap().id.clone();
+    let sent = private_line(&mut a, &b_id, "still there?").await;
     let got = b
         .wait_for(T, |f| match &f.body {
             Body::ChatMessage(m) if m.room_id.is_empty() => Some(m.text.clone()),

@@ -555,13 +555,7 @@ async fn private_messages_and_targeted_events_reach_only_their_target() {
     let bid = wb.user.unwrap().id;
     let aid = wa.user.unwrap().id;
 
-    a.send(Body::Chat(v1::Chat {
-        to_user_id: bid.clone(),
-        text: "psst".into(),
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    private_line(&mut a, &bid, "psst").await;
     let dm = b
         .wait_for(T, |f| match &f.body {
             Body::ChatMessage(m) => Some(m.clone()),
@@ -578,21 +572,9 @@ async fn private_messages_and_targeted_events_reach_only_their_target() {
         ("psst", aid.as_str(), "")
     );
     // Guests may not send private messages; nobody online is a typed error.
-    c.send(Body::Chat(v1::Chat {
-        to_user_id: bid.clone(),
-        text: "hi".into(),
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    private_line(&mut c, &bid, "hi").await;
     assert_eq!(code(&next_error(&mut c).await.1), v1::ErrorCode::Forbidden);
-    a.send(Body::Chat(v1::Chat {
-        to_user_id: "u_offline".into(),
-        text: "hi".into(),
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
+    private_line(&mut a, "u_offline", "hi").await;
     assert_eq!(
         code(&next_error(&mut a).await.1),
         v1::ErrorCode::UserNotFound

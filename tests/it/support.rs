@@ -263,6 +263,17 @@ pub(crate) fn rated(name: &str, kind: &str, rate: u32) -> v1::CreateRoom {
     }
 }
 
+/// Sends a private chat line; returns its request id.
+pub(crate) async fn private_line(c: &mut Connection, to: &str, text: &str) -> u64 {
+    c.send(Body::Chat(v1::Chat {
+        to_user_id: to.into(),
+        text: text.into(),
+        ..Default::default()
+    }))
+    .await
+    .unwrap()
+}
+
 pub(crate) fn join_id(id: &str) -> v1::JoinRoom {
     v1::JoinRoom {
         room_id: id.into(),

@@ -88,26 +88,30 @@ async fn memory_passes_every_suite() {
     conformance::presence(&p, &p, "pod-a", "pod-b").await;
 }
 
+/// Every suite, on two pods of one Redis backend.
+async fn every_suite(pods: [&(Arc<RedisBackend>, Node); 2]) {
+    let [(da, a), (db, b)] = pods;
+    conformance::run_all(a, b, LEASE, RETAINED).await;
+    conformance::directory(&**da, &**db, "cards").await;
+    conformance::inbox(&**da, &**db, "pod-a", "pod-b").await;
+    conformance::presence(&**da, &**db, "pod-a", "pod-b").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passes_every_suite() {
     let server = RedisServer::start();
-    let (da, a) = redis_pod(&server, "pod-a").await;
-    let (db, b) = redis_pod(&server, "pod-b").await;
-    conformance::run_all(&a, &b, LEASE, RETAINED).await;
-    conformance::directory(&*da, &*db, "cards").await;
-    conformance::inbox(&*da, &*db, "pod-a", "pod-b").await;
-    conformance::presence(&*da, &*db, "pod-a", "pod-b").await;
+    let a = redis_pod(&server, "pod-a").await;
+    let b = redis_pod(&server, "pod-b").await;
+    every_suite([&a, &b]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_passes_every_suite() {
     let cluster = RedisCluster::start();
-    let (da, a) = cluster_pod(&cluster, "pod-a").await;
-    let (db, b) = cluster_pod(&cluster, "pod-b").await;
-    conformance::run_all(&a, &b, LEASE, RETAINED).await;
-    conformance::directory(&*da, &*db, "cards").await;
-    conformance::inbox(&*da, &*db, "pod-a", "pod-b").await;
-    conformance::presence(&*da, &*db, "pod-a", "pod-b").await;
+    let pa = cluster_pod(&cluster, "pod-a").await;
+    let pb = cluster_pod(&cluster, "pod-b").await;
+    every_suite([&pa, &pb]).await;
+    let ((da, a), (db, _)) = (&pa, &pb);
     assert!(da.ready() && db.ready());
     // Rooms spread over the masters (30 rooms miss one with odds of 1 in 60,000), and
     // every channel was sharded.

@@ -253,32 +253,20 @@ pub(crate) fn session_no(pod: &str, session_id: &str) -> u64 {
 impl Relay {
     /// Starts reading this pod's inbox.
     pub(crate) async fn start(p: RelayParts) -> anyhow::Result<Arc<Relay>> {
-        let RelayParts {
-            pod,
-            inbox,
-            broker,
-            leases,
-            lease_time,
-            metrics,
-            sessions,
-            live,
-            manager,
-            conns,
-            users,
-        } = p;
+        let (pod, inbox, lease_time) = (p.pod, p.inbox, p.lease_time);
         let relay = Arc::new(Relay {
             link: Arc::new(PodLink {
                 pod: pod.as_str().into(),
                 inbox: inbox.clone(),
             }),
-            broker,
-            leases,
-            metrics,
-            sessions,
-            live,
-            manager,
-            conns,
-            users,
+            broker: p.broker,
+            leases: p.leases,
+            metrics: p.metrics,
+            sessions: p.sessions,
+            live: p.live,
+            manager: p.manager,
+            conns: p.conns,
+            users: p.users,
             remote: tokio::sync::Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             unanswered: Arc::default(),

@@ -1,11 +1,14 @@
 use std::{
-    ffi::OsString,
     path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
-use crate::{free_port, redis::redis_server, Daemon};
+use crate::{
+    free_port,
+    redis::{memory_only, redis_server},
+    Daemon,
+};
 
 /// A Redis Cluster on 127.0.0.1: three masters and three replicas, in memory only, with a
 /// 2 s node timeout so that a replica takes over a killed master within seconds. Built with
@@ -61,35 +64,29 @@ impl RedisCluster {
                 let (port, bus) = (free_port(), free_port());
                 let conf = dir.join(format!("nodes-{port}.conf"));
                 let pidfile = dir.join(format!("redis-{port}.pid"));
-                let args = [
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-port",
-                    &bus.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &conf.display().to_string(),
-                    "--pidfile",
-                    &pidfile.display().to_string(),
-                    "--cluster-node-timeout",
-                    "2000",
-                    "--dir",
-                    &dir.display().to_string(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "no",
-                    "--loglevel",
-                    "warning",
-                ]
-                .into_iter()
-                .map(OsString::from)
-                .collect();
+                let (bus, conf, pidfile, dir) = (
+                    bus.to_string(),
+                    conf.display().to_string(),
+                    pidfile.display().to_string(),
+                    dir.display().to_string(),
+                );
+                let args = memory_only(
+                    port,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-port",
+                        &bus,
+                        "--cluster-config-file",
+                        &conf,
+                        "--cluster-node-timeout",
+                        "2000",
+                        "--pidfile",
+                        &pidfile,
+                        "--dir",
+                        &dir,
+                    ],
+                );
                 Node {
                     daemon: Daemon::start(redis_server(), args, port),
                     running: true,
@@ -192,11 +189,10 @@ impl RedisCluster {
     /// How many times the node on `port` ran `command` (from `INFO commandstats`).
     pub fn calls(&self, port: u16, command: &str) -> u64 {
         let stats = cli(port, &["info", "commandstats"]).unwrap_or_default();
-        let want = format!("cmdstat_{}:calls=", command.to_ascii_lowercase());
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&want))
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
+        let calls = crate::commandstats(&stats);
+        calls
+            .get(&command.to_ascii_lowercase())
+            .copied()
             .unwrap_or(0)
     }
 

@@ -13,4 +13,4 @@ mod redis;
 
 pub use cluster::RedisCluster;
 pub use daemon::{connectable, free_port, Daemon};
-pub use redis::RedisServer;
+pub use redis::{commandstats, RedisServer};

@@ -26,29 +26,44 @@ pub(crate) fn redis_server() -> PathBuf {
         })
 }
 
+/// Calls of each command, by lower-case name, from the text of `INFO commandstats`.
+pub fn commandstats(info: &str) -> std::collections::HashMap<String, u64> {
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The arguments of a redis-server on 127.0.0.1:`port` that keeps nothing on disk, then
+/// `more`.
+pub(crate) fn memory_only(port: u16, more: &[&str]) -> Vec<OsString> {
+    let port = port.to_string();
+    let base = [
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        "--loglevel",
+        "warning",
+    ];
+    base.iter().chain(more).map(OsString::from).collect()
+}
+
 impl RedisServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
         let port = free_port();
-        let args = [
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            "--loglevel",
-            "warning",
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
         Self {
-            daemon: Daemon::start(redis_server(), args, port),
+            daemon: Daemon::start(redis_server(), memory_only(port, &[]), port),
         }
     }
 

@@ -64,15 +64,7 @@ impl Peer {
     pub(crate) fn answer_after(&self, fanout: &LocalFanout, room: &RoomId, seq: u64, frame: Bytes) {
         match self {
             Peer::Local { outbox, .. } => fanout.answer_after(seq, outbox.clone(), frame),
-            Peer::Remote(r) => r.link.send(
-                &r.pod,
-                pod_message::Body::Deliver(v1::Deliver {
-                    session_id: r.session_id.clone(),
-                    frames: vec![frame],
-                    after_seq: seq,
-                    room_id: room.0.clone(),
-                }),
-            ),
+            Peer::Remote(r) => r.deliver_after(vec![frame], room, seq),
         }
     }
 
@@ -144,12 +136,18 @@ impl Peer {
 
 impl RemotePeer {
     fn deliver(&self, frames: Vec<Bytes>) {
+        self.deliver_after(frames, &RoomId(String::new()), 0);
+    }
+
+    /// Frames that go out after event `seq` of `room` (0: at once).
+    fn deliver_after(&self, frames: Vec<Bytes>, room: &RoomId, seq: u64) {
         self.link.send(
             &self.pod,
             pod_message::Body::Deliver(v1::Deliver {
                 session_id: self.session_id.clone(),
                 frames,
-                ..Default::default()
+                after_seq: seq,
+                room_id: room.0.clone(),
             }),
         );
     }

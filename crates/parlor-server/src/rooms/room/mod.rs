@@ -421,18 +421,9 @@ impl RoomActor {
     /// Closes the room for good: no timers, no subscription, out of the directory. The actor
     /// then idles until the last address to it is dropped.
     fn shut(&mut self, ctx: &mut Context<Self>) {
-        self.closed = true;
-        self.flush();
-        for t in self
-            .timers
-            .drain(..)
-            .chain(self.away.drain().map(|(_, t)| t))
-        {
-            ctx.cancel_future(t);
-        }
+        let sub = self.stop(ctx);
         let deps = self.deps.clone();
         let id = self.id.clone();
-        let sub = self.sub.take();
         let (done, landed) = oneshot::channel();
         let _ = self.writer.send(Write::Barrier(done));
         // Detached, after queued writes, so that a late Put cannot resurrect the room.
@@ -444,11 +435,26 @@ impl RoomActor {
             let _ = deps.directory.remove(&id).await;
             let _ = deps.broker.forget(&id).await;
         });
+        tracing::debug!(room_id = %self.id, "room closed");
+    }
+
+    /// Stops the actor's own work for good (closed, counters flushed, no timers, out of
+    /// the manager's map); returns its subscription, for the caller to end.
+    fn stop(&mut self, ctx: &mut Context<Self>) -> Option<SubscriptionId> {
+        self.closed = true;
+        self.flush();
+        for t in self
+            .timers
+            .drain(..)
+            .chain(self.away.drain().map(|(_, t)| t))
+        {
+            ctx.cancel_future(t);
+        }
         self.manager.do_send(Closed {
             room_id: self.id.clone(),
             room: ctx.address(),
         });
-        tracing::debug!(room_id = %self.id, "room closed");
+        self.sub.take()
     }
 
     fn remove_local(&mut self, user: &UserId, ctx: &mut Context<Self>) {

@@ -289,25 +289,12 @@ impl RoomActor {
                 });
             }
         }
-        self.closed = true;
-        self.flush();
-        for t in self
-            .timers
-            .drain(..)
-            .chain(self.away.drain().map(|(_, t)| t))
-        {
-            ctx.cancel_future(t);
-        }
-        if let Some(sub) = self.sub.take() {
+        if let Some(sub) = self.stop(ctx) {
             let (deps, id) = (self.deps.clone(), self.id.clone());
             actix::spawn(async move {
                 let _ = deps.broker.unsubscribe(&id, sub).await;
             });
         }
-        self.manager.do_send(Closed {
-            room_id: self.id.clone(),
-            room: ctx.address(),
-        });
     }
 }
 
