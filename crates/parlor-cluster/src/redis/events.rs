@@ -408,11 +408,15 @@ impl Broker for RedisBackend {
                 done,
             },
             _ => {
-                let seq = seq.to_string();
-                let fanout = self
-                    .scripts
-                    .fanout
-                    .call(&[&keys[2]], &[seq.as_str(), &self.keys.channel(room)]);
+                // The same message the publish script would send: origin length, origin,
+                // frame. The publisher sends it only once the record succeeded.
+                let origin = &args[7];
+                let mut payload = Vec::with_capacity(1 + origin.len() + frame.len());
+                payload.push(origin.len() as u8);
+                payload.extend_from_slice(origin);
+                payload.extend_from_slice(&frame);
+                let mut fanout = redis::cmd(super::conn::publish_cmd(self.cmd.sharded()));
+                fanout.arg(self.keys.channel(room)).arg(payload);
                 Job {
                     cmd: self.scripts.record.call(&keys, &args),
                     kind: JobKind::Record(fanout),

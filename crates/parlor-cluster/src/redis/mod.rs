@@ -178,7 +178,8 @@ struct Job {
 pub(super) enum JobKind {
     /// The publish script, which fans the event out itself.
     Publish,
-    /// The record script; once replicas have the event, this call (FANOUT) publishes it.
+    /// The record script; once it succeeded and replicas have the event, this command
+    /// publishes it.
     Record(redis::Cmd),
     /// A plain command (an inbox message).
     Plain,
@@ -325,10 +326,10 @@ async fn publisher(
                         _ => None,
                     })
                     .collect();
-                let (mut con, scripts) = (con.clone(), scripts.clone());
+                let mut con = con.clone();
                 async move {
                     if !cmds.is_empty() {
-                        run_all(&mut con, cmds, |_, c| Some(scripts.fanout.with_body(c))).await;
+                        run_all(&mut con, cmds, |_, _| None).await;
                     }
                 }
             });

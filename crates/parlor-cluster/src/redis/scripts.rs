@@ -158,7 +158,6 @@ pub(super) struct Scripts {
     pub(super) release: Lua,
     pub(super) publish: Lua,
     pub(super) record: Lua,
-    pub(super) fanout: Lua,
     pub(super) reset: Lua,
     pub(super) unlock: Lua,
 }
@@ -172,42 +171,12 @@ fn publish_script(sharded: bool) -> String {
 }
 
 /// PUBLISH without its fan-out, for when events must reach replicas (WAIT) before anyone
-/// sees them: FANOUT publishes them afterwards.
+/// sees them: the publisher publishes them afterwards.
 fn record_script() -> String {
     let (kept, _) = PUBLISH
         .rsplit_once("redis.call('PUBLISH'")
         .expect("PUBLISH ends with its fan-out");
     format!("{kept}return 1\n")
-}
-
-// KEYS: history. ARGV: seq, channel. Publishes event seq exactly as history holds it (so
-// a fan-out can never disagree with what was recorded), in PUBLISH's format; 0 if history
-// does not hold it.
-const FANOUT: &str = r"
-local e = redis.call('XRANGE', KEYS[1], ARGV[1] .. '-1', ARGV[1] .. '-1')
-if #e == 0 then
-  return 0
-end
-local fields, frame, origin = e[1][2], nil, ''
-for i = 1, #fields, 2 do
-  if fields[i] == 'f' then
-    frame = fields[i + 1]
-  elseif fields[i] == 'o' then
-    origin = fields[i + 1]
-  end
-end
-if not frame then
-  return 0
-end
-redis.call('PUBLISH', ARGV[2], string.char(#origin) .. origin .. frame)
-return 1
-";
-
-fn fanout_script(sharded: bool) -> String {
-    match sharded {
-        true => FANOUT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"),
-        false => FANOUT.to_owned(),
-    }
 }
 
 // Deletes a lock only if `owner` (ARGV[1]) still holds it.
@@ -226,7 +195,6 @@ impl Scripts {
             release: Lua::new(RELEASE),
             publish: Lua::new(&publish_script(sharded)),
             record: Lua::new(&record_script()),
-            fanout: Lua::new(&fanout_script(sharded)),
             reset: Lua::new(RESET),
             unlock: Lua::new(UNLOCK),
         }
@@ -242,7 +210,6 @@ mod tests {
         let record = record_script();
         assert!(!record.contains("'PUBLISH'") && record.contains("XADD"));
         assert!(record.trim_end().ends_with("return 1"));
-        assert!(fanout_script(true).contains("'SPUBLISH'"));
     }
 
     #[test]
