@@ -350,11 +350,7 @@ impl Relay {
     /// Takes every local member out of a remote room's fan-out, with the seq they reached.
     /// With a new home the subscription stays (their rejoins come back to it); without one
     /// (this pod is the home now) it ends.
-    async fn take_members(
-        &self,
-        room: &RoomId,
-        home: Option<Arc<str>>,
-    ) -> Vec<(String, SessionRef, u64)> {
+    async fn take_members(&self, room: &RoomId, home: Option<Arc<str>>) -> Vec<(SessionRef, u64)> {
         let mut remote = self.remote.lock().await;
         let Some(r) = remote.get_mut(room) else {
             return Vec::new();
@@ -363,7 +359,7 @@ impl Relay {
         for (user, session_id) in &r.users {
             let at = r.fanout.take(user);
             if let (Some(at), Some(s)) = (at, self.sessions.get(session_id)) {
-                out.push((session_id.clone(), s, at));
+                out.push((s, at));
             }
         }
         match home {
@@ -383,7 +379,7 @@ impl Relay {
     /// session does, holding its own requests until it is seated).
     async fn rehome(self: &Arc<Self>, room: &RoomId, pod: Arc<str>) {
         tracing::info!(room_id = %room, home = %pod, "room moved; members follow");
-        for (_, s, at) in self.take_members(room, Some(pod.clone())).await {
+        for (s, at) in self.take_members(room, Some(pod.clone())).await {
             s.notify.do_send(SessionNotice::Moved {
                 room_id: room.clone(),
                 home: pod.clone(),
@@ -396,7 +392,7 @@ impl Relay {
     /// they were.
     async fn adopt(self: &Arc<Self>, room: &RoomId, addr: actix::Addr<rooms::RoomActor>) {
         tracing::info!(room_id = %room, "took the room over; members join it here");
-        for (_, s, at) in self.take_members(room, None).await {
+        for (s, at) in self.take_members(room, None).await {
             s.notify.do_send(SessionNotice::Rehomed {
                 room_id: room.clone(),
                 room: rooms::RoomRef::Local(addr.clone()),
