@@ -65,6 +65,11 @@ pub struct BenchArgs {
     /// Seconds of measurement (after warm-up).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Seconds between the planned end of the ramp and the start of load, for joins that
+    /// lag behind it (a join into a big room on Redis takes milliseconds). The report says
+    /// when clients were still connecting at the start.
+    #[arg(long, default_value_t = 2)]
+    pub settle: u64,
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
@@ -84,6 +89,10 @@ pub struct BenchArgs {
     /// PIDs of the server processes whose CPU and RSS are read from /proc.
     #[arg(long, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
+    /// PIDs of the Redis processes behind the pods, read like the pods' but reported apart,
+    /// so that pod CPU and Redis CPU per copy and per event can be told apart.
+    #[arg(long, value_delimiter = ',')]
+    pub redis_pid: Vec<u32>,
     /// Connection counts at which the server's RSS is sampled (connect), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub checkpoints: Vec<usize>,

@@ -31,6 +31,8 @@ pub(crate) struct Counters {
     pub(crate) delivered: AtomicU64,
     pub(crate) cycles: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Wall-clock time of the latest session to be set up, to time the whole ramp.
+    pub(crate) last_connect_ns: AtomicU64,
     /// Set once measurement has started; tasks only record from then on.
     pub(crate) measuring: std::sync::atomic::AtomicBool,
     latency: Mutex<Option<Histogram<u64>>>,
@@ -38,6 +40,12 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// Counts one more client signed in (and seated, where the scenario seats).
+    pub(crate) fn connected_one(&self) {
+        self.connected.fetch_add(1, Ordering::Relaxed);
+        self.last_connect_ns.fetch_max(now_ns(), Ordering::Relaxed);
+    }
+
     pub(crate) fn add(&self, c: &AtomicU64, n: u64) {
         if self.measuring.load(Ordering::Relaxed) {
             c.fetch_add(n, Ordering::Relaxed);
@@ -94,41 +102,47 @@ pub(crate) fn decode_histogram(s: &str) -> anyhow::Result<Histogram<u64>> {
     Ok(Deserializer::new().deserialize(&mut &bytes[..])?)
 }
 
-/// CPU seconds and RSS of a set of processes, read from /proc.
+/// CPU seconds, RSS and open descriptors of one process, read from /proc.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct ProcSample {
     pub(crate) cpu_secs: f64,
     pub(crate) rss_bytes: u64,
+    pub(crate) fds: u64,
 }
 
 /// Linux reports utime/stime in USER_HZ ticks, which is 100 on every mainstream build.
 const TICKS_PER_SEC: f64 = 100.0;
 
-pub(crate) fn sample(pids: &[u32]) -> Option<ProcSample> {
-    if pids.is_empty() {
-        return None;
-    }
-    let mut out = ProcSample::default();
-    for pid in pids {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name, which may hold spaces, start after the last ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = f.get(11)?.parse().ok()?;
-        let stime: f64 = f.get(12)?.parse().ok()?;
-        out.cpu_secs += (utime + stime) / TICKS_PER_SEC;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
+fn sample_one(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces, start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))?
             .trim()
             .trim_end_matches("kB")
             .trim()
             .parse()
-            .ok()?;
-        out.rss_bytes += kb * 1024;
+            .ok()
+    };
+    Some(ProcSample {
+        cpu_secs: (utime + stime) / TICKS_PER_SEC,
+        rss_bytes: field(&status, "VmRSS:")? * 1024,
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
+    })
+}
+
+/// One sample per process, in the order given; `None` if any has gone.
+pub(crate) fn sample(pids: &[u32]) -> Option<Vec<ProcSample>> {
+    if pids.is_empty() {
+        return None;
     }
-    Some(out)
+    pids.iter().map(|&p| sample_one(p)).collect()
 }
 
 /// The open-file limit of this process, to explain a run that cannot reach its count.

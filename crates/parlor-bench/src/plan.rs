@@ -131,18 +131,41 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
             plan.rooms.push(r);
         }
         Scenario::Notes | Scenario::Churn => {
-            plan.identities = guests(rest.clone(), clients).await?;
+            // Notes seats client i in room i / players, seat i % players; whole rooms of
+            // distinct accounts, reused across rooms, keep sign-ups to at most ~1,000
+            // (a store that is slow to insert would otherwise set the setup time).
+            let accounts = match a.scenario {
+                Scenario::Notes => clients.min((1000 / a.players.max(1)).max(1) * a.players),
+                _ => clients,
+            };
+            plan.identities = guests(rest.clone(), accounts).await?;
             let rooms = a.rooms.max(1);
             let per_room = clients.div_ceil(rooms) + 8;
-            for i in 0..rooms {
-                let owner = &plan.identities[i % plan.identities.len()];
-                plan.rooms
-                    .push(room(&rest, owner, "bench-notes", per_room).await?);
+            // Room i is created through pod i (in turn), as a load balancer would spread
+            // creates, so each pod is home to its share of the rooms.
+            let rests: Vec<Arc<Rest>> = a
+                .targets
+                .iter()
+                .map(|t| Arc::new(Rest::new(format!("http://{t}"))))
+                .collect();
+            for start in (0..rooms).step_by(SETUP_CONCURRENCY) {
+                let batch: Vec<_> = (start..rooms.min(start + SETUP_CONCURRENCY))
+                    .map(|i| {
+                        let rest = rests[i % rests.len()].clone();
+                        let owner = plan.identities[i % plan.identities.len()].clone();
+                        tokio::spawn(
+                            async move { room(&rest, &owner, "bench-notes", per_room).await },
+                        )
+                    })
+                    .collect();
+                for t in batch {
+                    plan.rooms.push(t.await??);
+                }
             }
         }
     }
     // Time for every worker to open its connections before load starts.
-    let ramp_secs = (clients as f64 / f64::from(a.connect_rate.max(1))).ceil() as u64 + 2;
+    let ramp_secs = (clients as f64 / f64::from(a.connect_rate.max(1))).ceil() as u64 + a.settle;
     drop(rest);
     // Time for worker processes to start and for setup's HTTP connections to close.
     plan.ramp_from_ns = now_ns() + 2_000_000_000;

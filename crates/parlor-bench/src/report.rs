@@ -13,28 +13,34 @@ use crate::{
     scenarios::WorkerResult,
 };
 
-/// What /proc said about the server processes.
+/// What /proc said about the server processes: the pods (`--server-pid`) then Redis
+/// (`--redis-pid`), one sample each.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ServerReadings {
     /// Before any client connected.
-    pub(crate) baseline: Option<ProcSample>,
+    pub(crate) baseline: Option<Vec<ProcSample>>,
     /// When measuring began and ended.
-    pub(crate) measure_start: Option<ProcSample>,
-    pub(crate) measure_end: Option<ProcSample>,
-    /// (open server fds above baseline, RSS) when each checkpoint was reached (connect).
+    pub(crate) measure_start: Option<Vec<ProcSample>>,
+    pub(crate) measure_end: Option<Vec<ProcSample>>,
+    /// (open pod fds above baseline, pod RSS) when each checkpoint was reached (connect).
     pub(crate) checkpoints: Vec<(usize, u64)>,
 }
 
-fn open_fds(pids: &[u32]) -> usize {
-    pids.iter()
-        .map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).map_or(0, |d| d.count()))
-        .sum()
+fn pod_fds(pods: usize, s: &[ProcSample]) -> u64 {
+    s[..pods].iter().map(|p| p.fds).sum()
 }
 
-/// Reads the servers' CPU and RSS at the edges of the measuring window, and their RSS when
-/// their open sockets pass each checkpoint.
+/// Reads the servers' CPU and RSS at the edges of the measuring window, and the pods' RSS
+/// when their open sockets pass each checkpoint.
 pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
-    let pids = plan.args.server_pid.clone();
+    let pods = plan.args.server_pid.len();
+    let pids: Vec<u32> = plan
+        .args
+        .server_pid
+        .iter()
+        .chain(&plan.args.redis_pid)
+        .copied()
+        .collect();
     if pids.is_empty() {
         return ServerReadings::default();
     }
@@ -48,17 +54,18 @@ pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
         baseline: measure::sample(&pids),
         ..Default::default()
     };
-    let base_fds = open_fds(&pids);
+    let base_fds = out.baseline.as_deref().map_or(0, |b| pod_fds(pods, b));
     let mut checkpoints: Vec<usize> = plan.args.checkpoints.clone();
     checkpoints.sort_unstable();
     let mut next = 0;
     while now_ns() < plan.measure_from_ns() {
-        if next < checkpoints.len() && open_fds(&pids).saturating_sub(base_fds) >= checkpoints[next]
-        {
+        let fds = measure::sample(&pids).map_or(0, |s| pod_fds(pods, &s));
+        if next < checkpoints.len() && fds.saturating_sub(base_fds) >= checkpoints[next] as u64 {
             // Let the last handshakes settle before reading RSS.
             tokio::time::sleep(Duration::from_millis(500)).await;
             if let Some(s) = measure::sample(&pids) {
-                out.checkpoints.push((checkpoints[next], s.rss_bytes));
+                let rss = s[..pods].iter().map(|p| p.rss_bytes).sum();
+                out.checkpoints.push((checkpoints[next], rss));
             }
             next += 1;
             continue;
@@ -73,6 +80,40 @@ pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
     }
     out.measure_end = measure::sample(&pids);
     out
+}
+
+/// One process's share of the window: what the table and JSON say about it.
+#[derive(Debug, Clone, Serialize)]
+struct ProcReport {
+    pid: u32,
+    role: &'static str,
+    cpu_secs: f64,
+    /// Open descriptors above the baseline when measuring began: sessions, for a pod.
+    fds_added: i64,
+    rss_bytes: u64,
+    rss_added_bytes: i64,
+}
+
+fn per_process(plan: &Plan, server: &ServerReadings) -> Vec<ProcReport> {
+    let (Some(base), Some(a), Some(b)) = (
+        server.baseline.as_deref(),
+        server.measure_start.as_deref(),
+        server.measure_end.as_deref(),
+    ) else {
+        return Vec::new();
+    };
+    let pods = plan.args.server_pid.len();
+    let pids = plan.args.server_pid.iter().chain(&plan.args.redis_pid);
+    pids.enumerate()
+        .map(|(i, &pid)| ProcReport {
+            pid,
+            role: if i < pods { "pod" } else { "redis" },
+            cpu_secs: b[i].cpu_secs - a[i].cpu_secs,
+            fds_added: a[i].fds as i64 - base[i].fds as i64,
+            rss_bytes: a[i].rss_bytes,
+            rss_added_bytes: a[i].rss_bytes as i64 - base[i].rss_bytes as i64,
+        })
+        .collect()
 }
 
 fn ms(ns: u64) -> f64 {
@@ -110,28 +151,41 @@ pub(crate) fn finish(
     }
     timeline.sort_unstable();
     let secs = plan.args.duration.max(1) as f64;
-    let cpu = match (server.measure_start, server.measure_end) {
-        (Some(a), Some(b)) => Some(b.cpu_secs - a.cpu_secs),
-        _ => None,
+    let procs = per_process(plan, server);
+    let cpu_of = |role: &str| -> Option<f64> {
+        let mut it = procs.iter().filter(|p| p.role == role).peekable();
+        it.peek()?;
+        Some(it.map(|p| p.cpu_secs).sum())
     };
-    let per_copy_us = cpu
-        .filter(|_| total.delivered > 0)
-        .map(|c| c * 1e6 / total.delivered as f64);
-    let per_cycle_us = cpu
-        .filter(|_| total.cycles > 0)
-        .map(|c| c * 1e6 / total.cycles as f64);
-    let rss_per_session = match (server.baseline, server.measure_start) {
-        (Some(a), Some(b)) if total.connected > 0 => {
-            Some((b.rss_bytes as f64 - a.rss_bytes as f64) / total.connected as f64)
-        }
-        _ => None,
-    };
+    let (pod_cpu, redis_cpu) = (cpu_of("pod"), cpu_of("redis"));
+    let cpu = (!procs.is_empty()).then(|| procs.iter().map(|p| p.cpu_secs).sum::<f64>());
+    let per = |c: Option<f64>, n: u64| c.filter(|_| n > 0).map(|c| c * 1e6 / n as f64);
+    let per_copy_us = per(cpu, total.delivered);
+    let per_cycle_us = per(cpu, total.cycles);
+    let pods_rss_added: i64 = procs
+        .iter()
+        .filter(|p| p.role == "pod")
+        .map(|p| p.rss_added_bytes)
+        .sum();
+    let rss_per_session = (!procs.is_empty() && total.connected > 0)
+        .then(|| pods_rss_added as f64 / total.connected as f64);
+    let last_connect = results.iter().map(|r| r.last_connect_ns).max().unwrap_or(0);
+    // Connects after load started overlap the measurement: the figures are then not clean.
+    let late_connects = last_connect > plan.start_at_ns;
+    let ramp_secs = results
+        .iter()
+        .map(|r| r.last_connect_ns)
+        .max()
+        .filter(|&t| t > plan.ramp_from_ns)
+        .map(|t| (t - plan.ramp_from_ns) as f64 / 1e9);
     let wanted = plan.clients();
     let json = serde_json::json!({
         "scenario": plan.args.scenario,
         "args": plan.args,
         "clients_wanted": wanted,
         "connections_held": total.connected,
+        "secs_to_connect_all": ramp_secs,
+        "connecting_after_load_start": late_connects,
         "sent_per_sec": total.sent as f64 / secs,
         "delivered_per_sec": total.delivered as f64 / secs,
         "cycles_per_sec": total.cycles as f64 / secs,
@@ -149,9 +203,12 @@ pub(crate) fn finish(
             "cpu_secs_in_window": cpu,
             "cpu_us_per_delivered_copy": per_copy_us,
             "cpu_us_per_cycle": per_cycle_us,
-            "rss_bytes_baseline": server.baseline.map(|s| s.rss_bytes),
-            "rss_bytes_loaded": server.measure_start.map(|s| s.rss_bytes),
+            "pods_cpu_us_per_delivered_copy": per(pod_cpu, total.delivered),
+            "redis_cpu_us_per_delivered_copy": per(redis_cpu, total.delivered),
+            "pods_cpu_us_per_sent_event": per(pod_cpu, total.sent),
+            "redis_cpu_us_per_sent_event": per(redis_cpu, total.sent),
             "rss_bytes_per_session": rss_per_session,
+            "processes": procs,
             "rss_at_checkpoints": server.checkpoints,
         },
         "timeline": timeline,
@@ -210,14 +267,53 @@ pub(crate) fn finish(
     if let Some(us) = per_copy_us {
         println!("  server CPU per copy  {us:.3} µs");
     }
+    if let (Some(p), Some(r)) = (
+        per(pod_cpu, total.delivered),
+        per(redis_cpu, total.delivered),
+    ) {
+        println!("    pods / Redis       {p:.3} / {r:.3} µs per copy");
+    }
+    if let (Some(p), Some(r)) = (per(pod_cpu, total.sent), per(redis_cpu, total.sent)) {
+        println!("    pods / Redis       {p:.1} / {r:.1} µs per sent event");
+    }
+
     if let Some(us) = per_cycle_us {
         println!("  server CPU per cycle {us:.1} µs");
     }
     if let Some(r) = rss_per_session {
-        println!("  server RSS/session   {:.0} bytes", r);
+        println!("  pods' RSS/session    {:.0} bytes", r);
+    }
+    if let Some(t) = ramp_secs {
+        println!(
+            "  all connected after  {t:.1} s (ramp at {}/s)",
+            plan.args.connect_rate
+        );
+    }
+    if late_connects {
+        println!("  warning: clients were still connecting when load started (raise --settle)");
+    }
+    for p in &procs {
+        let per_fd = if p.role == "pod" && p.fds_added > 0 {
+            let b = p.rss_added_bytes as f64 / p.fds_added as f64;
+            format!(", {b:.0} B RSS per added fd")
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<5} {:>7}  cpu {:>6.2} s  fds +{:<6} rss {:>7.1} MiB{per_fd}",
+            p.role,
+            p.pid,
+            p.cpu_secs,
+            p.fds_added,
+            p.rss_bytes as f64 / 1048576.0,
+        );
     }
     for (n, rss) in &server.checkpoints {
-        let base = server.baseline.map_or(0, |b| b.rss_bytes);
+        let pods = plan.args.server_pid.len();
+        let base: u64 = server
+            .baseline
+            .as_deref()
+            .map_or(0, |b| b[..pods].iter().map(|p| p.rss_bytes).sum());
         println!(
             "  RSS at {n:>6} conns   {:.1} MiB ({:.0} B/session over baseline)",
             *rss as f64 / 1048576.0,

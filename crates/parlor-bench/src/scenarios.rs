@@ -32,6 +32,8 @@ pub(crate) struct WorkerResult {
     pub(crate) delivered: u64,
     pub(crate) cycles: u64,
     pub(crate) errors: u64,
+    /// When this worker's last client was set up (ns since the epoch; 0: none).
+    pub(crate) last_connect_ns: u64,
     pub(crate) first_error: Option<String>,
     pub(crate) latency: String,
     /// (second since measuring began, delivered that second, sent that second)
@@ -153,6 +155,7 @@ async fn run_worker(plan: &Plan, index: usize, workers: usize, progress: bool) -
         delivered: c.delivered.load(Ordering::Relaxed),
         cycles: c.cycles.load(Ordering::Relaxed),
         errors: c.errors.load(Ordering::Relaxed),
+        last_connect_ns: c.last_connect_ns.load(Ordering::Relaxed),
         first_error: c.first_error(),
         latency: measure::encode_histogram(&c.latency()),
         timeline,
@@ -244,7 +247,7 @@ async fn signed_in(plan: &Plan, i: usize) -> anyhow::Result<(Connection, String)
 async fn connect_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()> {
     ramp(plan, i).await;
     let (mut conn, _) = signed_in(plan, i).await?;
-    c.connected.fetch_add(1, Ordering::Relaxed);
+    c.connected_one();
     // Hold the session, answering pings, until the run ends.
     let end = plan.end_ns();
     loop {
@@ -259,6 +262,14 @@ async fn connect_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<(
     }
     conn.close().await;
     Ok(())
+}
+
+/// The code and message of an Error frame, for the report.
+fn error_text(frame: &[u8]) -> String {
+    match v1::Envelope::decode(frame).map(|e| e.body) {
+        Ok(Some(Body::Error(e))) => format!("server error {}: {}", e.code, e.message),
+        _ => "server error".into(),
+    }
 }
 
 /// A payload of `size` bytes whose first 8 are the send time.
@@ -294,7 +305,7 @@ async fn seated(
         ..Default::default()
     })
     .await?;
-    c.connected.fetch_add(1, Ordering::Relaxed);
+    c.connected_one();
     let (ws, _) = conn.into_parts();
     let (tx, rx) = ws.split();
     Ok((tx, rx, me))
@@ -548,12 +559,7 @@ async fn receive<S>(
                     }
                 }
                 Some(Scan::Error) => {
-                    match v1::Envelope::decode(bytes).map(|e| e.body) {
-                        Ok(Some(Body::Error(e))) => {
-                            c.error(format!("server error {}: {}", e.code, e.message))
-                        }
-                        _ => c.error("server error"),
-                    }
+                    c.error(error_text(&bytes));
                     refused();
                 }
                 Some(Scan::Other) => {}
@@ -684,7 +690,7 @@ async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow
                                 }
                             }
                         }
-                        Some(Scan::Error) => c.error("server error"),
+                        Some(Scan::Error) => c.error(error_text(frame)),
                         Some(Scan::Other) if !joined => {
                             // Welcome, then RoomJoined: seated once the second reply is in.
                             if matches!(
@@ -692,7 +698,7 @@ async fn raw_receiver(plan: &Plan, i: usize, room: &str, c: &Counters) -> anyhow
                                 Ok(Some(Body::RoomJoined(_)))
                             ) {
                                 joined = true;
-                                c.connected.fetch_add(1, Ordering::Relaxed);
+                                c.connected_one();
                             }
                         }
                         Some(Scan::Other) => {}
@@ -761,7 +767,7 @@ async fn churn_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
             }
         };
         if !held {
-            c.connected.fetch_add(1, Ordering::Relaxed);
+            c.connected_one();
             held = true;
         }
         let joined = conn
@@ -790,7 +796,7 @@ async fn redis_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
     s.set_nodelay(true)?;
     let end = plan.end_ns();
     if i < plan.args.senders {
-        c.connected.fetch_add(1, Ordering::Relaxed);
+        c.connected_one();
         return redis_publisher(plan, i, s, c).await;
     }
     s.write_all(b"SUBSCRIBE bench\r\n").await?;
@@ -812,7 +818,7 @@ async fn redis_client(plan: &Plan, i: usize, c: &Counters) -> anyhow::Result<()>
                     Some(_) => {}
                     None if !confirmed => {
                         confirmed = true;
-                        c.connected.fetch_add(1, Ordering::Relaxed);
+                        c.connected_one();
                     }
                     None => {}
                 }
