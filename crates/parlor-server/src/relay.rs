@@ -920,19 +920,25 @@ impl Relay {
         let room = RoomId(s.room_id);
         let user = UserId(s.user_id);
         let session = self.sessions.get(&s.session_id);
-        let seated = match (&waiting, &session) {
-            (Some(_), Some(session)) => {
+        let seated = match &session {
+            Some(session) => {
                 let remote = self.remote.lock().await;
                 match remote.get(&room) {
-                    Some(r) => {
+                    // Awaited, or late while the same session still wants the room: a
+                    // timed-out try of a join that is being tried again seats the member
+                    // just as the newer try would (the client may get both snapshots).
+                    Some(r)
+                        if waiting.is_some()
+                            || r.users.get(&user).is_some_and(|id| *id == s.session_id) =>
+                    {
                         r.fanout
                             .insert(user.clone(), session.outbox.clone(), s.after_seq);
                         true
                     }
-                    None => false,
+                    _ => false,
                 }
             }
-            _ => false,
+            None => false,
         };
         if let Some(tx) = waiting {
             let _ = tx.send(if seated {
