@@ -12,6 +12,8 @@
 # REDIS=cluster runs a Redis Cluster of MASTERS masters (3), each with one replica, in
 # place of the one redis-server; the pods then use sharded pub/sub and wait for one
 # replica (the cluster-mode default). Redis processes are reported apart from the pods.
+# CLIENT_PODS="2 3" sends every client to those pods only, and ROOM_POD=1 creates rooms
+# through pod 1, so that a room's home and its members can be put on different pods.
 set -euo pipefail
 NAME=$1; RUNS=$2; shift 2; [ "${1:-}" = "--" ] && shift
 cd "$(dirname "$0")/.."
@@ -82,7 +84,12 @@ for i in $(seq 1 "$RUNS"); do
     wait_port "$PPORT"
   done
   sleep 1
-  $(pin "${BENCH_CPUS:-}") "$BIN" bench "$@" --targets "$(IFS=,; echo "${TARGETS[*]}")" \
+  # CLIENT_PODS (e.g. "2") puts every client on those pods; ROOM_POD picks the pod that
+  # rooms are created through, which becomes their home.
+  CLIENTS=()
+  for p in ${CLIENT_PODS:-$(seq 1 "$PODS")}; do CLIENTS+=("${TARGETS[$((p - 1))]}"); done
+  VIA=(); [ -n "${ROOM_POD:-}" ] && VIA=(--room-via "${TARGETS[$((ROOM_POD - 1))]}")
+  $(pin "${BENCH_CPUS:-}") "$BIN" bench "$@" "${VIA[@]}" --targets "$(IFS=,; echo "${CLIENTS[*]}")" \
     --server-pid "$(IFS=,; echo "${PIDS[*]}")" --redis-pid "$(IFS=,; echo "${REDIS_PIDS[*]}")" \
     --out "$OUT/$NAME-$i.json" > "$OUT/$NAME-$i.txt" 2> "$OUT/$NAME-$i.log" || true
   # Rooms each pod is home to, from its own gauge, while the run's rooms still live.

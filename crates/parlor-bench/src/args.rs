@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// Pod public addresses (host:port), comma-separated; clients are spread over them.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8080")]
     pub targets: Vec<String>,
+    /// Create rooms through this pod (host:port), which becomes their home, instead of
+    /// through the targets.
+    #[arg(long)]
+    pub room_via: Option<String>,
     /// redis-server address for `redis-fanout`.
     #[arg(long, default_value = "127.0.0.1:6379")]
     pub redis: String,

@@ -127,7 +127,17 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
         Scenario::Connect => plan.identities = guests(rest.clone(), clients.min(1000)).await?,
         Scenario::Fanout => {
             plan.identities = guests(rest.clone(), clients).await?;
-            let r = room(&rest, &plan.identities[0], "bench-fanout", clients + 8).await?;
+            let via = a
+                .room_via
+                .as_ref()
+                .map(|v| Rest::new(format!("http://{v}")));
+            let r = room(
+                via.as_ref().unwrap_or(&rest),
+                &plan.identities[0],
+                "bench-fanout",
+                clients + 8,
+            )
+            .await?;
             plan.rooms.push(r);
         }
         Scenario::Notes | Scenario::Churn => {
@@ -144,8 +154,16 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
             // Room i is created through pod i (in turn), as a load balancer would spread
             // creates, so each pod is home to its share of the rooms.
             let rests: Vec<Arc<Rest>> = a
-                .targets
+                .room_via
+                .as_slice()
                 .iter()
+                .chain(
+                    a.room_via
+                        .is_none()
+                        .then_some(&a.targets)
+                        .into_iter()
+                        .flatten(),
+                )
                 .map(|t| Arc::new(Rest::new(format!("http://{t}"))))
                 .collect();
             for start in (0..rooms).step_by(SETUP_CONCURRENCY) {
