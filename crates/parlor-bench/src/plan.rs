@@ -121,18 +121,24 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
     let clients = plan.clients();
     let rest = Arc::new(Rest::new(format!("http://{}", plan.args.targets[0])));
     let a = plan.args.clone();
+    // Rooms are created through --room-via, or through the targets in turn (as a load
+    // balancer would spread creates), so each pod is home to its share of the rooms.
+    let creators: Vec<Arc<Rest>> = match &a.room_via {
+        Some(via) => vec![Arc::new(Rest::new(format!("http://{via}")))],
+        None => a
+            .targets
+            .iter()
+            .map(|t| Arc::new(Rest::new(format!("http://{t}"))))
+            .collect(),
+    };
     match a.scenario {
         Scenario::RedisFanout => {}
         // Idle sessions may share accounts; a user may hold many sessions.
         Scenario::Connect => plan.identities = guests(rest.clone(), clients.min(1000)).await?,
         Scenario::Fanout => {
             plan.identities = guests(rest.clone(), clients).await?;
-            let via = a
-                .room_via
-                .as_ref()
-                .map(|v| Rest::new(format!("http://{v}")));
             let r = room(
-                via.as_ref().unwrap_or(&rest),
+                &creators[0],
                 &plan.identities[0],
                 "bench-fanout",
                 clients + 8,
@@ -151,25 +157,10 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
             plan.identities = guests(rest.clone(), accounts).await?;
             let rooms = a.rooms.max(1);
             let per_room = clients.div_ceil(rooms) + 8;
-            // Room i is created through pod i (in turn), as a load balancer would spread
-            // creates, so each pod is home to its share of the rooms.
-            let rests: Vec<Arc<Rest>> = a
-                .room_via
-                .as_slice()
-                .iter()
-                .chain(
-                    a.room_via
-                        .is_none()
-                        .then_some(&a.targets)
-                        .into_iter()
-                        .flatten(),
-                )
-                .map(|t| Arc::new(Rest::new(format!("http://{t}"))))
-                .collect();
             for start in (0..rooms).step_by(SETUP_CONCURRENCY) {
                 let batch: Vec<_> = (start..rooms.min(start + SETUP_CONCURRENCY))
                     .map(|i| {
-                        let rest = rests[i % rests.len()].clone();
+                        let rest = creators[i % creators.len()].clone();
                         let owner = plan.identities[i % plan.identities.len()].clone();
                         tokio::spawn(
                             async move { room(&rest, &owner, "bench-notes", per_room).await },

@@ -170,14 +170,12 @@ pub(crate) fn finish(
     let rss_per_session = (!procs.is_empty() && total.connected > 0)
         .then(|| pods_rss_added as f64 / total.connected as f64);
     let last_connect = results.iter().map(|r| r.last_connect_ns).max().unwrap_or(0);
-    // Connects after load started overlap the measurement: the figures are then not clean.
-    let late_connects = last_connect > plan.start_at_ns;
-    let ramp_secs = results
-        .iter()
-        .map(|r| r.last_connect_ns)
-        .max()
-        .filter(|&t| t > plan.ramp_from_ns)
-        .map(|t| (t - plan.ramp_from_ns) as f64 / 1e9);
+    // Connects after load started overlap the measurement, so its figures are not clean.
+    // Churn connects all through its run: neither figure means anything there.
+    let ramped = plan.args.scenario != Scenario::Churn;
+    let late_connects = ramped && last_connect > plan.start_at_ns;
+    let ramp_secs = (ramped && last_connect > plan.ramp_from_ns)
+        .then(|| (last_connect - plan.ramp_from_ns) as f64 / 1e9);
     let wanted = plan.clients();
     let json = serde_json::json!({
         "scenario": plan.args.scenario,
