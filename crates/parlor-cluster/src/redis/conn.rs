@@ -76,6 +76,24 @@ pub(super) fn tag_of(cmd: &Cmd) -> &[u8] {
     tagged.unwrap_or(key)
 }
 
+/// `items` in groups of equal key, groups in order of first appearance and items in order
+/// within each: how commands are split into one pipeline per slot.
+pub(super) fn group_by<T, K: std::hash::Hash + Eq>(
+    items: impl IntoIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<T>> {
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut index: HashMap<K, usize> = HashMap::new();
+    for item in items {
+        let g = *index.entry(key(&item)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(item);
+    }
+    groups
+}
+
 /// Sends a pipeline to a cluster as one pipeline per hash tag, at once, and puts the
 /// results back in command order. A pipeline of one tag (the publisher's, which groups
 /// by tag itself) goes as it is.
@@ -87,16 +105,18 @@ async fn split(con: &ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<
             .req_packed_commands(pipeline, 0, pipeline.len())
             .await;
     }
-    let mut groups: Vec<(Pipeline, Vec<usize>)> = Vec::new();
-    let mut by_tag: HashMap<&[u8], usize> = HashMap::new();
-    for (i, (cmd, tag)) in pipeline.cmd_iter().zip(&tags).enumerate() {
-        let g = *by_tag.entry(tag).or_insert_with(|| {
-            groups.push((redis::pipe(), Vec::new()));
-            groups.len() - 1
-        });
-        groups[g].0.add_command(cmd.clone());
-        groups[g].1.push(i);
-    }
+    let groups: Vec<(Pipeline, Vec<usize>)> =
+        group_by(pipeline.cmd_iter().enumerate(), |(_, cmd)| tag_of(cmd))
+            .into_iter()
+            .map(|group| {
+                let mut p = redis::pipe();
+                let at = group.iter().map(|(i, _)| *i).collect();
+                for (_, cmd) in group {
+                    p.add_command(cmd.clone());
+                }
+                (p, at)
+            })
+            .collect();
     let sent = groups.iter().map(|(p, _)| {
         let mut con = con.clone();
         async move { con.req_packed_commands(p, 0, p.len()).await }

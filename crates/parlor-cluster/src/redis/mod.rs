@@ -203,18 +203,7 @@ fn by_tag(jobs: Vec<Job>, sharded: bool) -> Vec<Vec<Job>> {
     if !sharded {
         return vec![jobs];
     }
-    let mut groups: Vec<Vec<Job>> = Vec::new();
-    let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
-    for j in jobs {
-        let g = *index
-            .entry(conn::tag_of(&j.cmd).to_vec())
-            .or_insert_with(|| {
-                groups.push(Vec::new());
-                groups.len() - 1
-            });
-        groups[g].push(j);
-    }
-    groups
+    conn::group_by(jobs, |j| conn::tag_of(&j.cmd).to_vec())
 }
 
 /// Sends `cmds` as one pipeline; a call Redis lacks the script of goes again once, in
