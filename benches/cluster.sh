@@ -94,8 +94,8 @@ for i in $(seq 1 "$RUNS"); do
     --out "$OUT/$NAME-$i.json" > "$OUT/$NAME-$i.txt" 2> "$OUT/$NAME-$i.log" || true
   # Rooms each pod is home to, from its own gauge, while the run's rooms still live.
   for a in "${ADMINS[@]}"; do
-    curl -s "http://127.0.0.1:$a/metrics" | awk '$1 == "parlor_rooms" {printf "%d ", $2}'
-  done | sed 's/^/  rooms homed per pod   /;s/ $/\n/' >> "$OUT/$NAME-$i.txt"
+    { curl -s "http://127.0.0.1:$a/metrics" || true; } | awk '$1 == "parlor_rooms" {printf "%d ", $2}'
+  done | sed 's/^/  rooms homed per pod   /;s/ $/\n/' >> "$OUT/$NAME-$i.txt" || true
   cat "$OUT/$NAME-$i.txt"
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done

@@ -133,8 +133,15 @@ fn sample_one(pid: u32) -> Option<ProcSample> {
     Some(ProcSample {
         cpu_secs: (utime + stime) / TICKS_PER_SEC,
         rss_bytes: field(&status, "VmRSS:")? * 1024,
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
+        fds: open_fds(&[pid]),
     })
+}
+
+/// Open descriptors of these processes together.
+pub(crate) fn open_fds(pids: &[u32]) -> u64 {
+    pids.iter()
+        .map(|p| std::fs::read_dir(format!("/proc/{p}/fd")).map_or(0, |d| d.count() as u64))
+        .sum()
 }
 
 /// One sample per process, in the order given; `None` if any has gone.

@@ -26,8 +26,9 @@ pub(crate) struct ServerReadings {
     pub(crate) checkpoints: Vec<(usize, u64)>,
 }
 
-fn pod_fds(pods: usize, s: &[ProcSample]) -> u64 {
-    s[..pods].iter().map(|p| p.fds).sum()
+/// RSS of the first `pods` samples (the pods), together.
+fn pods_rss(pods: usize, s: &[ProcSample]) -> u64 {
+    s[..pods].iter().map(|p| p.rss_bytes).sum()
 }
 
 /// Reads the servers' CPU and RSS at the edges of the measuring window, and the pods' RSS
@@ -54,18 +55,22 @@ pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
         baseline: measure::sample(&pids),
         ..Default::default()
     };
-    let base_fds = out.baseline.as_deref().map_or(0, |b| pod_fds(pods, b));
+    let base_fds = measure::open_fds(&pids[..pods]);
     let mut checkpoints: Vec<usize> = plan.args.checkpoints.clone();
     checkpoints.sort_unstable();
     let mut next = 0;
+    // Only the pods' descriptors are counted, and only while a checkpoint is left: listing
+    // /proc/PID/fd of 17,000 sockets costs the load generator CPU.
+    let pod_pids = &pids[..pods];
     while now_ns() < plan.measure_from_ns() {
-        let fds = measure::sample(&pids).map_or(0, |s| pod_fds(pods, &s));
-        if next < checkpoints.len() && fds.saturating_sub(base_fds) >= checkpoints[next] as u64 {
+        let due = next < checkpoints.len()
+            && measure::open_fds(pod_pids).saturating_sub(base_fds) >= checkpoints[next] as u64;
+        if due {
             // Let the last handshakes settle before reading RSS.
             tokio::time::sleep(Duration::from_millis(500)).await;
             if let Some(s) = measure::sample(&pids) {
-                let rss = s[..pods].iter().map(|p| p.rss_bytes).sum();
-                out.checkpoints.push((checkpoints[next], rss));
+                out.checkpoints
+                    .push((checkpoints[next], pods_rss(pods, &s)));
             }
             next += 1;
             continue;
@@ -306,12 +311,9 @@ pub(crate) fn finish(
             p.rss_bytes as f64 / 1048576.0,
         );
     }
+    let pods = plan.args.server_pid.len();
+    let base = server.baseline.as_deref().map_or(0, |b| pods_rss(pods, b));
     for (n, rss) in &server.checkpoints {
-        let pods = plan.args.server_pid.len();
-        let base: u64 = server
-            .baseline
-            .as_deref()
-            .map_or(0, |b| b[..pods].iter().map(|p| p.rss_bytes).sum());
         println!(
             "  RSS at {n:>6} conns   {:.1} MiB ({:.0} B/session over baseline)",
             *rss as f64 / 1048576.0,
