@@ -72,8 +72,23 @@ impl EmbeddedStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // A store reopened in place (an in-process restart) can race the last drop of the
+        // previous handle, which holds the file's lock until then: wait briefly for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => {
+                    break r.map_err(|e| {
+                        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+                    })?
+                }
+            }
+        };
         // Create every table up front so read transactions never meet a missing one.
         write(&db, |txn| {
             txn.open_table(USERS).map_err(db_err)?;
