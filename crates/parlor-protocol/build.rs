@@ -4,6 +4,7 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = [
         root.join("parlor/v1/parlor.proto"),
+        root.join("parlor/v1/games.proto"),
         root.join("parlor/v1/pod.proto"),
     ];
     println!("cargo:rerun-if-changed={}", root.display());

@@ -39,6 +39,9 @@ pub struct RoomInfo {
     pub persistent: bool,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
+    /// What a server-run game says about itself in listings ("round 2"); set by the game.
+    #[serde(default)]
+    pub status: String,
 }
 
 /// A room's resolved settings (every field has its value). Stored: a field missing from
@@ -212,6 +215,7 @@ impl Room {
                 owner_id: owner,
                 persistent: req.persistent,
                 created_at_ms: now_ms,
+                status: String::new(),
             },
             settings,
             members: Vec::new(),
@@ -367,6 +371,7 @@ impl Room {
             has_password: !i.password.is_empty(),
             owner_id: i.owner_id.0.clone(),
             persistent: i.persistent,
+            status: i.status.clone(),
         }
     }
 

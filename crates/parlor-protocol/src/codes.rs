@@ -25,7 +25,7 @@ impl ErrorInfo for ErrorCode {
             Unauthenticated | TokenExpired | TokenInvalid | InvalidCredentials => 401,
             Forbidden | Banned | Muted | ChatDisabled | WrongPassword => 403,
             RoomNotFound | UserNotFound | NotFound => 404,
-            NameTaken | NotInRoom | RoomFull => 409,
+            NameTaken | NotInRoom | RoomFull | NotYourTurn | IllegalMove | WrongKind => 409,
             RateLimited => 429,
             Unavailable => 503,
         }

@@ -352,6 +352,7 @@ fn room(id: &RoomId, owner: &UserId) -> Room {
             owner_id: owner.clone(),
             persistent: true,
             created_at_ms: 1_700_000_000_000,
+            status: String::new(),
         },
         settings: RoomSettings {
             welcome_message: "hi".into(),

@@ -1044,6 +1044,7 @@ mod tests {
                 owner_id: user.id.clone(),
                 persistent: true,
                 created_at_ms: 7,
+                status: String::new(),
             },
             settings: RoomSettings::default(),
             members: Vec::new(),

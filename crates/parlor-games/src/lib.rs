@@ -1,0 +1,109 @@
+//! Server-run room kinds as pure state machines, free of I/O (docs/games.md).
+//!
+//! - `contract`: what a kind implements (`Game`) and what the server gives it (`Ctx`).
+//! - `host`: a room's game with its fair RNG, timers and checkpoint.
+//! - `fair`: the seed commitment and the public rule every draw follows.
+//! - `dice`, `cards`: the built-in kinds.
+//! - `verify`: replays a revealed history.
+//!
+//! A room whose kind is not registered here relays: its kind is a label.
+
+pub mod cards;
+pub mod contract;
+pub mod dice;
+pub mod fair;
+mod host;
+pub mod verify;
+
+pub use contract::{Ctx, Effect, Game, GameResult, LeaveReason, Player, Update};
+pub use host::Host;
+
+use parlor_core::CoreError;
+use parlor_protocol::{v1, ErrorCode};
+
+/// A kind's new or restored game, or why there is none.
+pub type Made = Result<Box<dyn Game>, CoreError>;
+
+/// A kind: how to start its game and how to bring one back from a checkpoint.
+pub struct Kind {
+    /// The name rooms are created with.
+    pub name: &'static str,
+    /// A new game from CreateRoom's config (None: the defaults).
+    pub create: fn(Option<v1::game_config::Config>) -> Made,
+    /// A game from its `Game::checkpoint`.
+    pub restore: fn(&[u8]) -> Made,
+}
+
+/// The kinds a server runs.
+pub struct Registry {
+    kinds: Vec<Kind>,
+}
+
+fn wrong_config(kind: &str) -> CoreError {
+    CoreError::new(
+        ErrorCode::WrongKind,
+        format!("that game config is not for kind {kind}"),
+    )
+}
+
+impl Registry {
+    /// The kinds in this repo: `dice` and `cards`.
+    pub fn builtin() -> Self {
+        Self {
+            kinds: vec![
+                Kind {
+                    name: "dice",
+                    create: |c| match c {
+                        None => Ok(Box::new(dice::Dice::create(None)?)),
+                        Some(v1::game_config::Config::Dice(d)) => {
+                            Ok(Box::new(dice::Dice::create(Some(d))?))
+                        }
+                        Some(_) => Err(wrong_config("dice")),
+                    },
+                    restore: |b| Ok(Box::new(dice::Dice::restore(b)?)),
+                },
+                Kind {
+                    name: "cards",
+                    create: |c| match c {
+                        None => Ok(Box::new(cards::Cards::create(None)?)),
+                        Some(v1::game_config::Config::Cards(d)) => {
+                            Ok(Box::new(cards::Cards::create(Some(d))?))
+                        }
+                        Some(_) => Err(wrong_config("cards")),
+                    },
+                    restore: |b| Ok(Box::new(cards::Cards::restore(b)?)),
+                },
+            ],
+        }
+    }
+
+    /// Adds a kind (one added outside this repo); a kind of the same name is replaced.
+    pub fn register(&mut self, kind: Kind) {
+        self.kinds.retain(|k| k.name != kind.name);
+        self.kinds.push(kind);
+    }
+
+    /// The kind of that name, if it is server-run.
+    pub fn get(&self, name: &str) -> Option<&Kind> {
+        self.kinds.iter().find(|k| k.name == name)
+    }
+
+    /// The game for a new room of `kind`, seeded with `seed`; None for a relay kind, which
+    /// takes no config.
+    pub fn create(
+        &self,
+        kind: &str,
+        config: Option<v1::GameConfig>,
+        seed: fair::Seed,
+    ) -> Result<Option<Host>, CoreError> {
+        let config = config.and_then(|c| c.config);
+        match self.get(kind) {
+            Some(k) => Ok(Some(Host::new((k.create)(config)?, seed))),
+            None if config.is_some() => Err(CoreError::new(
+                ErrorCode::WrongKind,
+                format!("kind {kind} is not server-run, so it takes no game config"),
+            )),
+            None => Ok(None),
+        }
+    }
+}

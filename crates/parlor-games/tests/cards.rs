@@ -1,0 +1,212 @@
+//! The cards kind as a state machine, with fixed seeds.
+
+use parlor_core::{GlobalRole, RoomRole, UserId};
+use parlor_games::{verify, Effect, Player, Registry};
+use parlor_protocol::{
+    v1::{self, cards_action, cards_update, game_action, game_update},
+    ErrorCode,
+};
+
+fn player(id: &str, role: RoomRole) -> Player {
+    Player {
+        user_id: UserId(id.into()),
+        name: id.into(),
+        role,
+        global: GlobalRole::User,
+    }
+}
+
+fn act(a: cards_action::Action) -> game_action::Action {
+    game_action::Action::Cards(v1::CardsAction { action: Some(a) })
+}
+
+fn flip(i: u32) -> game_action::Action {
+    act(cards_action::Action::Flip(v1::Flip { index: i }))
+}
+
+fn update(fx: &[Effect]) -> cards_update::Update {
+    for e in fx {
+        if let Effect::Broadcast(game_update::Update::Cards(v1::CardsUpdate { update: Some(u) })) =
+            e
+        {
+            return u.clone();
+        }
+    }
+    panic!("no cards update in {fx:?}")
+}
+
+fn faces(h: &parlor_games::Host, p: &Player) -> Vec<String> {
+    match h.view_for(p, "r").view {
+        Some(v1::game_view::View::Cards(c)) => c.cards.into_iter().map(|c| c.face).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_round_robin_round_flips_in_turn_and_hides_every_face_down_card() {
+    let reg = Registry::builtin();
+    let config = v1::GameConfig {
+        config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+            faces: vec![],
+            turn_order: v1::TurnOrder::RoundRobin as i32,
+        })),
+    };
+    let mut h = reg.create("cards", Some(config), [8; 32]).unwrap().unwrap();
+    let (m, a, b, w) = (
+        player("m", RoomRole::Owner),
+        player("a", RoomRole::Player),
+        player("b", RoomRole::Player),
+        player("w", RoomRole::Watcher),
+    );
+    for p in [&m, &a, &b, &w] {
+        h.joined(p, 0);
+    }
+    // No round yet; only the master starts one.
+    assert_eq!(
+        h.act(&a, flip(0), 0, [0; 32]).unwrap_err().code,
+        ErrorCode::IllegalMove
+    );
+    let start = act(cards_action::Action::StartRound(v1::StartRound {}));
+    assert_eq!(
+        h.act(&a, start.clone(), 0, [0; 32]).unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    let fx = h.act(&m, start.clone(), 0, [0; 32]).unwrap();
+    let cards_update::Update::RoundStarted(rs) = update(&fx) else {
+        panic!()
+    };
+    assert_eq!((rs.round, rs.cards, rs.turn_user_id.as_str()), (1, 52, "a"));
+    assert!(fx.contains(&Effect::Status("round 1".into())));
+    // The round started frame carries no face, and neither does any view.
+    assert!(!format!("{fx:?}").contains("face"));
+    for p in [&m, &a, &b, &w] {
+        assert!(faces(&h, p).iter().all(String::is_empty));
+    }
+    // Turns: a, then b; out of turn is refused; the master flips any time.
+    assert_eq!(
+        h.act(&b, flip(0), 1, [0; 32]).unwrap_err().code,
+        ErrorCode::NotYourTurn
+    );
+    let cards_update::Update::Flipped(f) = update(&h.act(&a, flip(5), 1, [0; 32]).unwrap()) else {
+        panic!()
+    };
+    assert_eq!((f.index, f.turn_user_id.as_str()), (5, "b"));
+    assert_eq!(
+        h.act(&b, flip(5), 2, [0; 32]).unwrap_err().code,
+        ErrorCode::IllegalMove
+    );
+    assert_eq!(
+        h.act(&b, flip(52), 2, [0; 32]).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        h.act(&w, flip(1), 2, [0; 32]).unwrap_err().code,
+        ErrorCode::Forbidden
+    );
+    h.act(&m, flip(7), 2, [0; 32]).unwrap();
+    h.act(&b, flip(9), 3, [0; 32]).unwrap();
+    let shown = faces(&h, &w);
+    assert_eq!(shown.iter().filter(|f| !f.is_empty()).count(), 3);
+    assert_eq!(shown[5], f.face);
+
+    // The shuffle replays from the seed once revealed.
+    let fx = h
+        .act(
+            &m,
+            game_action::Action::RevealSeed(v1::RevealSeed {}),
+            4,
+            [1; 32],
+        )
+        .unwrap();
+    let [Effect::Broadcast(game_update::Update::SeedRevealed(rev))] = &fx[..] else {
+        panic!()
+    };
+    let seed = verify::seed(rev).unwrap();
+    let layout = verify::shuffle(&seed, rs.nonce, &parlor_games::cards::standard_deck());
+    assert_eq!(layout[5], f.face);
+
+    // Reveal all, then the next round.
+    let cards_update::Update::AllRevealed(all) = update(
+        &h.act(
+            &m,
+            act(cards_action::Action::RevealAll(v1::RevealAll {})),
+            5,
+            [0; 32],
+        )
+        .unwrap(),
+    ) else {
+        panic!()
+    };
+    assert_eq!(all.faces, layout);
+    let cards_update::Update::RoundStarted(r2) = update(&h.act(&m, start, 6, [0; 32]).unwrap())
+    else {
+        panic!()
+    };
+    assert_eq!(r2.round, 2);
+    assert!(faces(&h, &a).iter().all(String::is_empty));
+    match h.view_for(&a, "r").view {
+        Some(v1::game_view::View::Cards(c)) => assert_eq!(c.history.len(), 3, "last round's flips"),
+        _ => panic!(),
+    }
+}
+
+#[test]
+fn a_custom_deck_is_validated_and_changes_only_between_rounds() {
+    let reg = Registry::builtin();
+    let m = player("m", RoomRole::Owner);
+    let mut h = reg.create("cards", None, [9; 32]).unwrap().unwrap();
+    h.joined(&m, 0);
+    let set = |faces: Vec<String>| act(cards_action::Action::SetDeck(v1::SetDeck { faces }));
+    assert_eq!(
+        h.act(&m, set(vec![String::new()]), 0, [0; 32])
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        h.act(&m, set(vec!["x".into(); 521]), 0, [0; 32])
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidArgument
+    );
+    h.act(
+        &m,
+        set(vec!["sun".into(), "moon".into(), "star".into()]),
+        0,
+        [0; 32],
+    )
+    .unwrap();
+    h.act(
+        &m,
+        act(cards_action::Action::StartRound(v1::StartRound {})),
+        0,
+        [0; 32],
+    )
+    .unwrap();
+    assert_eq!(
+        h.act(&m, set(vec!["a".into()]), 0, [0; 32])
+            .unwrap_err()
+            .code,
+        ErrorCode::IllegalMove
+    );
+    assert_eq!(faces(&h, &m).len(), 3);
+    // A config for another kind, and a config for a relay kind, are refused.
+    let dice_cfg = v1::GameConfig {
+        config: Some(v1::game_config::Config::Dice(v1::DiceConfig::default())),
+    };
+    assert_eq!(
+        reg.create("cards", Some(dice_cfg.clone()), [0; 32])
+            .err()
+            .unwrap()
+            .code,
+        ErrorCode::WrongKind
+    );
+    assert_eq!(
+        reg.create("piano", Some(dice_cfg), [0; 32])
+            .err()
+            .unwrap()
+            .code,
+        ErrorCode::WrongKind
+    );
+    assert!(reg.create("piano", None, [0; 32]).unwrap().is_none());
+}
