@@ -230,7 +230,7 @@ async fn fifty_joins_for_ten_seats(cluster: Cluster) {
         &mut owner,
         v1::CreateRoom {
             max_members: 10,
-            ..create("ten seats", "cards")
+            ..create("ten seats", "table")
         },
     )
     .await;
@@ -259,12 +259,12 @@ async fn fifty_joins_for_ten_seats(cluster: Cluster) {
     }
     // The owner holds one of the ten seats.
     assert_eq!((seated, full), (9, 41));
-    let list = owner.list_rooms("cards").await.unwrap();
+    let list = owner.list_rooms("table").await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let list = if list.rooms[0].member_count == 10 {
         list
     } else {
-        owner.list_rooms("cards").await.unwrap()
+        owner.list_rooms("table").await.unwrap()
     };
     assert_eq!(list.rooms[0].member_count, 10);
 }
@@ -434,7 +434,7 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
                 welcome_message: Some("kept".into()),
                 ..Default::default()
             }),
-            ..create("survivor", "cards")
+            ..create("survivor", "table")
         },
     )
     .await;
@@ -610,7 +610,7 @@ async fn echo_of(c: &mut Connection, rid: u64, text: &str) -> Result<(), v1::Err
 async fn a_redis_outage_turns_readiness_off_and_loses_nothing_acknowledged() {
     let mut cluster = Cluster::start(2).await;
     let mut a = cluster.guest(0, "a").await;
-    let room = open_room(&mut a, create("outage", "cards")).await;
+    let room = open_room(&mut a, create("outage", "table")).await;
     let (mut b, b_welcome) = cluster.pods[1].guest("b").await;
     let b_id = b_welcome.user.unwrap().id;
     b.join_room(join_id(&room.id)).await.unwrap();
@@ -710,7 +710,7 @@ async fn on_a_redis_cluster_a_kick_a_dm_and_an_account_deletion_each_cross_pods(
 async fn kick_dm_and_deletion_cross_pods(cluster: Cluster) {
     // Guests may not send private lines: the owner has an account.
     let (mut owner, owner_w, _) = cluster.pods[0].user("owner").await;
-    let room = open_room(&mut owner, create("crossing", "cards")).await;
+    let room = open_room(&mut owner, create("crossing", "table")).await;
     let (mut m, m_w) = cluster.pods[1].guest("m").await;
     let m_id = m_w.user.unwrap().id;
     m.join_room(join_id(&room.id)).await.unwrap();
@@ -1016,7 +1016,7 @@ async fn a_slow_client_on_one_pod_does_not_delay_the_others() {
 async fn a_checkpoint_behind_what_was_recorded_is_rewritten_and_members_resync() {
     let mut cluster = Cluster::start(2).await;
     let mut a = cluster.guest(0, "a").await;
-    let room = open_room(&mut a, create("rewound", "cards")).await;
+    let room = open_room(&mut a, create("rewound", "table")).await;
     let mut b = cluster.guest(1, "b").await;
     b.join_room(join_id(&room.id)).await.unwrap();
     for i in 0..5 {
@@ -1095,7 +1095,7 @@ async fn a_forwarded_request_times_out_and_a_retry_is_applied_once_on_any_home()
     let dir = tempfile::tempdir().unwrap();
     let mut pods = proc_cluster(3, &redis, dir.path()).await;
     let mut owner = pods[0].guest("owner").await;
-    let room = open_room(&mut owner, create("retries", "cards")).await;
+    let room = open_room(&mut owner, create("retries", "table")).await;
     let mut b = pods[1].guest("b").await;
     let mut c = pods[2].guest("c").await;
     b.join_room(join_id(&room.id)).await.unwrap();
@@ -1251,7 +1251,7 @@ async fn a_new_home_saves_the_chat_lines_its_killed_home_had_not() {
 async fn a_room_is_deleted_over_rest_through_a_pod_that_is_not_its_home() {
     let cluster = Cluster::start(2).await;
     let (mut owner, _, tokens) = cluster.pods[0].user("deleter").await;
-    let room = open_room(&mut owner, create("doomed", "cards")).await;
+    let room = open_room(&mut owner, create("doomed", "table")).await;
     let (mut b, _) = cluster.pods[1].guest("b").await;
     b.join_room(join_id(&room.id)).await.unwrap();
     let path = format!("/api/v1/rooms/{}", room.id);
@@ -1282,7 +1282,7 @@ async fn killing_the_master_of_a_busy_rooms_slot_loses_and_repeats_nothing_ackno
     let mut cluster = Cluster::sharded(2, |_| {}).await;
     // Accounts, which may send private lines: presence is checked after the failover.
     let (mut a, _, _) = cluster.pods[0].user("sender").await;
-    let room = open_room(&mut a, create("busy", "cards")).await;
+    let room = open_room(&mut a, create("busy", "table")).await;
     let (mut b, b_welcome, _) = cluster.pods[1].user("member").await;
     b.join_room(join_id(&room.id)).await.unwrap();
     let key = format!("parlor:{{{}}}:state", room.id);

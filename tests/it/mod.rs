@@ -1,6 +1,7 @@
 mod auth;
 mod bad_input;
 mod cluster;
+mod games;
 mod ops;
 mod release;
 mod scenarios;

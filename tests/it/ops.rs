@@ -215,7 +215,7 @@ async fn a_panicking_room_is_restarted_and_its_members_play_on() {
     let (mut a, _) = s.guest("a").await;
     let (mut b, _) = s.guest("b").await;
     let room = a
-        .create_room(create("fragile", "cards"))
+        .create_room(create("fragile", "table"))
         .await
         .unwrap()
         .room
@@ -240,7 +240,7 @@ async fn a_panicking_room_is_restarted_and_its_members_play_on() {
         .await
         .unwrap();
     assert!(after > before, "seq keeps increasing across the restart");
-    let list = b.list_rooms("cards").await.unwrap();
+    let list = b.list_rooms("table").await.unwrap();
     assert_eq!(
         list.rooms[0].member_count, 2,
         "membership survived the restart"
@@ -509,7 +509,7 @@ async fn a_panic_reaches_sentry() {
         .unwrap();
     c.hello(Some(&tokens.access_token)).await.unwrap();
     let room = c
-        .create_room(create("boom", "cards"))
+        .create_room(create("boom", "table"))
         .await
         .unwrap()
         .room
@@ -974,7 +974,7 @@ async fn room_deletion(kind: StoreKind) {
     let room = owner
         .create_room(v1::CreateRoom {
             persistent: true,
-            ..create("Doomed", "cards")
+            ..create("Doomed", "table")
         })
         .await
         .unwrap()
@@ -1048,7 +1048,7 @@ async fn audited(kind: StoreKind) {
     let (_root, _, rt) = s.user("root").await;
     let (owner_id, member_id) = (ow.user.unwrap().id, mw.user.unwrap().id);
     let room = owner
-        .create_room(create("Hall", "cards"))
+        .create_room(create("Hall", "table"))
         .await
         .unwrap()
         .room
@@ -1245,7 +1245,7 @@ async fn a_tracker_writes_early_once_enough_subjects_are_pending() {
     .await;
     let (mut a, _, t) = s.user("eager").await;
     let room = a
-        .create_room(create("Quick", "cards"))
+        .create_room(create("Quick", "table"))
         .await
         .unwrap()
         .room
@@ -1292,7 +1292,7 @@ async fn analytics_stream(kind: StoreKind) {
         .unwrap();
     let (mut c, _) = s.connect(Some(&t.access_token)).await;
     let room = c
-        .create_room(create("Counted", "cards"))
+        .create_room(create("Counted", "table"))
         .await
         .unwrap()
         .room

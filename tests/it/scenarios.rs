@@ -46,7 +46,7 @@ async fn an_owner_makes_a_private_room_with_a_password_and_a_friend_joins_by_cod
     let joined = owner
         .create_room(v1::CreateRoom {
             name: "Poker night".into(),
-            kind: "cards".into(),
+            kind: "table".into(),
             visibility: v1::Visibility::Private as i32,
             password: "s3cret".into(),
             ..Default::default()
@@ -56,7 +56,7 @@ async fn an_owner_makes_a_private_room_with_a_password_and_a_friend_joins_by_cod
     let room = joined.room.unwrap();
     assert!(room.has_password);
     assert_eq!(
-        friend.list_rooms("cards").await.unwrap().total,
+        friend.list_rooms("table").await.unwrap().total,
         0,
         "private rooms are unlisted"
     );
@@ -177,7 +177,7 @@ async fn a_watcher_may_chat_but_its_game_event_is_denied() {
     let (mut a, _) = s.guest("dealer").await;
     let (mut w, _) = s.guest("watcher").await;
     let room = a
-        .create_room(create("table", "cards"))
+        .create_room(create("table", "table"))
         .await
         .unwrap()
         .room
@@ -627,7 +627,7 @@ async fn a_dropped_member_keeps_the_seat_for_the_grace_period_only() {
         .create_room(v1::CreateRoom {
             password: "pw".into(),
             max_members: 2,
-            ..create("held", "cards")
+            ..create("held", "table")
         })
         .await
         .unwrap()

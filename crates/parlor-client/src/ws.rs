@@ -294,6 +294,23 @@ impl Connection {
         .await
     }
 
+    /// Asks a server-run room's game to act, and waits for the answer: an Ack naming the
+    /// action's first room event (seq 0 if it made none), or the game's refusal.
+    pub async fn game_action(
+        &mut self,
+        room_id: &str,
+        action: v1::game_action::Action,
+    ) -> Result<v1::Ack> {
+        let req = v1::GameAction {
+            room_id: room_id.to_owned(),
+            action: Some(action),
+        };
+        match self.call(Body::GameAction(req)).await? {
+            Body::Ack(a) => Ok(a),
+            other => Err(unexpected("Ack", &other)),
+        }
+    }
+
     /// Closes the socket politely, waiting briefly for the server's Close.
     pub async fn close(mut self) {
         if self.closed.is_some() {

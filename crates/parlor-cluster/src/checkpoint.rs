@@ -16,6 +16,8 @@ const SETTINGS: &str = "settings";
 const BANS: &str = "bans";
 const MUTES: &str = "mutes";
 const MEMBER: &str = "m:";
+/// A server-run game's own checkpoint (parlor-games' `Host::checkpoint`), opaque here.
+const GAME: &str = "game";
 
 /// A room's checkpoint: its fields as of `seq`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +68,11 @@ pub fn writes(room: &Room, parts: &[Part]) -> Vec<StateWrite> {
         .collect()
 }
 
+/// The write of a server-run room's game state.
+pub fn game(state: Vec<u8>) -> StateWrite {
+    StateWrite::Set(GAME.into(), Bytes::from(state))
+}
+
 /// Every field of `room`, for a checkpoint written whole (a new room, or a home that
 /// found its Redis emptied).
 pub fn full(room: &Room) -> Vec<StateWrite> {
@@ -94,7 +101,7 @@ impl Checkpoint {
         };
         for (k, v) in &self.fields {
             match k.as_str() {
-                INFO => {}
+                INFO | GAME => {}
                 SETTINGS => room.settings = parse(k, v)?,
                 BANS => room.bans = parse(k, v)?,
                 MUTES => room.mutes = parse(k, v)?,
@@ -105,6 +112,11 @@ impl Checkpoint {
         }
         room.members.sort_by_key(|m| m.order);
         Ok(Some(room))
+    }
+
+    /// The game state of a server-run room, if it has one.
+    pub fn game(&self) -> Option<&Bytes> {
+        self.fields.get(GAME)
     }
 
     /// Applies writes in order, as a broker does.

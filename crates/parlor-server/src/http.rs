@@ -519,6 +519,8 @@ async fn create_room(
             echo_events: b.settings.echo_events,
         }),
         persistent: b.persistent,
+        // Over REST a server-run kind starts with its defaults.
+        game: None,
     };
     let (id, _) = shared
         .rooms

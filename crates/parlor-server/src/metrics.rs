@@ -8,7 +8,7 @@ use prometheus::{
 
 /// Inbound frame types, the bounded values of the `type` label. `FRAME_TYPES[i]` names
 /// `Metrics::frame_in[i]` and `Metrics::frame_time[i]`.
-pub(crate) const FRAME_TYPES: [&str; 14] = [
+pub(crate) const FRAME_TYPES: [&str; 15] = [
     "hello",
     "ping",
     "create_room",
@@ -23,6 +23,7 @@ pub(crate) const FRAME_TYPES: [&str; 14] = [
     "moderate",
     "server_only",
     "invalid",
+    "game_action",
 ];
 
 /// The pod's metrics, registered in their own registry so that test servers in one process

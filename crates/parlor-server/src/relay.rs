@@ -597,6 +597,7 @@ impl Relay {
             }
             Body::Chat(c) => rooms::Action::Chat(c.text),
             Body::GameEvent(ev) => rooms::Action::Event(ev),
+            Body::GameAction(a) => rooms::Action::Game(a),
             Body::PresenceUpdate(p) => rooms::Action::Presence(p),
             Body::UpdateRoom(u) => rooms::Action::Update(u),
             Body::Moderate(m) => rooms::Action::Moderate(m),

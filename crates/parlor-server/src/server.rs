@@ -226,6 +226,7 @@ pub async fn run(
         user_stats: user_stats.clone(),
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
+        games: Arc::new(parlor_games::Registry::builtin()),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();

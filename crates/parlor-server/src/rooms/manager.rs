@@ -44,6 +44,8 @@ pub(crate) struct RoomDeps {
     pub(crate) room_stats: Addr<StatsTracker>,
     /// The analytics stream.
     pub(crate) analytics: Addr<crate::analytics::AnalyticsTracker>,
+    /// The server-run room kinds.
+    pub(crate) games: Arc<parlor_games::Registry>,
 }
 
 /// The live room actors by id. Only the manager writes it; sessions read it, so that
@@ -78,6 +80,45 @@ pub(crate) struct Homed {
     pub(crate) room: Room,
     pub(crate) lease: Lease,
     pub(crate) seq: u64,
+    /// A server-run room's game, as of `seq`.
+    pub(crate) game: Option<parlor_games::Host>,
+}
+
+/// A fresh secret seed for a room's RNG.
+pub(crate) fn new_seed() -> parlor_games::fair::Seed {
+    use rand::RngExt;
+    rand::rng().random()
+}
+
+/// A server-run room's game from its checkpoint; a fresh one (defaults, new seed) when the
+/// checkpoint has none or cannot be read. None for a relay room.
+pub(crate) fn game_of(
+    deps: &RoomDeps,
+    room: &Room,
+    saved: Option<&bytes::Bytes>,
+) -> Option<parlor_games::Host> {
+    deps.games.get(&room.info.kind)?;
+    if let Some(bytes) = saved {
+        match parlor_games::Host::restore(&deps.games, bytes) {
+            Ok(h) => return Some(h),
+            Err(e) => tracing::error!(room_id = %room.info.id, error = %e.message,
+                "the game's checkpoint cannot be read; the game starts again"),
+        }
+    }
+    deps.games
+        .create(&room.info.kind, None, new_seed())
+        .ok()
+        .flatten()
+}
+
+/// The checkpoint of a whole room, its game included.
+pub(crate) fn full_checkpoint(
+    room: &Room,
+    game: Option<&parlor_games::Host>,
+) -> Vec<parlor_cluster::StateWrite> {
+    let mut w = checkpoint::full(room);
+    w.extend(game.map(|g| checkpoint::game(g.checkpoint())));
+    w
 }
 
 impl RoomManager {
@@ -228,20 +269,28 @@ async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Opened> {
     deps.metrics.leases.with_label_values(&["claimed"]).inc();
     if let Some(cp) = deps.broker.load(&id).await? {
         if let Some(room) = cp.room()? {
+            let game = game_of(deps, &room, cp.game());
             return Ok(Opened::New(Box::new(Homed {
                 room,
                 lease,
                 seq: cp.seq,
+                game,
             })));
         }
     }
     let mut room = room;
     room.members.clear();
+    let game = game_of(deps, &room, None);
     let seq = deps.broker.last_seq(&id).await?;
     deps.broker
-        .reset(&id, &lease, seq, checkpoint::full(&room))
+        .reset(&id, &lease, seq, full_checkpoint(&room, game.as_ref()))
         .await?;
-    Ok(Opened::New(Box::new(Homed { room, lease, seq })))
+    Ok(Opened::New(Box::new(Homed {
+        room,
+        lease,
+        seq,
+        game,
+    })))
 }
 
 async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> ApiResult<Homed> {
@@ -261,12 +310,13 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
             &deps.limits,
             now_ms(),
         )?;
+        let game = deps.games.create(&req.kind, req.game.clone(), new_seed())?;
         // The code is taken atomically, before anything else is written.
         if !deps.directory.create(&room).await? {
             continue;
         }
         let id = room.info.id.clone();
-        let homed = match home_new(&deps, room).await {
+        let homed = match home_new(&deps, room, game).await {
             Ok(h) => h,
             Err(e) => {
                 let _ = deps.directory.remove(&id).await;
@@ -286,7 +336,11 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
 
 /// Takes a new room's lease and writes its first checkpoint (and, if persistent, its
 /// store record).
-async fn home_new(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
+async fn home_new(
+    deps: &RoomDeps,
+    room: Room,
+    game: Option<parlor_games::Host>,
+) -> ApiResult<Homed> {
     let Claim::Home(lease) = deps
         .leases
         .claim(&room.info.id, &deps.cfg.server.pod_name)
@@ -295,7 +349,12 @@ async fn home_new(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
         return Err(ApiError::internal("a new room's lease was taken"));
     };
     deps.broker
-        .reset(&room.info.id, &lease, 0, checkpoint::full(&room))
+        .reset(
+            &room.info.id,
+            &lease,
+            0,
+            full_checkpoint(&room, game.as_ref()),
+        )
         .await?;
     if room.info.persistent {
         deps.store.rooms.save_room(&room).await?;
@@ -304,6 +363,7 @@ async fn home_new(deps: &RoomDeps, room: Room) -> ApiResult<Homed> {
         room,
         lease,
         seq: 0,
+        game,
     })
 }
 

@@ -188,6 +188,7 @@ fn body_kind(body: &Body) -> usize {
         Body::GameEvent(_) => 9,
         Body::PresenceUpdate(_) => 10,
         Body::Moderate(_) => 11,
+        Body::GameAction(_) => 14,
         _ => 12,
     }
 }
@@ -545,6 +546,11 @@ impl WsSession {
             Body::PresenceUpdate(p) => {
                 if let Some(room) = self.joined(rid, &p.room_id) {
                     self.act(&room, rid, rooms::Action::Presence(p));
+                }
+            }
+            Body::GameAction(a) => {
+                if let Some(room) = self.joined(rid, &a.room_id) {
+                    self.act(&room, rid, rooms::Action::Game(a));
                 }
             }
             _ => self.error(

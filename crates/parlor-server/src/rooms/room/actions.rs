@@ -94,6 +94,7 @@ impl RoomActor {
             Action::Presence(p) => self.presence(&member, rid, &reply, p, ctx),
             Action::Update(u) => self.update(&member, rid, &reply, u, ctx),
             Action::Moderate(m) => self.moderate(&member, rid, &reply, m, ctx),
+            Action::Game(a) => self.game_action(&member, rid, &reply, a, ctx),
         };
         self.acting = Origin::default();
         if let Err(e) = result {
@@ -228,6 +229,12 @@ impl RoomActor {
         mut ev: v1::GameEvent,
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
+        if self.game.is_some() {
+            return Err(CoreError::new(
+                ErrorCode::WrongKind,
+                "this room's game is server-run: send GameAction, not GameEvent",
+            ));
+        }
         self.allowed(Perm::SendGameEvent, m)?;
         Limits::check_len(
             "event type",

@@ -29,6 +29,7 @@
 
 mod actions;
 mod applied;
+mod game;
 mod recording;
 mod takeover;
 
@@ -66,7 +67,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     fanout::LocalFanout,
-    manager::{Closed, Homed, Relet, RoomDeps, RoomManager},
+    manager::{game_of, Closed, Homed, Relet, RoomDeps, RoomManager},
     peer::Peer,
     writer::{spawn_writer, Backlog, Write},
 };
@@ -129,6 +130,7 @@ pub(crate) enum Action {
     Presence(v1::PresenceUpdate),
     Update(v1::UpdateRoom),
     Moderate(v1::Moderate),
+    Game(v1::GameAction),
 }
 
 impl Action {
@@ -144,6 +146,7 @@ impl Action {
             Action::Presence(p) => Body::PresenceUpdate(p),
             Action::Update(u) => Body::UpdateRoom(u),
             Action::Moderate(m) => Body::Moderate(m),
+            Action::Game(a) => Body::GameAction(a),
         }
     }
 }
@@ -245,11 +248,22 @@ pub(crate) struct RoomActor {
     acting: Origin,
     /// A reload is under way (its retries included).
     reloading: bool,
+    /// A server-run room's game; None for a relay room.
+    game: Option<parlor_games::Host>,
+    /// The game changed since its state was last written with an event.
+    game_dirty: bool,
+    /// The game's armed timers.
+    game_timers: HashMap<String, SpawnHandle>,
 }
 
 impl RoomActor {
     pub(crate) fn new(homed: Homed, deps: Arc<RoomDeps>, manager: Addr<RoomManager>) -> Self {
-        let Homed { room, lease, seq } = homed;
+        let Homed {
+            room,
+            lease,
+            seq,
+            game,
+        } = homed;
         let (writer, backlog) = spawn_writer(deps.clone(), room.info.id.clone());
         let fanout = LocalFanout::new(deps.metrics.clone());
         fanout.set_echo(room.settings.echo_events);
@@ -278,6 +292,9 @@ impl RoomActor {
             applied: Applied::default(),
             acting: Origin::default(),
             reloading: false,
+            game,
+            game_dirty: false,
+            game_timers: HashMap::new(),
         }
     }
 
@@ -495,6 +512,7 @@ impl RoomActor {
         }
         let promoted = promoted.map(|m| (m.user_id.clone(), room.member_proto(&m)));
         self.remove_local(user, ctx);
+        let mut game_fx = self.game_left(user, reason);
         let left = Body::MemberLeft(v1::MemberLeft {
             room_id: self.id.0.clone(),
             user_id: user.0.clone(),
@@ -502,12 +520,14 @@ impl RoomActor {
         });
         self.emit(left, &[Part::Member(user.clone())], None, None, ctx);
         if let Some((heir, member)) = promoted {
+            game_fx.extend(self.game_role(&heir));
             let updated = Body::MemberUpdated(v1::MemberUpdated {
                 room_id: self.id.0.clone(),
                 member: Some(member),
             });
             self.emit(updated, &[Part::Member(heir), Part::Info], None, None, ctx);
         }
+        self.carry_out(game_fx, None, ctx);
         self.persist(false);
         true
     }
@@ -597,6 +617,8 @@ impl RoomActor {
             });
         }
         let role = room.admit(&who.user_id, who.role, msg.spec.role, &msg.spec.password)?;
+        let role = self.game_admits(who, role)?;
+        let room = self.room.as_mut().expect("checked above");
         let member = MemberState {
             user_id: who.user_id.clone(),
             name: who.name.clone(),
@@ -609,11 +631,13 @@ impl RoomActor {
         };
         let proto = room.member_proto(&member);
         room.members.push(member);
+        let game_fx = self.game_joined(&who.user_id);
         let joined = Body::MemberJoined(v1::MemberJoined {
             room_id: self.id.0.clone(),
             member: Some(proto),
         });
         let recorded = self.publish(joined, &[Part::Member(who.user_id.clone())]);
+        self.carry_out(game_fx, None, ctx);
         self.count(
             &who.user_id,
             Stats {
@@ -688,6 +712,9 @@ impl Actor for RoomActor {
         let ttl = Duration::from_secs(self.deps.cfg.rooms.empty_room_ttl_secs);
         let empty = ctx.run_later(ttl, |act, ctx| act.close_if_empty(ctx));
         self.timers = vec![flush, empty];
+        if self.room.is_some() {
+            self.arm_game_timers(ctx);
+        }
     }
 
     fn stopping(&mut self, _ctx: &mut Context<Self>) -> actix::Running {
@@ -700,6 +727,7 @@ impl Supervised for RoomActor {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
         self.room = None;
         self.timers.clear();
+        self.game_timers.clear();
         // A restart dropped any reload under way with the rest of the context's work.
         self.reloading = false;
         // A restart drops every timer: give held seats a fresh grace period.
@@ -822,6 +850,8 @@ impl Handler<Join> for RoomActor {
             let mut frames = Vec::with_capacity(events.len() + 1);
             frames.push(encode_envelope(rid, 0, Body::RoomJoined(snap)));
             frames.extend(events);
+            // The game as this member may see it, as of the snapshot and replay above.
+            frames.extend(act.game_view(&user));
             local.peer.push_all(frames);
             match local.peer.outbox() {
                 Some(outbox) => act.fanout.insert(user.clone(), outbox.clone(), last),

@@ -6,8 +6,8 @@ use super::*;
 
 /// What a reload found.
 pub(super) enum Reloaded {
-    /// The checkpoint: the room as of its seq.
-    Room(Lease, Room, u64),
+    /// The checkpoint: the room as of its seq, and its game.
+    Room(Lease, Room, u64, Option<parlor_games::Host>),
     /// No checkpoint, so the room as held was written back.
     Rewritten(Lease, Room, u64),
     /// No checkpoint and nothing held: the room is gone.
@@ -35,10 +35,13 @@ impl RoomActor {
         let origin = self.acting;
         self.applied.record(origin, seq);
         let frame = frame_with_seq(seq, &encode_body(body));
-        let writes = match &self.room {
+        let mut writes = match &self.room {
             Some(room) if !parts.is_empty() => checkpoint::writes(room, parts),
             _ => Vec::new(),
         };
+        if std::mem::take(&mut self.game_dirty) {
+            writes.extend(self.game.as_ref().map(|g| checkpoint::game(g.checkpoint())));
+        }
         let recorded = self
             .deps
             .broker
@@ -174,6 +177,7 @@ impl RoomActor {
         // What to go on from if the checkpoint is gone: the room as held, at the newest
         // event known to be recorded.
         let stale = self.stale.clone().map(|r| (r, self.recorded));
+        let held_game = self.game.as_ref().map(|g| g.checkpoint());
         let fut = tokio::time::timeout(RELOAD_WAIT, async move {
             let _ = landed.await;
             let lease = match deps.leases.claim(&id, &deps.cfg.server.pod_name).await? {
@@ -187,7 +191,8 @@ impl RoomActor {
                     // duplicates: the room as held is written back instead.
                     let behind = stale.as_ref().is_some_and(|(_, seq)| cp.seq < *seq);
                     if !behind {
-                        return Ok(Reloaded::Room(lease, room, cp.seq));
+                        let game = game_of(&deps, &room, cp.game());
+                        return Ok(Reloaded::Room(lease, room, cp.seq, game));
                     }
                 }
             }
@@ -196,9 +201,9 @@ impl RoomActor {
             };
             // The backend lost the room (a Redis flush or restart without persistence):
             // write it back whole; its history is gone, so members are resynced.
-            deps.broker
-                .reset(&id, &lease, seq, checkpoint::full(&room))
-                .await?;
+            let mut writes = checkpoint::full(&room);
+            writes.extend(held_game.map(checkpoint::game));
+            deps.broker.reset(&id, &lease, seq, writes).await?;
             Ok::<_, ClusterError>(Reloaded::Rewritten(lease, room, seq))
         })
         .into_actor(self)
@@ -206,7 +211,12 @@ impl RoomActor {
             let res =
                 res.unwrap_or_else(|_| Err(ClusterError::Unavailable("reload timed out".into())));
             let (lease, room, seq, rewritten) = match res {
-                Ok(Reloaded::Room(l, r, s)) => (l, r, s, false),
+                Ok(Reloaded::Room(l, r, s, game)) => {
+                    // The game as recorded; what this actor held may be ahead of it.
+                    act.game = game;
+                    act.game_dirty = false;
+                    (l, r, s, false)
+                }
                 Ok(Reloaded::Rewritten(l, r, s)) => (l, r, s, true),
                 Ok(Reloaded::Gone) => return act.vanish(ctx),
                 Ok(Reloaded::Elsewhere(l)) => return act.deposed(l.pod, ctx),
@@ -234,6 +244,7 @@ impl RoomActor {
             act.room = Some(room);
             act.learn_applied(ctx);
             act.hold_absent(ctx);
+            act.arm_game_timers(ctx);
             if rewritten {
                 act.resync_all(ctx);
             }

@@ -1,0 +1,544 @@
+//! Server-run games end to end: real pods, real clients, every frame decoded.
+
+use std::collections::HashSet;
+
+use parlor_client::{v1, Body, Connection, Frame};
+use parlor_games::{dice::DiceLimits, verify};
+use prost::Message;
+use v1::{cards_action, cards_update, dice_action, dice_update, game_action, game_update};
+
+use super::support::*;
+
+fn roll(notation: &str, visibility: v1::RollVisibility) -> game_action::Action {
+    game_action::Action::Dice(v1::DiceAction {
+        action: Some(dice_action::Action::Roll(v1::Roll {
+            notation: notation.into(),
+            visibility: visibility as i32,
+            label: String::new(),
+        })),
+    })
+}
+
+fn cards(a: cards_action::Action) -> game_action::Action {
+    game_action::Action::Cards(v1::CardsAction { action: Some(a) })
+}
+
+fn flip(i: u32) -> game_action::Action {
+    cards(cards_action::Action::Flip(v1::Flip { index: i }))
+}
+
+pub(crate) fn start_round() -> game_action::Action {
+    cards(cards_action::Action::StartRound(v1::StartRound {}))
+}
+
+/// Reads until the GameView that follows a join.
+async fn view(c: &mut Connection) -> v1::GameView {
+    c.wait_for(T, |f| match &f.body {
+        Body::GameView(v) => Some(v.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+/// Every dice update `c` receives until one matches `stop`, with its seq.
+async fn dice_until(
+    c: &mut Connection,
+    mut stop: impl FnMut(&dice_update::Update) -> bool,
+) -> Vec<(u64, dice_update::Update)> {
+    let mut out = Vec::new();
+    loop {
+        let f = c.next_frame(T).await.unwrap();
+        if let Body::GameUpdate(v1::GameUpdate {
+            update: Some(game_update::Update::Dice(v1::DiceUpdate { update: Some(u) })),
+            ..
+        }) = f.body
+        {
+            let done = stop(&u);
+            out.push((f.seq, u));
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+fn rolled(u: &dice_update::Update) -> Option<&v1::RollResult> {
+    match u {
+        dice_update::Update::Rolled(r) => Some(r),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_dm_two_players_and_an_observer_roll_with_values_hidden_rolls_and_a_fair_seed() {
+    let s = TestServer::start().await;
+    let (mut dm, _) = s.guest("DM").await;
+    let (mut p1, w1) = s.guest("Ann").await;
+    let (mut p2, _) = s.guest("Bob").await;
+    let (mut obs, _) = s.guest("Eve").await;
+    let joined = dm.create_room(create("Campaign", "dice")).await.unwrap();
+    let room = joined.room.unwrap().id;
+    let committed = view(&mut dm).await.fairness.unwrap().seed_commitment;
+    assert_eq!(committed.len(), 64);
+    for c in [&mut p1, &mut p2] {
+        c.join_room(join_id(&room)).await.unwrap();
+        assert_eq!(view(c).await.fairness.unwrap().seed_commitment, committed);
+    }
+    let watcher = v1::JoinRoom {
+        role: v1::RoomRole::Watcher as i32,
+        ..join_id(&room)
+    };
+    assert_eq!(
+        obs.join_room(watcher).await.unwrap().your_role,
+        v1::RoomRole::Watcher as i32
+    );
+    view(&mut obs).await;
+    let ann = w1.user.unwrap().id;
+
+    // Ann sets her strength and rolls with it, publicly.
+    let set = game_action::Action::Dice(v1::DiceAction {
+        action: Some(dice_action::Action::SetVariables(v1::SetVariables {
+            values: [("str".to_string(), 3)].into(),
+        })),
+    });
+    p1.game_action(&room, set).await.unwrap();
+    let ack = p1
+        .game_action(&room, roll("2d20kh1+@str", v1::RollVisibility::Public))
+        .await
+        .unwrap();
+    assert!(ack.seq > 0);
+    // Bob rolls to the DM; the DM rolls hidden.
+    p2.game_action(&room, roll("1d20+2", v1::RollVisibility::ToDm))
+        .await
+        .unwrap();
+    dm.game_action(&room, roll("3d6!", v1::RollVisibility::Hidden))
+        .await
+        .unwrap();
+    // The observer and players may not roll hidden or roll at all.
+    refused(
+        obs.game_action(&room, roll("1d6", v1::RollVisibility::Public))
+            .await,
+        v1::ErrorCode::Forbidden,
+    );
+    refused(
+        p1.game_action(&room, roll("1d6", v1::RollVisibility::Hidden))
+            .await,
+        v1::ErrorCode::Forbidden,
+    );
+    refused(
+        p1.game_action(&room, roll("2d6*3", v1::RollVisibility::Public))
+            .await,
+        v1::ErrorCode::InvalidArgument,
+    );
+    // What each saw, in order: three rolls after the values.
+    let is_third = |u: &dice_update::Update| match u {
+        dice_update::Update::HiddenRoll(h) => h.nonce == 2,
+        dice_update::Update::Rolled(r) => r.nonce == 2,
+        _ => false,
+    };
+    let seen_obs = dice_until(&mut obs, is_third).await;
+    let seen_dm = dice_until(&mut dm, |u| rolled(u).is_some_and(|r| r.nonce == 2)).await;
+    let seen_p1 = dice_until(&mut p1, is_third).await;
+    let seen_p2 = dice_until(&mut p2, is_third).await;
+    let shown = |seen: &[(u64, dice_update::Update)]| -> Vec<u64> {
+        seen.iter()
+            .filter_map(|(_, u)| rolled(u).map(|r| r.nonce))
+            .collect()
+    };
+    assert_eq!(
+        shown(&seen_obs),
+        [0],
+        "the observer sees the public roll only"
+    );
+    assert_eq!(shown(&seen_p1), [0]);
+    assert_eq!(shown(&seen_p2), [0, 1], "Bob sees his own roll to the DM");
+    assert_eq!(shown(&seen_dm), [0, 1, 2]);
+    // Hidden detail is never a room event; the room's events are the same for everyone.
+    let events = |seen: &[(u64, dice_update::Update)]| -> Vec<u64> {
+        seen.iter().map(|(s, _)| *s).filter(|s| *s > 0).collect()
+    };
+    assert!(seen_dm
+        .iter()
+        .all(|(s, u)| (*s == 0) == (rolled(u).is_some_and(|r| r.visibility != 1))));
+    assert_eq!(events(&seen_obs), events(&seen_p1));
+    let first = seen_obs.iter().find_map(|(_, u)| rolled(u)).unwrap();
+    assert_eq!(first.roller_id, ann);
+    assert!(matches!(
+        first.terms.get(1).and_then(|t| t.term.clone()),
+        Some(v1::roll_term::Term::Variable(v)) if v.name == "str" && v.value == 3
+    ));
+
+    // A late joiner's view holds the history as they may see it.
+    let (mut late, _) = s.guest("Late").await;
+    late.join_room(join_id(&room)).await.unwrap();
+    let Some(v1::game_view::View::Dice(d)) = view(&mut late).await.view else {
+        panic!("a dice view")
+    };
+    let kinds: Vec<bool> = d
+        .history
+        .iter()
+        .map(|u| matches!(u.update, Some(dice_update::Update::Rolled(_))))
+        .collect();
+    assert_eq!(kinds, [true, false, false]);
+
+    // The DM reveals the seed: every roll the DM saw replays from it.
+    let ack = dm
+        .game_action(&room, game_action::Action::RevealSeed(v1::RevealSeed {}))
+        .await
+        .unwrap();
+    let revealed = obs
+        .wait_for(T, |f| match &f.body {
+            Body::GameUpdate(v1::GameUpdate {
+                update: Some(game_update::Update::SeedRevealed(r)),
+                ..
+            }) => Some((f.seq, r.clone())),
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(revealed.0, ack.seq);
+    let rev = revealed.1;
+    assert_eq!(rev.seed_commitment, committed);
+    let rolls: Vec<v1::RollResult> = seen_dm
+        .iter()
+        .filter_map(|(_, u)| rolled(u).cloned())
+        .collect();
+    assert_eq!(verify::rolls(&rev, &rolls, &DiceLimits::default()), Ok(3));
+    let mut forged = rolls.clone();
+    forged[1].total += 1;
+    assert!(verify::rolls(&rev, &forged, &DiceLimits::default()).is_err());
+
+    // Relay events have no place in a server-run room.
+    let ev = p1.game_event(&room, "roll", vec![1u8]).await.unwrap();
+    let (rid, e) = next_error(&mut p1).await;
+    assert_eq!((rid, code(&e)), (ev, v1::ErrorCode::WrongKind));
+}
+
+/// Every face string in a frame, as encoded on the wire.
+fn carries(f: &Frame, face: &str) -> bool {
+    let bytes = v1::Envelope {
+        request_id: f.request_id,
+        seq: f.seq,
+        body: Some(f.body.clone()),
+    }
+    .encode_to_vec();
+    bytes.windows(face.len()).any(|w| w == face.as_bytes())
+}
+
+fn cards_update(f: &Frame) -> Option<&cards_update::Update> {
+    match &f.body {
+        Body::GameUpdate(v1::GameUpdate {
+            update: Some(game_update::Update::Cards(v1::CardsUpdate { update: Some(u) })),
+            ..
+        }) => Some(u),
+        _ => None,
+    }
+}
+
+/// Checks that no frame carried a face before a frame turned it up in that round: a
+/// view's cards and history by their rounds, every other frame as raw bytes.
+pub(crate) fn no_face_before_its_flip(frames: &[Frame], deck: &[String], who: &str) {
+    let mut up: std::collections::HashMap<u32, HashSet<String>> = Default::default();
+    let mut round = 0;
+    for (i, f) in frames.iter().enumerate() {
+        match cards_update(f) {
+            Some(cards_update::Update::RoundStarted(r)) => round = r.round,
+            Some(cards_update::Update::Flipped(c)) => {
+                up.entry(c.round).or_default().insert(c.face.clone());
+            }
+            Some(cards_update::Update::AllRevealed(a)) => {
+                up.entry(a.round).or_default().extend(a.faces.clone());
+            }
+            _ => {}
+        }
+        let seen = |r: u32, face: &str| up.get(&r).is_some_and(|s| s.contains(face));
+        if let Body::GameView(v1::GameView {
+            view: Some(v1::game_view::View::Cards(cv)),
+            ..
+        }) = &f.body
+        {
+            round = cv.round;
+            for c in &cv.cards {
+                let shown = !c.face.is_empty();
+                assert_eq!(shown, !c.flipped_by.is_empty(), "{who}'s frame {i}: {c:?}");
+                assert!(
+                    !shown || seen(cv.round, &c.face),
+                    "{who}'s frame {i}: {c:?}"
+                );
+            }
+            for h in &cv.history {
+                assert!(seen(h.round, &h.face), "{who}'s frame {i}: {h:?}");
+            }
+            continue;
+        }
+        for face in deck {
+            assert!(
+                !carries(f, face) || seen(round, face),
+                "{who}'s frame {i} carries face-down card {face}: {f:?}"
+            );
+        }
+    }
+}
+
+/// A deck whose faces cannot turn up in a frame by chance.
+pub(crate) fn secret_deck(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("face-{i:02}-of-the-deck")).collect()
+}
+
+/// Reads frames until `pick` matches one, keeping every frame in `log`.
+async fn logged<T>(
+    c: &mut Connection,
+    log: &mut Vec<Frame>,
+    mut pick: impl FnMut(&Frame) -> Option<T>,
+) -> T {
+    loop {
+        let f = c.next_frame(T).await.unwrap();
+        let got = pick(&f);
+        log.push(f);
+        if let Some(v) = got {
+            return v;
+        }
+    }
+}
+
+fn flipped(f: &Frame) -> Option<v1::CardFlipped> {
+    match &f.body {
+        Body::GameUpdate(v1::GameUpdate {
+            update:
+                Some(game_update::Update::Cards(v1::CardsUpdate {
+                    update: Some(cards_update::Update::Flipped(c)),
+                })),
+            ..
+        }) => Some(c.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_master_three_players_and_a_watcher_play_two_rounds_and_nobody_sees_a_face_down_card() {
+    let s = TestServer::start().await;
+    let deck = secret_deck(12);
+    let (mut m, _) = s.guest("Master").await;
+    let req = v1::CreateRoom {
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+                faces: deck.clone(),
+                turn_order: v1::TurnOrder::RoundRobin as i32,
+            })),
+        }),
+        ..create("Table", "cards")
+    };
+    let room = m.create_room(req).await.unwrap().room.unwrap().id;
+    let mut logs: Vec<Vec<Frame>> = vec![Vec::new(); 4];
+    let mut players = Vec::new();
+    for name in ["A", "B", "C"] {
+        let (c, w) = s.guest(name).await;
+        players.push((c, w.user.unwrap().id));
+    }
+    for (c, _) in &mut players {
+        c.join_room(join_id(&room)).await.unwrap();
+    }
+    let (mut w, _) = s.guest("Watcher").await;
+    w.join_room(v1::JoinRoom {
+        role: v1::RoomRole::Watcher as i32,
+        ..join_id(&room)
+    })
+    .await
+    .unwrap();
+    // A visitor (no account) may watch too, and may not play.
+    let (mut visitor, _) = s.connect(None).await;
+    let vj = visitor
+        .join_room(v1::JoinRoom {
+            role: v1::RoomRole::Watcher as i32,
+            ..join_id(&room)
+        })
+        .await
+        .unwrap();
+    assert_eq!(vj.your_role, v1::RoomRole::Watcher as i32);
+    refused(
+        visitor.game_action(&room, flip(0)).await,
+        v1::ErrorCode::Unauthenticated,
+    );
+
+    for round in 1..=2u32 {
+        refused(
+            players[0].0.game_action(&room, start_round()).await,
+            v1::ErrorCode::Forbidden,
+        );
+        m.game_action(&room, start_round()).await.unwrap();
+        // The listing follows the game's status (written to the directory behind the event).
+        let want = format!("round {round}");
+        let mut status = String::new();
+        for _ in 0..40 {
+            status = m.list_rooms("cards").await.unwrap().rooms[0].status.clone();
+            if status == want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, want);
+        // Each player flips in turn: A, B, C, A.
+        for (turn, card) in [0usize, 1, 2, 0].into_iter().zip([3u32, 7, 11, 0]) {
+            let other = (turn + 1) % 3;
+            refused(
+                players[other].0.game_action(&room, flip(card)).await,
+                v1::ErrorCode::NotYourTurn,
+            );
+            players[turn]
+                .0
+                .game_action(&room, flip(card))
+                .await
+                .unwrap();
+        }
+        refused(
+            players[1].0.game_action(&room, flip(3)).await,
+            v1::ErrorCode::IllegalMove,
+        );
+        // The watcher saw the round's last flip, and whose turn is next.
+        let mut wv = Vec::new();
+        let f = logged(&mut w, &mut wv, |f| {
+            flipped(f).filter(|c| c.index == 0 && c.round == round)
+        })
+        .await;
+        assert_eq!(f.turn_user_id, players[1].1);
+        logs[3].extend(wv);
+        if round == 1 {
+            // The master reveals the rest to end the first round.
+            m.game_action(
+                &room,
+                cards(cards_action::Action::RevealAll(v1::RevealAll {})),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    // The watcher comes back mid-round: its view goes into the frames checked below.
+    w.leave_room(&room).await.unwrap();
+    w.join_room(v1::JoinRoom {
+        role: v1::RoomRole::Watcher as i32,
+        ..join_id(&room)
+    })
+    .await
+    .unwrap();
+    logged(&mut w, &mut logs[3], |f| {
+        matches!(f.body, Body::GameView(_)).then_some(())
+    })
+    .await;
+    // A late watcher's view: round 2, four cards up.
+    let (mut late, _) = s.guest("Late").await;
+    late.join_room(v1::JoinRoom {
+        role: v1::RoomRole::Watcher as i32,
+        ..join_id(&room)
+    })
+    .await
+    .unwrap();
+    let Some(v1::game_view::View::Cards(cv)) = view(&mut late).await.view else {
+        panic!()
+    };
+    assert_eq!(cv.round, 2);
+    assert_eq!(cv.cards.iter().filter(|c| !c.face.is_empty()).count(), 4);
+    assert_eq!(
+        cv.history.len(),
+        4 + 4,
+        "this round's flips and the last round's"
+    );
+
+    // The seed, revealed, replays both shuffles; every flip showed the shuffled face.
+    m.game_action(&room, game_action::Action::RevealSeed(v1::RevealSeed {}))
+        .await
+        .unwrap();
+    let rev = logged(&mut w, &mut logs[3], |f| match &f.body {
+        Body::GameUpdate(v1::GameUpdate {
+            update: Some(game_update::Update::SeedRevealed(r)),
+            ..
+        }) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    let seed = verify::seed(&rev).unwrap();
+    let mut nonces = Vec::new();
+    for f in &logs[3] {
+        if let Body::GameUpdate(v1::GameUpdate {
+            update:
+                Some(game_update::Update::Cards(v1::CardsUpdate {
+                    update: Some(cards_update::Update::RoundStarted(r)),
+                })),
+            ..
+        }) = &f.body
+        {
+            nonces.push(r.nonce);
+        }
+        if let Some(c) = flipped(f) {
+            let layout = verify::shuffle(&seed, nonces[c.round as usize - 1], &deck);
+            assert_eq!(c.face, layout[c.index as usize]);
+        }
+    }
+    assert_eq!(nonces.len(), 2);
+
+    // Everything every player and the watcher got: no face before its flip.
+    for (i, (c, _)) in players.iter_mut().enumerate() {
+        while let Ok(f) = c.next_frame(std::time::Duration::from_millis(300)).await {
+            logs[i].push(f);
+        }
+    }
+    while let Ok(f) = w.next_frame(std::time::Duration::from_millis(300)).await {
+        logs[3].push(f);
+    }
+    for (i, log) in logs.iter().enumerate() {
+        assert!(
+            log.iter().any(|f| flipped(f).is_some()),
+            "log {i} saw flips"
+        );
+        no_face_before_its_flip(log, &deck, &format!("member {i}"));
+    }
+}
+
+#[tokio::test]
+async fn kinds_refuse_what_is_not_theirs() {
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("A").await;
+    // A relay room takes no game config and no game actions.
+    let bad = v1::CreateRoom {
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Dice(v1::DiceConfig::default())),
+        }),
+        ..create("Jam", "piano")
+    };
+    refused(a.create_room(bad).await, v1::ErrorCode::WrongKind);
+    let bad = v1::CreateRoom {
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Dice(v1::DiceConfig {
+                max_dice: 5000,
+                ..Default::default()
+            })),
+        }),
+        ..create("Huge", "dice")
+    };
+    refused(a.create_room(bad).await, v1::ErrorCode::InvalidArgument);
+    let jam = a.create_room(create("Jam", "piano")).await.unwrap();
+    let jam = jam.room.unwrap().id;
+    refused(a.game_action(&jam, flip(0)).await, v1::ErrorCode::WrongKind);
+    // A dice room takes no cards action.
+    let dice = a.create_room(create("Dice", "dice")).await.unwrap();
+    let dice = dice.room.unwrap().id;
+    refused(
+        a.game_action(&dice, flip(0)).await,
+        v1::ErrorCode::WrongKind,
+    );
+    refused(
+        a.game_action(
+            &dice,
+            cards(cards_action::Action::RevealAll(v1::RevealAll {})),
+        )
+        .await,
+        v1::ErrorCode::WrongKind,
+    );
+    // Not a member.
+    let (mut b, _) = s.guest("B").await;
+    refused(
+        b.game_action(&dice, roll("1d6", v1::RollVisibility::Public))
+            .await,
+        v1::ErrorCode::NotInRoom,
+    );
+}
