@@ -568,6 +568,141 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
     drop(redis);
 }
 
+/// A flip, retried while the room moves (UNAVAILABLE, or no answer from a dead home).
+async fn flip_through_failover(c: &mut Connection, room: &str, index: u32) {
+    let started = std::time::Instant::now();
+    loop {
+        let req = v1::GameAction {
+            room_id: room.to_owned(),
+            action: Some(v1::game_action::Action::Cards(v1::CardsAction {
+                action: Some(v1::cards_action::Action::Flip(v1::Flip { index })),
+            })),
+        };
+        match c
+            .request(Body::GameAction(req), std::time::Duration::from_secs(8))
+            .await
+        {
+            Ok(f) if matches!(f.body, Body::Ack(_)) => return,
+            Err(parlor_client::ClientError::Server { code, .. })
+                if code == v1::ErrorCode::Unavailable => {}
+            Err(parlor_client::ClientError::Timeout) => {}
+            other => panic!("flip {index}: {other:?}"),
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "the round never came back"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_home_pod_mid_round_keeps_the_face_down_layout_and_hides_it() {
+    use super::games::{no_face_before_its_flip, secret_deck, start_round};
+    use v1::{cards_update, game_update};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = proc_cluster(3, &redis, dir.path()).await;
+    let deck = secret_deck(10);
+    // The master is on pod 0, which becomes the room's home.
+    let (mut master, tokens) = pods[0].guest_tokens("master").await;
+    let room = open_room(
+        &mut master,
+        v1::CreateRoom {
+            game: Some(v1::GameConfig {
+                config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+                    faces: deck.clone(),
+                    turn_order: v1::TurnOrder::Free as i32,
+                })),
+            }),
+            ..create("survivor", "cards")
+        },
+    )
+    .await;
+    let mut a = pods[1].guest("a").await;
+    let mut b = pods[2].guest("b").await;
+    let mut w = pods[2].guest("w").await;
+    for c in [&mut a, &mut b] {
+        c.join_room(join_id(&room.id)).await.unwrap();
+    }
+    w.join_room(v1::JoinRoom {
+        role: v1::RoomRole::Watcher as i32,
+        ..join_id(&room.id)
+    })
+    .await
+    .unwrap();
+    master.game_action(&room.id, start_round()).await.unwrap();
+    flip_through_failover(&mut a, &room.id, 0).await;
+    flip_through_failover(&mut b, &room.id, 1).await;
+
+    pods[0].kill().await;
+    flip_through_failover(&mut a, &room.id, 2).await;
+    flip_through_failover(&mut b, &room.id, 3).await;
+
+    // The master comes back on another pod, keeps the seat, and reveals the seed.
+    let mut master = Connection::connect(&format!("ws://{}/ws", pods[1].public))
+        .await
+        .unwrap();
+    master.hello(Some(&tokens.access_token)).await.unwrap();
+    let back = master.join_room(join_id(&room.id)).await.unwrap();
+    assert_eq!(back.your_role, v1::RoomRole::Owner as i32);
+    master
+        .game_action(
+            &room.id,
+            v1::game_action::Action::RevealSeed(v1::RevealSeed {}),
+        )
+        .await
+        .unwrap();
+
+    // The watcher's frames: the round's start, four flips, the seed.
+    let mut log = Vec::new();
+    let rev = loop {
+        let f = w.next_frame(T).await.unwrap();
+        let got = match &f.body {
+            Body::GameUpdate(v1::GameUpdate {
+                update: Some(game_update::Update::SeedRevealed(r)),
+                ..
+            }) => Some(r.clone()),
+            _ => None,
+        };
+        log.push(f);
+        if let Some(r) = got {
+            break r;
+        }
+    };
+    no_face_before_its_flip(&log, &deck, "the watcher");
+    let seed = parlor_games::verify::seed(&rev).unwrap();
+    let mut layout = None;
+    let mut flips = Vec::new();
+    for f in &log {
+        if let Body::GameUpdate(v1::GameUpdate {
+            update: Some(game_update::Update::Cards(v1::CardsUpdate { update: Some(u) })),
+            ..
+        }) = &f.body
+        {
+            match u {
+                cards_update::Update::RoundStarted(r) => {
+                    layout = Some(parlor_games::verify::shuffle(&seed, r.nonce, &deck))
+                }
+                cards_update::Update::Flipped(c) => flips.push((c.index, c.face.clone())),
+                _ => {}
+            }
+        }
+    }
+    // Every flip, before the kill and after it, showed the card the one shuffle laid there.
+    let layout = layout.expect("the round's start");
+    assert_eq!(
+        flips.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    for (i, face) in &flips {
+        assert_eq!(face, &layout[*i as usize], "card {i}");
+    }
+    // The watcher's stream had no gap through the move.
+    let seqs: Vec<u64> = log.iter().map(|f| f.seq).filter(|s| *s > 0).collect();
+    assert!(seqs.windows(2).all(|p| p[1] == p[0] + 1), "{seqs:?}");
+    drop(redis);
+}
+
 /// Polls a pod's readiness until it is `want`; false if it never was within `within`.
 async fn ready_becomes(pod: &TestServer, want: bool, within: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + within;
