@@ -74,6 +74,7 @@ async fn chat_writes(store: &Store) -> (f64, Duration) {
                     from_name: "bench".into(),
                     text: format!("line {seq} of a campaign's long history"),
                     sent_at_ms: 1_700_000_000_000 + seq as i64,
+                    game: None,
                 }
             })
             .collect();

@@ -3,8 +3,11 @@
 //! - `parlor serve` (the default): run a pod.
 //! - `parlor keygen`: write an Ed25519 key pair as PKCS#8 / SPKI PEM.
 //! - `parlor token`: mint an access token for an existing account (ops and tests).
+//! - `parlor verify`: check a room's history export against its revealed seeds.
 //! - `parlor bench`: the load generator (see docs/benchmarks.md), in builds with the
 //!   `loadgen` feature (the default; release images leave it out).
+
+mod verify;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -50,6 +53,24 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 900)]
         ttl: u64,
+    },
+    /// Check a room's history export: every revealed seed against its commitment, and
+    /// every roll and card its seed covers (docs/games.md). Exits 1 on a mismatch.
+    Verify {
+        /// The export (JSON Lines from GET /rooms/{id}/messages/export).
+        export: PathBuf,
+        /// The card table's deck, one face per line; the standard deck if not given.
+        #[arg(long)]
+        deck: Option<PathBuf>,
+        /// The dice room's max_dice, if it set one.
+        #[arg(long, default_value_t = 100)]
+        max_dice: u32,
+        /// The dice room's max_sides, if it set one.
+        #[arg(long, default_value_t = 1000)]
+        max_sides: u32,
+        /// The dice room's max_explode, if it set one.
+        #[arg(long, default_value_t = 20)]
+        max_explode: u32,
     },
 }
 
@@ -127,6 +148,20 @@ fn main() -> anyhow::Result<()> {
             let token = parlor_server::mint_token(&cfg, &user, &name, &role, ttl)?;
             println!("{token}");
             Ok(())
+        }
+        Command::Verify {
+            export,
+            deck,
+            max_dice,
+            max_sides,
+            max_explode,
+        } => {
+            let limits = parlor_games::dice::DiceLimits {
+                max_dice,
+                max_sides,
+                max_explode,
+            };
+            verify::run(&export, deck.as_deref(), limits).map(drop)
         }
     }
 }

@@ -583,9 +583,11 @@ async fn flip_through_failover(c: &mut Connection, room: &str, index: u32) {
             .await
         {
             Ok(f) if matches!(f.body, Body::Ack(_)) => return,
-            Err(parlor_client::ClientError::Server { code, .. })
-                if code == v1::ErrorCode::Unavailable => {}
-            Err(parlor_client::ClientError::Timeout) => {}
+            Err(parlor_client::ClientError::Server {
+                code: v1::ErrorCode::Unavailable,
+                ..
+            })
+            | Err(parlor_client::ClientError::Timeout) => {}
             other => panic!("flip {index}: {other:?}"),
         }
         assert!(

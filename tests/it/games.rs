@@ -542,3 +542,116 @@ async fn kinds_refuse_what_is_not_theirs() {
         v1::ErrorCode::NotInRoom,
     );
 }
+
+/// The game lines of a room's export, as the store holds them, once it holds `n`.
+async fn exported_games(s: &TestServer, room: &str, bearer: &str, n: usize) -> String {
+    let url = format!("{}/api/v1/rooms/{room}/messages/export", s.http_url());
+    for _ in 0..100 {
+        let (status, body) = raw_http("GET", &url, Some(bearer)).await;
+        assert_eq!(status, 200, "{body}");
+        if body.lines().filter(|l| l.contains("\"game\"")).count() >= n {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the export never held {n} game lines");
+}
+
+/// Runs `parlor verify` on an export; its exit status and output.
+fn parlor_verify(export: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    std::fs::write(&path, export).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_campaigns_history_exports_its_public_rolls_and_parlor_verify_checks_them() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let s = TestServer::start().await;
+    let (mut dm, _, tokens) = s.user("dungeonmaster").await;
+    let (mut p, _) = s.guest("Ann").await;
+    let req = v1::CreateRoom {
+        persistent: true,
+        ..create("Campaign", "dice")
+    };
+    let room = dm.create_room(req).await.unwrap().room.unwrap().id;
+    p.join_room(join_id(&room)).await.unwrap();
+    dm.chat(&room, "welcome, adventurers").await.unwrap();
+    for n in ["2d20kh1+5", "4d6dl1", "3d6!r1"] {
+        p.game_action(&room, roll(n, v1::RollVisibility::Public))
+            .await
+            .unwrap();
+    }
+    p.game_action(&room, roll("1d20", v1::RollVisibility::ToDm))
+        .await
+        .unwrap();
+    dm.game_action(&room, game_action::Action::RevealSeed(v1::RevealSeed {}))
+        .await
+        .unwrap();
+    // Three rolls, the hidden roll's notice and the reveal; the chat line beside them.
+    let export = exported_games(&s, &room, &tokens.access_token, 5).await;
+    assert!(export.contains("welcome, adventurers"));
+    let updates: Vec<v1::GameUpdate> = export
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let g = b64.decode(v["game"].as_str()?).unwrap();
+            Some(v1::GameUpdate::decode(g.as_slice()).unwrap())
+        })
+        .collect();
+    // The roll to the DM is in the history only as the notice everyone got.
+    let hidden = updates
+        .iter()
+        .filter(|u| {
+            matches!(
+                &u.update,
+                Some(game_update::Update::Dice(v1::DiceUpdate {
+                    update: Some(dice_update::Update::HiddenRoll(h))
+                })) if h.nonce == 3
+            )
+        })
+        .count();
+    assert_eq!(hidden, 1);
+    let (ok, out) = parlor_verify(&export);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("1 seeds match") && out.contains("3 rolls"),
+        "{out}"
+    );
+
+    // One die changed in the export: the check fails and names the roll.
+    let forged: Vec<String> = export
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let Some(g) = v["game"].as_str() else {
+                return l.to_owned();
+            };
+            let mut u = v1::GameUpdate::decode(b64.decode(g).unwrap().as_slice()).unwrap();
+            if let Some(game_update::Update::Dice(v1::DiceUpdate {
+                update: Some(dice_update::Update::Rolled(r)),
+            })) = &mut u.update
+            {
+                if r.nonce == 1 {
+                    if let Some(v1::roll_term::Term::Dice(g)) = &mut r.terms[0].term {
+                        g.dice[0].value = g.dice[0].value % 6 + 1;
+                    }
+                }
+            }
+            v["game"] = b64.encode(u.encode_to_vec()).into();
+            v.to_string()
+        })
+        .collect();
+    let (ok, out) = parlor_verify(&forged.join("\n"));
+    assert!(!ok, "a forged die passed: {out}");
+    assert!(out.contains("nonce 1"), "{out}");
+}

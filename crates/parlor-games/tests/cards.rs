@@ -210,3 +210,80 @@ fn a_custom_deck_is_validated_and_changes_only_between_rounds() {
     );
     assert!(reg.create("piano", None, [0; 32]).unwrap().is_none());
 }
+
+#[test]
+fn a_tables_history_checks_against_its_revealed_seed() {
+    let reg = Registry::builtin();
+    let (m, a) = (player("m", RoomRole::Owner), player("a", RoomRole::Player));
+    let mut h = reg.create("cards", None, [6; 32]).unwrap().unwrap();
+    h.joined(&m, 0);
+    h.joined(&a, 0);
+    let mut log = Vec::new();
+    fn keep_in(log: &mut Vec<game_update::Update>, fx: Vec<Effect>) {
+        log.extend(fx.into_iter().filter_map(|e| match e {
+            Effect::Broadcast(u) => Some(u),
+            _ => None,
+        }))
+    }
+    keep_in(
+        &mut log,
+        h.act(
+            &m,
+            act(cards_action::Action::StartRound(v1::StartRound {})),
+            0,
+            [0; 32],
+        )
+        .unwrap(),
+    );
+    keep_in(&mut log, h.act(&a, flip(4), 1, [0; 32]).unwrap());
+    keep_in(&mut log, h.act(&a, flip(9), 2, [0; 32]).unwrap());
+    keep_in(
+        &mut log,
+        h.act(
+            &m,
+            act(cards_action::Action::RevealAll(v1::RevealAll {})),
+            3,
+            [0; 32],
+        )
+        .unwrap(),
+    );
+    let deck = parlor_games::cards::standard_deck();
+    let limits = parlor_games::dice::DiceLimits::default();
+    // Before the reveal nothing can be checked; after it, every card.
+    let early = verify::history(&log, &limits, &deck).unwrap();
+    assert_eq!((early.seeds, early.cards, early.unrevealed), (0, 0, 1));
+    keep_in(
+        &mut log,
+        h.act(
+            &m,
+            game_action::Action::RevealSeed(v1::RevealSeed {}),
+            4,
+            [1; 32],
+        )
+        .unwrap(),
+    );
+    let report = verify::history(&log, &limits, &deck).unwrap();
+    assert_eq!(
+        (report.seeds, report.cards, report.unrevealed),
+        (1, 2 + 52, 0)
+    );
+    // A flip that showed another card, or another deck, fails.
+    let mut forged = log.clone();
+    if let game_update::Update::Cards(v1::CardsUpdate {
+        update: Some(cards_update::Update::Flipped(f)),
+    }) = &mut forged[1]
+    {
+        f.face = if f.face == "AS" {
+            "KD".into()
+        } else {
+            "AS".into()
+        };
+    }
+    assert_eq!(
+        verify::history(&forged, &limits, &deck),
+        Err(verify::Mismatch::Card(1, 4))
+    );
+    let mut other = deck.clone();
+    other.swap(0, 1);
+    assert!(verify::history(&log, &limits, &other).is_err());
+}

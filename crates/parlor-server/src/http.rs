@@ -370,14 +370,20 @@ async fn readable_history(req: &HttpRequest, shared: &Shared, id: String) -> Api
     Ok(id)
 }
 
+/// One history line as JSON; a game's update carries `game`, its `GameUpdate` protobuf in
+/// base64 (what `parlor verify` reads).
 fn line_json(l: &parlor_store::ChatRecord) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "seq": l.seq,
         "from_user_id": l.from_user_id,
         "from_name": l.from_name,
         "text": l.text,
         "sent_at_ms": l.sent_at_ms,
-    })
+    });
+    if let Some(g) = &l.game {
+        v["game"] = serde_json::Value::String(g.clone());
+    }
+    v
 }
 
 #[derive(Deserialize)]

@@ -388,6 +388,8 @@ fn line(seq: u64) -> ChatRecord {
         from_name: "Chatter".into(),
         text: format!("line {seq}"),
         sent_at_ms: 1_700_000_000_000 + seq as i64,
+        // Every seventh line is a game's update, which the history keeps the same way.
+        game: seq.is_multiple_of(7).then(|| format!("update {seq}")),
     }
 }
 

@@ -56,7 +56,7 @@ pub struct MagicRecord {
     pub expires_at_ms: i64,
 }
 
-/// One chat line kept in a room's history.
+/// One line of a room's history: a chat line, or a server-run game's public update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatRecord {
     /// The room's sequence number of the line.
@@ -69,6 +69,17 @@ pub struct ChatRecord {
     pub text: String,
     /// When it was said, ms since the epoch.
     pub sent_at_ms: i64,
+    /// For a game's update (text empty): the `GameUpdate` protobuf, base64. None for a
+    /// chat line, and for every line an older pod wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game: Option<String>,
+}
+
+impl ChatRecord {
+    /// A chat line, not a game update.
+    pub fn is_chat(&self) -> bool {
+        self.game.is_none()
+    }
 }
 
 /// Whose counters.

@@ -197,6 +197,7 @@ impl RoomActor {
                 from_name: line.from_name.clone(),
                 text: line.text.clone(),
                 sent_at_ms: line.sent_at_ms,
+                game: None,
             };
             self.unrecorded_chat.push_back((self.seq + 1, record));
         }

@@ -65,18 +65,21 @@ impl RoomActor {
                 ..Stats::default()
             },
         );
-        self.carry_out(effects, Some((reply, rid)), ctx);
+        self.carry_out(effects, Some((reply, rid, &m.user_id)), ctx);
         Ok(())
     }
 
-    /// Carries out a game's effects in order. `asker` (an action's sender) gets an Ack
-    /// naming the action's first event once it is recorded, or at once if it made none.
+    /// Carries out a game's effects in order. `asker` (an action's sender: its peer,
+    /// request and user) gets an Ack naming the action's first event once it is recorded,
+    /// or at once if it made none.
     pub(super) fn carry_out(
         &mut self,
         effects: Vec<Effect>,
-        asker: Option<(&Peer, u64)>,
+        asker: Option<(&Peer, u64, &UserId)>,
         ctx: &mut Context<Self>,
     ) {
+        let by = asker.map(|(_, _, u)| u.clone());
+        let asker = asker.map(|(p, rid, _)| (p, rid));
         let last = effects
             .iter()
             .rposition(|e| matches!(e, Effect::Broadcast(_) | Effect::Status(_)));
@@ -97,6 +100,7 @@ impl RoomActor {
                         update: Some(u),
                     });
                     let seq = self.seq + 1;
+                    self.keep_in_history(seq, &body, by.as_ref());
                     let who = asker.filter(|_| !answered);
                     let ack = who.map(|(_, rid)| {
                         encode_envelope(
@@ -157,6 +161,31 @@ impl RoomActor {
         if let (Some((peer, rid)), false) = (asker, answered) {
             self.direct(peer, encode_envelope(rid, 0, Body::Ack(v1::Ack::default())));
         }
+    }
+
+    /// A persistent room keeps its game's public updates in the store's history beside the
+    /// chat, once the event is recorded (the chat lines' path): the history export then
+    /// holds every public roll and shuffle, and the seed reveals that check them.
+    fn keep_in_history(&mut self, seq: u64, body: &Body, by: Option<&UserId>) {
+        if !self.room.as_ref().is_some_and(|r| r.info.persistent) {
+            return;
+        }
+        use base64::Engine as _;
+        let Body::GameUpdate(u) = body else { return };
+        let who = by.and_then(|u| self.room.as_ref()?.member(u));
+        let record = ChatRecord {
+            seq: 0, // keyed by the writer (writer.rs)
+            from_user_id: who
+                .map(|m| m.user_id.clone())
+                .unwrap_or_else(|| UserId(String::new())),
+            from_name: who.map(|m| m.name.clone()).unwrap_or_default(),
+            text: String::new(),
+            sent_at_ms: now_ms(),
+            game: Some(
+                base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(u)),
+            ),
+        };
+        self.unrecorded_chat.push_back((seq, record));
     }
 
     /// Sends a direct frame after event `seq` reaches this pod's members (at once if none).

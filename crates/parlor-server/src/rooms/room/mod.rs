@@ -694,7 +694,11 @@ impl Actor for RoomActor {
                 async move { deps.store.chat.recent_chat(&id, None, n).await }
                     .into_actor(self)
                     .map(|res, act, _| {
-                        for r in res.unwrap_or_default() {
+                        for r in res
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(ChatRecord::is_chat)
+                        {
                             act.recent_chat.push_back(v1::ChatMessage {
                                 room_id: act.id.0.clone(),
                                 from_user_id: r.from_user_id.0,

@@ -129,8 +129,11 @@ impl RoomActor {
             .iter()
             .map(|r| (r.sent_at_ms, r.from_user_id.0.clone(), r.text.clone()))
             .collect();
-        let mut recent: Vec<v1::ChatMessage> =
-            stored.into_iter().map(|r| line_of(r, &self.id)).collect();
+        let mut recent: Vec<v1::ChatMessage> = stored
+            .into_iter()
+            .filter(ChatRecord::is_chat)
+            .map(|r| line_of(r, &self.id))
+            .collect();
         for line in recorded {
             let key = (
                 line.sent_at_ms,
@@ -146,6 +149,7 @@ impl RoomActor {
                 from_name: line.from_name.clone(),
                 text: line.text.clone(),
                 sent_at_ms: line.sent_at_ms,
+                game: None,
             });
             recent.push(line);
         }
