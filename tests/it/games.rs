@@ -655,3 +655,75 @@ async fn a_campaigns_history_exports_its_public_rolls_and_parlor_verify_checks_t
     assert!(!ok, "a forged die passed: {out}");
     assert!(out.contains("nonce 1"), "{out}");
 }
+
+#[tokio::test]
+async fn when_the_last_member_leaves_the_room_reveals_its_seed_into_the_history() {
+    let s = TestServer::start().await;
+    let (mut dm, _, tokens) = s.user("keeper").await;
+    let req = v1::CreateRoom {
+        persistent: true,
+        ..create("Solo", "dice")
+    };
+    let room = dm.create_room(req).await.unwrap().room.unwrap().id;
+    let committed = view(&mut dm).await.fairness.unwrap().seed_commitment;
+    dm.game_action(&room, roll("4d6dl1", v1::RollVisibility::Public))
+        .await
+        .unwrap();
+    dm.leave_room(&room).await.unwrap();
+    // The roll and the reveal are in the history, and the reveal answers the commitment.
+    let export = exported_games(&s, &room, &tokens.access_token, 2).await;
+    let (ok, out) = parlor_verify(&export);
+    assert!(
+        ok && out.contains("1 seeds match") && out.contains("1 rolls"),
+        "{out}"
+    );
+    // Back in: the room is under a fresh commitment.
+    dm.join_room(join_id(&room)).await.unwrap();
+    let again = view(&mut dm).await.fairness.unwrap();
+    assert_ne!(again.seed_commitment, committed);
+    assert_eq!(again.next_nonce, 1);
+}
+
+#[tokio::test]
+async fn cursor_moves_are_conflated_to_the_latest_and_never_rate_limited() {
+    let s = TestServer::start().await;
+    let (mut m, _) = s.guest("Master").await;
+    let room = m.create_room(create("Cursors", "cards")).await.unwrap();
+    let room = room.room.unwrap().id;
+    let (mut p, wp) = s.guest("Mover").await;
+    p.join_room(join_id(&room)).await.unwrap();
+    let mover = wp.user.unwrap().id;
+    // Four times the room's rate limit of 50 a second, in one burst.
+    let moves = 200;
+    for i in 1..=moves {
+        p.send(Body::PresenceUpdate(v1::PresenceUpdate {
+            room_id: room.clone(),
+            cursor_x: Some(i as f32),
+            cursor_y: Some(1.0),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    }
+    // The master sees the mover's cursor only go forward, ending at the last move.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&(moves as f32)) {
+        let f = m.next_frame(T).await.unwrap();
+        if let Body::MemberUpdated(u) = &f.body {
+            let member = u.member.as_ref().unwrap();
+            if member.user_id == mover {
+                seen.push(member.cursor_x);
+            }
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(
+        seen.len() <= moves / 2,
+        "{} events for {moves} moves",
+        seen.len()
+    );
+    // Nothing was refused: the mover got no error at all.
+    while let Ok(f) = p.next_frame(std::time::Duration::from_millis(200)).await {
+        assert!(!matches!(f.body, Body::Error(_)), "{f:?}");
+    }
+}

@@ -125,6 +125,11 @@ impl Fairness {
         self.next
     }
 
+    /// Draws were made under the current seed since it was committed to.
+    pub fn unrevealed(&self) -> bool {
+        self.next > self.first
+    }
+
     /// The next draw. The nonce counts as used only when `commit` is called, so that an
     /// action its rules refuse after drawing leaves no gap in the nonces.
     pub fn draw(&self) -> Draw {

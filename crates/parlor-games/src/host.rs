@@ -111,6 +111,11 @@ impl Host {
         self.run(now_ms, |g, ctx| g.on_action(from, action, ctx))
     }
 
+    /// Draws were made under the current seed, which has not been revealed.
+    pub fn unrevealed(&self) -> bool {
+        self.fair.unrevealed()
+    }
+
     /// Gives up the seed for checking and commits to `fresh`: the update says both.
     pub fn reveal(&mut self, fresh: Seed) -> v1::game_update::Update {
         let old = self.fair.commitment();

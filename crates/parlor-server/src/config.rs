@@ -133,6 +133,10 @@ pub struct RoomsConfig {
     /// A member whose socket drops keeps their seat, marked away, this long; 0 frees it at
     /// once. Default 30 s.
     pub reconnect_grace_secs: u64,
+    /// Cursor moves (presence updates that change only the cursor) are conflated over this
+    /// window: each member's latest goes out once per window. 0 sends each move at once,
+    /// under the room's rate limit. Default 50 ms.
+    pub cursor_interval_ms: u64,
 }
 
 /// Size limits on client input.
@@ -330,6 +334,7 @@ impl Default for RoomsConfig {
             empty_room_ttl_secs: 300,
             join_or_create_seats: parlor_core::DEFAULT_MAX_MEMBERS,
             reconnect_grace_secs: 30,
+            cursor_interval_ms: 50,
         }
     }
 }

@@ -299,7 +299,13 @@ impl RoomActor {
         ctx: &mut Context<Self>,
     ) -> Result<(), CoreError> {
         self.allowed(Perm::UpdatePresence, m)?;
-        if !self.rate_ok(&m.user_id, rid, reply) {
+        let window = self.deps.cfg.rooms.cursor_interval_ms;
+        let conflated = window > 0
+            && p.status == v1::PresenceStatus::Unspecified as i32
+            && (p.cursor_x.is_some() || p.cursor_y.is_some());
+        // A conflated move costs the room at most one event per window, so it takes no
+        // token: a cursor at mouse rate must not trip the flood guard.
+        if !conflated && !self.rate_ok(&m.user_id, rid, reply) {
             return Ok(());
         }
         let room = self.room.as_mut().expect("checked by on_act");
@@ -315,6 +321,16 @@ impl RoomActor {
         if let Some(y) = p.cursor_y.filter(|y| y.is_finite()) {
             member.cursor.1 = y;
         }
+        if conflated {
+            self.moved.insert(m.user_id.clone());
+            if self.cursor_timer.is_none() {
+                let every = Duration::from_millis(window);
+                self.cursor_timer = Some(ctx.run_later(every, |act, ctx| act.send_cursors(ctx)));
+            }
+            return Ok(());
+        }
+        // This event carries the latest cursor too.
+        self.moved.remove(&m.user_id);
         let member = member.clone();
         let proto = room.member_proto(&member);
         let updated = Body::MemberUpdated(v1::MemberUpdated {
@@ -333,6 +349,29 @@ impl RoomActor {
             self.persist(false);
         }
         Ok(())
+    }
+
+    /// The window's cursor moves: one MemberUpdated per member who moved, with the latest.
+    fn send_cursors(&mut self, ctx: &mut Context<Self>) {
+        self.cursor_timer = None;
+        if self.closed {
+            return;
+        }
+        let moved: Vec<UserId> = self.moved.drain().collect();
+        for user in moved {
+            let Some(proto) = self
+                .room
+                .as_ref()
+                .and_then(|r| r.member(&user).map(|m| r.member_proto(m)))
+            else {
+                continue;
+            };
+            let updated = Body::MemberUpdated(v1::MemberUpdated {
+                room_id: self.id.0.clone(),
+                member: Some(proto),
+            });
+            self.emit(updated, &[Part::Member(user)], None, None, ctx);
+        }
     }
 
     pub(super) fn update(

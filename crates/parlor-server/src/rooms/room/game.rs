@@ -300,6 +300,17 @@ impl RoomActor {
         fx
     }
 
+    /// The last member left: the session is over, so the room reveals the seed its draws
+    /// were made under (into the history of a persistent room) and commits to a fresh one.
+    pub(super) fn end_session(&mut self, ctx: &mut Context<Self>) {
+        let empty = self.room.as_ref().is_some_and(|r| r.members.is_empty());
+        let Some(game) = self.game.as_mut().filter(|g| empty && g.unrevealed()) else {
+            return;
+        };
+        let reveal = game.reveal(super::super::manager::new_seed());
+        self.carry_out(vec![Effect::Broadcast(reveal)], None, ctx);
+    }
+
     /// A finished game goes into the match history.
     fn record_result(&self, result: parlor_games::GameResult) {
         let at_ms = now_ms();

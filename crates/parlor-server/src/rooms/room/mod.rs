@@ -254,6 +254,9 @@ pub(crate) struct RoomActor {
     game_dirty: bool,
     /// The game's armed timers.
     game_timers: HashMap<String, SpawnHandle>,
+    /// Members whose cursor moved in this window, and the window's timer.
+    moved: std::collections::HashSet<UserId>,
+    cursor_timer: Option<SpawnHandle>,
 }
 
 impl RoomActor {
@@ -295,6 +298,8 @@ impl RoomActor {
             game,
             game_dirty: false,
             game_timers: HashMap::new(),
+            moved: Default::default(),
+            cursor_timer: None,
         }
     }
 
@@ -528,6 +533,7 @@ impl RoomActor {
             self.emit(updated, &[Part::Member(heir), Part::Info], None, None, ctx);
         }
         self.carry_out(game_fx, None, ctx);
+        self.end_session(ctx);
         self.persist(false);
         true
     }
@@ -732,6 +738,9 @@ impl Supervised for RoomActor {
         self.room = None;
         self.timers.clear();
         self.game_timers.clear();
+        // The window's timer went with the context: its moves go out with the next one.
+        self.cursor_timer = None;
+        self.moved.clear();
         // A restart dropped any reload under way with the rest of the context's work.
         self.reloading = false;
         // A restart drops every timer: give held seats a fresh grace period.
