@@ -614,6 +614,7 @@ async fn killing_the_home_pod_mid_round_keeps_the_face_down_layout_and_hides_it(
                 config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
                     faces: deck.clone(),
                     turn_order: v1::TurnOrder::Free as i32,
+                    ..Default::default()
                 })),
             }),
             ..create("survivor", "cards")
@@ -702,6 +703,75 @@ async fn killing_the_home_pod_mid_round_keeps_the_face_down_layout_and_hides_it(
     // The watcher's stream had no gap through the move.
     let seqs: Vec<u64> = log.iter().map(|f| f.seq).filter(|s| *s > 0).collect();
     assert!(seqs.windows(2).all(|p| p[1] == p[0] + 1), "{seqs:?}");
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_timer_armed_on_a_killed_home_fires_on_the_next_one() {
+    use super::games::start_round;
+    use v1::{cards_update, game_update};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = proc_cluster(3, &redis, dir.path()).await;
+    let mut master = pods[0].guest("master").await;
+    let room = open_room(
+        &mut master,
+        v1::CreateRoom {
+            game: Some(v1::GameConfig {
+                config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+                    turn_order: v1::TurnOrder::RoundRobin as i32,
+                    turn_timeout_ms: 2_000,
+                    ..Default::default()
+                })),
+            }),
+            ..create("clock", "cards")
+        },
+    )
+    .await;
+    let mut a = pods[1].guest("a").await;
+    let mut b = pods[2].guest("b").await;
+    let a_id = a
+        .join_room(join_id(&room.id))
+        .await
+        .unwrap()
+        .members
+        .last()
+        .unwrap()
+        .user_id
+        .clone();
+    let b_id = b
+        .join_room(join_id(&room.id))
+        .await
+        .unwrap()
+        .members
+        .last()
+        .unwrap()
+        .user_id
+        .clone();
+    // a's turn starts with a two-second clock, on the home that is killed next.
+    master.game_action(&room.id, start_round()).await.unwrap();
+    pods[0].kill().await;
+    let killed = std::time::Instant::now();
+    let passed = b
+        .wait_for(std::time::Duration::from_secs(30), |f| match &f.body {
+            Body::GameUpdate(v1::GameUpdate {
+                update:
+                    Some(game_update::Update::Cards(v1::CardsUpdate {
+                        update: Some(cards_update::Update::TurnPassed(t)),
+                    })),
+                ..
+            }) => Some(t.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the new home never passed the turn");
+    eprintln!("turn passed {:?} after the kill", killed.elapsed());
+    assert_eq!(
+        (passed.skipped_user_id, passed.turn_user_id),
+        (a_id, b_id.clone())
+    );
+    // b is on turn now, on the new home.
+    flip_through_failover(&mut b, &room.id, 0).await;
     drop(redis);
 }
 

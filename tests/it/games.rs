@@ -325,6 +325,7 @@ async fn a_master_three_players_and_a_watcher_play_two_rounds_and_nobody_sees_a_
             config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
                 faces: deck.clone(),
                 turn_order: v1::TurnOrder::RoundRobin as i32,
+                ..Default::default()
             })),
         }),
         ..create("Table", "cards")

@@ -14,6 +14,8 @@ use crate::contract::{Ctx, Game, LeaveReason, Player};
 
 /// Faces a custom deck may hold.
 pub const MAX_FACES: usize = 520;
+/// The timer that passes the turn on.
+const TURN: &str = "turn";
 const MAX_FACE: usize = 32;
 
 /// One flip, for the round history.
@@ -41,6 +43,11 @@ pub struct Cards {
     turn: usize,
     /// This round's flips and the last round's.
     history: Vec<Flipped>,
+    /// Round-robin: how long a turn lasts (0: for ever), and when this one ends.
+    #[serde(default)]
+    turn_ms: u32,
+    #[serde(default)]
+    turn_ends_at_ms: i64,
 }
 
 /// The 52 faces of a standard deck: rank then suit, "AS", "10H", "KC".
@@ -102,7 +109,21 @@ impl Cards {
                 ))
             }
         };
+        if c.turn_timeout_ms != 0 && !(100..=600_000).contains(&c.turn_timeout_ms) {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                "turn_timeout_ms must be 0, or 100 to 600000",
+            ));
+        }
+        if c.turn_timeout_ms != 0 && !round_robin {
+            return Err(CoreError::new(
+                ErrorCode::InvalidArgument,
+                "a turn timeout needs the round-robin turn order",
+            ));
+        }
         Ok(Self {
+            turn_ms: c.turn_timeout_ms,
+            turn_ends_at_ms: 0,
             deck: check_deck(c.faces)?,
             round_robin,
             round: 0,
@@ -131,6 +152,19 @@ impl Cards {
         self.on_turn().map(|u| u.0.clone()).unwrap_or_default()
     }
 
+    /// Starts the turn clock for whoever is on turn, or stops it when nobody is (no round,
+    /// no face-down card, no player).
+    fn clock(&mut self, ctx: &mut Ctx<'_>) {
+        let playing = self.shown.iter().any(Option::is_none) && self.on_turn().is_some();
+        if self.turn_ms > 0 && playing {
+            ctx.schedule(TURN, u64::from(self.turn_ms));
+            self.turn_ends_at_ms = ctx.now_ms() + i64::from(self.turn_ms);
+        } else {
+            ctx.cancel(TURN);
+            self.turn_ends_at_ms = 0;
+        }
+    }
+
     fn start(&mut self, who: &Player, ctx: &mut Ctx<'_>) -> Result<(), CoreError> {
         master_only(who, "start a round")?;
         let mut draw = ctx.draw();
@@ -149,6 +183,7 @@ impl Cards {
             nonce: draw.nonce(),
             turn_user_id: self.turn_id(),
         })));
+        self.clock(ctx);
         ctx.set_status(format!("round {round}"));
         Ok(())
     }
@@ -196,6 +231,11 @@ impl Cards {
         };
         ctx.broadcast(wrap(cards_update::Update::Flipped(self.flip_proto(&f))));
         self.history.push(f);
+        if players_turn && self.round_robin {
+            self.clock(ctx);
+        } else if self.shown.iter().all(Option::is_some) {
+            self.clock(ctx);
+        }
         Ok(())
     }
 
@@ -225,6 +265,7 @@ impl Cards {
             round: self.round,
             faces: self.layout.clone(),
         })));
+        self.clock(ctx);
         Ok(())
     }
 }
@@ -234,13 +275,18 @@ impl Game for Cards {
         "cards"
     }
 
-    fn on_join(&mut self, who: &Player, _ctx: &mut Ctx<'_>) {
+    fn on_join(&mut self, who: &Player, ctx: &mut Ctx<'_>) {
         if who.role == RoomRole::Player && !self.players.contains(&who.user_id) {
             self.players.push(who.user_id.clone());
         }
+        if self.turn_ends_at_ms == 0 {
+            // The first player at a table in mid-round: their turn starts now.
+            self.clock(ctx);
+        }
     }
 
-    fn on_leave(&mut self, who: &UserId, _reason: LeaveReason, _ctx: &mut Ctx<'_>) {
+    fn on_leave(&mut self, who: &UserId, _reason: LeaveReason, ctx: &mut Ctx<'_>) {
+        let had_turn = self.on_turn() == Some(who);
         if let Some(i) = self.players.iter().position(|p| p == who) {
             self.players.remove(i);
             // The player after the one who left keeps (or takes) the turn.
@@ -251,6 +297,22 @@ impl Game for Cards {
                 self.turn = 0;
             }
         }
+        if had_turn || self.on_turn().is_none() {
+            self.clock(ctx);
+        }
+    }
+
+    fn on_timer(&mut self, id: &str, ctx: &mut Ctx<'_>) {
+        let Some(skipped) = self.on_turn().cloned().filter(|_| id == TURN) else {
+            return;
+        };
+        self.turn = (self.turn + 1) % self.players.len().max(1);
+        ctx.broadcast(wrap(cards_update::Update::TurnPassed(v1::TurnPassed {
+            round: self.round,
+            skipped_user_id: skipped.0,
+            turn_user_id: self.turn_id(),
+        })));
+        self.clock(ctx);
     }
 
     fn on_action(
@@ -273,6 +335,7 @@ impl Game for Cards {
                 master_only(from, "reset the table")?;
                 self.layout.clear();
                 self.shown.clear();
+                self.clock(ctx);
                 ctx.broadcast(wrap(cards_update::Update::Reset(v1::TableReset {})));
                 ctx.set_status("between rounds");
                 Ok(())
@@ -325,6 +388,8 @@ impl Game for Cards {
             turn_user_id: self.turn_id(),
             deck_size: self.deck.len() as u32,
             history: self.history.iter().map(|f| self.flip_proto(f)).collect(),
+            turn_timeout_ms: self.turn_ms,
+            turn_ends_at_ms: self.turn_ends_at_ms,
         })
     }
 

@@ -49,6 +49,7 @@ fn a_round_robin_round_flips_in_turn_and_hides_every_face_down_card() {
         config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
             faces: vec![],
             turn_order: v1::TurnOrder::RoundRobin as i32,
+            ..Default::default()
         })),
     };
     let mut h = reg.create("cards", Some(config), [8; 32]).unwrap().unwrap();
@@ -286,4 +287,85 @@ fn a_tables_history_checks_against_its_revealed_seed() {
     let mut other = deck.clone();
     other.swap(0, 1);
     assert!(verify::history(&log, &limits, &other).is_err());
+}
+
+fn timed(ms: u32) -> v1::GameConfig {
+    v1::GameConfig {
+        config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+            faces: vec![],
+            turn_order: v1::TurnOrder::RoundRobin as i32,
+            turn_timeout_ms: ms,
+        })),
+    }
+}
+
+#[test]
+fn a_turn_timer_passes_the_turn_and_survives_a_checkpoint() {
+    let reg = Registry::builtin();
+    let (m, a, b) = (
+        player("m", RoomRole::Owner),
+        player("a", RoomRole::Player),
+        player("b", RoomRole::Player),
+    );
+    let mut h = reg
+        .create("cards", Some(timed(1000)), [5; 32])
+        .unwrap()
+        .unwrap();
+    for p in [&m, &a, &b] {
+        h.joined(p, 0);
+    }
+    let start = act(cards_action::Action::StartRound(v1::StartRound {}));
+    let fx = h.act(&m, start, 0, [0; 32]).unwrap();
+    assert!(fx.contains(&Effect::Armed("turn".into(), 1000)), "{fx:?}");
+    // a lets the time pass: the turn goes to b, with a fresh clock.
+    let fx = h.fire("turn", 1000, 1003);
+    let cards_update::Update::TurnPassed(t) = update(&fx) else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(
+        (t.skipped_user_id.as_str(), t.turn_user_id.as_str()),
+        ("a", "b")
+    );
+    assert!(fx.contains(&Effect::Armed("turn".into(), 2003)));
+    // A timer that fires for a deadline it no longer has does nothing.
+    assert!(h.fire("turn", 1000, 1100).is_empty());
+    // A refused flip leaves the clock alone; b's flip restarts it for a.
+    assert_eq!(
+        h.act(&a, flip(0), 1500, [0; 32]).unwrap_err().code,
+        ErrorCode::NotYourTurn
+    );
+    assert_eq!(h.timers().collect::<Vec<_>>(), [("turn", 2003)]);
+    let fx = h.act(&b, flip(0), 1500, [0; 32]).unwrap();
+    assert!(fx.contains(&Effect::Armed("turn".into(), 2500)));
+    assert!(h.fire("turn", 2003, 2003).is_empty());
+    // The checkpoint holds the deadline; the restored table passes the turn the same way.
+    let mut back = parlor_games::Host::restore(&reg, &h.checkpoint()).unwrap();
+    assert_eq!(back.timers().collect::<Vec<_>>(), [("turn", 2500)]);
+    assert_eq!(back.fire("turn", 2500, 2600), h.fire("turn", 2500, 2600));
+    match back.view_for(&a, "r").view {
+        Some(v1::game_view::View::Cards(c)) => {
+            assert_eq!((c.turn_timeout_ms, c.turn_ends_at_ms), (1000, 3600));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Revealing the table stops the clock.
+    let fx = h
+        .act(
+            &m,
+            act(cards_action::Action::RevealAll(v1::RevealAll {})),
+            2700,
+            [0; 32],
+        )
+        .unwrap();
+    assert!(fx.contains(&Effect::Disarmed("turn".into())), "{fx:?}");
+    assert_eq!(h.timers().count(), 0);
+    // Bad timeouts.
+    assert!(reg.create("cards", Some(timed(50)), [0; 32]).is_err());
+    let free = v1::GameConfig {
+        config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+            turn_timeout_ms: 1000,
+            ..Default::default()
+        })),
+    };
+    assert!(reg.create("cards", Some(free), [0; 32]).is_err());
 }
