@@ -231,9 +231,8 @@ impl Cards {
         };
         ctx.broadcast(wrap(cards_update::Update::Flipped(self.flip_proto(&f))));
         self.history.push(f);
-        if players_turn && self.round_robin {
-            self.clock(ctx);
-        } else if self.shown.iter().all(Option::is_some) {
+        // A player's flip starts the next turn; the last card stops the clock.
+        if (players_turn && self.round_robin) || self.shown.iter().all(Option::is_some) {
             self.clock(ctx);
         }
         Ok(())
