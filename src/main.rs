@@ -71,6 +71,10 @@ enum Command {
         /// The dice room's max_explode, if it set one.
         #[arg(long, default_value_t = 20)]
         max_explode: u32,
+        /// The seed commitment you saw before the first draw (GameView.fairness): the
+        /// first reveal must answer it.
+        #[arg(long)]
+        commitment: Option<String>,
     },
 }
 
@@ -155,13 +159,14 @@ fn main() -> anyhow::Result<()> {
             max_dice,
             max_sides,
             max_explode,
+            commitment,
         } => {
             let limits = parlor_games::dice::DiceLimits {
                 max_dice,
                 max_sides,
                 max_explode,
             };
-            verify::run(&export, deck.as_deref(), limits).map(drop)
+            verify::run(&export, deck.as_deref(), limits, commitment.as_deref()).map(drop)
         }
     }
 }

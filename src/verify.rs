@@ -14,6 +14,7 @@ pub(crate) fn run(
     export: &Path,
     deck: Option<&Path>,
     limits: DiceLimits,
+    commitment: Option<&str>,
 ) -> anyhow::Result<verify::Report> {
     let text =
         std::fs::read_to_string(export).with_context(|| format!("reading {}", export.display()))?;
@@ -44,7 +45,7 @@ pub(crate) fn run(
             .collect(),
         None => parlor_games::cards::standard_deck(),
     };
-    let report = verify::history(&updates, &limits, &deck)?;
+    let report = verify::history(&updates, &limits, &deck, commitment)?;
     println!(
         "ok: {} seeds match their commitments; {} rolls and {} cards replay; {} draws not revealed yet",
         report.seeds, report.rolls, report.cards, report.unrevealed

@@ -648,6 +648,10 @@ async fn killing_the_home_pod_mid_round_keeps_the_face_down_layout_and_hides_it(
     master.hello(Some(&tokens.access_token)).await.unwrap();
     let back = master.join_room(join_id(&room.id)).await.unwrap();
     assert_eq!(back.your_role, v1::RoomRole::Owner as i32);
+    let reveal_all = v1::game_action::Action::Cards(v1::CardsAction {
+        action: Some(v1::cards_action::Action::RevealAll(v1::RevealAll {})),
+    });
+    master.game_action(&room.id, reveal_all).await.unwrap();
     master
         .game_action(
             &room.id,
@@ -656,7 +660,7 @@ async fn killing_the_home_pod_mid_round_keeps_the_face_down_layout_and_hides_it(
         .await
         .unwrap();
 
-    // The watcher's frames: the round's start, four flips, the seed.
+    // The watcher's frames: the round's start, four flips, the table, the seed.
     let mut log = Vec::new();
     let rev = loop {
         let f = w.next_frame(T).await.unwrap();

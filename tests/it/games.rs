@@ -445,10 +445,21 @@ async fn a_master_three_players_and_a_watcher_play_two_rounds_and_nobody_sees_a_
         "this round's flips and the last round's"
     );
 
-    // The seed, revealed, replays both shuffles; every flip showed the shuffled face.
-    m.game_action(&room, game_action::Action::RevealSeed(v1::RevealSeed {}))
-        .await
-        .unwrap();
+    // The seed stays secret while cards are down: it would show them.
+    let reveal = game_action::Action::RevealSeed(v1::RevealSeed {});
+    refused(
+        m.game_action(&room, reveal.clone()).await,
+        v1::ErrorCode::IllegalMove,
+    );
+    // Once the table is up, the seed replays both shuffles; every flip showed the
+    // shuffled face.
+    m.game_action(
+        &room,
+        cards(cards_action::Action::RevealAll(v1::RevealAll {})),
+    )
+    .await
+    .unwrap();
+    m.game_action(&room, reveal).await.unwrap();
     let rev = logged(&mut w, &mut logs[3], |f| match &f.body {
         Body::GameUpdate(v1::GameUpdate {
             update: Some(game_update::Update::SeedRevealed(r)),
@@ -727,4 +738,38 @@ async fn cursor_moves_are_conflated_to_the_latest_and_never_rate_limited() {
     while let Ok(f) = p.next_frame(std::time::Duration::from_millis(200)).await {
         assert!(!matches!(f.body, Body::Error(_)), "{f:?}");
     }
+}
+
+#[tokio::test]
+async fn a_persistent_table_restarts_on_one_pod_with_the_deck_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let s = TestServer::start_config(cfg.clone()).await;
+    let (mut m, _, tokens) = s.user("dealer").await;
+    let deck = secret_deck(5);
+    let req = v1::CreateRoom {
+        persistent: true,
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+                faces: deck.clone(),
+                turn_order: v1::TurnOrder::RoundRobin as i32,
+                turn_timeout_ms: 5_000,
+            })),
+        }),
+        ..create("Kept", "cards")
+    };
+    let room = m.create_room(req).await.unwrap().room.unwrap().id;
+    m.close().await;
+    s.stop().await;
+
+    // One pod keeps no checkpoint over a restart: the game starts again, as configured.
+    let s = TestServer::start_config(cfg).await;
+    let (mut m, _) = s.connect(Some(&tokens.access_token)).await;
+    m.join_room(join_id(&room)).await.unwrap();
+    let Some(v1::game_view::View::Cards(c)) = view(&mut m).await.view else {
+        panic!("a cards view")
+    };
+    assert_eq!(c.deck_size, 5);
+    assert_eq!(c.turn_order, v1::TurnOrder::RoundRobin as i32);
+    assert_eq!(c.turn_timeout_ms, 5_000);
 }

@@ -42,6 +42,10 @@ pub struct RoomInfo {
     /// What a server-run game says about itself in listings ("round 2"); set by the game.
     #[serde(default)]
     pub status: String,
+    /// A server-run room's `CreateRoom.game`, protobuf in base64, so that a game that must
+    /// start again (no checkpoint left) starts as it was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game_config: Option<String>,
 }
 
 /// A room's resolved settings (every field has its value). Stored: a field missing from
@@ -216,6 +220,7 @@ impl Room {
                 persistent: req.persistent,
                 created_at_ms: now_ms,
                 status: String::new(),
+                game_config: None,
             },
             settings,
             members: Vec::new(),

@@ -269,6 +269,25 @@ impl Cards {
     }
 }
 
+impl Cards {
+    /// Takes someone out of the turn order; the player after them keeps or takes the turn.
+    fn drop_player(&mut self, who: &UserId, ctx: &mut Ctx<'_>) {
+        let had_turn = self.on_turn() == Some(who);
+        if let Some(i) = self.players.iter().position(|p| p == who) {
+            self.players.remove(i);
+            if i < self.turn {
+                self.turn -= 1;
+            }
+            if self.turn >= self.players.len() {
+                self.turn = 0;
+            }
+        }
+        if had_turn || self.on_turn().is_none() {
+            self.clock(ctx);
+        }
+    }
+}
+
 impl Game for Cards {
     fn kind(&self) -> &'static str {
         "cards"
@@ -284,21 +303,27 @@ impl Game for Cards {
         }
     }
 
+    fn on_role(&mut self, who: &Player, ctx: &mut Ctx<'_>) {
+        // Only players take turns: an heir who became the master leaves the rotation.
+        if who.role == RoomRole::Player {
+            self.on_join(who, ctx);
+        } else {
+            self.drop_player(&who.user_id, ctx);
+        }
+    }
+
     fn on_leave(&mut self, who: &UserId, _reason: LeaveReason, ctx: &mut Ctx<'_>) {
-        let had_turn = self.on_turn() == Some(who);
-        if let Some(i) = self.players.iter().position(|p| p == who) {
-            self.players.remove(i);
-            // The player after the one who left keeps (or takes) the turn.
-            if i < self.turn {
-                self.turn -= 1;
-            }
-            if self.turn >= self.players.len() {
-                self.turn = 0;
-            }
+        self.drop_player(who, ctx);
+    }
+
+    fn may_reveal(&self) -> Result<(), CoreError> {
+        if self.shown.iter().any(Option::is_none) {
+            return Err(CoreError::new(
+                ErrorCode::IllegalMove,
+                "cards are face down: the seed would show them; reveal the table or reset first",
+            ));
         }
-        if had_turn || self.on_turn().is_none() {
-            self.clock(ctx);
-        }
+        Ok(())
     }
 
     fn on_timer(&mut self, id: &str, ctx: &mut Ctx<'_>) {

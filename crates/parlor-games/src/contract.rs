@@ -202,6 +202,12 @@ pub trait Game: Send + 'static {
         let _ = ctx;
     }
 
+    /// May the room reveal its seed now? A reveal makes every draw under it reproducible,
+    /// so a kind whose draws still hide something (a face-down layout) refuses.
+    fn may_reveal(&self) -> Result<(), CoreError> {
+        Ok(())
+    }
+
     /// The game as `viewer` may see it: nothing they may not see, ever.
     fn view_for(&self, viewer: &Player) -> v1::game_view::View;
 

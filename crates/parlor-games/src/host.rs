@@ -26,7 +26,7 @@ struct Saved {
     kind: String,
     fair: Fairness,
     timers: BTreeMap<String, i64>,
-    /// The kind's `checkpoint()`, hex.
+    /// The kind's `checkpoint()`, base64.
     state: String,
 }
 
@@ -106,14 +106,16 @@ impl Host {
                     "only the room's owner may reveal its seed",
                 ));
             }
+            self.game.may_reveal()?;
             return Ok(vec![Effect::Broadcast(self.reveal(fresh))]);
         }
         self.run(now_ms, |g, ctx| g.on_action(from, action, ctx))
     }
 
-    /// Draws were made under the current seed, which has not been revealed.
-    pub fn unrevealed(&self) -> bool {
-        self.fair.unrevealed()
+    /// Draws were made under the current seed, which has not been revealed, and the kind
+    /// lets it be revealed now.
+    pub fn revealable(&self) -> bool {
+        self.fair.unrevealed() && self.game.may_reveal().is_ok()
     }
 
     /// Gives up the seed for checking and commits to `fresh`: the update says both.
@@ -186,7 +188,10 @@ impl Host {
             kind: self.kind().to_owned(),
             fair: self.fair.clone(),
             timers: self.timers.clone(),
-            state: hex::encode(self.game.checkpoint()),
+            state: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                self.game.checkpoint(),
+            ),
         };
         serde_json::to_vec(&saved).unwrap_or_default()
     }
@@ -198,7 +203,9 @@ impl Host {
         let kind = registry
             .get(&saved.kind)
             .ok_or_else(|| bad(format!("unknown kind {}", saved.kind)))?;
-        let state = hex::decode(&saved.state).map_err(|e| bad(e.to_string()))?;
+        let state =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &saved.state)
+                .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             game: (kind.restore)(&state)?,
             fair: saved.fair,

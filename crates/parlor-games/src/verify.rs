@@ -16,8 +16,8 @@ pub enum Mismatch {
     /// The seed does not hash to the commitment published before the draws.
     #[error("the seed does not match its commitment")]
     Seed,
-    /// A draw's nonce lies outside the range revealed with the seed.
-    #[error("nonce {0} was not drawn under this seed")]
+    /// A draw's nonce lies outside the range revealed with the seed, or is used twice.
+    #[error("nonce {0} was not drawn under this seed, or drawn twice")]
     Nonce(u64),
     /// Replaying a roll gave other dice or another total.
     #[error("roll with nonce {0} ({1}) does not replay: the room reported other dice")]
@@ -25,6 +25,16 @@ pub enum Mismatch {
     /// A card turned up that its round's shuffle did not lay there.
     #[error("round {0}, card {1}: not the card the shuffle laid there (or another deck)")]
     Card(u32, u32),
+    /// A reveal does not answer the commitment the one before it made, or does not take
+    /// the nonces on from where it stopped.
+    #[error("the reveal from nonce {0} does not follow the commitment before it")]
+    Chain(u64),
+    /// A draw the room made under a revealed seed is missing from the history.
+    #[error("draw {0} was made but is not in the history")]
+    Gap(u64),
+    /// A roll used another value than its roller had set.
+    #[error("roll with nonce {0} used @{1} with another value than its roller set")]
+    Variable(u64, String),
 }
 
 /// The seed, once it matches the commitment published for it.
@@ -89,20 +99,33 @@ pub struct Report {
     pub unrevealed: usize,
 }
 
-/// Checks a room's public history, in order: every seed reveal against its commitment,
-/// then every roll and every turned-up card whose draw a revealed seed covers. `deck` is
-/// the table's deck, for card rounds.
+/// Checks a room's public history, in order.
+/// - The seed reveals form one chain: each answers the commitment the one before it made
+///   (and the first answers `first_commitment`, if the checker saw it), and takes the
+///   nonces on from where the one before stopped.
+/// - Every draw a revealed seed covers is in the history exactly once, as a roll, a
+///   hidden roll's notice, or a round's start: a draw the room made and left out is a gap.
+/// - Every public roll replays, with the values its roller had set, and every card turned
+///   up is the one its round's shuffle of `deck` laid there.
 pub fn history(
     updates: &[v1::game_update::Update],
     limits: &DiceLimits,
     deck: &[String],
+    first_commitment: Option<&str>,
 ) -> Result<Report, Mismatch> {
     use v1::{cards_update::Update as C, dice_update::Update as D, game_update::Update as U};
     let mut report = Report::default();
     let mut seeds: Vec<(u64, u64, Seed)> = Vec::new();
+    let mut expect: Option<(String, u64)> = first_commitment.map(|c| (c.to_ascii_lowercase(), 0));
     for u in updates {
         if let U::SeedRevealed(r) = u {
+            if let Some((commitment, from)) = &expect {
+                if *commitment != r.seed_commitment || *from != r.first_nonce {
+                    return Err(Mismatch::Chain(r.first_nonce));
+                }
+            }
             seeds.push((r.first_nonce, r.last_nonce, seed(r)?));
+            expect = Some((r.next_commitment.clone(), r.last_nonce));
             report.seeds += 1;
         }
     }
@@ -112,36 +135,68 @@ pub fn history(
             .find(|(a, b, _)| (*a..*b).contains(&nonce))
             .map(|(_, _, s)| *s)
     };
-    // The layout of the round being played, if its shuffle is revealed.
-    let mut layout: Option<Vec<String>> = None;
-    let card = |layout: &Option<Vec<String>>, i: u32, face: &str, round: u32| match layout
-        .as_ref()
-        .map(|l| l.get(i as usize).map(String::as_str))
-    {
-        Some(Some(f)) if f == face => Ok(true),
-        Some(_) => Err(Mismatch::Card(round, i)),
-        None => Ok(false),
+    // Each draw once: rolls, hidden rolls' notices and round starts.
+    let mut drawn = std::collections::BTreeSet::new();
+    let mut draw = |nonce: u64| {
+        if drawn.insert(nonce) {
+            Ok(())
+        } else {
+            Err(Mismatch::Nonce(nonce))
+        }
+    };
+    // The values each roller last set.
+    let mut values: std::collections::HashMap<String, BTreeMap<String, i64>> = Default::default();
+    // The round being played and its layout, if its shuffle is revealed.
+    let mut layout: Option<(u32, Vec<String>)> = None;
+    let card = |layout: &Option<(u32, Vec<String>)>, i: u32, face: &str, round: u32| match layout {
+        Some((r, l)) if *r == round => match l.get(i as usize) {
+            Some(f) if f == face => Ok(true),
+            _ => Err(Mismatch::Card(round, i)),
+        },
+        // A round whose start is not in the history (or not revealed): not checkable.
+        _ => Ok(false),
     };
     for u in updates {
         match u {
-            U::Dice(v1::DiceUpdate {
-                update: Some(D::Rolled(r)),
-            }) => match seed_of(r.nonce) {
-                Some(s) => {
-                    roll(&s, r, limits)?;
-                    report.rolls += 1;
+            U::Dice(v1::DiceUpdate { update: Some(d) }) => match d {
+                D::VariablesSet(v) => {
+                    values.insert(v.user_id.clone(), v.values.clone().into_iter().collect());
                 }
-                None => report.unrevealed += 1,
+                D::HiddenRoll(h) => draw(h.nonce)?,
+                D::Rolled(r) => {
+                    draw(r.nonce)?;
+                    if let Some(set) = values.get(&r.roller_id) {
+                        for t in &r.terms {
+                            if let Some(v1::roll_term::Term::Variable(v)) = &t.term {
+                                if set.get(&v.name) != Some(&v.value) {
+                                    return Err(Mismatch::Variable(r.nonce, v.name.clone()));
+                                }
+                            }
+                        }
+                    }
+                    match seed_of(r.nonce) {
+                        Some(s) => {
+                            roll(&s, r, limits)?;
+                            report.rolls += 1;
+                        }
+                        None => report.unrevealed += 1,
+                    }
+                }
             },
             U::Cards(v1::CardsUpdate { update: Some(c) }) => match c {
                 C::RoundStarted(r) => {
-                    layout = seed_of(r.nonce).map(|s| shuffle(&s, r.nonce, deck));
-                    if layout.as_ref().is_some_and(|l| l.len() != r.cards as usize) {
+                    draw(r.nonce)?;
+                    let shuffled = seed_of(r.nonce).map(|s| shuffle(&s, r.nonce, deck));
+                    if shuffled
+                        .as_ref()
+                        .is_some_and(|l| l.len() != r.cards as usize)
+                    {
                         return Err(Mismatch::Card(r.round, r.cards));
                     }
-                    if layout.is_none() {
+                    if shuffled.is_none() {
                         report.unrevealed += 1;
                     }
+                    layout = shuffled.map(|l| (r.round, l));
                 }
                 C::Flipped(f) => {
                     report.cards += usize::from(card(&layout, f.index, &f.face, f.round)?);
@@ -154,6 +209,12 @@ pub fn history(
                 _ => {}
             },
             _ => {}
+        }
+    }
+    // Inside a revealed range every draw is accounted for.
+    for (first, last, _) in &seeds {
+        if let Some(n) = (*first..*last).find(|n| !drawn.contains(n)) {
+            return Err(Mismatch::Gap(n));
         }
     }
     Ok(report)

@@ -110,23 +110,13 @@ fn a_round_robin_round_flips_in_turn_and_hides_every_face_down_card() {
     assert_eq!(shown.iter().filter(|f| !f.is_empty()).count(), 3);
     assert_eq!(shown[5], f.face);
 
-    // The shuffle replays from the seed once revealed.
-    let fx = h
-        .act(
-            &m,
-            game_action::Action::RevealSeed(v1::RevealSeed {}),
-            4,
-            [1; 32],
-        )
-        .unwrap();
-    let [Effect::Broadcast(game_update::Update::SeedRevealed(rev))] = &fx[..] else {
-        panic!()
-    };
-    let seed = verify::seed(rev).unwrap();
-    let layout = verify::shuffle(&seed, rs.nonce, &parlor_games::cards::standard_deck());
-    assert_eq!(layout[5], f.face);
-
-    // Reveal all, then the next round.
+    // The seed would show the face-down cards: it stays secret until the table is up.
+    let reveal = game_action::Action::RevealSeed(v1::RevealSeed {});
+    assert_eq!(
+        h.act(&m, reveal.clone(), 4, [1; 32]).unwrap_err().code,
+        ErrorCode::IllegalMove
+    );
+    assert!(!h.revealable());
     let cards_update::Update::AllRevealed(all) = update(
         &h.act(
             &m,
@@ -138,6 +128,14 @@ fn a_round_robin_round_flips_in_turn_and_hides_every_face_down_card() {
     ) else {
         panic!()
     };
+    // Now the shuffle replays from the seed.
+    let fx = h.act(&m, reveal, 5, [1; 32]).unwrap();
+    let [Effect::Broadcast(game_update::Update::SeedRevealed(rev))] = &fx[..] else {
+        panic!()
+    };
+    let seed = verify::seed(rev).unwrap();
+    let layout = verify::shuffle(&seed, rs.nonce, &parlor_games::cards::standard_deck());
+    assert_eq!(layout[5], f.face);
     assert_eq!(all.faces, layout);
     let cards_update::Update::RoundStarted(r2) = update(&h.act(&m, start, 6, [0; 32]).unwrap())
     else {
@@ -251,7 +249,7 @@ fn a_tables_history_checks_against_its_revealed_seed() {
     let deck = parlor_games::cards::standard_deck();
     let limits = parlor_games::dice::DiceLimits::default();
     // Before the reveal nothing can be checked; after it, every card.
-    let early = verify::history(&log, &limits, &deck).unwrap();
+    let early = verify::history(&log, &limits, &deck, None).unwrap();
     assert_eq!((early.seeds, early.cards, early.unrevealed), (0, 0, 1));
     keep_in(
         &mut log,
@@ -263,7 +261,7 @@ fn a_tables_history_checks_against_its_revealed_seed() {
         )
         .unwrap(),
     );
-    let report = verify::history(&log, &limits, &deck).unwrap();
+    let report = verify::history(&log, &limits, &deck, None).unwrap();
     assert_eq!(
         (report.seeds, report.cards, report.unrevealed),
         (1, 2 + 52, 0)
@@ -281,12 +279,12 @@ fn a_tables_history_checks_against_its_revealed_seed() {
         };
     }
     assert_eq!(
-        verify::history(&forged, &limits, &deck),
+        verify::history(&forged, &limits, &deck, None),
         Err(verify::Mismatch::Card(1, 4))
     );
     let mut other = deck.clone();
     other.swap(0, 1);
-    assert!(verify::history(&log, &limits, &other).is_err());
+    assert!(verify::history(&log, &limits, &other, None).is_err());
 }
 
 fn timed(ms: u32) -> v1::GameConfig {
@@ -368,4 +366,45 @@ fn a_turn_timer_passes_the_turn_and_survives_a_checkpoint() {
         })),
     };
     assert!(reg.create("cards", Some(free), [0; 32]).is_err());
+}
+
+#[test]
+fn an_heir_who_becomes_master_leaves_the_turn_order() {
+    let reg = Registry::builtin();
+    let config = v1::GameConfig {
+        config: Some(v1::game_config::Config::Cards(v1::CardsConfig {
+            turn_order: v1::TurnOrder::RoundRobin as i32,
+            ..Default::default()
+        })),
+    };
+    let mut h = reg.create("cards", Some(config), [4; 32]).unwrap().unwrap();
+    let (m, a, b) = (
+        player("m", RoomRole::Owner),
+        player("a", RoomRole::Player),
+        player("b", RoomRole::Player),
+    );
+    for p in [&m, &a, &b] {
+        h.joined(p, 0);
+    }
+    h.act(
+        &m,
+        act(cards_action::Action::StartRound(v1::StartRound {})),
+        0,
+        [0; 32],
+    )
+    .unwrap();
+    // The master leaves; a, on turn, inherits the room.
+    h.left(&m.user_id, parlor_games::LeaveReason::Left, 1);
+    let heir = Player {
+        role: RoomRole::Owner,
+        ..a.clone()
+    };
+    h.role_changed(&heir, 1);
+    let cards_update::Update::Flipped(f) = update(&h.act(&b, flip(0), 2, [0; 32]).unwrap()) else {
+        panic!()
+    };
+    assert_eq!(f.turn_user_id, "b", "b is the only player left");
+    // The new master flips any time, without taking a turn.
+    h.act(&heir, flip(1), 3, [0; 32]).unwrap();
+    h.act(&b, flip(2), 4, [0; 32]).unwrap();
 }

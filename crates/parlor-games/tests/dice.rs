@@ -92,7 +92,7 @@ fn notations_parse_to_their_terms_and_bounds() {
         (
             "2d6r1",
             vec![(false, group(2, 6, None, false, &[1], "r1"))],
-            (4, 12),
+            (2, 12),
         ),
         (
             "1d20 + @STR - 2",
@@ -205,20 +205,19 @@ proptest! {
         let vars: BTreeMap<String, i64> = [("str".to_string(), -2)].into();
         let n = Notation::parse(&text, &l).unwrap();
         let (lo, hi) = n.bounds(&vars, &l).unwrap();
-        match n.roll(&vars, &l, &mut Draw::new(&seed, nonce)) {
-            Ok((total, terms)) => {
-                prop_assert!(lo <= total && total <= hi, "{text}: {total} not in {lo}..={hi}");
-                for t in terms {
-                    if let Some(v1::roll_term::Term::Dice(g)) = t.term {
-                        let kept: i64 = g.dice.iter().filter(|d| !d.dropped).map(|d| i64::from(d.value)).sum();
-                        prop_assert_eq!(kept, g.subtotal);
-                        prop_assert!(g.dice.iter().all(|d| (1..=g.sides).contains(&d.value)));
-                    }
-                }
+        // Once drawn, a roll never fails: its outcome cannot be probed by refusals.
+        let (total, terms) = n.roll(&vars, &l, &mut Draw::new(&seed, nonce)).unwrap();
+        prop_assert!(lo <= total && total <= hi, "{text}: {total} not in {lo}..={hi}");
+        let mut dice = 0;
+        for t in terms {
+            if let Some(v1::roll_term::Term::Dice(g)) = t.term {
+                let kept: i64 = g.dice.iter().filter(|d| !d.dropped).map(|d| i64::from(d.value)).sum();
+                prop_assert_eq!(kept, g.subtotal);
+                prop_assert!(g.dice.iter().all(|d| (1..=g.sides).contains(&d.value)));
+                dice += g.dice.iter().map(|d| 1 + d.rerolled_from.len()).sum::<usize>();
             }
-            // Rerolls and explosions past the dice cap are refused, never wrong.
-            Err(e) => prop_assert!(e.message.contains("dice limit"), "{text}: {e:?}"),
         }
+        prop_assert!(dice <= l.max_dice as usize, "{text}: {dice} dice");
     }
 }
 
@@ -467,4 +466,112 @@ fn a_restored_table_rolls_on_as_the_original_would() {
         .unwrap();
     assert_eq!(next_a, next_b);
     assert_eq!(a.view_for(&p, "r"), b.view_for(&p, "r"));
+}
+
+#[test]
+fn a_history_checks_as_one_chain_with_no_draw_left_out() {
+    let (dm, p) = (player("dm", RoomRole::Owner), player("p", RoomRole::Player));
+    let mut h = dice_host(7);
+    h.joined(&dm, 0);
+    h.joined(&p, 0);
+    let first = h.commitment();
+    let mut log = Vec::new();
+    let mut run = |h: &mut Host, who: &Player, a: game_action::Action, fresh: u8| {
+        for e in h.act(who, a, 0, [fresh; 32]).unwrap() {
+            if let Effect::Broadcast(u) = e {
+                log.push(u);
+            }
+        }
+    };
+    let set = game_action::Action::Dice(v1::DiceAction {
+        action: Some(dice_action::Action::SetVariables(v1::SetVariables {
+            values: [("dex".to_string(), 2)].into(),
+        })),
+    });
+    run(&mut h, &p, set, 0);
+    run(&mut h, &p, roll("1d20+@dex", RollVisibility::Public), 0);
+    run(&mut h, &p, roll("1d20", RollVisibility::ToDm), 0);
+    run(
+        &mut h,
+        &dm,
+        game_action::Action::RevealSeed(v1::RevealSeed {}),
+        1,
+    );
+    run(&mut h, &p, roll("2d6", RollVisibility::Public), 0);
+    run(
+        &mut h,
+        &dm,
+        game_action::Action::RevealSeed(v1::RevealSeed {}),
+        2,
+    );
+    let l = DiceLimits::default();
+    let deck: Vec<String> = Vec::new();
+    let r = verify::history(&log, &l, &deck, Some(&first)).unwrap();
+    assert_eq!((r.seeds, r.rolls, r.unrevealed), (2, 2, 0));
+    // Another first commitment than the one seen: the chain fails at once.
+    assert_eq!(
+        verify::history(&log, &l, &deck, Some(&"0".repeat(64))),
+        Err(verify::Mismatch::Chain(0))
+    );
+    // A draw left out of the history (the hidden roll's notice, nonce 1) is a gap.
+    let mut gap = log.clone();
+    gap.retain(|u| {
+        !matches!(
+            u,
+            game_update::Update::Dice(v1::DiceUpdate {
+                update: Some(dice_update::Update::HiddenRoll(_))
+            })
+        )
+    });
+    assert_eq!(
+        verify::history(&gap, &l, &deck, None),
+        Err(verify::Mismatch::Gap(1))
+    );
+    // A roll that used another @dex than was set.
+    let mut bonus = log.clone();
+    for u in &mut bonus {
+        if let game_update::Update::Dice(v1::DiceUpdate {
+            update: Some(dice_update::Update::Rolled(r)),
+        }) = u
+        {
+            if let Some(v1::roll_term::Term::Variable(v)) = &mut r.terms.last_mut().unwrap().term {
+                v.value = 5;
+                r.total += 3;
+            }
+        }
+    }
+    assert_eq!(
+        verify::history(&bonus, &l, &deck, None),
+        Err(verify::Mismatch::Variable(0, "dex".into()))
+    );
+    // A second reveal that does not answer the first one's next commitment.
+    let mut chain = log.clone();
+    if let Some(game_update::Update::SeedRevealed(r)) = chain.last_mut() {
+        r.seed_commitment = first.clone();
+    }
+    assert!(matches!(
+        verify::history(&chain, &l, &deck, None),
+        Err(verify::Mismatch::Chain(_) | verify::Mismatch::Seed)
+    ));
+}
+
+#[test]
+fn spent_dice_stop_rerolls_and_explosions_instead_of_failing() {
+    let l = DiceLimits::default();
+    let n = Notation::parse("1d3r1!+99d1", &l).unwrap();
+    let mut kept_a_one = false;
+    for nonce in 0..64 {
+        let (_, terms) = n
+            .roll(&BTreeMap::new(), &l, &mut Draw::new(&[1; 32], nonce))
+            .unwrap();
+        let Some(v1::roll_term::Term::Dice(g)) = &terms[0].term else {
+            panic!()
+        };
+        // 99 written d1s leave one die for rerolls and explosions together.
+        let extra: usize =
+            g.dice.iter().map(|d| d.rerolled_from.len()).sum::<usize>() + g.dice.len() - 1;
+        assert!(extra <= 1, "{g:?}");
+        kept_a_one |= g.dice[0].value == 1;
+    }
+    assert!(kept_a_one, "a die that ran out of rerolls keeps its 1");
 }

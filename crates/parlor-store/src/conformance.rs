@@ -353,6 +353,7 @@ fn room(id: &RoomId, owner: &UserId) -> Room {
             persistent: true,
             created_at_ms: 1_700_000_000_000,
             status: String::new(),
+            game_config: Some("CgA=".into()),
         },
         settings: RoomSettings {
             welcome_message: "hi".into(),

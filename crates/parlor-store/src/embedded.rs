@@ -1045,6 +1045,7 @@ mod tests {
                 persistent: true,
                 created_at_ms: 7,
                 status: String::new(),
+                game_config: None,
             },
             settings: RoomSettings::default(),
             members: Vec::new(),

@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{Ctx, Game, LeaveReason, Player};
 
-/// Rolls kept in the game's own history (the store keeps them all).
+/// Rolls kept in the game's own history (the store keeps them all), and their most bytes:
+/// the history is part of the checkpoint written with every roll.
 pub const HISTORY: usize = 200;
+const HISTORY_BYTES: usize = 32 * 1024;
 /// Values one member may set.
 pub const MAX_VARIABLES: usize = 32;
 const MAX_LABEL: usize = 64;
@@ -33,8 +35,12 @@ pub struct Dice {
     vars: BTreeMap<UserId, BTreeMap<String, i64>>,
     /// The DM (the room's owner) as last seen.
     dm: Option<UserId>,
-    /// Encoded `RollResult`s, newest last.
-    history: VecDeque<Vec<u8>>,
+    /// `RollResult`s, protobuf in base64, newest last.
+    history: VecDeque<String>,
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
 }
 
 mod limits_serde {
@@ -138,9 +144,11 @@ impl Dice {
                 ctx.send_to(dm, rolled);
             }
         }
-        self.history.push_back(result.encode_to_vec());
-        while self.history.len() > HISTORY {
-            self.history.pop_front();
+        use base64::Engine as _;
+        self.history.push_back(b64().encode(result.encode_to_vec()));
+        let mut bytes: usize = self.history.iter().map(String::len).sum();
+        while self.history.len() > HISTORY || (bytes > HISTORY_BYTES && self.history.len() > 1) {
+            bytes -= self.history.pop_front().map_or(0, |r| r.len());
         }
         Ok(())
     }
@@ -246,7 +254,11 @@ impl Game for Dice {
         let history = self
             .history
             .iter()
-            .filter_map(|b| v1::RollResult::decode(b.as_slice()).ok())
+            .filter_map(|b| {
+                use base64::Engine as _;
+                let bytes = b64().decode(b).ok()?;
+                v1::RollResult::decode(bytes.as_slice()).ok()
+            })
             .map(|r| {
                 let u = if sees(&r, viewer, self.dm.as_ref()) {
                     dice_update::Update::Rolled(r)

@@ -330,7 +330,17 @@ impl Notation {
         limits: &DiceLimits,
         draw: &mut Draw,
     ) -> Result<(i64, Vec<v1::RollTerm>), CoreError> {
-        let mut budget = limits.max_dice;
+        // The dice written are within max_dice (parse checks); rerolls and explosions may
+        // use what is left.
+        let written: u32 = self
+            .terms
+            .iter()
+            .map(|(_, t)| match t {
+                Term::Dice(g) => g.count,
+                _ => 0,
+            })
+            .sum();
+        let mut budget = limits.max_dice.saturating_sub(written);
         let mut total = 0i64;
         let mut out = Vec::with_capacity(self.terms.len());
         for (negative, term) in &self.terms {
@@ -347,7 +357,7 @@ impl Notation {
                     )
                 }
                 Term::Dice(g) => {
-                    let group = g.roll(limits, &mut budget, draw)?;
+                    let group = g.roll(limits, &mut budget, draw);
                     (group.subtotal, v1::roll_term::Term::Dice(group))
                 }
             };
@@ -375,11 +385,10 @@ fn variable(vars: &BTreeMap<String, i64>, name: &str) -> Result<i64, CoreError> 
 }
 
 impl Group {
+    /// The least and greatest face a die can end on. With rerolls that is every face: a
+    /// die keeps a value it would reroll once the roll's dice are spent.
     fn faces(&self) -> (i64, i64) {
-        let allowed = (1..=self.sides).filter(|v| !self.reroll.contains(v));
-        let lo = allowed.clone().min().unwrap_or(1);
-        let hi = allowed.max().unwrap_or(self.sides);
-        (i64::from(lo), i64::from(hi))
+        (1, i64::from(self.sides))
     }
 
     /// Kept dice at least and at most, given how many dice the pool can hold.
@@ -396,8 +405,8 @@ impl Group {
 
     fn bounds(&self, limits: &DiceLimits) -> (i64, i64) {
         let (lo, hi) = self.faces();
-        // An exploded die is followed by another: a die adds at most 1 + max_explode dice,
-        // and never more than the roll's budget.
+        // An exploded die is followed by another: a die adds at most max_explode dice, and
+        // the roll never holds more than max_dice.
         let pool_max = if self.explode {
             self.count
                 .saturating_mul(limits.max_explode.saturating_add(1))
@@ -409,46 +418,40 @@ impl Group {
         (i64::from(kmin) * lo, i64::from(kmax) * hi)
     }
 
-    fn die(&self, budget: &mut u32, draw: &mut Draw) -> Result<v1::Die, CoreError> {
-        let mut take = || {
-            if *budget == 0 {
-                return Err(CoreError::new(
-                    ErrorCode::InvalidArgument,
-                    "rerolls and explosions went past the dice limit",
-                ));
-            }
-            *budget -= 1;
-            Ok(draw.below(self.sides) + 1)
-        };
-        let mut value = take()?;
+    /// One die: a written one, or one an explosion adds. Rerolls come out of `budget`;
+    /// when it is spent the die keeps the value it shows, so a roll never fails after it
+    /// has drawn (a refusal that depended on the draw would tell the roller about it).
+    fn die(&self, budget: &mut u32, draw: &mut Draw) -> v1::Die {
+        let mut value = draw.below(self.sides) + 1;
         let mut rerolled_from = Vec::new();
-        while self.reroll.contains(&value) {
+        while self.reroll.contains(&value) && *budget > 0 {
+            *budget -= 1;
             rerolled_from.push(value);
-            value = take()?;
+            value = draw.below(self.sides) + 1;
         }
-        Ok(v1::Die {
+        v1::Die {
             value,
             dropped: false,
             exploded: false,
             from_explosion: false,
             rerolled_from,
-        })
+        }
     }
 
-    fn roll(
-        &self,
-        limits: &DiceLimits,
-        budget: &mut u32,
-        draw: &mut Draw,
-    ) -> Result<v1::DiceGroup, CoreError> {
+    fn roll(&self, limits: &DiceLimits, budget: &mut u32, draw: &mut Draw) -> v1::DiceGroup {
         let mut dice = Vec::with_capacity(self.count as usize);
         for _ in 0..self.count {
-            let mut die = self.die(budget, draw)?;
+            let mut die = self.die(budget, draw);
             let mut depth = 0;
-            while self.explode && die.value == self.sides && depth < limits.max_explode {
+            while self.explode
+                && die.value == self.sides
+                && depth < limits.max_explode
+                && *budget > 0
+            {
+                *budget -= 1;
                 die.exploded = true;
                 dice.push(die);
-                die = self.die(budget, draw)?;
+                die = self.die(budget, draw);
                 die.from_explosion = true;
                 depth += 1;
             }
@@ -474,12 +477,12 @@ impl Group {
             .filter(|d| !d.dropped)
             .map(|d| i64::from(d.value))
             .sum();
-        Ok(v1::DiceGroup {
+        v1::DiceGroup {
             count: self.count,
             sides: self.sides,
             modifiers: self.modifiers.clone(),
             dice,
             subtotal,
-        })
+        }
     }
 }

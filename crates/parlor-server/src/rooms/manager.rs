@@ -90,8 +90,8 @@ pub(crate) fn new_seed() -> parlor_games::fair::Seed {
     rand::rng().random()
 }
 
-/// A server-run room's game from its checkpoint; a fresh one (defaults, new seed) when the
-/// checkpoint has none or cannot be read. None for a relay room.
+/// A server-run room's game from its checkpoint; a fresh one (its creation's config, a new
+/// seed) when the checkpoint has none or cannot be read. None for a relay room.
 pub(crate) fn game_of(
     deps: &RoomDeps,
     room: &Room,
@@ -105,8 +105,16 @@ pub(crate) fn game_of(
                 "the game's checkpoint cannot be read; the game starts again"),
         }
     }
+    tracing::warn!(room_id = %room.info.id, "the room's game starts again from its config");
+    use base64::Engine as _;
+    let config = room
+        .info
+        .game_config
+        .as_ref()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| <v1::GameConfig as prost::Message>::decode(b.as_slice()).ok());
     deps.games
-        .create(&room.info.kind, None, new_seed())
+        .create(&room.info.kind, config, new_seed())
         .ok()
         .flatten()
 }
@@ -302,7 +310,7 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
     )?;
     // A clash of 6-character codes is rare; retry a few times rather than fail.
     for _ in 0..8 {
-        let room = Room::create(
+        let mut room = Room::create(
             RoomId(new_id("r_")),
             new_room_code(),
             &req,
@@ -311,6 +319,14 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
             now_ms(),
         )?;
         let game = deps.games.create(&req.kind, req.game.clone(), new_seed())?;
+        if game.is_some() {
+            use base64::Engine as _;
+            let config = req.game.clone().unwrap_or_default();
+            room.info.game_config = Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(prost::Message::encode_to_vec(&config)),
+            );
+        }
         // The code is taken atomically, before anything else is written.
         if !deps.directory.create(&room).await? {
             continue;

@@ -2,9 +2,10 @@
 //! timers, and carries out its effects. Its updates are room events like any other;
 //! hidden detail goes only to the member it is for, after the event it belongs with.
 //!
-//! Invariant: the game state written with an event is the game as of that event, so a new
-//! home goes on from the checkpoint exactly. An action's state goes with its last event;
-//! a join's or leave's with the member event.
+//! Invariant: every event a game call makes carries the game's state as of the end of
+//! that call, so a new home goes on from the checkpoint with nothing recorded missing; a
+//! call that published nothing leaves its state to the room's next event, a join's or a
+//! leave's goes with the member event.
 
 use parlor_games::{Effect, Host, LeaveReason, Player};
 
@@ -80,17 +81,12 @@ impl RoomActor {
     ) {
         let by = asker.map(|(_, _, u)| u.clone());
         let asker = asker.map(|(p, rid, _)| (p, rid));
-        let last = effects
-            .iter()
-            .rposition(|e| matches!(e, Effect::Broadcast(_) | Effect::Status(_)));
-        if last.is_none() {
-            // Nothing to carry the state: it goes with the room's next event.
-            self.game_dirty = true;
-        }
+        // Nothing may carry the state: it goes with the room's next event.
+        self.game_dirty = true;
         let mut answered = false;
         let mut after = None;
-        for (i, e) in effects.into_iter().enumerate() {
-            if Some(i) == last {
+        for e in effects {
+            if matches!(e, Effect::Broadcast(_) | Effect::Status(_)) {
                 self.game_dirty = true;
             }
             match e {
@@ -203,7 +199,8 @@ impl RoomActor {
         let name = id.clone();
         let handle = ctx.run_later(wait, move |act, ctx| {
             act.game_timers.remove(&name);
-            let Some(game) = act.game.as_mut().filter(|_| act.room.is_some()) else {
+            let live = act.room.is_some() && !act.closed;
+            let Some(game) = act.game.as_mut().filter(|_| live) else {
                 return;
             };
             let effects = game.fire(&name, due_ms, now_ms());
@@ -227,9 +224,12 @@ impl RoomActor {
         for (id, at) in due {
             self.arm_game_timer(id, at, ctx);
         }
+        if let Some(old) = self.game_tick.take() {
+            ctx.cancel_future(old);
+        }
         if let Some(every) = self.game.as_ref().and_then(Host::tick_ms) {
             let beat = ctx.run_interval(Duration::from_millis(every.max(10)), |act, ctx| {
-                if act.room.is_none() {
+                if act.room.is_none() || act.closed {
                     return;
                 }
                 if let Some(game) = act.game.as_mut() {
@@ -237,7 +237,7 @@ impl RoomActor {
                     act.carry_out(effects, None, ctx);
                 }
             });
-            self.timers.push(beat);
+            self.game_tick = Some(beat);
         }
     }
 
@@ -304,7 +304,7 @@ impl RoomActor {
     /// were made under (into the history of a persistent room) and commits to a fresh one.
     pub(super) fn end_session(&mut self, ctx: &mut Context<Self>) {
         let empty = self.room.as_ref().is_some_and(|r| r.members.is_empty());
-        let Some(game) = self.game.as_mut().filter(|g| empty && g.unrevealed()) else {
+        let Some(game) = self.game.as_mut().filter(|g| empty && g.revealable()) else {
             return;
         };
         let reveal = game.reveal(super::super::manager::new_seed());

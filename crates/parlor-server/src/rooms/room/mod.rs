@@ -252,8 +252,9 @@ pub(crate) struct RoomActor {
     game: Option<parlor_games::Host>,
     /// The game changed since its state was last written with an event.
     game_dirty: bool,
-    /// The game's armed timers.
+    /// The game's armed timers, and its beat if it has one.
     game_timers: HashMap<String, SpawnHandle>,
+    game_tick: Option<SpawnHandle>,
     /// Members whose cursor moved in this window, and the window's timer.
     moved: std::collections::HashSet<UserId>,
     cursor_timer: Option<SpawnHandle>,
@@ -298,6 +299,7 @@ impl RoomActor {
             game,
             game_dirty: false,
             game_timers: HashMap::new(),
+            game_tick: None,
             moved: Default::default(),
             cursor_timer: None,
         }
@@ -469,6 +471,9 @@ impl RoomActor {
             .timers
             .drain(..)
             .chain(self.away.drain().map(|(_, t)| t))
+            .chain(self.game_timers.drain().map(|(_, t)| t))
+            .chain(self.game_tick.take())
+            .chain(self.cursor_timer.take())
         {
             ctx.cancel_future(t);
         }
@@ -738,6 +743,7 @@ impl Supervised for RoomActor {
         self.room = None;
         self.timers.clear();
         self.game_timers.clear();
+        self.game_tick = None;
         // The window's timer went with the context: its moves go out with the next one.
         self.cursor_timer = None;
         self.moved.clear();
