@@ -773,3 +773,181 @@ async fn a_persistent_table_restarts_on_one_pod_with_the_deck_it_was_created_wit
     assert_eq!(c.turn_order, v1::TurnOrder::RoundRobin as i32);
     assert_eq!(c.turn_timeout_ms, 5_000);
 }
+
+/// A kind from outside the repo, on the opaque path: members add numbers for a while, then
+/// the game ends on a timer and records who took part.
+mod tally {
+    use parlor_core::{CoreError, RoomRole, UserId};
+    use parlor_games::{Ctx, Game, GameResult, Player};
+    use parlor_protocol::{v1, ErrorCode};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Default, Serialize, Deserialize)]
+    pub(super) struct Tally {
+        total: i64,
+        ms: u64,
+        players: Vec<UserId>,
+        ended: bool,
+    }
+
+    fn opaque(t: &str, n: i64) -> parlor_games::Update {
+        v1::game_update::Update::Opaque(v1::OpaqueGame {
+            r#type: t.into(),
+            payload: n.to_be_bytes().to_vec().into(),
+        })
+    }
+
+    pub(super) fn registry() -> parlor_games::Registry {
+        let mut r = parlor_games::Registry::builtin();
+        r.register(parlor_games::Kind {
+            name: "tally",
+            create: |c| match c {
+                Some(v1::game_config::Config::Opaque(b)) if b.len() == 8 => {
+                    let ms = u64::from_be_bytes(b[..].try_into().unwrap());
+                    Ok(Box::new(Tally {
+                        ms,
+                        ..Tally::default()
+                    }))
+                }
+                _ => Err(CoreError::new(
+                    ErrorCode::InvalidArgument,
+                    "tally takes its length in ms",
+                )),
+            },
+            restore: |b| {
+                Ok(Box::new(
+                    serde_json::from_slice::<Tally>(b).unwrap_or_default(),
+                ))
+            },
+        });
+        r
+    }
+
+    impl Game for Tally {
+        fn kind(&self) -> &'static str {
+            "tally"
+        }
+
+        fn on_action(
+            &mut self,
+            from: &Player,
+            action: v1::game_action::Action,
+            ctx: &mut Ctx<'_>,
+        ) -> Result<(), CoreError> {
+            let v1::game_action::Action::Opaque(o) = action else {
+                return Err(CoreError::new(ErrorCode::WrongKind, "tally is opaque"));
+            };
+            if self.ended {
+                return Err(CoreError::new(ErrorCode::IllegalMove, "the tally is over"));
+            }
+            let n = i64::from_be_bytes(o.payload[..].try_into().map_err(|_| {
+                CoreError::new(ErrorCode::InvalidArgument, "eight bytes, big-endian")
+            })?);
+            if self.players.is_empty() {
+                ctx.schedule("end", self.ms);
+            }
+            if from.role != RoomRole::Watcher && !self.players.contains(&from.user_id) {
+                self.players.push(from.user_id.clone());
+            }
+            self.total += n;
+            ctx.broadcast(opaque("total", self.total));
+            Ok(())
+        }
+
+        fn on_timer(&mut self, id: &str, ctx: &mut Ctx<'_>) {
+            if id != "end" {
+                return;
+            }
+            self.ended = true;
+            ctx.broadcast(opaque("ended", self.total));
+            ctx.set_status("over");
+            ctx.finish(GameResult {
+                players: self
+                    .players
+                    .iter()
+                    .map(|u| (u.clone(), 1, self.total))
+                    .collect(),
+            });
+        }
+
+        fn view_for(&self, _viewer: &Player) -> v1::game_view::View {
+            v1::game_view::View::Opaque(self.total.to_be_bytes().to_vec().into())
+        }
+
+        fn checkpoint(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kind_from_outside_the_repo_plays_on_the_opaque_path_and_its_finish_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let s = TestServer::start_with_games(cfg.clone(), tally::registry).await;
+    let (mut a, wa) = s.guest("A").await;
+    let (mut b, _) = s.guest("B").await;
+    let req = v1::CreateRoom {
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Opaque(
+                300u64.to_be_bytes().to_vec().into(),
+            )),
+        }),
+        ..create("Tally", "tally")
+    };
+    let room = a.create_room(req).await.unwrap().room.unwrap().id;
+    b.join_room(join_id(&room)).await.unwrap();
+    let add = |n: i64| {
+        game_action::Action::Opaque(v1::OpaqueGame {
+            r#type: "add".into(),
+            payload: n.to_be_bytes().to_vec().into(),
+        })
+    };
+    a.game_action(&room, add(2)).await.unwrap();
+    b.game_action(&room, add(5)).await.unwrap();
+    // The timer the kind set ends the game through the server.
+    let ended = b
+        .wait_for(T, |f| match &f.body {
+            Body::GameUpdate(v1::GameUpdate {
+                update: Some(game_update::Update::Opaque(o)),
+                ..
+            }) if o.r#type == "ended" => {
+                Some(i64::from_be_bytes(o.payload[..].try_into().unwrap()))
+            }
+            _ => None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ended, 7);
+    refused(
+        a.game_action(&room, add(1)).await,
+        v1::ErrorCode::IllegalMove,
+    );
+    // The listing follows (the directory is written behind the event).
+    let mut status = String::new();
+    for _ in 0..40 {
+        status = a.list_rooms("tally").await.unwrap().rooms[0].status.clone();
+        if status == "over" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "over");
+    a.close().await;
+    b.close().await;
+    s.stop().await;
+    // The finish is in the match history, for each player.
+    let settings = store_settings(StoreKind::Embedded, dir.path(), &cfg);
+    let store = parlor_store::open(&settings, Default::default(), None)
+        .await
+        .unwrap();
+    let me = parlor_core::UserId(wa.user.unwrap().id);
+    let matches = store.ratings.matches_of(&me, None, 10).await.unwrap();
+    assert_eq!(matches.len(), 1, "{matches:?}");
+    assert_eq!(matches[0].kind, "tally");
+    assert_eq!(matches[0].players.len(), 2);
+    assert!(matches[0]
+        .players
+        .iter()
+        .all(|p| p.place == 1 && p.score == 7));
+}

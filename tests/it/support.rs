@@ -85,6 +85,14 @@ impl TestServer {
 
     /// Starts a pod on `cfg` (whose data dir the caller owns).
     pub(crate) async fn start_config(cfg: Config) -> TestServer {
+        Self::start_with_games(cfg, parlor_games::Registry::builtin).await
+    }
+
+    /// A pod that runs the kinds `games()` registers.
+    pub(crate) async fn start_with_games(
+        cfg: Config,
+        games: fn() -> parlor_games::Registry,
+    ) -> TestServer {
         cfg.validate().unwrap();
         let public = TcpListener::bind("127.0.0.1:0").unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -92,12 +100,13 @@ impl TestServer {
         let (tx, rx) = oneshot::channel::<()>();
         let run_cfg = cfg.clone();
         let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(parlor_server::run(
+            actix_web::rt::System::new().block_on(parlor_server::run_with_games(
                 run_cfg,
                 parlor_server::Listeners { public, admin },
                 async move {
                     let _ = rx.await;
                 },
+                games(),
             ))
         });
         let s = TestServer {

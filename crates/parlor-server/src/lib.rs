@@ -31,7 +31,7 @@ pub use auth::{generate_pem, mint_token, write_private, KeyError};
 pub use config::{service_link_vars, Config, ConfigError};
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
-pub use server::{run, Listeners};
+pub use server::{run, run_with_games, Listeners};
 pub use telemetry::{init_logging, init_sentry};
 
 /// The crate-private hot-path pieces, opened up for the root package's benchmarks.

@@ -101,6 +101,17 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with_games(cfg, listeners, shutdown, parlor_games::Registry::builtin()).await
+}
+
+/// As `run`, with the server-run room kinds of `games`: the built-in ones and any a
+/// binary outside this repo registers (docs/games.md, "Adding a kind").
+pub async fn run_with_games(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    games: parlor_games::Registry,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
@@ -226,7 +237,7 @@ pub async fn run(
         user_stats: user_stats.clone(),
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
-        games: Arc::new(parlor_games::Registry::builtin()),
+        games: Arc::new(games),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();

@@ -21,7 +21,7 @@ use std::{
 };
 
 use parlor_core::{Room, RoomId};
-use parlor_store::{AuditRecord, ChatRecord};
+use parlor_store::{AuditRecord, ChatRecord, MatchRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use super::manager::RoomDeps;
@@ -34,6 +34,8 @@ pub(super) enum Write {
     Chat(Vec<ChatRecord>),
     /// A moderation action into the audit log.
     Audit(AuditRecord),
+    /// A finished game into the match history (recording one twice changes nothing).
+    Match(Box<MatchRecord>),
     /// Answers once every earlier write is done (refused ones get one more try first).
     Barrier(oneshot::Sender<()>),
     /// The room is being deleted: drop its unsaved chat lines and snapshot, so that no
@@ -78,6 +80,8 @@ struct Unsaved {
     room: Option<Room>,
     /// Audit records not yet acknowledged (bounded like chat lines).
     audit: Vec<AuditRecord>,
+    /// Finished games not yet acknowledged (bounded like audit records).
+    matches: Vec<MatchRecord>,
     /// When `save` last ran.
     tried: Option<Instant>,
     /// Tries in a row that left something unsaved.
@@ -86,7 +90,10 @@ struct Unsaved {
 
 impl Unsaved {
     fn waiting(&self) -> bool {
-        !self.lines.is_empty() || self.room.is_some() || !self.audit.is_empty()
+        !self.lines.is_empty()
+            || self.room.is_some()
+            || !self.audit.is_empty()
+            || !self.matches.is_empty()
     }
 
     /// The wait before the next retry: `RETRY`, doubled after each further failed try.
@@ -151,6 +158,21 @@ impl Unsaved {
                 }
             }
         }
+        if !self.matches.is_empty() {
+            let over = self.matches.len().saturating_sub(UNSAVED_AUDIT_MAX);
+            if over > 0 {
+                tracing::error!(room_id = %id, records = over, "match writes keep failing; dropping the oldest");
+                self.matches.drain(..over);
+            }
+            let mut left = Vec::new();
+            for m in std::mem::take(&mut self.matches) {
+                if let Err(e) = deps.store.ratings.record_match(&m, &[]).await {
+                    tracing::warn!(room_id = %id, error = %e, "match write failed; will retry");
+                    left.push(m);
+                }
+            }
+            self.matches = left;
+        }
         if self.lines.is_empty() {
             return;
         }
@@ -214,6 +236,10 @@ pub(super) fn spawn_writer(
                 }
                 Some(Write::Audit(record)) => {
                     unsaved.audit.push(record);
+                    unsaved.write(&deps, &id, &backlog).await;
+                }
+                Some(Write::Match(record)) => {
+                    unsaved.matches.push(*record);
                     unsaved.write(&deps, &id, &backlog).await;
                 }
                 Some(Write::Chat(lines)) => {

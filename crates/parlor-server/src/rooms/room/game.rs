@@ -335,11 +335,8 @@ impl RoomActor {
                 })
                 .collect(),
         };
-        let store = self.deps.store.clone();
-        actix::spawn(async move {
-            if let Err(e) = store.ratings.record_match(&record, &[]).await {
-                tracing::warn!(error = %e, "a finished game was not recorded");
-            }
-        });
+        // Through the room's writer: retried while the store refuses it, and flushed at
+        // shutdown like the room's other writes.
+        let _ = self.writer.send(Write::Match(Box::new(record)));
     }
 }
