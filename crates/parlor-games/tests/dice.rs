@@ -221,6 +221,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
+    /// Any text: a parse or a typed refusal, never a panic; and what parses rolls.
+    #[test]
+    fn any_text_parses_or_is_refused_without_a_panic(
+        text in prop_oneof!["\\PC{0,40}", "[0-9dDkhlr!%@+ -]{0,30}"],
+    ) {
+        let l = DiceLimits::default();
+        let vars: BTreeMap<String, i64> = BTreeMap::new();
+        match Notation::parse(&text, &l) {
+            Ok(n) => {
+                if let Ok((lo, hi)) = n.bounds(&vars, &l) {
+                    let (total, _) = n.roll(&vars, &l, &mut Draw::new(&[0; 32], 0)).unwrap();
+                    prop_assert!(lo <= total && total <= hi, "{text}");
+                }
+            }
+            Err(e) => prop_assert!(matches!(e.code, ErrorCode::InvalidArgument | ErrorCode::TooLong)),
+        }
+    }
+}
+
 fn player(id: &str, role: RoomRole) -> Player {
     Player {
         user_id: UserId(id.into()),

@@ -133,6 +133,22 @@ impl Unsaved {
     /// the next try.
     async fn try_save(&mut self, deps: &RoomDeps, id: &RoomId) {
         self.tried = Some(Instant::now());
+        self.save_room(deps, id).await;
+        let had_rest = self.waiting_besides_room();
+        self.save_rest(deps, id).await;
+        // The first write after an outage can fail on a connection the store has not
+        // replaced yet. If what followed got through, the store is back: the snapshot is
+        // tried again now rather than after the next, doubled, retry delay.
+        if self.room.is_some() && had_rest && !self.waiting_besides_room() {
+            self.save_room(deps, id).await;
+        }
+    }
+
+    fn waiting_besides_room(&self) -> bool {
+        !self.lines.is_empty() || !self.audit.is_empty() || !self.matches.is_empty()
+    }
+
+    async fn save_room(&mut self, deps: &RoomDeps, id: &RoomId) {
         if let Some(room) = &self.room {
             match deps.store.rooms.save_room(room).await {
                 Ok(()) => self.room = None,
@@ -141,6 +157,10 @@ impl Unsaved {
                 }
             }
         }
+    }
+
+    /// Audit records, finished games and chat lines; what fails stays for the next try.
+    async fn save_rest(&mut self, deps: &RoomDeps, id: &RoomId) {
         if !self.audit.is_empty() {
             let over = self.audit.len().saturating_sub(UNSAVED_AUDIT_MAX);
             if over > 0 {
