@@ -865,8 +865,14 @@ mod tally {
                 players: self
                     .players
                     .iter()
-                    .map(|u| (u.clone(), 1, self.total))
+                    .map(|u| parlor_games::Placed {
+                        user: u.clone(),
+                        place: 1,
+                        score: self.total,
+                        rated: false,
+                    })
                     .collect(),
+                rating: parlor_games::RatingSystem::Unrated,
             });
         }
 
@@ -950,4 +956,178 @@ async fn a_kind_from_outside_the_repo_plays_on_the_opaque_path_and_its_finish_is
         .players
         .iter()
         .all(|p| p.place == 1 && p.score == 7));
+}
+
+fn trivia(a: v1::trivia_action::Action) -> game_action::Action {
+    game_action::Action::Trivia(v1::TriviaAction { action: Some(a) })
+}
+
+/// Reads until a trivia update that `pick` takes.
+async fn trivia_until<T>(
+    c: &mut Connection,
+    mut pick: impl FnMut(&v1::trivia_update::Update) -> Option<T>,
+) -> T {
+    c.wait_for(std::time::Duration::from_secs(20), |f| match &f.body {
+        Body::GameUpdate(v1::GameUpdate {
+            update: Some(game_update::Update::Trivia(v1::TriviaUpdate { update: Some(u) })),
+            ..
+        }) => pick(u),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_rated_trivia_game_plays_to_the_end_and_moves_registered_players_ratings() {
+    use v1::{trivia_action as ta, trivia_update as tu};
+    let s = TestServer::start().await;
+    let (mut host, _, _) = s.user("quizmaster").await;
+    let (mut a, wa, _) = s.user("alice").await;
+    let (mut b, wb, _) = s.user("bruno").await;
+    let (mut g, wg) = s.guest("Guest").await;
+    let question = |text: &str, correct: u32| v1::TriviaQuestion {
+        text: text.into(),
+        answers: vec!["north".into(), "south".into(), "east".into()],
+        correct,
+        category: "geography".into(),
+        difficulty: 2,
+    };
+    let req = v1::CreateRoom {
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Trivia(v1::TriviaConfig {
+                questions: vec![question("first", 2), question("second", 0)],
+                buzz_window_ms: 3_000,
+                answer_ms: 3_000,
+                reveal_ms: 200,
+                auto_start_players: 0,
+                rated: true,
+            })),
+        }),
+        ..create("Quiz", "trivia")
+    };
+    let room = host.create_room(req).await.unwrap().room.unwrap().id;
+    for c in [&mut a, &mut b, &mut g] {
+        c.join_room(join_id(&room)).await.unwrap();
+    }
+    host.game_action(&room, trivia(ta::Action::Start(v1::StartTrivia {})))
+        .await
+        .unwrap();
+    // Question one: alice buzzes first and is right.
+    let asked = trivia_until(&mut a, |u| match u {
+        tu::Update::Asked(q) => Some(q.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((asked.index, asked.text.as_str()), (0, "first"));
+    a.game_action(&room, trivia(ta::Action::Buzz(v1::Buzz { question: 0 })))
+        .await
+        .unwrap();
+    refused(
+        b.game_action(
+            &room,
+            trivia(ta::Action::Answer(v1::AnswerTrivia {
+                question: 0,
+                choice: 2,
+            })),
+        )
+        .await,
+        v1::ErrorCode::NotYourTurn,
+    );
+    a.game_action(
+        &room,
+        trivia(ta::Action::Answer(v1::AnswerTrivia {
+            question: 0,
+            choice: 2,
+        })),
+    )
+    .await
+    .unwrap();
+    // Question two: bruno is wrong, the guest is right.
+    trivia_until(&mut b, |u| {
+        matches!(u, tu::Update::Asked(q) if q.index == 1).then_some(())
+    })
+    .await;
+    b.game_action(&room, trivia(ta::Action::Buzz(v1::Buzz { question: 1 })))
+        .await
+        .unwrap();
+    g.game_action(&room, trivia(ta::Action::Buzz(v1::Buzz { question: 1 })))
+        .await
+        .unwrap();
+    b.game_action(
+        &room,
+        trivia(ta::Action::Answer(v1::AnswerTrivia {
+            question: 1,
+            choice: 1,
+        })),
+    )
+    .await
+    .unwrap();
+    let gid = wg.user.clone().unwrap().id;
+    trivia_until(&mut g, |u| {
+        matches!(u, tu::Update::Buzzed(z) if z.answering && z.user_id == gid).then_some(())
+    })
+    .await;
+    g.game_action(
+        &room,
+        trivia(ta::Action::Answer(v1::AnswerTrivia {
+            question: 1,
+            choice: 0,
+        })),
+    )
+    .await
+    .unwrap();
+    let over = trivia_until(&mut host, |u| match u {
+        tu::Update::Over(o) => Some(o.clone()),
+        _ => None,
+    })
+    .await;
+    let (ida, idb, idg) = (
+        wa.user.unwrap().id,
+        wb.user.unwrap().id,
+        wg.user.unwrap().id,
+    );
+    let places: Vec<(String, u32)> = over
+        .standings
+        .iter()
+        .map(|s| (s.user_id.clone(), s.place))
+        .collect();
+    assert_eq!(places[2], (idb.clone(), 3), "{places:?}");
+    assert!(places[..2].iter().any(|p| p.0 == ida) && places[..2].iter().any(|p| p.0 == idg));
+
+    // The result and the rating changes were written together: alice up, bruno down, the
+    // guest unrated.
+    let rating = |id: String| {
+        let rest = s.rest();
+        async move {
+            for _ in 0..50 {
+                let stats = rest
+                    .get_json(&format!("/api/v1/users/{id}/stats"), None)
+                    .await;
+                if let Ok(v) = &stats {
+                    if !v["ratings"]["trivia"].is_null() {
+                        return Some(v["ratings"]["trivia"].clone());
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            None
+        }
+    };
+    let ra = rating(ida).await.expect("alice is rated");
+    let rb = rating(idb).await.expect("bruno is rated");
+    assert!(ra["rating"].as_f64().unwrap() > 25.0, "{ra}");
+    assert!(rb["rating"].as_f64().unwrap() < 25.0, "{rb}");
+    assert_eq!(
+        (ra["games"].as_u64(), rb["games"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let guest = s
+        .rest()
+        .get_json(&format!("/api/v1/users/{idg}/stats"), None)
+        .await;
+    assert!(
+        guest.map_or(true, |v| v["ratings"]["trivia"].is_null()),
+        "guests play unrated"
+    );
 }

@@ -1152,6 +1152,7 @@ async fn leaderboards(kind: StoreKind) {
             value,
             games: 1,
             updated_at_ms: 1,
+            uncertainty: 0.0,
         };
         let m = parlor_store::MatchRecord {
             id: format!("{:013}-m1", parlor_core::now_ms()),

@@ -40,12 +40,37 @@ pub enum LeaveReason {
 /// A kind's update, as it goes on the wire.
 pub type Update = v1::game_update::Update;
 
-/// A finished game, for the match history: each player's place (1 is first; equal places
-/// drew) and the game's score.
+/// A finished game, for the match history and the ratings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GameResult {
-    /// (player, place, score), in any order.
-    pub players: Vec<(UserId, u32, i64)>,
+    /// Every player, in any order.
+    pub players: Vec<Placed>,
+    /// How the rated players' ratings change.
+    pub rating: RatingSystem,
+}
+
+/// One player's part in a finished game.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// The player.
+    pub user: UserId,
+    /// 1 is first; equal places drew.
+    pub place: u32,
+    /// The game's own score.
+    pub score: i64,
+    /// Their rating changes (registered accounts in a rated game; never guests).
+    pub rated: bool,
+}
+
+/// The rating system a kind's finished games use (docs/games.md, "Ratings").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatingSystem {
+    /// Results are recorded; no rating changes.
+    Unrated,
+    /// Elo, for games of two.
+    Elo,
+    /// Weng-Lin (OpenSkill), for games of any size, with ties.
+    WengLin,
 }
 
 /// What a kind asked the server to do, in the order it asked.

@@ -3,7 +3,7 @@
 //! - `contract`: what a kind implements (`Game`) and what the server gives it (`Ctx`).
 //! - `host`: a room's game with its fair RNG, timers and checkpoint.
 //! - `fair`: the seed commitment and the public rule every draw follows.
-//! - `dice`, `cards`: the built-in kinds.
+//! - `dice`, `cards`, `trivia`: the built-in kinds.
 //! - `verify`: replays a revealed history.
 //!
 //! A room whose kind is not registered here relays: its kind is a label.
@@ -13,9 +13,12 @@ pub mod contract;
 pub mod dice;
 pub mod fair;
 mod host;
+pub mod trivia;
 pub mod verify;
 
-pub use contract::{Ctx, Effect, Game, GameResult, LeaveReason, Player, Update};
+pub use contract::{
+    Ctx, Effect, Game, GameResult, LeaveReason, Placed, Player, RatingSystem, Update,
+};
 pub use host::Host;
 
 use parlor_core::CoreError;
@@ -47,7 +50,7 @@ fn wrong_config(kind: &str) -> CoreError {
 }
 
 impl Registry {
-    /// The kinds in this repo: `dice` and `cards`.
+    /// The kinds in this repo: `dice`, `cards` and `trivia`.
     pub fn builtin() -> Self {
         Self {
             kinds: vec![
@@ -72,6 +75,17 @@ impl Registry {
                         Some(_) => Err(wrong_config("cards")),
                     },
                     restore: |b| Ok(Box::new(cards::Cards::restore(b)?)),
+                },
+                Kind {
+                    name: "trivia",
+                    create: |c| match c {
+                        None => Ok(Box::new(trivia::Trivia::create(None)?)),
+                        Some(v1::game_config::Config::Trivia(t)) => {
+                            Ok(Box::new(trivia::Trivia::create(Some(t))?))
+                        }
+                        Some(_) => Err(wrong_config("trivia")),
+                    },
+                    restore: |b| Ok(Box::new(trivia::Trivia::restore(b)?)),
                 },
             ],
         }

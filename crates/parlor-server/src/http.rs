@@ -670,7 +670,9 @@ async fn user_stats(shared: Data<Shared>, id: web::Path<String>) -> ApiResult<Ht
     let ratings: serde_json::Map<String, serde_json::Value> = ratings
         .into_iter()
         .map(|r| {
-            let v = serde_json::json!({ "rating": r.value, "games": r.games });
+            let v = serde_json::json!({
+                "rating": r.value, "games": r.games, "uncertainty": r.uncertainty,
+            });
             (r.kind, v)
         })
         .collect();

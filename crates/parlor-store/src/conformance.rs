@@ -439,6 +439,7 @@ pub async fn ratings(store: &Store) {
         value,
         games,
         updated_at_ms: 1,
+        uncertainty: 0.5,
     };
     let game = |i: i64, winner: &UserId, loser: &UserId| MatchRecord {
         id: format!("{:013}-{}", 4_000_000_000_000 + i, new_id("")),

@@ -267,6 +267,9 @@ pub struct Rating {
     pub games: u64,
     /// The match that set it, ms since the epoch.
     pub updated_at_ms: i64,
+    /// How unsure the rating is, for systems that keep it (Weng-Lin's sigma); 0 for Elo.
+    #[serde(default)]
+    pub uncertainty: f64,
 }
 
 /// Leaderboard order: highest rating first, ties by user id.

@@ -4,6 +4,7 @@
 mod fanout;
 mod manager;
 mod peer;
+mod ratings;
 mod room;
 mod writer;
 

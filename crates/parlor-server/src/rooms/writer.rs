@@ -21,7 +21,9 @@ use std::{
 };
 
 use parlor_core::{Room, RoomId};
-use parlor_store::{AuditRecord, ChatRecord, MatchRecord};
+use parlor_store::{AuditRecord, ChatRecord};
+
+use super::ratings::{rate, Finished};
 use tokio::sync::{mpsc, oneshot};
 
 use super::manager::RoomDeps;
@@ -34,8 +36,9 @@ pub(super) enum Write {
     Chat(Vec<ChatRecord>),
     /// A moderation action into the audit log.
     Audit(AuditRecord),
-    /// A finished game into the match history (recording one twice changes nothing).
-    Match(Box<MatchRecord>),
+    /// A finished game into the match history, with its rating changes, in one store
+    /// write (recording one twice changes nothing).
+    Match(Box<Finished>),
     /// Answers once every earlier write is done (refused ones get one more try first).
     Barrier(oneshot::Sender<()>),
     /// The room is being deleted: drop its unsaved chat lines and snapshot, so that no
@@ -81,7 +84,7 @@ struct Unsaved {
     /// Audit records not yet acknowledged (bounded like chat lines).
     audit: Vec<AuditRecord>,
     /// Finished games not yet acknowledged (bounded like audit records).
-    matches: Vec<MatchRecord>,
+    matches: Vec<Finished>,
     /// When `save` last ran.
     tried: Option<Instant>,
     /// Tries in a row that left something unsaved.
@@ -185,10 +188,10 @@ impl Unsaved {
                 self.matches.drain(..over);
             }
             let mut left = Vec::new();
-            for m in std::mem::take(&mut self.matches) {
-                if let Err(e) = deps.store.ratings.record_match(&m, &[]).await {
+            for f in std::mem::take(&mut self.matches) {
+                if let Err(e) = record(deps, &f).await {
                     tracing::warn!(room_id = %id, error = %e, "match write failed; will retry");
-                    left.push(m);
+                    left.push(f);
                 }
             }
             self.matches = left;
@@ -217,6 +220,19 @@ impl Unsaved {
             }
         }
     }
+}
+
+/// Reads the rated players' ratings, rates the game, and writes the result with the new
+/// ratings in one store write.
+async fn record(deps: &RoomDeps, f: &Finished) -> parlor_store::Result<()> {
+    let mut stored = std::collections::HashMap::new();
+    for user in &f.rated {
+        if let Some(r) = deps.store.ratings.rating(user, &f.record.kind).await? {
+            stored.insert(user.clone(), r);
+        }
+    }
+    let (record, ratings) = rate(f, &stored);
+    deps.store.ratings.record_match(&record, &ratings).await
 }
 
 /// Starts a room's writer on the current arbiter, outside any actor context.

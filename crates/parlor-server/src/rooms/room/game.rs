@@ -325,18 +325,37 @@ impl RoomActor {
             at_ms,
             players: result
                 .players
-                .into_iter()
-                .map(|(user, place, score)| parlor_store::MatchPlayer {
-                    user,
-                    place,
-                    score,
+                .iter()
+                .map(|p| parlor_store::MatchPlayer {
+                    user: p.user.clone(),
+                    place: p.place,
+                    score: p.score,
                     rating_before: None,
                     rating_after: None,
                 })
                 .collect(),
         };
-        // Through the room's writer: retried while the store refuses it, and flushed at
-        // shutdown like the room's other writes.
-        let _ = self.writer.send(Write::Match(Box::new(record)));
+        // Guests play unrated, whatever the kind says of a member still in the room.
+        let guest = |u: &UserId| {
+            self.room
+                .as_ref()
+                .and_then(|r| r.member(u))
+                .is_some_and(|m| m.global < parlor_core::GlobalRole::User)
+        };
+        let rated = result
+            .players
+            .into_iter()
+            .filter(|p| p.rated && !guest(&p.user))
+            .map(|p| p.user)
+            .collect();
+        // Through the room's writer: rated there, retried while the store refuses it, and
+        // flushed at shutdown like the room's other writes.
+        let _ = self
+            .writer
+            .send(Write::Match(Box::new(super::super::ratings::Finished {
+                record,
+                system: result.rating,
+                rated,
+            })));
     }
 }
