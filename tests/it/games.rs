@@ -1093,6 +1093,7 @@ async fn a_rated_trivia_game_plays_to_the_end_and_moves_registered_players_ratin
         .map(|s| (s.user_id.clone(), s.place))
         .collect();
     assert_eq!(places[2], (idb.clone(), 3), "{places:?}");
+    let alice_place = places.iter().find(|p| p.0 == ida).map(|p| p.1).unwrap();
     assert!(places[..2].iter().any(|p| p.0 == ida) && places[..2].iter().any(|p| p.0 == idg));
 
     // The result and the rating changes were written together: alice up, bruno down, the
@@ -1121,6 +1122,17 @@ async fn a_rated_trivia_game_plays_to_the_end_and_moves_registered_players_ratin
     assert_eq!(
         (ra["games"].as_u64(), rb["games"].as_u64()),
         (Some(1), Some(1))
+    );
+    // First place is a win (alice's, unless the guest was faster); bruno's third, a loss.
+    let (wins, losses) = (ra["wins"].as_u64().unwrap(), ra["losses"].as_u64().unwrap());
+    assert_eq!(
+        (wins, losses),
+        if alice_place == 1 { (1, 0) } else { (0, 1) },
+        "{ra}"
+    );
+    assert_eq!(
+        (rb["wins"].as_u64(), rb["losses"].as_u64()),
+        (Some(0), Some(1))
     );
     let guest = s
         .rest()

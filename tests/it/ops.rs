@@ -1153,6 +1153,8 @@ async fn leaderboards(kind: StoreKind) {
             games: 1,
             updated_at_ms: 1,
             uncertainty: 0.0,
+            wins: 0,
+            losses: 0,
         };
         let m = parlor_store::MatchRecord {
             id: format!("{:013}-m1", parlor_core::now_ms()),

@@ -619,6 +619,7 @@ async fn leaderboard(
     let row = |place: u64, r: &parlor_store::Rating| {
         serde_json::json!({
             "place": place, "user_id": r.user, "rating": r.value, "games": r.games,
+            "wins": r.wins, "losses": r.losses,
         })
     };
     match q.around.as_deref() {
@@ -672,6 +673,7 @@ async fn user_stats(shared: Data<Shared>, id: web::Path<String>) -> ApiResult<Ht
         .map(|r| {
             let v = serde_json::json!({
                 "rating": r.value, "games": r.games, "uncertainty": r.uncertainty,
+                "wins": r.wins, "losses": r.losses,
             });
             (r.kind, v)
         })

@@ -440,6 +440,8 @@ pub async fn ratings(store: &Store) {
         games,
         updated_at_ms: 1,
         uncertainty: 0.5,
+        wins: games,
+        losses: 0,
     };
     let game = |i: i64, winner: &UserId, loser: &UserId| MatchRecord {
         id: format!("{:013}-{}", 4_000_000_000_000 + i, new_id("")),

@@ -270,6 +270,13 @@ pub struct Rating {
     /// How unsure the rating is, for systems that keep it (Weng-Lin's sigma); 0 for Elo.
     #[serde(default)]
     pub uncertainty: f64,
+    /// Rated games won (first place, not shared by everyone) and lost (any other place);
+    /// a game everyone drew counts as neither.
+    #[serde(default)]
+    pub wins: u64,
+    /// See `wins`.
+    #[serde(default)]
+    pub losses: u64,
 }
 
 /// Leaderboard order: highest rating first, ties by user id.

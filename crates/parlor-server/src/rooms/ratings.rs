@@ -85,8 +85,14 @@ pub(crate) fn rate(f: &Finished, stored: &HashMap<UserId, Rating>) -> (MatchReco
         // Unrated, or too few rated players for the system: nothing changes.
         _ => return (record, Vec::new()),
     };
+    let all_drew = places.iter().all(|(_, p)| *p == places[0].1);
     let mut ratings = Vec::with_capacity(places.len());
-    for (((user, _), was), now) in places.iter().zip(&old).zip(&new) {
+    for (((user, place), was), now) in places.iter().zip(&old).zip(&new) {
+        let (won, lost) = match (all_drew, *place) {
+            (true, _) => (0, 0),
+            (false, 1) => (1, 0),
+            _ => (0, 1),
+        };
         if let Some(p) = record.players.iter_mut().find(|p| p.user == *user) {
             p.rating_before = Some(was.0);
             p.rating_after = Some(now.0);
@@ -98,6 +104,8 @@ pub(crate) fn rate(f: &Finished, stored: &HashMap<UserId, Rating>) -> (MatchReco
             games: stored.get(user).map_or(0, |r| r.games) + 1,
             updated_at_ms: record.at_ms,
             uncertainty: now.1,
+            wins: stored.get(user).map_or(0, |r| r.wins) + won,
+            losses: stored.get(user).map_or(0, |r| r.losses) + lost,
         });
     }
     (record, ratings)
@@ -140,6 +148,15 @@ mod tests {
         assert!((r[0].value - 1000.0 + (r[1].value - 1000.0)).abs() < 1e-9);
         assert_eq!(record.players[0].rating_before, Some(1000.0));
         assert_eq!(r[0].games, 1);
+        assert_eq!(
+            (r[0].wins, r[0].losses, r[1].wins, r[1].losses),
+            (1, 0, 0, 1)
+        );
+        let draw = finished(RatingSystem::Elo, &[("a", 1), ("b", 1)], &["a", "b"]);
+        let (_, r) = rate(&draw, &HashMap::new());
+        assert!(r
+            .iter()
+            .all(|x| x.wins == 0 && x.losses == 0 && x.games == 1));
     }
 
     #[test]
