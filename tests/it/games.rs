@@ -1143,3 +1143,141 @@ async fn a_rated_trivia_game_plays_to_the_end_and_moves_registered_players_ratin
         "guests play unrated"
     );
 }
+
+fn duel(a: v1::match_action::Action) -> game_action::Action {
+    game_action::Action::Match(v1::MatchAction { action: Some(a) })
+}
+
+fn report(winner: &str) -> game_action::Action {
+    duel(v1::match_action::Action::Report(v1::ReportResult {
+        winner_user_id: winner.into(),
+        draw: false,
+    }))
+}
+
+/// Waits for the match in `room` to settle, as `c` sees it.
+async fn settled(c: &mut Connection, room: &str) -> v1::MatchSettled {
+    c.wait_for(T, |f| match &f.body {
+        Body::GameUpdate(v1::GameUpdate {
+            update:
+                Some(game_update::Update::Match(v1::MatchUpdate {
+                    update: Some(v1::match_update::Update::Settled(s)),
+                })),
+            room_id,
+        }) if room_id == room => Some(s.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_league_of_reported_matches_rates_agreed_and_decided_results() {
+    let s = TestServer::start().await;
+    let (mut a, wa, _) = s.user("ana").await;
+    let (mut b, wb, _) = s.user("ben").await;
+    let (mut root, _, _) = s.user("root").await;
+    let (ida, idb) = (wa.user.unwrap().id, wb.user.unwrap().id);
+
+    // Match one, by invitation: both report that ana won.
+    let first = a.create_room(create("League 1", "match")).await.unwrap();
+    let code = first.room.unwrap().code;
+    let joined = b
+        .join_room(v1::JoinRoom {
+            code: code.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let room = joined.room.unwrap().id;
+    // A third who asks to play is seated as a watcher.
+    let (mut c, _) = s.guest("Cleo").await;
+    let cj = c
+        .join_room(v1::JoinRoom {
+            code,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(cj.your_role, v1::RoomRole::Watcher as i32);
+    refused(
+        c.game_action(&room, report(&ida)).await,
+        v1::ErrorCode::Forbidden,
+    );
+    a.game_action(&room, report(&ida)).await.unwrap();
+    b.game_action(&room, report(&ida)).await.unwrap();
+    let s1 = settled(&mut c, &room).await;
+    assert_eq!(
+        (s1.winner_user_id.as_str(), s1.how),
+        (ida.as_str(), v1::match_settled::How::Agreed as i32)
+    );
+
+    // Match two: they disagree, and a moderator, watching, decides for ben.
+    let second = a.create_room(create("League 2", "match")).await.unwrap();
+    let room2 = second.room.unwrap().id;
+    b.join_room(join_id(&room2)).await.unwrap();
+    root.join_room(v1::JoinRoom {
+        role: v1::RoomRole::Watcher as i32,
+        ..join_id(&room2)
+    })
+    .await
+    .unwrap();
+    a.game_action(&room2, report(&ida)).await.unwrap();
+    b.game_action(&room2, report(&idb)).await.unwrap();
+    refused(
+        a.game_action(&room2, report(&ida)).await,
+        v1::ErrorCode::IllegalMove,
+    );
+    let decide = duel(v1::match_action::Action::Decide(v1::DecideResult {
+        winner_user_id: idb.clone(),
+        draw: false,
+    }));
+    refused(
+        a.game_action(&room2, decide.clone()).await,
+        v1::ErrorCode::Forbidden,
+    );
+    root.game_action(&room2, decide).await.unwrap();
+    let s2 = settled(&mut b, &room2).await;
+    assert_eq!(s2.how, v1::match_settled::How::Decided as i32);
+
+    // The league table: one win and one loss each, Elo from 1000.
+    let mut rows = serde_json::Value::Null;
+    for _ in 0..50 {
+        rows = s
+            .rest()
+            .get_json("/api/v1/leaderboards/match?limit=10", None)
+            .await
+            .unwrap();
+        let done = rows["players"]
+            .as_array()
+            .is_some_and(|p| p.len() == 2 && p.iter().all(|r| r["games"] == 2));
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let players = rows["players"].as_array().expect("a leaderboard");
+    assert_eq!(players.len(), 2, "{rows}");
+    for r in players {
+        assert_eq!(
+            (
+                r["games"].as_u64(),
+                r["wins"].as_u64(),
+                r["losses"].as_u64()
+            ),
+            (Some(2), Some(1), Some(1)),
+            "{r}"
+        );
+    }
+    // Ana won at 1000 against 1000 (+16), then lost at 1016 against 984 (about -17.5).
+    let of = |id: &str| {
+        players.iter().find(|r| r["user_id"] == id).unwrap()["rating"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(of(&idb) > of(&ida), "{rows}");
+    assert!(
+        (of(&ida) + of(&idb) - 2000.0).abs() < 1e-6,
+        "Elo moves points, it does not make them"
+    );
+}

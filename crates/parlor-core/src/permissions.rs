@@ -23,6 +23,9 @@ pub enum Action {
     PrivateChat,
     /// Relay a game event to a room.
     SendGameEvent,
+    /// Send an action to a server-run room's game. Any member may; the kind's own rules
+    /// decide what each role may do (a moderator watching a match decides it).
+    GameAction,
     /// Change one's own presence in a room.
     UpdatePresence,
     /// Remove a member from a room.
@@ -48,7 +51,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, for tests and docs that walk the table.
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::ListRooms,
         Action::CreateRoom,
         Action::JoinAsPlayer,
@@ -57,6 +60,7 @@ impl Action {
         Action::Chat,
         Action::PrivateChat,
         Action::SendGameEvent,
+        Action::GameAction,
         Action::UpdatePresence,
         Action::Kick,
         Action::Ban,
@@ -163,7 +167,7 @@ pub fn check(
         Chat if policy.owner_only_chat && !owner => {
             deny(ErrorCode::ChatDisabled, "only the owner chats in this room")
         }
-        Chat | UpdatePresence => Ok(()),
+        Chat | UpdatePresence | GameAction => Ok(()),
         SendGameEvent if room == Some(RoomRole::Watcher) => {
             deny(ErrorCode::Forbidden, "watchers do not send game events")
         }
@@ -180,7 +184,7 @@ mod tests {
 
     /// Rows: actions. Columns: global role (visitor, guest, user, moderator, admin), each
     /// for room role (none, owner, player, watcher). `1` allowed, `.` denied. Default policy.
-    const EXPECTED: [(Action, &str); 18] = [
+    const EXPECTED: [(Action, &str); 19] = [
         (Action::ListRooms, "1111 1111 1111 1111 1111"),
         (Action::CreateRoom, ".... 1111 1111 1111 1111"),
         (Action::JoinAsPlayer, ".... 1111 1111 1111 1111"),
@@ -189,6 +193,7 @@ mod tests {
         (Action::Chat, ".... .111 .111 .111 .111"),
         (Action::PrivateChat, ".... .... 1111 1111 1111"),
         (Action::SendGameEvent, ".... .11. .11. .11. .11."),
+        (Action::GameAction, ".... .111 .111 .111 .111"),
         (Action::UpdatePresence, ".... .111 .111 .111 .111"),
         (Action::Kick, ".... .1.. .1.. 1111 1111"),
         (Action::Ban, ".... .1.. .1.. 1111 1111"),

@@ -3,7 +3,7 @@
 //! - `contract`: what a kind implements (`Game`) and what the server gives it (`Ctx`).
 //! - `host`: a room's game with its fair RNG, timers and checkpoint.
 //! - `fair`: the seed commitment and the public rule every draw follows.
-//! - `dice`, `cards`, `trivia`: the built-in kinds.
+//! - `dice`, `cards`, `trivia`, `duel` (kind `match`): the built-in kinds.
 //! - `verify`: replays a revealed history.
 //!
 //! A room whose kind is not registered here relays: its kind is a label.
@@ -11,6 +11,7 @@
 pub mod cards;
 pub mod contract;
 pub mod dice;
+pub mod duel;
 pub mod fair;
 mod host;
 pub mod trivia;
@@ -50,7 +51,7 @@ fn wrong_config(kind: &str) -> CoreError {
 }
 
 impl Registry {
-    /// The kinds in this repo: `dice`, `cards` and `trivia`.
+    /// The kinds in this repo: `dice`, `cards`, `trivia` and `match`.
     pub fn builtin() -> Self {
         Self {
             kinds: vec![
@@ -86,6 +87,17 @@ impl Registry {
                         Some(_) => Err(wrong_config("trivia")),
                     },
                     restore: |b| Ok(Box::new(trivia::Trivia::restore(b)?)),
+                },
+                Kind {
+                    name: "match",
+                    create: |c| match c {
+                        None => Ok(Box::new(duel::Duel::create(None)?)),
+                        Some(v1::game_config::Config::Match(m)) => {
+                            Ok(Box::new(duel::Duel::create(Some(m))?))
+                        }
+                        Some(_) => Err(wrong_config("match")),
+                    },
+                    restore: |b| Ok(Box::new(duel::Duel::restore(b)?)),
                 },
             ],
         }

@@ -44,7 +44,7 @@ impl RoomActor {
                 "this room relays: send GameEvent, not GameAction",
             ));
         }
-        self.allowed(Perm::SendGameEvent, m)?;
+        self.allowed(Perm::GameAction, m)?;
         let Some(action) = a.action else {
             return Err(CoreError::new(
                 ErrorCode::InvalidArgument,
