@@ -1002,6 +1002,7 @@ async fn a_rated_trivia_game_plays_to_the_end_and_moves_registered_players_ratin
                 reveal_ms: 200,
                 auto_start_players: 0,
                 rated: true,
+                question_set_id: String::new(),
             })),
         }),
         ..create("Quiz", "trivia")
@@ -1279,5 +1280,101 @@ async fn a_league_of_reported_matches_rates_agreed_and_decided_results() {
     assert!(
         (of(&ida) + of(&idb) - 2000.0).abs() < 1e-6,
         "Elo moves points, it does not make them"
+    );
+}
+
+#[tokio::test]
+async fn moderators_upload_question_sets_and_a_host_plays_one() {
+    use parlor_client::ClientError;
+    let s = TestServer::start().await;
+    let (_, _, admin) = s.user("root").await;
+    let (mut host, _, player_tokens) = s.user("host").await;
+    let set = serde_json::json!({
+        "name": "Capitals",
+        "questions": [
+            {"text": "Capital of Peru?", "answers": ["Lima", "Quito"], "correct": 0, "category": "geo", "difficulty": 2},
+            {"text": "Capital of Kenya?", "answers": ["Mombasa", "Nairobi"], "correct": 1}
+        ]
+    });
+    let rest = s.rest();
+    // Players may neither upload nor read sets: they hold the answers.
+    assert!(matches!(
+        rest.post_json(
+            "/api/v1/question-sets",
+            &set,
+            Some(&player_tokens.access_token)
+        )
+        .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+    // A bad question is refused and named.
+    let mut bad = set.clone();
+    bad["questions"][1]["correct"] = 5.into();
+    match rest
+        .post_json("/api/v1/question-sets", &bad, Some(&admin.access_token))
+        .await
+    {
+        Err(ClientError::Http {
+            status: 400,
+            message,
+            ..
+        }) => assert!(message.contains("question 1"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let made = rest
+        .post_json("/api/v1/question-sets", &set, Some(&admin.access_token))
+        .await
+        .unwrap();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert_eq!(made["questions"], 2);
+    let list = rest
+        .get_json("/api/v1/question-sets", Some(&admin.access_token))
+        .await
+        .unwrap();
+    assert_eq!(list["sets"][0]["id"], id.as_str());
+    assert!(matches!(
+        rest.get_json(
+            &format!("/api/v1/question-sets/{id}"),
+            Some(&player_tokens.access_token)
+        )
+        .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+
+    // A host plays it by id; an unknown id is refused.
+    let with = |set: &str| v1::CreateRoom {
+        game: Some(v1::GameConfig {
+            config: Some(v1::game_config::Config::Trivia(v1::TriviaConfig {
+                question_set_id: set.into(),
+                ..Default::default()
+            })),
+        }),
+        ..create("Capitals", "trivia")
+    };
+    refused(
+        host.create_room(with("no-such-set")).await,
+        v1::ErrorCode::NotFound,
+    );
+    let room = host.create_room(with(&id)).await.unwrap().room.unwrap().id;
+    let Some(v1::game_view::View::Trivia(v)) = view(&mut host).await.view else {
+        panic!()
+    };
+    assert_eq!(v.questions, 2);
+    let (mut p, _) = s.guest("Pat").await;
+    p.join_room(join_id(&room)).await.unwrap();
+    host.game_action(
+        &room,
+        trivia(v1::trivia_action::Action::Start(v1::StartTrivia {})),
+    )
+    .await
+    .unwrap();
+    let asked = trivia_until(&mut p, |u| match u {
+        v1::trivia_update::Update::Asked(q) => Some(q.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (asked.text.as_str(), asked.answers.len()),
+        ("Capital of Peru?", 2)
     );
 }

@@ -47,11 +47,13 @@ pub enum Action {
     ReadAudit,
     /// List the cluster's pods.
     ReadCluster,
+    /// Upload and read trivia question sets (they hold the answers).
+    ManageQuestionSets,
 }
 
 impl Action {
     /// Every action, for tests and docs that walk the table.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::ListRooms,
         Action::CreateRoom,
         Action::JoinAsPlayer,
@@ -71,6 +73,7 @@ impl Action {
         Action::ReadHistory,
         Action::ReadAudit,
         Action::ReadCluster,
+        Action::ManageQuestionSets,
     ];
 }
 
@@ -141,6 +144,11 @@ pub fn check(
             ),
         },
         CreateRoom => Ok(()),
+        ManageQuestionSets if global.is_staff() => Ok(()),
+        ManageQuestionSets => deny(
+            ErrorCode::Forbidden,
+            "only moderators and admins manage question sets",
+        ),
         DeleteRoom if owner || global == Admin => Ok(()),
         DeleteRoom => deny(
             ErrorCode::Forbidden,
@@ -184,7 +192,7 @@ mod tests {
 
     /// Rows: actions. Columns: global role (visitor, guest, user, moderator, admin), each
     /// for room role (none, owner, player, watcher). `1` allowed, `.` denied. Default policy.
-    const EXPECTED: [(Action, &str); 19] = [
+    const EXPECTED: [(Action, &str); 20] = [
         (Action::ListRooms, "1111 1111 1111 1111 1111"),
         (Action::CreateRoom, ".... 1111 1111 1111 1111"),
         (Action::JoinAsPlayer, ".... 1111 1111 1111 1111"),
@@ -204,6 +212,7 @@ mod tests {
         (Action::ReadHistory, ".... 1111 1111 1111 1111"),
         (Action::ReadAudit, ".... .... .... .... 1111"),
         (Action::ReadCluster, ".... .... .... .... 1111"),
+        (Action::ManageQuestionSets, ".... .... .... 1111 1111"),
     ];
 
     const ROOM: [Option<RoomRole>; 4] = [

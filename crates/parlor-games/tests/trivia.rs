@@ -35,6 +35,7 @@ fn arena(rated: bool, auto: u32) -> Host {
             reveal_ms: 1_000,
             auto_start_players: auto,
             rated,
+            question_set_id: String::new(),
         })),
     };
     Registry::builtin()

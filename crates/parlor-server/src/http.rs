@@ -95,6 +95,9 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/admin/pods", web::get().to(admin_pods))
             .route("/admin/analytics", web::get().to(analytics_stream))
             .route("/leaderboards/{kind}", web::get().to(leaderboard))
+            .route("/question-sets", web::post().to(upload_question_set))
+            .route("/question-sets", web::get().to(question_sets))
+            .route("/question-sets/{id}", web::get().to(question_set))
             .route("/users/{id}/stats", web::get().to(user_stats)),
     )
     .default_service(web::to(not_found));
@@ -495,6 +498,91 @@ struct SettingsBody {
 
 fn yes() -> bool {
     true
+}
+
+/// Moderators and admins only: question sets hold their answers.
+async fn question_manager(req: &HttpRequest, shared: &Shared) -> ApiResult<UserRecord> {
+    let me = caller(req, shared).await?;
+    parlor_core::check(
+        parlor_core::Action::ManageQuestionSets,
+        me.role,
+        None,
+        &parlor_core::RoomPolicy::default(),
+    )?;
+    Ok(me)
+}
+
+#[derive(Deserialize)]
+struct QuestionSetBody {
+    name: String,
+    questions: Vec<parlor_games::trivia::Question>,
+}
+
+/// Validates and stores a trivia question set; a host plays it with
+/// `TriviaConfig.question_set_id`.
+async fn upload_question_set(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<QuestionSetBody>,
+) -> ApiResult<HttpResponse> {
+    let me = question_manager(&req, &shared).await?;
+    let b = body.into_inner();
+    let name =
+        parlor_core::validate_name("set name", &b.name, shared.cfg.core_limits().name_chars)?;
+    parlor_games::trivia::check_set(&b.questions)?;
+    let at = parlor_core::now_ms();
+    let record = parlor_store::QuestionSetRecord {
+        id: format!("{at:013}-{}", parlor_core::new_id("")),
+        name,
+        by: me.id,
+        created_at_ms: at,
+        questions: serde_json::to_value(&b.questions)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+    };
+    shared.store.questions.put_question_set(&record).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "id": record.id, "name": record.name, "questions": b.questions.len(),
+    })))
+}
+
+async fn question_sets(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    q: web::Query<AuditQuery>,
+) -> ApiResult<HttpResponse> {
+    question_manager(&req, &shared).await?;
+    let q = q.into_inner();
+    let limit = page_limit(q.limit, 50)?;
+    let sets = shared
+        .store
+        .questions
+        .question_sets(q.before, limit)
+        .await?;
+    let next_before = (sets.len() == limit)
+        .then(|| sets.last().map(|s| s.id.clone()))
+        .flatten();
+    let rows: Vec<_> = sets
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id, "name": s.name, "by": s.by, "created_at_ms": s.created_at_ms,
+                "questions": s.questions.as_array().map_or(0, Vec::len),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "sets": rows, "next_before": next_before })))
+}
+
+async fn question_set(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    question_manager(&req, &shared).await?;
+    match shared.store.questions.question_set(&id).await? {
+        Some(s) => Ok(HttpResponse::Ok().json(s)),
+        None => Err(ApiError::new(ErrorCode::NotFound, "no such question set")),
+    }
 }
 
 async fn create_room(

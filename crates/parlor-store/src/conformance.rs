@@ -427,6 +427,51 @@ pub async fn audit(store: &Store) {
     assert!(store.audit.audit_page(None, 0).await.unwrap().is_empty());
 }
 
+/// Question sets: stored whole, read by id, listed newest first, replaced by id.
+pub async fn question_sets(store: &Store) {
+    let set = |i: i64, n: usize| {
+        crate::QuestionSetRecord {
+        // Far in the future, so that ours are the newest in a shared database.
+        id: format!("{:013}-{}", 4_100_000_000_000 + i, new_id("")),
+        name: format!("set {i}"),
+        by: UserId("u_mod".into()),
+        created_at_ms: i,
+        questions: serde_json::json!((0..n)
+            .map(|q| serde_json::json!({"text": format!("q{q}"), "answers": ["a", "b"], "correct": 1}))
+            .collect::<Vec<_>>()),
+    }
+    };
+    let (one, two) = (set(1, 2), set(2, 3));
+    store.questions.put_question_set(&one).await.unwrap();
+    store.questions.put_question_set(&two).await.unwrap();
+    assert_eq!(
+        store.questions.question_set(&one.id).await.unwrap(),
+        Some(one.clone())
+    );
+    assert_eq!(
+        store.questions.question_set("no-such-set").await.unwrap(),
+        None
+    );
+    let newest = store.questions.question_sets(None, 2).await.unwrap();
+    assert_eq!(newest, vec![two.clone(), one.clone()]);
+    let older = store
+        .questions
+        .question_sets(Some(two.id.clone()), 5)
+        .await
+        .unwrap();
+    assert_eq!(older.first(), Some(&one));
+    // The same id again replaces the set.
+    let renamed = crate::QuestionSetRecord {
+        name: "renamed".into(),
+        ..one.clone()
+    };
+    store.questions.put_question_set(&renamed).await.unwrap();
+    assert_eq!(
+        store.questions.question_set(&one.id).await.unwrap(),
+        Some(renamed)
+    );
+}
+
 /// Matches and ratings: recorded together and once, leaderboards in order with ties by
 /// user id, a player's place and neighbours, and each player's match history.
 pub async fn ratings(store: &Store) {

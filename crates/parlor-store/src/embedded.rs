@@ -44,6 +44,8 @@ const RATINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rati
 const ANALYTICS: TableDefinition<&str, &[u8]> = TableDefinition::new("analytics");
 /// Audit record id -> `AuditRecord`; ids sort in time order.
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+/// Question set id -> `QuestionSetRecord`.
+const QUESTION_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("question_sets");
 
 /// A subject's counters as stored, with the ids of the last batches it took.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -100,6 +102,7 @@ impl EmbeddedStore {
             txn.open_table(CHAT).map_err(db_err)?;
             txn.open_table(STATS).map_err(db_err)?;
             txn.open_table(AUDIT).map_err(db_err)?;
+            txn.open_table(QUESTION_SETS).map_err(db_err)?;
             txn.open_table(MATCHES).map_err(db_err)?;
             txn.open_table(USER_MATCHES).map_err(db_err)?;
             txn.open_table(RATINGS).map_err(db_err)?;
@@ -695,6 +698,36 @@ impl AuditLog for EmbeddedStore {
     }
 }
 
+impl crate::QuestionSets for EmbeddedStore {
+    fn put_question_set(&self, set: &crate::QuestionSetRecord) -> BoxFuture<'_, Result<()>> {
+        let keyed = vec![(set.id.clone(), set.clone())];
+        self.run(move |db| put_by_id(db, QUESTION_SETS, &keyed))
+    }
+
+    fn question_set(&self, id: &str) -> BoxFuture<'_, Result<Option<crate::QuestionSetRecord>>> {
+        let id = id.to_owned();
+        self.run(move |db| {
+            read(db, |txn| {
+                let t = txn.open_table(QUESTION_SETS).map_err(db_err)?;
+                match t.get(id.as_str()).map_err(db_err)? {
+                    Some(v) => Ok(Some(decode("question set", v.value())?)),
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+
+    fn question_sets(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::QuestionSetRecord>>> {
+        self.run(move |db| {
+            newest_below(db, QUESTION_SETS, "question set", before.as_deref(), limit)
+        })
+    }
+}
+
 /// Every rating of `kind`, in leaderboard order.
 fn board(txn: &ReadTransaction, kind: &str) -> Result<Vec<Rating>> {
     let ratings = txn.open_table(RATINGS).map_err(db_err)?;
@@ -923,6 +956,12 @@ mod tests {
     async fn users() {
         let (_dir, store) = fresh();
         conformance::users(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn question_sets() {
+        let (_dir, store) = fresh();
+        conformance::question_sets(&crate::Store::new(store)).await;
     }
 
     #[tokio::test]

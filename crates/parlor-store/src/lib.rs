@@ -21,9 +21,9 @@ pub use embedded::EmbeddedStore;
 pub use metered::Observer;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
-    AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating,
-    RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, UserRecord,
-    APPLIED_BATCHES_KEPT,
+    AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord,
+    QuestionSetRecord, Rating, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
+    StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 use parlor_core::{Room, RoomId, UserId};
@@ -218,6 +218,20 @@ pub trait Ratings: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<MatchRecord>>>;
 }
 
+/// Trivia question sets.
+pub trait QuestionSets: Send + Sync + 'static {
+    /// Stores a set (a set with the same id is replaced).
+    fn put_question_set(&self, set: &QuestionSetRecord) -> BoxFuture<'_, Result<()>>;
+    /// One set, if there is one with that id.
+    fn question_set(&self, id: &str) -> BoxFuture<'_, Result<Option<QuestionSetRecord>>>;
+    /// Up to `limit` sets with an id below `before` (any, if None), newest first.
+    fn question_sets(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<QuestionSetRecord>>>;
+}
+
 /// The append-only analytics stream.
 pub trait Analytics: Send + Sync + 'static {
     /// Appends events; one with an id already stored replaces it, so a retry never
@@ -241,7 +255,15 @@ pub trait Health: Send + Sync + 'static {
 
 /// A backend that implements every part.
 pub trait Backend:
-    Accounts + RoomRecords + ChatHistory + StatsRecords + AuditLog + Ratings + Analytics + Health
+    Accounts
+    + RoomRecords
+    + ChatHistory
+    + StatsRecords
+    + AuditLog
+    + Ratings
+    + QuestionSets
+    + Analytics
+    + Health
 {
 }
 impl<B> Backend for B where
@@ -251,6 +273,7 @@ impl<B> Backend for B where
         + StatsRecords
         + AuditLog
         + Ratings
+        + QuestionSets
         + Analytics
         + Health
 {
@@ -272,6 +295,8 @@ pub struct Store {
     pub audit: Arc<dyn AuditLog>,
     /// Matches, ratings and leaderboards.
     pub ratings: Arc<dyn Ratings>,
+    /// Trivia question sets.
+    pub questions: Arc<dyn QuestionSets>,
     /// The analytics stream.
     pub analytics: Arc<dyn Analytics>,
     health: Arc<dyn Health>,
@@ -288,6 +313,7 @@ impl Store {
             stats: b.clone(),
             audit: b.clone(),
             ratings: b.clone(),
+            questions: b.clone(),
             analytics: b.clone(),
             health: b,
         }

@@ -92,6 +92,14 @@ impl<B: AuditLog> AuditLog for Metered<B> {
     }
 }
 
+impl<B: crate::QuestionSets> crate::QuestionSets for Metered<B> {
+    forward! {
+        fn put_question_set(&self, set: &crate::QuestionSetRecord) -> ();
+        fn question_set(&self, id: &str) -> Option<crate::QuestionSetRecord>;
+        fn question_sets(&self, before: Option<String>, limit: usize) -> Vec<crate::QuestionSetRecord>;
+    }
+}
+
 impl<B: Ratings> Ratings for Metered<B> {
     forward! {
         fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> ();

@@ -738,6 +738,47 @@ impl AuditLog for MongoStore {
     }
 }
 
+impl crate::QuestionSets for MongoStore {
+    fn put_question_set(&self, set: &crate::QuestionSetRecord) -> BoxFuture<'_, Result<()>> {
+        let doc = keyed("question set", &set.id, set);
+        Box::pin(async move { self.put_by_id("question_sets", vec![doc?]).await })
+    }
+
+    fn question_set(&self, id: &str) -> BoxFuture<'_, Result<Option<crate::QuestionSetRecord>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let found = self
+                .find_records(
+                    "question_sets",
+                    "question set",
+                    doc! { "_id": id },
+                    doc! { "_id": 1 },
+                    1,
+                )
+                .await?;
+            Ok(found.into_iter().next())
+        })
+    }
+
+    fn question_sets(
+        &self,
+        before: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<crate::QuestionSetRecord>>> {
+        Box::pin(async move {
+            let newest = doc! { "_id": -1 };
+            self.find_records(
+                "question_sets",
+                "question set",
+                below(before),
+                newest,
+                limit,
+            )
+            .await
+        })
+    }
+}
+
 fn rating_id(kind: &str, user: &UserId) -> String {
     format!("{kind}/{user}")
 }
@@ -997,6 +1038,11 @@ mod tests {
     #[tokio::test]
     async fn audit() {
         conformance::audit(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn question_sets() {
+        conformance::question_sets(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

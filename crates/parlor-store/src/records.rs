@@ -316,3 +316,20 @@ impl AnalyticsEvent {
         }
     }
 }
+
+/// A trivia question set, uploaded by a moderator or an admin. The questions are kept as
+/// the server validated them (parlor-games' `trivia::Question` as JSON), so the store does
+/// not depend on the game crate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuestionSetRecord {
+    /// Unique and in time order: `{at_ms:013}-{random}`.
+    pub id: String,
+    /// What the host picks it by.
+    pub name: String,
+    /// Who uploaded it.
+    pub by: UserId,
+    /// When, ms since the epoch.
+    pub created_at_ms: i64,
+    /// The questions.
+    pub questions: serde_json::Value,
+}

@@ -308,6 +308,8 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
         None,
         &parlor_core::RoomPolicy::default(),
     )?;
+    let mut req = req;
+    with_question_set(&deps, &mut req).await?;
     // A clash of 6-character codes is rare; retry a few times rather than fail.
     for _ in 0..8 {
         let mut room = Room::create(
@@ -348,6 +350,39 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
         return Ok(homed);
     }
     Err(ApiError::unavailable("could not allocate a room code"))
+}
+
+/// A trivia room created with `question_set_id` plays the uploaded set: its questions go
+/// into the config, so the game and its checkpoint hold them whole.
+async fn with_question_set(deps: &RoomDeps, req: &mut v1::CreateRoom) -> ApiResult<()> {
+    let Some(v1::GameConfig {
+        config: Some(v1::game_config::Config::Trivia(t)),
+    }) = req.game.as_mut()
+    else {
+        return Ok(());
+    };
+    if t.question_set_id.is_empty() || !t.questions.is_empty() {
+        return Ok(());
+    }
+    let set = deps
+        .store
+        .questions
+        .question_set(&t.question_set_id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such question set"))?;
+    let questions: Vec<parlor_games::trivia::Question> = serde_json::from_value(set.questions)
+        .map_err(|e| ApiError::internal(format!("question set {}: {e}", set.id)))?;
+    t.questions = questions
+        .into_iter()
+        .map(|q| v1::TriviaQuestion {
+            text: q.text,
+            answers: q.answers,
+            correct: q.correct,
+            category: q.category,
+            difficulty: q.difficulty,
+        })
+        .collect();
+    Ok(())
 }
 
 /// Takes a new room's lease and writes its first checkpoint (and, if persistent, its
