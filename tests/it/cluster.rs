@@ -779,6 +779,128 @@ async fn a_game_timer_armed_on_a_killed_home_fires_on_the_next_one() {
     drop(redis);
 }
 
+/// The next trivia update `c` receives that `pick` takes.
+async fn trivia_next<T>(
+    c: &mut Connection,
+    mut pick: impl FnMut(&v1::trivia_update::Update) -> Option<T>,
+) -> T {
+    c.wait_for(std::time::Duration::from_secs(30), |f| match &f.body {
+        Body::GameUpdate(v1::GameUpdate {
+            update: Some(v1::game_update::Update::Trivia(v1::TriviaUpdate { update: Some(u) })),
+            ..
+        }) => pick(u),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trivia_game_goes_on_to_its_end_after_its_home_pod_is_killed() {
+    use v1::{trivia_action as ta, trivia_update as tu};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut pods = proc_cluster(3, &redis, dir.path()).await;
+    let mut host = pods[0].guest("host").await;
+    let question = |text: &str| v1::TriviaQuestion {
+        text: text.into(),
+        answers: vec!["yes".into(), "no".into()],
+        correct: 0,
+        category: String::new(),
+        difficulty: 1,
+    };
+    let room = open_room(
+        &mut host,
+        v1::CreateRoom {
+            game: Some(v1::GameConfig {
+                config: Some(v1::game_config::Config::Trivia(v1::TriviaConfig {
+                    questions: vec![question("one"), question("two")],
+                    buzz_window_ms: 30_000,
+                    answer_ms: 2_000,
+                    reveal_ms: 500,
+                    auto_start_players: 2,
+                    ..Default::default()
+                })),
+            }),
+            ..create("arena", "trivia")
+        },
+    )
+    .await;
+    let mut a = pods[1].guest("a").await;
+    let mut b = pods[2].guest("b").await;
+    let a_id = a
+        .join_room(join_id(&room.id))
+        .await
+        .unwrap()
+        .members
+        .last()
+        .unwrap()
+        .user_id
+        .clone();
+    // The second player's join starts the game.
+    b.join_room(join_id(&room.id)).await.unwrap();
+    trivia_next(&mut a, |u| {
+        matches!(u, tu::Update::Asked(q) if q.index == 0).then_some(())
+    })
+    .await;
+    // a buzzes; the answer timer is armed on the home, which dies before it fires.
+    let buzz = v1::game_action::Action::Trivia(v1::TriviaAction {
+        action: Some(ta::Action::Buzz(v1::Buzz { question: 0 })),
+    });
+    a.game_action(&room.id, buzz).await.unwrap();
+    pods[0].kill().await;
+    // The new home re-arms it: a's time runs out, and the question waits for more buzzes.
+    let judged = trivia_next(&mut b, |u| match u {
+        tu::Update::Judged(j) => Some(j.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(judged.timed_out && judged.user_id == a_id, "{judged:?}");
+    // b answers through the new home, and the game plays to its end.
+    loop {
+        let buzz = v1::game_action::Action::Trivia(v1::TriviaAction {
+            action: Some(ta::Action::Buzz(v1::Buzz { question: 0 })),
+        });
+        match b.game_action(&room.id, buzz).await {
+            Ok(_) => break,
+            Err(parlor_client::ClientError::Server {
+                code: v1::ErrorCode::Unavailable,
+                ..
+            })
+            | Err(parlor_client::ClientError::Timeout) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let answer = |q: u32| {
+        v1::game_action::Action::Trivia(v1::TriviaAction {
+            action: Some(ta::Action::Answer(v1::AnswerTrivia {
+                question: q,
+                choice: 0,
+            })),
+        })
+    };
+    b.game_action(&room.id, answer(0)).await.unwrap();
+    trivia_next(&mut b, |u| {
+        matches!(u, tu::Update::Asked(q) if q.index == 1).then_some(())
+    })
+    .await;
+    let buzz = v1::game_action::Action::Trivia(v1::TriviaAction {
+        action: Some(ta::Action::Buzz(v1::Buzz { question: 1 })),
+    });
+    b.game_action(&room.id, buzz).await.unwrap();
+    b.game_action(&room.id, answer(1)).await.unwrap();
+    let over = trivia_next(&mut a, |u| match u {
+        tu::Update::Over(o) => Some(o.clone()),
+        _ => None,
+    })
+    .await;
+    let scores: Vec<(u32, i64)> = over.standings.iter().map(|s| (s.place, s.score)).collect();
+    assert_eq!(scores.len(), 2);
+    assert_eq!(scores[1], (2, -5), "a timed out once: {scores:?}");
+    assert!(scores[0].1 >= 20, "b answered both: {scores:?}");
+    drop(redis);
+}
+
 /// Polls a pod's readiness until it is `want`; false if it never was within `within`.
 async fn ready_becomes(pod: &TestServer, want: bool, within: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + within;
