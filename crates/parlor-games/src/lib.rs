@@ -5,9 +5,11 @@
 //! - `fair`: the seed commitment and the public rule every draw follows.
 //! - `dice`, `cards`, `trivia`, `duel` (kind `match`): the built-in kinds.
 //! - `verify`: replays a revealed history.
+//! - `bracket`: single-elimination seeding and advancing, for tournaments.
 //!
 //! A room whose kind is not registered here relays: its kind is a label.
 
+pub mod bracket;
 pub mod cards;
 pub mod contract;
 pub mod dice;
