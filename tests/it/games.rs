@@ -1378,3 +1378,147 @@ async fn moderators_upload_question_sets_and_a_host_plays_one() {
         ("Capital of Peru?", 2)
     );
 }
+
+/// Queues `c` for `kind`; the Ack comes at once, `Matched` later.
+async fn queue(c: &mut Connection, kind: &str) -> u64 {
+    let f = c
+        .request(
+            Body::Matchmake(v1::Matchmake {
+                kind: kind.into(),
+                ..Default::default()
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(f.body, Body::Ack(_)), "{f:?}");
+    f.request_id
+}
+
+async fn matched(c: &mut Connection) -> v1::Matched {
+    c.wait_for(T, |f| match &f.body {
+        Body::Matched(m) => Some(m.clone()),
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_matchmaker_seats_every_queued_player_exactly_once() {
+    let s = TestServer::start().await;
+    let mut players = Vec::new();
+    for i in 0..8 {
+        let (c, w) = s.guest(&format!("P{i}")).await;
+        players.push((c, w.user.unwrap().id));
+    }
+    for (c, _) in &mut players {
+        queue(c, "match").await;
+    }
+    let mut rooms: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (c, id) in &mut players {
+        let m = matched(c).await;
+        assert!(m.players.contains(id) && m.players.len() == 2, "{m:?}");
+        rooms.entry(m.room_id.clone()).or_default().push(id.clone());
+        // The room seats the pair: each joins as a player.
+        let j = c.join_room(join_id(&m.room_id)).await.unwrap();
+        assert_ne!(j.your_role, v1::RoomRole::Watcher as i32);
+    }
+    assert_eq!(rooms.len(), 4);
+    assert!(rooms.values().all(|p| p.len() == 2));
+    let (mut v, _) = s.connect(None).await;
+    let e = v
+        .request(
+            Body::Matchmake(v1::Matchmake {
+                kind: "match".into(),
+                ..Default::default()
+            }),
+            T,
+        )
+        .await;
+    refused(e, v1::ErrorCode::Unauthenticated);
+}
+
+#[tokio::test]
+async fn players_far_apart_wait_for_the_window_and_a_cancel_leaves_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = store_config(dir.path(), StoreKind::MongoDb);
+    cfg.rooms.matchmaking_window = 100.0;
+    cfg.rooms.matchmaking_widen_per_sec = 20.0;
+    let s = TestServer::start_config(cfg.clone()).await;
+    let mut conns = Vec::new();
+    for name in ["A", "B", "C", "D", "E", "F", "G"] {
+        let (c, w) = s.guest(name).await;
+        conns.push((c, w.user.unwrap().id));
+    }
+    // Ratings straight into the store: B and D far above A, C near A.
+    let store = parlor_store::open(
+        &store_settings(StoreKind::MongoDb, dir.path(), &cfg),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let m = parlor_store::MatchRecord {
+        id: format!("{:013}-seed", parlor_core::now_ms()),
+        kind: "match".into(),
+        room: None,
+        at_ms: parlor_core::now_ms(),
+        players: Vec::new(),
+    };
+    let rate = |i: usize, value: f64| parlor_store::Rating {
+        user: parlor_core::UserId(conns[i].1.clone()),
+        kind: "match".into(),
+        value,
+        games: 1,
+        updated_at_ms: 1,
+        uncertainty: 0.0,
+        wins: 0,
+        losses: 0,
+    };
+    store
+        .ratings
+        .record_match(&m, &[rate(1, 1400.0), rate(2, 1020.0), rate(3, 1450.0)])
+        .await
+        .unwrap();
+    let ids: Vec<String> = conns.iter().map(|(_, id)| id.clone()).collect();
+    let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    queue(&mut conns[0].0, "match").await;
+    queue(&mut conns[1].0, "match").await;
+    // C is within A's window, B is not (and will not be for 15 s): A goes with C.
+    queue(&mut conns[2].0, "match").await;
+    let got = matched(&mut conns[0].0).await;
+    assert_eq!(
+        got.players.iter().collect::<HashSet<_>>(),
+        [a, c].into_iter().collect()
+    );
+    // D, near B, comes: B goes with D.
+    queue(&mut conns[3].0, "match").await;
+    let got = matched(&mut conns[1].0).await;
+    assert_eq!(
+        got.players.iter().collect::<HashSet<_>>(),
+        [b, d].into_iter().collect()
+    );
+    // E queues and cancels; F and G, who come after, go together.
+    queue(&mut conns[4].0, "match").await;
+    let f = conns[4]
+        .0
+        .request(
+            Body::Matchmake(v1::Matchmake {
+                kind: "match".into(),
+                cancel: true,
+                ..Default::default()
+            }),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(f.body, Body::Ack(_)));
+    queue(&mut conns[5].0, "match").await;
+    queue(&mut conns[6].0, "match").await;
+    let got = matched(&mut conns[6].0).await;
+    assert_eq!(
+        got.players.iter().collect::<HashSet<_>>(),
+        [&ids[5], &ids[6]].into_iter().collect()
+    );
+}

@@ -137,6 +137,11 @@ pub struct RoomsConfig {
     /// window: each member's latest goes out once per window. 0 sends each move at once,
     /// under the room's rate limit. Default 50 ms.
     pub cursor_interval_ms: u64,
+    /// The matchmaker groups players whose ratings differ by at most this, at first.
+    /// Default 100.
+    pub matchmaking_window: f64,
+    /// ...and widens the window by this much for each second a player waits. Default 50.
+    pub matchmaking_widen_per_sec: f64,
 }
 
 /// Size limits on client input.
@@ -335,6 +340,8 @@ impl Default for RoomsConfig {
             join_or_create_seats: parlor_core::DEFAULT_MAX_MEMBERS,
             reconnect_grace_secs: 30,
             cursor_interval_ms: 50,
+            matchmaking_window: 100.0,
+            matchmaking_widen_per_sec: 50.0,
         }
     }
 }

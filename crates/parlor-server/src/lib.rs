@@ -18,6 +18,7 @@ mod config;
 mod connections;
 mod error;
 mod http;
+mod matchmaker;
 mod metrics;
 mod relay;
 mod rooms;

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Addr, Arbiter, Supervisor};
+use actix::{Actor, Addr, Arbiter, Supervisor};
 use actix_http::HttpService;
 use actix_service::{map_config, IntoServiceFactory};
 use actix_web::{dev::AppConfig, web::Data, App, HttpServer};
@@ -51,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) cluster: Arc<dyn Health>,
     pub(crate) rooms: Addr<RoomManager>,
     pub(crate) live_rooms: LiveRooms,
+    pub(crate) matchmaker: Addr<crate::matchmaker::Matchmaker>,
     pub(crate) users: Addr<UserManager>,
     pub(crate) user_cache: UserCache,
     pub(crate) analytics: Addr<AnalyticsTracker>,
@@ -112,6 +113,7 @@ pub async fn run_with_games(
     shutdown: impl Future<Output = ()>,
     games: parlor_games::Registry,
 ) -> anyhow::Result<()> {
+    let games = Arc::new(games);
     let metrics = Arc::new(Metrics::new());
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
@@ -237,7 +239,7 @@ pub async fn run_with_games(
         user_stats: user_stats.clone(),
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
-        games: Arc::new(games),
+        games,
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();
@@ -245,6 +247,7 @@ pub async fn run_with_games(
         let live = live_rooms.clone();
         Supervisor::start(move |_| RoomManager::new(deps, handles, live))
     };
+    let matchmaker = crate::matchmaker::Matchmaker::new(&cfg, rooms.clone()).start();
     let sessions = Sessions::default();
     let relay = Relay::start(RelayParts {
         pod: cfg.server.pod_name.clone(),
@@ -272,6 +275,7 @@ pub async fn run_with_games(
         cluster: cluster.health.clone(),
         rooms: rooms.clone(),
         live_rooms,
+        matchmaker,
         users,
         user_cache,
         analytics: analytics.clone(),

@@ -220,6 +220,11 @@ impl Actor for WsSession {
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> actix::Running {
         if let Some(who) = &self.identity {
+            // A player who goes leaves every matchmaking queue.
+            self.shared.matchmaker.do_send(crate::matchmaker::Cancel {
+                user: who.user_id.clone(),
+                kind: None,
+            });
             for (room_id, room) in self.rooms.drain() {
                 match room {
                     RoomRef::Local(room) => room.do_send(rooms::Leave {
@@ -346,6 +351,81 @@ impl WsSession {
 
     fn api_error(&self, request_id: u64, e: &ApiError) {
         self.error(request_id, e.code, &e.message);
+    }
+
+    /// Queues the caller for a group of a seated kind (or cancels), answering with an Ack;
+    /// `Matched` follows once a group forms.
+    fn matchmake(&mut self, rid: u64, m: v1::Matchmake, ctx: &mut actix::Context<Self>) {
+        use crate::matchmaker::{default_rating, Cancel, Enqueue, Ticket};
+        let who = self.me();
+        if who.role == GlobalRole::Visitor {
+            return self.error(
+                rid,
+                ErrorCode::Unauthenticated,
+                "sign in (a guest account will do)",
+            );
+        }
+        if !matches!(m.kind.as_str(), "match" | "trivia") {
+            return self.error(
+                rid,
+                ErrorCode::WrongKind,
+                "the matchmaker seats match and trivia",
+            );
+        }
+        if m.cancel {
+            self.shared.matchmaker.do_send(Cancel {
+                user: who.user_id,
+                kind: Some(m.kind),
+            });
+            return self.reply(rid, Body::Ack(v1::Ack::default()));
+        }
+        let (min, max) = match m.kind.as_str() {
+            "match" => (2, 2),
+            _ => {
+                let min = m.min_players.max(2);
+                (
+                    min,
+                    if m.max_players == 0 {
+                        min
+                    } else {
+                        m.max_players
+                    },
+                )
+            }
+        };
+        if min > max || max > 16 {
+            return self.error(
+                rid,
+                ErrorCode::InvalidArgument,
+                "2 <= min_players <= max_players <= 16",
+            );
+        }
+        let store = self.shared.store.clone();
+        let kind = m.kind.clone();
+        let user = who.user_id.clone();
+        let fut = async move {
+            let stored = store.ratings.rating(&user, &kind).await?;
+            Ok::<_, parlor_store::StoreError>(
+                stored.map_or_else(|| default_rating(&kind), |r| r.value),
+            )
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
+            // The Ack goes first: a group can form, and Matched follow, at once.
+            Ok(rating) => {
+                act.reply(rid, Body::Ack(v1::Ack::default()));
+                act.shared.matchmaker.do_send(Enqueue(Ticket {
+                    who,
+                    outbox: act.outbox.clone(),
+                    request_id: rid,
+                    kind: m.kind,
+                    min,
+                    max,
+                    rating,
+                    since: std::time::Instant::now(),
+                }));
+            }
+            Err(e) => act.api_error(rid, &ApiError::from(e)),
+        }));
     }
 
     fn reply(&self, request_id: u64, body: Body) {
@@ -553,6 +633,7 @@ impl WsSession {
                     self.act(&room, rid, rooms::Action::Game(a));
                 }
             }
+            Body::Matchmake(m) => self.matchmake(rid, m, ctx),
             _ => self.error(
                 rid,
                 ErrorCode::UnknownMessage,

@@ -1,0 +1,206 @@
+//! The matchmaker: players queue for a kind, and a group forms from the players whose
+//! ratings lie within a window that widens while they wait. A group gets a new room of
+//! the kind with its seats reserved (a match names its two players; a trivia arena starts
+//! at the group's size), and each player is told with `Matched`.
+//!
+//! One queue per pod: in cluster mode players are grouped with others on their own pod
+//! (docs/games.md says so; an atomic pairing step in Redis comes next).
+
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use parlor_core::UserId;
+use parlor_protocol::{encode_envelope, v1, v1::envelope::Body};
+
+use crate::{
+    rooms::{Create, RoomManager},
+    ws::{Identity, Outbox},
+    Config,
+};
+
+/// How often the queues are looked at.
+const TICK: Duration = Duration::from_millis(200);
+
+/// One player waiting.
+pub(crate) struct Ticket {
+    pub(crate) who: Identity,
+    pub(crate) outbox: Outbox,
+    pub(crate) request_id: u64,
+    pub(crate) kind: String,
+    pub(crate) min: u32,
+    pub(crate) max: u32,
+    pub(crate) rating: f64,
+    pub(crate) since: Instant,
+}
+
+/// Queues a player (a ticket of theirs for the same kind is replaced).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Enqueue(pub(crate) Ticket);
+
+/// Takes a player out of a kind's queue (every kind if None); true if they were in it.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Cancel {
+    pub(crate) user: UserId,
+    pub(crate) kind: Option<String>,
+}
+
+pub(crate) struct Matchmaker {
+    window: f64,
+    widen: f64,
+    rooms: Addr<RoomManager>,
+    waiting: Vec<Ticket>,
+}
+
+impl Matchmaker {
+    pub(crate) fn new(cfg: &Config, rooms: Addr<RoomManager>) -> Self {
+        Self {
+            window: cfg.rooms.matchmaking_window,
+            widen: cfg.rooms.matchmaking_widen_per_sec,
+            rooms,
+            waiting: Vec::new(),
+        }
+    }
+
+    fn reach(&self, t: &Ticket, now: Instant) -> f64 {
+        self.window + self.widen * now.duration_since(t.since).as_secs_f64()
+    }
+
+    /// Groups that can form now, oldest ticket first: the oldest waiting player takes the
+    /// closest players in rating that both of them reach, up to the group's most.
+    fn groups(&mut self, now: Instant) -> Vec<Vec<Ticket>> {
+        self.waiting.sort_by_key(|t| t.since);
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let t = &self.waiting[i];
+            let mut near: Vec<(f64, usize)> = self
+                .waiting
+                .iter()
+                .enumerate()
+                .filter(|(j, o)| {
+                    *j != i
+                        && o.kind == t.kind
+                        && (o.min, o.max) == (t.min, t.max)
+                        && (o.rating - t.rating).abs() <= self.reach(t, now).min(self.reach(o, now))
+                })
+                .map(|(j, o)| ((o.rating - t.rating).abs(), j))
+                .collect();
+            if near.len() + 1 < t.min as usize {
+                i += 1;
+                continue;
+            }
+            near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let mut take: Vec<usize> = near
+                .iter()
+                .take(t.max as usize - 1)
+                .map(|(_, j)| *j)
+                .collect();
+            take.push(i);
+            take.sort_unstable_by(|a, b| b.cmp(a));
+            let mut group: Vec<Ticket> = take.into_iter().map(|j| self.waiting.remove(j)).collect();
+            group.sort_by_key(|t| t.since);
+            out.push(group);
+            // The indexes moved: start over from the oldest left.
+            i = 0;
+        }
+        out
+    }
+
+    /// A room for the group, then `Matched` to each of them.
+    fn seat(&mut self, group: Vec<Ticket>, ctx: &mut Context<Self>) {
+        let kind = group[0].kind.clone();
+        let ids: Vec<String> = group.iter().map(|t| t.who.user_id.0.clone()).collect();
+        let config = match kind.as_str() {
+            "match" => v1::game_config::Config::Match(v1::MatchConfig {
+                players: ids.clone(),
+                ..Default::default()
+            }),
+            _ => v1::game_config::Config::Trivia(v1::TriviaConfig {
+                auto_start_players: group.len() as u32,
+                rated: true,
+                ..Default::default()
+            }),
+        };
+        let req = v1::CreateRoom {
+            name: format!("{kind} for {}", group.len()),
+            kind: kind.clone(),
+            game: Some(v1::GameConfig {
+                config: Some(config),
+            }),
+            ..Default::default()
+        };
+        let create = self.rooms.send(Create {
+            req,
+            owner: group[0].who.clone(),
+        });
+        ctx.spawn(create.into_actor(self).map(move |res, act, _| {
+            let room = match res {
+                Ok(Ok((id, _))) => id,
+                other => {
+                    tracing::warn!(kind, result = ?other.map(|r| r.map(|_| ())), "matchmaking could not make a room; the group waits again");
+                    act.waiting.extend(group);
+                    return;
+                }
+            };
+            for t in &group {
+                t.outbox.push(encode_envelope(
+                    t.request_id,
+                    0,
+                    Body::Matched(v1::Matched {
+                        room_id: room.0.clone(),
+                        kind: kind.clone(),
+                        players: ids.clone(),
+                    }),
+                ));
+            }
+        }));
+    }
+}
+
+impl Actor for Matchmaker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TICK, |act, ctx| {
+            for group in act.groups(Instant::now()) {
+                act.seat(group, ctx);
+            }
+        });
+    }
+}
+
+impl Handler<Enqueue> for Matchmaker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
+        let t = msg.0;
+        self.waiting
+            .retain(|w| !(w.who.user_id == t.who.user_id && w.kind == t.kind));
+        self.waiting.push(t);
+        for group in self.groups(Instant::now()) {
+            self.seat(group, ctx);
+        }
+    }
+}
+
+impl Handler<Cancel> for Matchmaker {
+    type Result = bool;
+
+    fn handle(&mut self, msg: Cancel, _ctx: &mut Context<Self>) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|w| {
+            !(w.who.user_id == msg.user && msg.kind.as_ref().is_none_or(|k| *k == w.kind))
+        });
+        self.waiting.len() != before
+    }
+}
+
+/// The starting rating of a kind, for players who have none (docs/games.md, "Ratings").
+pub(crate) fn default_rating(kind: &str) -> f64 {
+    match kind {
+        "trivia" => 25.0,
+        _ => 1000.0,
+    }
+}
