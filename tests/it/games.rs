@@ -1522,3 +1522,161 @@ async fn players_far_apart_wait_for_the_window_and_a_cancel_leaves_the_queue() {
         [&ids[5], &ids[6]].into_iter().collect()
     );
 }
+
+#[tokio::test]
+async fn seven_players_play_a_knock_out_bracket_to_its_champion() {
+    use parlor_client::ClientError;
+    let s = TestServer::start().await;
+    let rest = s.rest();
+    let (_, _, org) = s.user("organizer").await;
+    let t = rest
+        .post_json(
+            "/api/v1/tournaments",
+            &serde_json::json!({"name": "Cup", "max_players": 8}),
+            Some(&org.access_token),
+        )
+        .await
+        .unwrap();
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let path = |what: &str| format!("/api/v1/tournaments/{tid}{what}");
+    let mut players: std::collections::HashMap<String, Connection> = Default::default();
+    for i in 0..7 {
+        let (c, w, tok) = s.user(&format!("player{i}")).await;
+        rest.post_json(
+            &path("/register"),
+            &serde_json::json!({}),
+            Some(&tok.access_token),
+        )
+        .await
+        .unwrap();
+        players.insert(w.user.unwrap().id, c);
+    }
+    // A guest may not register; a player may not start it.
+    let guest = rest.guest("Guest").await.unwrap();
+    assert!(matches!(
+        rest.post_json(
+            &path("/register"),
+            &serde_json::json!({}),
+            Some(&guest.access_token)
+        )
+        .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+    let (_, _, other) = s.user("bystander").await;
+    assert!(matches!(
+        rest.post_json(
+            &path("/start"),
+            &serde_json::json!({}),
+            Some(&other.access_token)
+        )
+        .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+    let started = rest
+        .post_json(
+            &path("/start"),
+            &serde_json::json!({}),
+            Some(&org.access_token),
+        )
+        .await
+        .unwrap();
+    assert_eq!(started["state"], "running");
+    let rounds = started["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 3, "{started}");
+    let byes = rounds[0]["pairings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["players"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("bye"))
+        })
+        .count();
+    assert_eq!(byes, 1, "seven players: one bye");
+
+    // Round by round, the first-listed player of each pairing wins, and both report it.
+    let mut lost: HashSet<String> = HashSet::new();
+    for round in 0..3 {
+        let mut played = Vec::new();
+        let mut t = serde_json::Value::Null;
+        // The round's rooms open as the round before it settles.
+        for _ in 0..100 {
+            t = rest.get_json(&path(""), None).await.unwrap();
+            let pairings = t["rounds"][round]["pairings"].as_array().unwrap().clone();
+            let open = pairings
+                .iter()
+                .filter(|p| p["winner"].is_null())
+                .all(|p| p["room_id"].is_string());
+            if open {
+                played = pairings;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(!played.is_empty(), "round {round} never opened: {t}");
+        let mut seen = HashSet::new();
+        for p in &played {
+            for u in p["players"].as_array().unwrap() {
+                if let Some(u) = u.as_str().filter(|u| *u != "bye") {
+                    assert!(seen.insert(u.to_owned()), "{u} twice in round {round}");
+                    assert!(!lost.contains(u), "{u} lost but plays on");
+                }
+            }
+            if !p["winner"].is_null() {
+                continue; // a bye
+            }
+            let room = p["room_id"].as_str().unwrap().to_owned();
+            let (a, b) = (
+                p["players"][0].as_str().unwrap().to_owned(),
+                p["players"][1].as_str().unwrap().to_owned(),
+            );
+            for u in [&a, &b] {
+                let c = players.get_mut(u).unwrap();
+                let j = c.join_room(join_id(&room)).await.unwrap();
+                assert_eq!(j.your_role, v1::RoomRole::Player as i32);
+            }
+            for u in [&a, &b] {
+                players
+                    .get_mut(u)
+                    .unwrap()
+                    .game_action(&room, report(&a))
+                    .await
+                    .unwrap();
+            }
+            lost.insert(b);
+        }
+    }
+    // The champion is the one player who never lost.
+    let mut t = serde_json::Value::Null;
+    for _ in 0..100 {
+        t = rest.get_json(&path(""), None).await.unwrap();
+        if t["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(t["state"], "done", "{t}");
+    let champion = t["champion"].as_str().unwrap().to_owned();
+    let unbeaten: Vec<&String> = players.keys().filter(|u| !lost.contains(*u)).collect();
+    assert_eq!(unbeaten, [&champion]);
+    // Ratings changed as reported: the champion won every match they played.
+    let mut stats = serde_json::Value::Null;
+    for _ in 0..100 {
+        stats = rest
+            .get_json(&format!("/api/v1/users/{champion}/stats"), None)
+            .await
+            .unwrap();
+        if stats["ratings"]["match"]["games"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = &stats["ratings"]["match"];
+    assert!(
+        r["games"].as_u64().unwrap_or(0) >= 2 && r["losses"] == 0,
+        "{stats}"
+    );
+    assert!(r["rating"].as_f64().unwrap() > 1000.0);
+}

@@ -21,7 +21,7 @@ pub use limits::{validate_kind, validate_name, Limits};
 pub use permissions::{check, Action, RoomPolicy};
 pub use rate::TokenBucket;
 pub use roles::{GlobalRole, RoomRole};
-pub use room::{MemberState, Room, RoomInfo, RoomSettings, DEFAULT_MAX_MEMBERS};
+pub use room::{MemberState, Room, RoomInfo, RoomSettings, TournamentSlot, DEFAULT_MAX_MEMBERS};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

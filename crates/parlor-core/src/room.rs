@@ -46,6 +46,17 @@ pub struct RoomInfo {
     /// start again (no checkpoint left) starts as it was configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub game_config: Option<String>,
+    /// The tournament pairing this room plays, if any: set by the server, never a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tournament: Option<TournamentSlot>,
+}
+
+/// A tournament's pairing: the tournament, the round and the pairing's index in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TournamentSlot {
+    pub id: String,
+    pub round: u32,
+    pub index: u32,
 }
 
 /// A room's resolved settings (every field has its value). Stored: a field missing from
@@ -221,6 +232,7 @@ impl Room {
                 created_at_ms: now_ms,
                 status: String::new(),
                 game_config: None,
+                tournament: None,
             },
             settings,
             members: Vec::new(),

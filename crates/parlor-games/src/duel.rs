@@ -32,6 +32,8 @@ pub struct Duel {
     seats: Vec<Seat>,
     confirm_ms: u32,
     rated: bool,
+    #[serde(default)]
+    no_draws: bool,
     final_at_ms: i64,
     disputed: bool,
     /// (claim, how, decided by) once settled.
@@ -73,6 +75,7 @@ impl Duel {
             seats: Vec::new(),
             confirm_ms,
             rated: !c.unrated,
+            no_draws: c.no_draws,
             final_at_ms: 0,
             disputed: false,
             settled: None,
@@ -96,6 +99,12 @@ impl Duel {
     }
 
     fn claim(&self, winner: &str, draw: bool) -> Result<Claim, CoreError> {
+        if draw && self.no_draws {
+            return Err(err(
+                ErrorCode::InvalidArgument,
+                "this match cannot be drawn",
+            ));
+        }
         if draw {
             return Ok(None);
         }

@@ -147,6 +147,7 @@ fn differing_reports_wait_for_a_moderator_and_the_organizer_may_decide() {
         ErrorCode::Forbidden
     );
     let fx = h.act(&organizer, decide("", true), 3, [0; 32]).unwrap();
+    // (A knock-out match refuses draws: see the tournament test.)
     let s = settled(&fx).unwrap();
     assert!(s.draw && s.how == How::Decided as i32 && s.decided_by == "o");
     // A draw places both first; the guest is not rated.
@@ -187,7 +188,7 @@ fn an_unanswered_report_stands_when_its_time_runs_out_and_moderators_decide_anyw
             config: Some(v1::game_config::Config::Match(v1::MatchConfig {
                 players,
                 confirm_ms,
-                unrated: false,
+                ..Default::default()
             })),
         };
         Registry::builtin()
@@ -195,4 +196,23 @@ fn an_unanswered_report_stands_when_its_time_runs_out_and_moderators_decide_anyw
             .is_err()
     };
     assert!(bad(vec!["a".into()], 0) && bad(vec!["a".into(), "a".into()], 0) && bad(vec![], 10));
+}
+
+#[test]
+fn a_knock_out_match_refuses_draws() {
+    let (a, b) = (
+        player("a", RoomRole::Player, GlobalRole::User),
+        player("b", RoomRole::Player, GlobalRole::User),
+    );
+    let mut h = duel(v1::MatchConfig {
+        no_draws: true,
+        ..Default::default()
+    });
+    h.joined(&a, 0);
+    h.joined(&b, 0);
+    assert_eq!(
+        h.act(&a, report("", true), 0, [0; 32]).unwrap_err().code,
+        ErrorCode::InvalidArgument
+    );
+    h.act(&a, report("b", false), 0, [0; 32]).unwrap();
 }

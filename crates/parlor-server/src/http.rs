@@ -98,6 +98,13 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .route("/question-sets", web::post().to(upload_question_set))
             .route("/question-sets", web::get().to(question_sets))
             .route("/question-sets/{id}", web::get().to(question_set))
+            .route("/tournaments", web::post().to(create_tournament))
+            .route("/tournaments/{id}", web::get().to(get_tournament))
+            .route(
+                "/tournaments/{id}/register",
+                web::post().to(register_tournament),
+            )
+            .route("/tournaments/{id}/start", web::post().to(start_tournament))
             .route("/users/{id}/stats", web::get().to(user_stats)),
     )
     .default_service(web::to(not_found));
@@ -500,6 +507,73 @@ fn yes() -> bool {
     true
 }
 
+/// The caller as the tournaments see them.
+async fn identity(req: &HttpRequest, shared: &Shared) -> ApiResult<Identity> {
+    let me = caller(req, shared).await?;
+    Ok(Identity {
+        user_id: me.id,
+        name: me.name,
+        role: me.role,
+    })
+}
+
+#[derive(Deserialize)]
+struct TournamentBody {
+    name: String,
+    max_players: u32,
+    /// Default: an hour from now.
+    registration_closes_at_ms: Option<i64>,
+}
+
+async fn create_tournament(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<TournamentBody>,
+) -> ApiResult<HttpResponse> {
+    let me = identity(&req, &shared).await?;
+    let b = body.into_inner();
+    let name = parlor_core::validate_name(
+        "tournament name",
+        &b.name,
+        shared.cfg.core_limits().name_chars,
+    )?;
+    let closes = b
+        .registration_closes_at_ms
+        .unwrap_or_else(|| parlor_core::now_ms() + 3_600_000);
+    let t = crate::tournaments::create(&shared.store, &me, name, b.max_players, closes).await?;
+    Ok(HttpResponse::Created().json(crate::tournaments::to_json(&t)))
+}
+
+async fn get_tournament(shared: Data<Shared>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let t = shared
+        .store
+        .tournaments
+        .tournament(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such tournament"))?;
+    Ok(HttpResponse::Ok().json(crate::tournaments::to_json(&t)))
+}
+
+async fn register_tournament(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let me = identity(&req, &shared).await?;
+    let t = crate::tournaments::register(&shared.store, &id, &me).await?;
+    Ok(HttpResponse::Ok().json(crate::tournaments::to_json(&t)))
+}
+
+async fn start_tournament(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let me = identity(&req, &shared).await?;
+    let t = crate::tournaments::start(&shared.store, &shared.rooms, &id, &me).await?;
+    Ok(HttpResponse::Ok().json(crate::tournaments::to_json(&t)))
+}
+
 /// Moderators and admins only: question sets hold their answers.
 async fn question_manager(req: &HttpRequest, shared: &Shared) -> ApiResult<UserRecord> {
     let me = caller(req, shared).await?;
@@ -625,6 +699,7 @@ async fn create_room(
                 name: me.name,
                 role: me.role,
             },
+            tournament: None,
         })
         .await??;
     let room = shared

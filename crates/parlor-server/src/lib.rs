@@ -25,6 +25,7 @@ mod rooms;
 mod server;
 mod stats;
 mod telemetry;
+mod tournaments;
 mod users;
 mod ws;
 

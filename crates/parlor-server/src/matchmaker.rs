@@ -134,6 +134,7 @@ impl Matchmaker {
         let create = self.rooms.send(Create {
             req,
             owner: group[0].who.clone(),
+            tournament: None,
         });
         ctx.spawn(create.into_actor(self).map(move |res, act, _| {
             let room = match res {

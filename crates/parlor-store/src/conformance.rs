@@ -354,6 +354,7 @@ fn room(id: &RoomId, owner: &UserId) -> Room {
             created_at_ms: 1_700_000_000_000,
             status: String::new(),
             game_config: Some("CgA=".into()),
+            tournament: None,
         },
         settings: RoomSettings {
             welcome_message: "hi".into(),
@@ -425,6 +426,53 @@ pub async fn audit(store: &Store) {
         .unwrap();
     assert_eq!(page, vec![all[2].clone(), all[1].clone()]);
     assert!(store.audit.audit_page(None, 0).await.unwrap().is_empty());
+}
+
+/// Tournaments: a write that does not follow the stored version is refused.
+pub async fn tournaments(store: &Store) {
+    let t = crate::TournamentRecord {
+        id: format!("{:013}-{}", 4_200_000_000_000i64, new_id("")),
+        name: "Cup".into(),
+        kind: "match".into(),
+        organizer: UserId("u_org".into()),
+        max_players: 8,
+        registration_closes_at_ms: 5,
+        state: "registering".into(),
+        players: vec![UserId("u_a".into())],
+        bracket: None,
+        rooms: Vec::new(),
+        champion: None,
+        version: 1,
+        created_at_ms: 1,
+    };
+    assert!(store.tournaments.save_tournament(&t).await.unwrap());
+    assert!(
+        !store.tournaments.save_tournament(&t).await.unwrap(),
+        "version 1 twice"
+    );
+    let mut next = t.clone();
+    next.version = 2;
+    next.players.push(UserId("u_b".into()));
+    next.rooms.push((0, 1, "r_x".into()));
+    let mut rival = t.clone();
+    rival.version = 2;
+    rival.state = "running".into();
+    assert!(store.tournaments.save_tournament(&next).await.unwrap());
+    assert!(
+        !store.tournaments.save_tournament(&rival).await.unwrap(),
+        "a write that lost"
+    );
+    let mut skip = t.clone();
+    skip.version = 4;
+    assert!(
+        !store.tournaments.save_tournament(&skip).await.unwrap(),
+        "a version skipped"
+    );
+    assert_eq!(
+        store.tournaments.tournament(&t.id).await.unwrap(),
+        Some(next)
+    );
+    assert_eq!(store.tournaments.tournament("no-such").await.unwrap(), None);
 }
 
 /// Question sets: stored whole, read by id, listed newest first, replaced by id.

@@ -44,6 +44,8 @@ const RATINGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("rati
 const ANALYTICS: TableDefinition<&str, &[u8]> = TableDefinition::new("analytics");
 /// Audit record id -> `AuditRecord`; ids sort in time order.
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+/// Tournament id -> `TournamentRecord`.
+const TOURNAMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tournaments");
 /// Question set id -> `QuestionSetRecord`.
 const QUESTION_SETS: TableDefinition<&str, &[u8]> = TableDefinition::new("question_sets");
 
@@ -103,6 +105,7 @@ impl EmbeddedStore {
             txn.open_table(STATS).map_err(db_err)?;
             txn.open_table(AUDIT).map_err(db_err)?;
             txn.open_table(QUESTION_SETS).map_err(db_err)?;
+            txn.open_table(TOURNAMENTS).map_err(db_err)?;
             txn.open_table(MATCHES).map_err(db_err)?;
             txn.open_table(USER_MATCHES).map_err(db_err)?;
             txn.open_table(RATINGS).map_err(db_err)?;
@@ -698,6 +701,45 @@ impl AuditLog for EmbeddedStore {
     }
 }
 
+impl crate::Tournaments for EmbeddedStore {
+    fn save_tournament(&self, t: &crate::TournamentRecord) -> BoxFuture<'_, Result<bool>> {
+        let t = t.clone();
+        self.run(move |db| {
+            let bytes = encode(&t)?;
+            write(db, |txn| {
+                let mut table = txn.open_table(TOURNAMENTS).map_err(db_err)?;
+                let stored = match table.get(t.id.as_str()).map_err(db_err)? {
+                    Some(v) => {
+                        Some(decode::<crate::TournamentRecord>("tournament", v.value())?.version)
+                    }
+                    None => None,
+                };
+                // In one write transaction: nothing can come between the check and the put.
+                if stored.map_or(0, |v| v) + 1 != t.version {
+                    return Ok(false);
+                }
+                table
+                    .insert(t.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn tournament(&self, id: &str) -> BoxFuture<'_, Result<Option<crate::TournamentRecord>>> {
+        let id = id.to_owned();
+        self.run(move |db| {
+            read(db, |txn| {
+                let t = txn.open_table(TOURNAMENTS).map_err(db_err)?;
+                match t.get(id.as_str()).map_err(db_err)? {
+                    Some(v) => Ok(Some(decode("tournament", v.value())?)),
+                    None => Ok(None),
+                }
+            })
+        })
+    }
+}
+
 impl crate::QuestionSets for EmbeddedStore {
     fn put_question_set(&self, set: &crate::QuestionSetRecord) -> BoxFuture<'_, Result<()>> {
         let keyed = vec![(set.id.clone(), set.clone())];
@@ -965,6 +1007,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn tournaments() {
+        let (_dir, store) = fresh();
+        conformance::tournaments(&crate::Store::new(store)).await;
+    }
+
+    #[tokio::test]
     async fn refresh() {
         let (_dir, store) = fresh();
         conformance::refresh(&crate::Store::new(store)).await;
@@ -1085,6 +1133,7 @@ mod tests {
                 created_at_ms: 7,
                 status: String::new(),
                 game_config: None,
+                tournament: None,
             },
             settings: RoomSettings::default(),
             members: Vec::new(),

@@ -23,7 +23,7 @@ pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
     AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord,
     QuestionSetRecord, Rating, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
-    StatsSubject, UserRecord, APPLIED_BATCHES_KEPT,
+    StatsSubject, TournamentRecord, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 use parlor_core::{Room, RoomId, UserId};
@@ -232,6 +232,16 @@ pub trait QuestionSets: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Vec<QuestionSetRecord>>>;
 }
 
+/// Tournaments.
+pub trait Tournaments: Send + Sync + 'static {
+    /// Stores `t` if it follows the stored version: `t.version` 1 for a new tournament,
+    /// else one more than the stored one. False when another write came first (the caller
+    /// reads again and retries).
+    fn save_tournament(&self, t: &TournamentRecord) -> BoxFuture<'_, Result<bool>>;
+    /// One tournament, if there is one with that id.
+    fn tournament(&self, id: &str) -> BoxFuture<'_, Result<Option<TournamentRecord>>>;
+}
+
 /// The append-only analytics stream.
 pub trait Analytics: Send + Sync + 'static {
     /// Appends events; one with an id already stored replaces it, so a retry never
@@ -262,6 +272,7 @@ pub trait Backend:
     + AuditLog
     + Ratings
     + QuestionSets
+    + Tournaments
     + Analytics
     + Health
 {
@@ -274,6 +285,7 @@ impl<B> Backend for B where
         + AuditLog
         + Ratings
         + QuestionSets
+        + Tournaments
         + Analytics
         + Health
 {
@@ -297,6 +309,8 @@ pub struct Store {
     pub ratings: Arc<dyn Ratings>,
     /// Trivia question sets.
     pub questions: Arc<dyn QuestionSets>,
+    /// Tournaments.
+    pub tournaments: Arc<dyn Tournaments>,
     /// The analytics stream.
     pub analytics: Arc<dyn Analytics>,
     health: Arc<dyn Health>,
@@ -314,6 +328,7 @@ impl Store {
             audit: b.clone(),
             ratings: b.clone(),
             questions: b.clone(),
+            tournaments: b.clone(),
             analytics: b.clone(),
             health: b,
         }

@@ -100,6 +100,13 @@ impl<B: crate::QuestionSets> crate::QuestionSets for Metered<B> {
     }
 }
 
+impl<B: crate::Tournaments> crate::Tournaments for Metered<B> {
+    forward! {
+        fn save_tournament(&self, t: &crate::TournamentRecord) -> bool;
+        fn tournament(&self, id: &str) -> Option<crate::TournamentRecord>;
+    }
+}
+
 impl<B: Ratings> Ratings for Metered<B> {
     forward! {
         fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> ();

@@ -738,6 +738,46 @@ impl AuditLog for MongoStore {
     }
 }
 
+impl crate::Tournaments for MongoStore {
+    fn save_tournament(&self, t: &crate::TournamentRecord) -> BoxFuture<'_, Result<bool>> {
+        let d = keyed("tournament", &t.id, t);
+        let (id, version) = (t.id.clone(), t.version);
+        Box::pin(async move {
+            let coll = self.coll("tournaments");
+            if version == 1 {
+                return match coll.insert_one(d?).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if is_duplicate(&e) => Ok(false),
+                    Err(e) => Err(unavailable(e)),
+                };
+            }
+            let prev = i64::try_from(version - 1).unwrap_or(i64::MAX);
+            // Matches only the version this write follows: one writer wins.
+            let r = coll
+                .replace_one(doc! { "_id": id.as_str(), "version": prev }, d?)
+                .await
+                .map_err(unavailable)?;
+            Ok(r.matched_count == 1)
+        })
+    }
+
+    fn tournament(&self, id: &str) -> BoxFuture<'_, Result<Option<crate::TournamentRecord>>> {
+        let id = id.to_owned();
+        Box::pin(async move {
+            let found = self
+                .find_records(
+                    "tournaments",
+                    "tournament",
+                    doc! { "_id": id },
+                    doc! { "_id": 1 },
+                    1,
+                )
+                .await?;
+            Ok(found.into_iter().next())
+        })
+    }
+}
+
 impl crate::QuestionSets for MongoStore {
     fn put_question_set(&self, set: &crate::QuestionSetRecord) -> BoxFuture<'_, Result<()>> {
         let doc = keyed("question set", &set.id, set);
@@ -1043,6 +1083,11 @@ mod tests {
     #[tokio::test]
     async fn question_sets() {
         conformance::question_sets(&testing::mongo_store().await.1).await;
+    }
+
+    #[tokio::test]
+    async fn tournaments() {
+        conformance::tournaments(&testing::mongo_store().await.1).await;
     }
 
     #[tokio::test]

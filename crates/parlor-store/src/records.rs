@@ -333,3 +333,34 @@ pub struct QuestionSetRecord {
     /// The questions.
     pub questions: serde_json::Value,
 }
+
+/// A single-elimination tournament. Every write names the version it follows, so two pods
+/// that advance it at once cannot both win (`Tournaments::save_tournament`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TournamentRecord {
+    /// Unique and in time order: `{at_ms:013}-{random}`.
+    pub id: String,
+    pub name: String,
+    /// The room kind its pairings play (`match`).
+    pub kind: String,
+    /// Who created it, starts it and decides its disputes.
+    pub organizer: UserId,
+    pub max_players: u32,
+    /// Registration closes at this time, ms since the epoch.
+    pub registration_closes_at_ms: i64,
+    /// `registering`, `running` or `done`.
+    pub state: String,
+    /// In order of registration.
+    pub players: Vec<UserId>,
+    /// The bracket (parlor-games' `Bracket` as JSON), once started.
+    #[serde(default)]
+    pub bracket: Option<serde_json::Value>,
+    /// The room of each pairing opened: (round, index, room id).
+    #[serde(default)]
+    pub rooms: Vec<(u32, u32, String)>,
+    #[serde(default)]
+    pub champion: Option<UserId>,
+    /// 1 for the first write, one more for each later one.
+    pub version: u64,
+    pub created_at_ms: i64,
+}

@@ -224,6 +224,8 @@ type Found = ApiResult<(RoomId, RoomRef)>;
 pub(crate) struct Create {
     pub(crate) req: v1::CreateRoom,
     pub(crate) owner: Identity,
+    /// The tournament pairing the room plays (the server's tournaments only).
+    pub(crate) tournament: Option<parlor_core::TournamentSlot>,
 }
 
 /// Finds a live room by id or by code, starting its actor if needed.
@@ -301,7 +303,12 @@ async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Opened> {
     })))
 }
 
-async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> ApiResult<Homed> {
+async fn create(
+    deps: Arc<RoomDeps>,
+    req: v1::CreateRoom,
+    owner: Identity,
+    tournament: Option<parlor_core::TournamentSlot>,
+) -> ApiResult<Homed> {
     parlor_core::check(
         parlor_core::Action::CreateRoom,
         owner.role,
@@ -320,6 +327,7 @@ async fn create(deps: Arc<RoomDeps>, req: v1::CreateRoom, owner: Identity) -> Ap
             &deps.limits,
             now_ms(),
         )?;
+        room.info.tournament = tournament.clone();
         let game = deps.games.create(&req.kind, req.game.clone(), new_seed())?;
         if game.is_some() {
             use base64::Engine as _;
@@ -424,7 +432,7 @@ impl Handler<Create> for RoomManager {
     fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
         Box::pin(
-            create(deps, msg.req, msg.owner)
+            create(deps, msg.req, msg.owner, msg.tournament)
                 .into_actor(self)
                 .map(|res, act, ctx| {
                     let homed = res?;
@@ -511,7 +519,7 @@ impl Handler<FindOrCreate> for RoomManager {
                     max_members: deps.cfg.rooms.join_or_create_seats,
                     ..Default::default()
                 };
-                let made = create(deps.clone(), req, msg.who.clone()).await;
+                let made = create(deps.clone(), req, msg.who.clone(), None).await;
                 let _ = deps.directory.unlock(&lock, pod).await;
                 return made.map(|h| (h.room.info.id.clone(), Opened::New(Box::new(h))));
             }

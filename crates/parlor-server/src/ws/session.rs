@@ -513,6 +513,7 @@ impl WsSession {
                     manager.send(rooms::Create {
                         req: req.clone(),
                         owner: owner.clone(),
+                        tournament: None,
                     })
                 };
                 self.enter_room(rid, who, create, 1, rooms::JoinSpec::default(), ctx);

@@ -311,8 +311,28 @@ impl RoomActor {
         self.carry_out(vec![Effect::Broadcast(reveal)], None, ctx);
     }
 
-    /// A finished game goes into the match history.
+    /// A finished game goes into the match history; a tournament's pairing advances its
+    /// bracket.
     fn record_result(&self, result: parlor_games::GameResult) {
+        let slot = self.room.as_ref().and_then(|r| r.info.tournament.clone());
+        let firsts: Vec<&UserId> = result
+            .players
+            .iter()
+            .filter(|p| p.place == 1)
+            .map(|p| &p.user)
+            .collect();
+        if let (Some(slot), [winner]) = (slot, &firsts[..]) {
+            let (store, rooms, winner) = (
+                self.deps.store.clone(),
+                self.manager.clone(),
+                (*winner).clone(),
+            );
+            actix::spawn(async move {
+                if let Err(e) = crate::tournaments::advance(&store, &rooms, &slot, &winner).await {
+                    tracing::error!(tournament = %slot.id, error = %e.message, "the bracket did not advance");
+                }
+            });
+        }
         let at_ms = now_ms();
         let record = parlor_store::MatchRecord {
             id: format!("{at_ms:013}-{}", parlor_core::new_id("")),
