@@ -1003,6 +1003,7 @@ async fn a_rated_trivia_game_plays_to_the_end_and_moves_registered_players_ratin
                 auto_start_players: 0,
                 rated: true,
                 question_set_id: String::new(),
+                players: Vec::new(),
             })),
         }),
         ..create("Quiz", "trivia")
@@ -1426,6 +1427,35 @@ async fn the_matchmaker_seats_every_queued_player_exactly_once() {
     }
     assert_eq!(rooms.len(), 4);
     assert!(rooms.values().all(|p| p.len() == 2));
+    // Three queue for a trivia arena of three: it starts once they are all in.
+    let mut arena = Vec::new();
+    for i in 0..3 {
+        let (mut c, _) = s.guest(&format!("T{i}")).await;
+        let f = c
+            .request(
+                Body::Matchmake(v1::Matchmake {
+                    kind: "trivia".into(),
+                    min_players: 3,
+                    ..Default::default()
+                }),
+                T,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(f.body, Body::Ack(_)));
+        arena.push(c);
+    }
+    for c in &mut arena {
+        let m = matched(c).await;
+        c.join_room(join_id(&m.room_id)).await.unwrap();
+    }
+    // The last to join sees the game begun in its view; the first sees it start.
+    let started = trivia_until(&mut arena[0], |u| match u {
+        v1::trivia_update::Update::Started(st) => Some(st.players.len()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(started, 3);
     let (mut v, _) = s.connect(None).await;
     let e = v
         .request(

@@ -34,6 +34,8 @@ pub struct Duel {
     rated: bool,
     #[serde(default)]
     no_draws: bool,
+    #[serde(default)]
+    organizer: Option<UserId>,
     final_at_ms: i64,
     disputed: bool,
     /// (claim, how, decided by) once settled.
@@ -76,6 +78,7 @@ impl Duel {
             confirm_ms,
             rated: !c.unrated,
             no_draws: c.no_draws,
+            organizer: Some(UserId(c.organizer_id)).filter(|u| !u.0.is_empty()),
             final_at_ms: 0,
             disputed: false,
             settled: None,
@@ -136,6 +139,12 @@ impl Duel {
         if self.settled.is_some() {
             return Err(err(ErrorCode::IllegalMove, "the match is settled"));
         }
+        if self.seats.len() < 2 {
+            return Err(err(
+                ErrorCode::IllegalMove,
+                "the second player has not come yet",
+            ));
+        }
         if self.disputed {
             return Err(err(
                 ErrorCode::IllegalMove,
@@ -188,15 +197,28 @@ impl Duel {
         d: v1::DecideResult,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), CoreError> {
-        let organizer = who.role == RoomRole::Owner && !self.seated(&who.user_id);
-        if !(who.global.is_staff() || organizer) {
+        // Never a player of the match; the organizer only once the players disagree.
+        if self.seated(&who.user_id) {
             return Err(err(
                 ErrorCode::Forbidden,
-                "a moderator or the organizer decides",
+                "a player does not decide their own match",
+            ));
+        }
+        let organizer = self.organizer.as_ref() == Some(&who.user_id);
+        if !(who.global.is_staff() || (organizer && self.disputed)) {
+            return Err(err(
+                ErrorCode::Forbidden,
+                "a moderator decides, or the organizer once the reports disagree",
             ));
         }
         if self.settled.is_some() {
             return Err(err(ErrorCode::IllegalMove, "the match is settled"));
+        }
+        if self.seats.len() < 2 {
+            return Err(err(
+                ErrorCode::IllegalMove,
+                "the second player has not come yet",
+            ));
         }
         let claim = self.claim(&d.winner_user_id, d.draw)?;
         self.settle(claim, How::Decided, &who.user_id.0, ctx);

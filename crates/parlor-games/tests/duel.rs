@@ -124,6 +124,7 @@ fn differing_reports_wait_for_a_moderator_and_the_organizer_may_decide() {
     let outsider = player("x", RoomRole::Player, GlobalRole::User);
     let mut h = duel(v1::MatchConfig {
         players: vec!["a".into(), "b".into()],
+        organizer_id: "o".into(),
         ..Default::default()
     });
     // The organizer and anyone not listed watch or organize; they are not seated.
@@ -134,6 +135,13 @@ fn differing_reports_wait_for_a_moderator_and_the_organizer_may_decide() {
     for p in [&organizer, &a, &b] {
         h.joined(p, 0);
     }
+    // The organizer decides only a dispute.
+    assert_eq!(
+        h.act(&organizer, decide("a", false), 0, [0; 32])
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
     h.act(&a, report("a", false), 0, [0; 32]).unwrap();
     let fx = h.act(&b, report("b", false), 1, [0; 32]).unwrap();
     assert!(fx.contains(&Effect::Disarmed("confirm".into())));
@@ -215,4 +223,22 @@ fn a_knock_out_match_refuses_draws() {
         ErrorCode::InvalidArgument
     );
     h.act(&a, report("b", false), 0, [0; 32]).unwrap();
+}
+
+#[test]
+fn a_lone_player_cannot_report_and_a_seated_moderator_cannot_decide() {
+    let a = player("a", RoomRole::Owner, GlobalRole::Moderator);
+    let b = player("b", RoomRole::Player, GlobalRole::User);
+    let mut h = duel(v1::MatchConfig::default());
+    h.joined(&a, 0);
+    // One seat only: a draw report is refused, not a panic.
+    assert_eq!(
+        h.act(&a, report("", true), 0, [0; 32]).unwrap_err().code,
+        ErrorCode::IllegalMove
+    );
+    h.joined(&b, 0);
+    assert_eq!(
+        h.act(&a, decide("a", false), 0, [0; 32]).unwrap_err().code,
+        ErrorCode::Forbidden
+    );
 }

@@ -36,6 +36,7 @@ fn arena(rated: bool, auto: u32) -> Host {
             auto_start_players: auto,
             rated,
             question_set_id: String::new(),
+            players: Vec::new(),
         })),
     };
     Registry::builtin()
@@ -298,4 +299,37 @@ fn question_sets_are_validated() {
         .create("trivia", None, [0; 32])
         .unwrap()
         .is_some());
+}
+
+#[test]
+fn reserved_seats_play_the_owner_included_and_everyone_else_watches() {
+    let config = v1::GameConfig {
+        config: Some(v1::game_config::Config::Trivia(v1::TriviaConfig {
+            players: vec!["o".into(), "a".into()],
+            auto_start_players: 2,
+            ..Default::default()
+        })),
+    };
+    let mut h = Registry::builtin()
+        .create("trivia", Some(config), [0; 32])
+        .unwrap()
+        .unwrap();
+    let (o, a) = (
+        player("o", RoomRole::Owner, GlobalRole::Guest),
+        player("a", RoomRole::Player, GlobalRole::Guest),
+    );
+    let x = player("x", RoomRole::Player, GlobalRole::Guest);
+    assert_eq!(
+        h.join_attempt(&x, RoomRole::Player).unwrap(),
+        RoomRole::Watcher
+    );
+    assert_eq!(
+        h.join_attempt(&a, RoomRole::Player).unwrap(),
+        RoomRole::Player
+    );
+    assert!(h.joined(&o, 0).is_empty());
+    let fx = h.joined(&a, 0);
+    assert!(
+        matches!(&updates(&fx)[0], trivia_update::Update::Started(s) if s.players == ["o", "a"])
+    );
 }

@@ -6,7 +6,11 @@
 //! One queue per pod: in cluster mode players are grouped with others on their own pod
 //! (docs/games.md says so; an atomic pairing step in Redis comes next).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use parlor_core::UserId;
@@ -20,6 +24,16 @@ use crate::{
 
 /// How often the queues are looked at.
 const TICK: Duration = Duration::from_millis(200);
+/// How long a cancel is remembered, for an Enqueue still reading its rating behind it.
+const CANCEL_KEPT: Duration = Duration::from_secs(60);
+
+static ORDER: AtomicU64 = AtomicU64::new(1);
+
+/// A stamp for a Matchmake or a cancel, taken when the session receives it: a later stamp
+/// wins, whatever order the two reach the matchmaker in.
+pub(crate) fn stamp() -> u64 {
+    ORDER.fetch_add(1, Ordering::Relaxed)
+}
 
 /// One player waiting.
 pub(crate) struct Ticket {
@@ -31,6 +45,8 @@ pub(crate) struct Ticket {
     pub(crate) max: u32,
     pub(crate) rating: f64,
     pub(crate) since: Instant,
+    /// When the session received the Matchmake (`stamp`).
+    pub(crate) stamp: u64,
 }
 
 /// Queues a player (a ticket of theirs for the same kind is replaced).
@@ -44,6 +60,7 @@ pub(crate) struct Enqueue(pub(crate) Ticket);
 pub(crate) struct Cancel {
     pub(crate) user: UserId,
     pub(crate) kind: Option<String>,
+    pub(crate) stamp: u64,
 }
 
 pub(crate) struct Matchmaker {
@@ -51,6 +68,8 @@ pub(crate) struct Matchmaker {
     widen: f64,
     rooms: Addr<RoomManager>,
     waiting: Vec<Ticket>,
+    /// Recent cancels by (user, kind or None for every kind): their stamp and time.
+    cancels: HashMap<(UserId, Option<String>), (u64, Instant)>,
 }
 
 impl Matchmaker {
@@ -60,6 +79,7 @@ impl Matchmaker {
             widen: cfg.rooms.matchmaking_widen_per_sec,
             rooms,
             waiting: Vec::new(),
+            cancels: HashMap::new(),
         }
     }
 
@@ -81,6 +101,7 @@ impl Matchmaker {
                 .enumerate()
                 .filter(|(j, o)| {
                     *j != i
+                        && o.who.user_id != t.who.user_id
                         && o.kind == t.kind
                         && (o.min, o.max) == (t.min, t.max)
                         && (o.rating - t.rating).abs() <= self.reach(t, now).min(self.reach(o, now))
@@ -120,6 +141,7 @@ impl Matchmaker {
             _ => v1::game_config::Config::Trivia(v1::TriviaConfig {
                 auto_start_players: group.len() as u32,
                 rated: true,
+                players: ids.clone(),
                 ..Default::default()
             }),
         };
@@ -136,12 +158,19 @@ impl Matchmaker {
             owner: group[0].who.clone(),
             tournament: None,
         });
-        ctx.spawn(create.into_actor(self).map(move |res, act, _| {
+        ctx.spawn(create.into_actor(self).map(move |res, _act, _| {
             let room = match res {
                 Ok(Ok((id, _))) => id,
                 other => {
-                    tracing::warn!(kind, result = ?other.map(|r| r.map(|_| ())), "matchmaking could not make a room; the group waits again");
-                    act.waiting.extend(group);
+                    tracing::warn!(kind, result = ?other.map(|r| r.map(|_| ())), "matchmaking could not make a room");
+                    // Not queued again: a cancel may have come meanwhile. Each is told.
+                    for t in &group {
+                        t.outbox.push(parlor_protocol::error_envelope(
+                            t.request_id,
+                            parlor_protocol::ErrorCode::Unavailable,
+                            "no room could be made for your group; queue again",
+                        ));
+                    }
                     return;
                 }
             };
@@ -165,6 +194,7 @@ impl Actor for Matchmaker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(TICK, |act, ctx| {
+            act.cancels.retain(|_, (_, at)| at.elapsed() < CANCEL_KEPT);
             for group in act.groups(Instant::now()) {
                 act.seat(group, ctx);
             }
@@ -177,6 +207,15 @@ impl Handler<Enqueue> for Matchmaker {
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
         let t = msg.0;
+        let cancelled = |kind: Option<String>| {
+            self.cancels
+                .get(&(t.who.user_id.clone(), kind))
+                .is_some_and(|(s, _)| *s > t.stamp)
+        };
+        // A cancel the session received after this Matchmake, which got here first.
+        if cancelled(Some(t.kind.clone())) || cancelled(None) {
+            return;
+        }
         self.waiting
             .retain(|w| !(w.who.user_id == t.who.user_id && w.kind == t.kind));
         self.waiting.push(t);
@@ -192,8 +231,12 @@ impl Handler<Cancel> for Matchmaker {
     fn handle(&mut self, msg: Cancel, _ctx: &mut Context<Self>) -> bool {
         let before = self.waiting.len();
         self.waiting.retain(|w| {
-            !(w.who.user_id == msg.user && msg.kind.as_ref().is_none_or(|k| *k == w.kind))
+            let theirs =
+                w.who.user_id == msg.user && msg.kind.as_ref().is_none_or(|k| *k == w.kind);
+            !(theirs && w.stamp < msg.stamp)
         });
+        self.cancels
+            .insert((msg.user, msg.kind), (msg.stamp, Instant::now()));
         self.waiting.len() != before
     }
 }

@@ -164,6 +164,7 @@ async fn open_rooms(
                 config: Some(v1::game_config::Config::Match(v1::MatchConfig {
                     players: r.players.iter().map(|u| u.0.clone()).collect(),
                     no_draws: true,
+                    organizer_id: t.organizer.0.clone(),
                     ..Default::default()
                 })),
             }),
@@ -174,13 +175,23 @@ async fn open_rooms(
             round: r.round as u32,
             index: r.index as u32,
         };
-        let (room, _) = rooms
+        let made = rooms
             .send(Create {
                 req,
                 owner: organizer.clone(),
                 tournament: Some(slot),
             })
-            .await??;
+            .await
+            .map_err(ApiError::from)
+            .and_then(|r| r);
+        let room = match made {
+            Ok((room, _)) => room,
+            // The other pairings still open; this one stays marked, with no room.
+            Err(e) => {
+                tracing::error!(tournament = %t.id, round = r.round, index = r.index, error = %e.message, "a pairing's room was not made");
+                continue;
+            }
+        };
         let key = (r.round as u32, r.index as u32);
         update(store, &t.id, |t| {
             if let Some(e) = t.rooms.iter_mut().find(|(ro, i, _)| (*ro, *i) == key) {

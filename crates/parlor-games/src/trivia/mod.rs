@@ -137,6 +137,9 @@ pub struct Trivia {
     /// (question, correct, won by), for the view.
     revealed: Vec<(u32, u32, String)>,
     leavers: u32,
+    /// Reserved seats (a matchmade arena); empty: every player plays.
+    #[serde(default)]
+    seats: Vec<UserId>,
 }
 
 impl Trivia {
@@ -186,6 +189,7 @@ impl Trivia {
             answer_closes_at_ms: 0,
             revealed: Vec::new(),
             leavers: 0,
+            seats: c.players.into_iter().map(UserId).collect(),
         })
     }
 
@@ -489,8 +493,23 @@ impl Game for Trivia {
         "trivia"
     }
 
+    /// With reserved seats, anyone else who asks to play watches.
+    fn join_attempt(&self, who: &Player, requested: RoomRole) -> Result<RoomRole, CoreError> {
+        let unlisted = !self.seats.is_empty() && !self.seats.contains(&who.user_id);
+        Ok(match requested {
+            RoomRole::Player if unlisted => RoomRole::Watcher,
+            r => r,
+        })
+    }
+
     fn on_join(&mut self, who: &Player, ctx: &mut Ctx<'_>) {
-        if who.role != RoomRole::Player {
+        let seated = self.seats.contains(&who.user_id);
+        let plays = match who.role {
+            RoomRole::Player => self.seats.is_empty() || seated,
+            RoomRole::Owner => seated,
+            RoomRole::Watcher => false,
+        };
+        if !plays {
             return;
         }
         match self.players.iter_mut().find(|e| e.user == who.user_id) {

@@ -224,6 +224,7 @@ impl Actor for WsSession {
             self.shared.matchmaker.do_send(crate::matchmaker::Cancel {
                 user: who.user_id.clone(),
                 kind: None,
+                stamp: crate::matchmaker::stamp(),
             });
             for (room_id, room) in self.rooms.drain() {
                 match room {
@@ -356,7 +357,8 @@ impl WsSession {
     /// Queues the caller for a group of a seated kind (or cancels), answering with an Ack;
     /// `Matched` follows once a group forms.
     fn matchmake(&mut self, rid: u64, m: v1::Matchmake, ctx: &mut actix::Context<Self>) {
-        use crate::matchmaker::{default_rating, Cancel, Enqueue, Ticket};
+        use crate::matchmaker::{default_rating, stamp, Cancel, Enqueue, Ticket};
+        let at = stamp();
         let who = self.me();
         if who.role == GlobalRole::Visitor {
             return self.error(
@@ -376,6 +378,7 @@ impl WsSession {
             self.shared.matchmaker.do_send(Cancel {
                 user: who.user_id,
                 kind: Some(m.kind),
+                stamp: at,
             });
             return self.reply(rid, Body::Ack(v1::Ack::default()));
         }
@@ -422,6 +425,7 @@ impl WsSession {
                     max,
                     rating,
                     since: std::time::Instant::now(),
+                    stamp: at,
                 }));
             }
             Err(e) => act.api_error(rid, &ApiError::from(e)),
