@@ -135,12 +135,6 @@ impl Cards {
         })
     }
 
-    /// A table from its checkpoint.
-    pub fn restore(bytes: &[u8]) -> Result<Self, CoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| CoreError::new(ErrorCode::Internal, format!("cards checkpoint: {e}")))
-    }
-
     fn on_turn(&self) -> Option<&UserId> {
         if !self.round_robin || self.layout.is_empty() {
             return None;
@@ -418,6 +412,23 @@ impl Game for Cards {
     }
 
     fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::state(self)
+    }
+}
+
+impl crate::BuiltIn for Cards {
+    const NAME: &'static str = "cards";
+    const RATING: crate::RatingSystem = crate::RatingSystem::Unrated;
+    type Config = v1::CardsConfig;
+
+    fn config(c: v1::game_config::Config) -> Option<v1::CardsConfig> {
+        match c {
+            v1::game_config::Config::Cards(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn create(config: Option<v1::CardsConfig>) -> Result<Self, CoreError> {
+        Cards::create(config)
     }
 }

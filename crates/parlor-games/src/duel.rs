@@ -85,12 +85,6 @@ impl Duel {
         })
     }
 
-    /// A match from its checkpoint.
-    pub fn restore(bytes: &[u8]) -> Result<Self, CoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| CoreError::new(ErrorCode::Internal, format!("match checkpoint: {e}")))
-    }
-
     fn seated(&self, user: &UserId) -> bool {
         self.seats.iter().any(|s| s.user == *user)
     }
@@ -346,6 +340,23 @@ impl Game for Duel {
     }
 
     fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::state(self)
+    }
+}
+
+impl crate::BuiltIn for Duel {
+    const NAME: &'static str = "match";
+    const RATING: crate::RatingSystem = crate::RatingSystem::Elo;
+    type Config = v1::MatchConfig;
+
+    fn config(c: v1::game_config::Config) -> Option<v1::MatchConfig> {
+        match c {
+            v1::game_config::Config::Match(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn create(config: Option<v1::MatchConfig>) -> Result<Self, CoreError> {
+        Duel::create(config)
     }
 }

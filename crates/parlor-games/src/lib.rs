@@ -38,6 +38,9 @@ pub struct Kind {
     pub create: fn(Option<v1::game_config::Config>) -> Made,
     /// A game from its `Game::checkpoint`.
     pub restore: fn(&[u8]) -> Made,
+    /// How its rated games rate players: what the matchmaker and tournaments seed a
+    /// player without a rating by.
+    pub rating: RatingSystem,
 }
 
 /// The kinds a server runs.
@@ -45,11 +48,46 @@ pub struct Registry {
     kinds: Vec<Kind>,
 }
 
-fn wrong_config(kind: &str) -> CoreError {
-    CoreError::new(
-        ErrorCode::WrongKind,
-        format!("that game config is not for kind {kind}"),
-    )
+/// A kind of this repo: its config is one variant of `GameConfig`, and its checkpoint
+/// is its own serde form.
+trait BuiltIn: Game + serde::Serialize + serde::de::DeserializeOwned + Sized {
+    const NAME: &'static str;
+    const RATING: RatingSystem;
+    type Config;
+    /// The variant that configures this kind, if `c` is it.
+    fn config(c: v1::game_config::Config) -> Option<Self::Config>;
+    fn create(config: Option<Self::Config>) -> Result<Self, CoreError>;
+}
+
+/// The checkpoint of a built-in kind.
+fn state<T: serde::Serialize>(game: &T) -> Vec<u8> {
+    // Plain data: serialising it cannot fail.
+    serde_json::to_vec(game).unwrap_or_default()
+}
+
+fn builtin<K: BuiltIn>() -> Kind {
+    Kind {
+        name: K::NAME,
+        create: |c| {
+            let config = match c {
+                None => None,
+                Some(c) => Some(K::config(c).ok_or_else(|| {
+                    CoreError::new(
+                        ErrorCode::WrongKind,
+                        format!("that game config is not for kind {}", K::NAME),
+                    )
+                })?),
+            };
+            Ok(Box::new(K::create(config)?))
+        },
+        restore: |b| {
+            let game: K = serde_json::from_slice(b).map_err(|e| {
+                CoreError::new(ErrorCode::Internal, format!("{} checkpoint: {e}", K::NAME))
+            })?;
+            Ok(Box::new(game))
+        },
+        rating: K::RATING,
+    }
 }
 
 impl Registry {
@@ -57,50 +95,10 @@ impl Registry {
     pub fn builtin() -> Self {
         Self {
             kinds: vec![
-                Kind {
-                    name: "dice",
-                    create: |c| match c {
-                        None => Ok(Box::new(dice::Dice::create(None)?)),
-                        Some(v1::game_config::Config::Dice(d)) => {
-                            Ok(Box::new(dice::Dice::create(Some(d))?))
-                        }
-                        Some(_) => Err(wrong_config("dice")),
-                    },
-                    restore: |b| Ok(Box::new(dice::Dice::restore(b)?)),
-                },
-                Kind {
-                    name: "cards",
-                    create: |c| match c {
-                        None => Ok(Box::new(cards::Cards::create(None)?)),
-                        Some(v1::game_config::Config::Cards(d)) => {
-                            Ok(Box::new(cards::Cards::create(Some(d))?))
-                        }
-                        Some(_) => Err(wrong_config("cards")),
-                    },
-                    restore: |b| Ok(Box::new(cards::Cards::restore(b)?)),
-                },
-                Kind {
-                    name: "trivia",
-                    create: |c| match c {
-                        None => Ok(Box::new(trivia::Trivia::create(None)?)),
-                        Some(v1::game_config::Config::Trivia(t)) => {
-                            Ok(Box::new(trivia::Trivia::create(Some(t))?))
-                        }
-                        Some(_) => Err(wrong_config("trivia")),
-                    },
-                    restore: |b| Ok(Box::new(trivia::Trivia::restore(b)?)),
-                },
-                Kind {
-                    name: "match",
-                    create: |c| match c {
-                        None => Ok(Box::new(duel::Duel::create(None)?)),
-                        Some(v1::game_config::Config::Match(m)) => {
-                            Ok(Box::new(duel::Duel::create(Some(m))?))
-                        }
-                        Some(_) => Err(wrong_config("match")),
-                    },
-                    restore: |b| Ok(Box::new(duel::Duel::restore(b)?)),
-                },
+                builtin::<dice::Dice>(),
+                builtin::<cards::Cards>(),
+                builtin::<trivia::Trivia>(),
+                builtin::<duel::Duel>(),
             ],
         }
     }

@@ -459,15 +459,11 @@ fn a_revealed_seed_replays_every_roll_and_a_tampered_roll_fails() {
     assert!(verify::rolls(rev, &forged, &limits).is_err());
     // Another seed than the one committed to.
     let mut wrong = rev.clone();
-    wrong.seed = hex_of([4; 32]);
+    wrong.seed = hex::encode([4u8; 32]);
     assert_eq!(
         verify::rolls(&wrong, &results, &limits),
         Err(verify::Mismatch::Seed)
     );
-}
-
-fn hex_of(b: [u8; 32]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[test]

@@ -85,12 +85,6 @@ impl Dice {
         })
     }
 
-    /// A table from its checkpoint.
-    pub fn restore(bytes: &[u8]) -> Result<Self, CoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| CoreError::new(ErrorCode::Internal, format!("dice checkpoint: {e}")))
-    }
-
     /// The limits rolls are held to.
     pub fn limits(&self) -> DiceLimits {
         self.limits
@@ -290,6 +284,23 @@ impl Game for Dice {
     }
 
     fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::state(self)
+    }
+}
+
+impl crate::BuiltIn for Dice {
+    const NAME: &'static str = "dice";
+    const RATING: crate::RatingSystem = crate::RatingSystem::Unrated;
+    type Config = v1::DiceConfig;
+
+    fn config(c: v1::game_config::Config) -> Option<v1::DiceConfig> {
+        match c {
+            v1::game_config::Config::Dice(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn create(config: Option<v1::DiceConfig>) -> Result<Self, CoreError> {
+        Dice::create(config)
     }
 }

@@ -46,6 +46,30 @@ fn invalid(msg: impl Into<String>) -> CoreError {
     CoreError::new(ErrorCode::InvalidArgument, msg)
 }
 
+impl From<v1::TriviaQuestion> for Question {
+    fn from(q: v1::TriviaQuestion) -> Self {
+        Self {
+            text: q.text,
+            answers: q.answers,
+            correct: q.correct,
+            category: q.category,
+            difficulty: q.difficulty.max(1),
+        }
+    }
+}
+
+impl From<Question> for v1::TriviaQuestion {
+    fn from(q: Question) -> Self {
+        Self {
+            text: q.text,
+            answers: q.answers,
+            correct: q.correct,
+            category: q.category,
+            difficulty: q.difficulty,
+        }
+    }
+}
+
 impl Question {
     /// Checks one question; `at` names it in the error.
     pub fn check(&self, at: usize) -> Result<(), CoreError> {
@@ -149,16 +173,7 @@ impl Trivia {
         let questions: Vec<Question> = if c.questions.is_empty() {
             sample_set()
         } else {
-            c.questions
-                .into_iter()
-                .map(|q| Question {
-                    text: q.text,
-                    answers: q.answers,
-                    correct: q.correct,
-                    category: q.category,
-                    difficulty: q.difficulty.max(1),
-                })
-                .collect()
+            c.questions.into_iter().map(Question::from).collect()
         };
         check_set(&questions)?;
         let ms = |v: u32, default: u32, what: &str| match v {
@@ -191,12 +206,6 @@ impl Trivia {
             leavers: 0,
             seats: c.players.into_iter().map(UserId).collect(),
         })
-    }
-
-    /// An arena from its checkpoint.
-    pub fn restore(bytes: &[u8]) -> Result<Self, CoreError> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| CoreError::new(ErrorCode::Internal, format!("trivia checkpoint: {e}")))
     }
 
     fn active(&self) -> impl Iterator<Item = &Entry> {
@@ -656,6 +665,23 @@ impl Game for Trivia {
     }
 
     fn checkpoint(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::state(self)
+    }
+}
+
+impl crate::BuiltIn for Trivia {
+    const NAME: &'static str = "trivia";
+    const RATING: crate::RatingSystem = crate::RatingSystem::WengLin;
+    type Config = v1::TriviaConfig;
+
+    fn config(c: v1::game_config::Config) -> Option<v1::TriviaConfig> {
+        match c {
+            v1::game_config::Config::Trivia(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn create(config: Option<v1::TriviaConfig>) -> Result<Self, CoreError> {
+        Trivia::create(config)
     }
 }
