@@ -819,6 +819,7 @@ mod tally {
                     serde_json::from_slice::<Tally>(b).unwrap_or_default(),
                 ))
             },
+            rating: parlor_games::RatingSystem::Unrated,
         });
         r
     }

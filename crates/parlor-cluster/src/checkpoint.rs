@@ -73,12 +73,14 @@ pub fn game(state: Vec<u8>) -> StateWrite {
     StateWrite::Set(GAME.into(), Bytes::from(state))
 }
 
-/// Every field of `room`, for a checkpoint written whole (a new room, or a home that
-/// found its Redis emptied).
-pub fn full(room: &Room) -> Vec<StateWrite> {
+/// Every field of `room`, and of its server-run game if it has one, for a checkpoint
+/// written whole (a new room, or a home that found its Redis emptied).
+pub fn full(room: &Room, game: Option<Vec<u8>>) -> Vec<StateWrite> {
     let mut parts = vec![Part::Info, Part::Settings, Part::Bans, Part::Mutes];
     parts.extend(room.members.iter().map(|m| Part::Member(m.user_id.clone())));
-    writes(room, &parts)
+    let mut w = writes(room, &parts);
+    w.extend(game.map(self::game));
+    w
 }
 
 fn parse<T: serde::de::DeserializeOwned>(field: &str, v: &[u8]) -> Result<T> {

@@ -328,7 +328,7 @@ pub async fn checkpoints(a: &Node, b: &Node) {
     let la = home(a, &r).await;
     let mut room = sample_room(&r);
     a.broker
-        .reset(&r, &la, 0, checkpoint::full(&room))
+        .reset(&r, &la, 0, checkpoint::full(&room, None))
         .await
         .unwrap();
     let loaded = b.broker.load(&r).await.unwrap().expect("checkpoint");
@@ -356,7 +356,7 @@ pub async fn checkpoints(a: &Node, b: &Node) {
     assert_eq!(b.broker.load(&r).await.unwrap().unwrap().seq, 1);
     // A reset at another seq drops history that no longer lines up.
     a.broker
-        .reset(&r, &la, 7, checkpoint::full(&room))
+        .reset(&r, &la, 7, checkpoint::full(&room, None))
         .await
         .unwrap();
     assert_eq!(b.broker.last_seq(&r).await.unwrap(), 7);

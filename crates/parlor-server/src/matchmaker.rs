@@ -35,6 +35,11 @@ pub(crate) fn stamp() -> u64 {
     ORDER.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A queued ticket's rating (set on arrival).
+fn rating(t: &Ticket) -> f64 {
+    t.rating.unwrap_or_default()
+}
+
 /// One player waiting.
 pub(crate) struct Ticket {
     pub(crate) who: Identity,
@@ -43,7 +48,8 @@ pub(crate) struct Ticket {
     pub(crate) kind: String,
     pub(crate) min: u32,
     pub(crate) max: u32,
-    pub(crate) rating: f64,
+    /// The stored rating; None: the kind's starting one.
+    pub(crate) rating: Option<f64>,
     pub(crate) since: Instant,
     /// When the session received the Matchmake (`stamp`).
     pub(crate) stamp: u64,
@@ -64,6 +70,7 @@ pub(crate) struct Cancel {
 }
 
 pub(crate) struct Matchmaker {
+    games: std::sync::Arc<parlor_games::Registry>,
     window: f64,
     widen: f64,
     rooms: Addr<RoomManager>,
@@ -73,8 +80,13 @@ pub(crate) struct Matchmaker {
 }
 
 impl Matchmaker {
-    pub(crate) fn new(cfg: &Config, rooms: Addr<RoomManager>) -> Self {
+    pub(crate) fn new(
+        cfg: &Config,
+        rooms: Addr<RoomManager>,
+        games: std::sync::Arc<parlor_games::Registry>,
+    ) -> Self {
         Self {
+            games,
             window: cfg.rooms.matchmaking_window,
             widen: cfg.rooms.matchmaking_widen_per_sec,
             rooms,
@@ -104,9 +116,10 @@ impl Matchmaker {
                         && o.who.user_id != t.who.user_id
                         && o.kind == t.kind
                         && (o.min, o.max) == (t.min, t.max)
-                        && (o.rating - t.rating).abs() <= self.reach(t, now).min(self.reach(o, now))
+                        && (rating(o) - rating(t)).abs()
+                            <= self.reach(t, now).min(self.reach(o, now))
                 })
-                .map(|(j, o)| ((o.rating - t.rating).abs(), j))
+                .map(|(j, o)| ((rating(o) - rating(t)).abs(), j))
                 .collect();
             if near.len() + 1 < t.min as usize {
                 i += 1;
@@ -206,7 +219,15 @@ impl Handler<Enqueue> for Matchmaker {
     type Result = ();
 
     fn handle(&mut self, msg: Enqueue, ctx: &mut Context<Self>) {
-        let t = msg.0;
+        let mut t = msg.0;
+        let system = self
+            .games
+            .get(&t.kind)
+            .map_or(parlor_games::RatingSystem::Elo, |k| k.rating);
+        t.rating = Some(
+            t.rating
+                .unwrap_or_else(|| crate::rooms::ratings::start(system).0),
+        );
         let cancelled = |kind: Option<String>| {
             self.cancels
                 .get(&(t.who.user_id.clone(), kind))
@@ -238,13 +259,5 @@ impl Handler<Cancel> for Matchmaker {
         self.cancels
             .insert((msg.user, msg.kind), (msg.stamp, Instant::now()));
         self.waiting.len() != before
-    }
-}
-
-/// The starting rating of a kind, for players who have none (docs/games.md, "Ratings").
-pub(crate) fn default_rating(kind: &str) -> f64 {
-    match kind {
-        "trivia" => 25.0,
-        _ => 1000.0,
     }
 }

@@ -239,7 +239,7 @@ pub async fn run_with_games(
         user_stats: user_stats.clone(),
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
-        games,
+        games: games.clone(),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();
@@ -247,7 +247,7 @@ pub async fn run_with_games(
         let live = live_rooms.clone();
         Supervisor::start(move |_| RoomManager::new(deps, handles, live))
     };
-    let matchmaker = crate::matchmaker::Matchmaker::new(&cfg, rooms.clone()).start();
+    let matchmaker = crate::matchmaker::Matchmaker::new(&cfg, rooms.clone(), games.clone()).start();
     let sessions = Sessions::default();
     let relay = Relay::start(RelayParts {
         pod: cfg.server.pod_name.clone(),

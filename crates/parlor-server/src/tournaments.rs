@@ -219,7 +219,8 @@ pub(crate) async fn start(
     let mut seeded = Vec::with_capacity(t.players.len());
     for p in &t.players {
         let r = store.ratings.rating(p, &t.kind).await?;
-        seeded.push((p.clone(), r.map_or(1000.0, |r| r.value)));
+        let none = crate::rooms::ratings::start(parlor_games::RatingSystem::Elo).0;
+        seeded.push((p.clone(), r.map_or(none, |r| r.value)));
     }
     let (t, opened) = update(store, id, |t| {
         if t.organizer != who.user_id {

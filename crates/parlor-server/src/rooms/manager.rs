@@ -119,16 +119,6 @@ pub(crate) fn game_of(
         .flatten()
 }
 
-/// The checkpoint of a whole room, its game included.
-pub(crate) fn full_checkpoint(
-    room: &Room,
-    game: Option<&parlor_games::Host>,
-) -> Vec<parlor_cluster::StateWrite> {
-    let mut w = checkpoint::full(room);
-    w.extend(game.map(|g| checkpoint::game(g.checkpoint())));
-    w
-}
-
 impl RoomManager {
     pub(crate) fn new(deps: Arc<RoomDeps>, shards: Vec<ArbiterHandle>, live: LiveRooms) -> Self {
         Self {
@@ -293,7 +283,12 @@ async fn open(deps: &RoomDeps, room: Room) -> ApiResult<Opened> {
     let game = game_of(deps, &room, None);
     let seq = deps.broker.last_seq(&id).await?;
     deps.broker
-        .reset(&id, &lease, seq, full_checkpoint(&room, game.as_ref()))
+        .reset(
+            &id,
+            &lease,
+            seq,
+            checkpoint::full(&room, game.as_ref().map(parlor_games::Host::checkpoint)),
+        )
         .await?;
     Ok(Opened::New(Box::new(Homed {
         room,
@@ -380,16 +375,7 @@ async fn with_question_set(deps: &RoomDeps, req: &mut v1::CreateRoom) -> ApiResu
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such question set"))?;
     let questions: Vec<parlor_games::trivia::Question> = serde_json::from_value(set.questions)
         .map_err(|e| ApiError::internal(format!("question set {}: {e}", set.id)))?;
-    t.questions = questions
-        .into_iter()
-        .map(|q| v1::TriviaQuestion {
-            text: q.text,
-            answers: q.answers,
-            correct: q.correct,
-            category: q.category,
-            difficulty: q.difficulty,
-        })
-        .collect();
+    t.questions = questions.into_iter().map(Into::into).collect();
     Ok(())
 }
 
@@ -412,7 +398,7 @@ async fn home_new(
             &room.info.id,
             &lease,
             0,
-            full_checkpoint(&room, game.as_ref()),
+            checkpoint::full(&room, game.as_ref().map(parlor_games::Host::checkpoint)),
         )
         .await?;
     if room.info.persistent {

@@ -4,7 +4,7 @@
 mod fanout;
 mod manager;
 mod peer;
-mod ratings;
+pub(crate) mod ratings;
 mod room;
 mod writer;
 

@@ -21,16 +21,20 @@ pub(crate) struct Finished {
     pub(crate) rated: Vec<UserId>,
 }
 
-/// A player's rating before the game: the stored one, or the system's starting one.
-fn before(system: RatingSystem, stored: Option<&Rating>) -> (f64, f64) {
-    match (stored, system) {
-        (Some(r), _) => (r.value, r.uncertainty),
-        (None, RatingSystem::WengLin) => {
+/// A system's starting rating and uncertainty, for a player who has none.
+pub(crate) fn start(system: RatingSystem) -> (f64, f64) {
+    match system {
+        RatingSystem::WengLin => {
             let d = WengLinRating::new();
             (d.rating, d.uncertainty)
         }
-        (None, _) => (EloRating::new().rating, 0.0),
+        RatingSystem::Elo | RatingSystem::Unrated => (EloRating::new().rating, 0.0),
     }
+}
+
+/// A player's rating before the game: the stored one, or the system's starting one.
+fn before(system: RatingSystem, stored: Option<&Rating>) -> (f64, f64) {
+    stored.map_or_else(|| start(system), |r| (r.value, r.uncertainty))
 }
 
 /// The new ratings, and the record with each rated player's before and after. `stored`

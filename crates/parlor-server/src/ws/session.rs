@@ -357,7 +357,7 @@ impl WsSession {
     /// Queues the caller for a group of a seated kind (or cancels), answering with an Ack;
     /// `Matched` follows once a group forms.
     fn matchmake(&mut self, rid: u64, m: v1::Matchmake, ctx: &mut actix::Context<Self>) {
-        use crate::matchmaker::{default_rating, stamp, Cancel, Enqueue, Ticket};
+        use crate::matchmaker::{stamp, Cancel, Enqueue, Ticket};
         let at = stamp();
         let who = self.me();
         if who.role == GlobalRole::Visitor {
@@ -408,9 +408,7 @@ impl WsSession {
         let user = who.user_id.clone();
         let fut = async move {
             let stored = store.ratings.rating(&user, &kind).await?;
-            Ok::<_, parlor_store::StoreError>(
-                stored.map_or_else(|| default_rating(&kind), |r| r.value),
-            )
+            Ok::<_, parlor_store::StoreError>(stored.map(|r| r.value))
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
             // The Ack goes first: a group can form, and Matched follow, at once.

@@ -184,16 +184,6 @@ impl RoomActor {
         self.unrecorded_chat.push_back((seq, record));
     }
 
-    /// Sends a direct frame after event `seq` reaches this pod's members (at once if none).
-    fn after_event(&self, peer: &Peer, seq: Option<u64>, frame: bytes::Bytes) {
-        match (seq, peer, self.sub) {
-            (Some(seq), Peer::Remote(_), _) | (Some(seq), Peer::Local { .. }, Some(_)) => {
-                peer.answer_after(&self.fanout, &self.id, seq, frame)
-            }
-            _ => self.direct(peer, frame),
-        }
-    }
-
     fn arm_game_timer(&mut self, id: String, due_ms: i64, ctx: &mut Context<Self>) {
         let wait = Duration::from_millis(u64::try_from(due_ms - now_ms()).unwrap_or(0));
         let name = id.clone();

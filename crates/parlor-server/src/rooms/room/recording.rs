@@ -101,11 +101,7 @@ impl RoomActor {
                     self.pending_chat.push(line);
                 }
                 if let (Some((to, _)), Some(frame)) = (&who, answer) {
-                    match (to, self.sub) {
-                        // Without a subscription here, no event of the room goes out here.
-                        (Peer::Local { .. }, None) => self.direct(to, frame),
-                        _ => to.answer_after(&self.fanout, &self.id, seq, frame),
-                    }
+                    self.after_event(to, Some(seq), frame);
                 }
             }
             Err(e) => {
@@ -121,6 +117,18 @@ impl RoomActor {
                 }
                 self.desync(&e, ctx);
             }
+        }
+    }
+
+    /// Sends a direct frame after event `seq` reaches this pod's members (at once if none).
+    /// A local member is written to by this room's fan-out only while it has a
+    /// subscription here; without one, no event of the room goes out here.
+    pub(super) fn after_event(&self, peer: &Peer, seq: Option<u64>, frame: bytes::Bytes) {
+        match (seq, peer, self.sub) {
+            (Some(seq), Peer::Remote(_), _) | (Some(seq), Peer::Local { .. }, Some(_)) => {
+                peer.answer_after(&self.fanout, &self.id, seq, frame)
+            }
+            _ => self.direct(peer, frame),
         }
     }
 
@@ -201,8 +209,7 @@ impl RoomActor {
             };
             // The backend lost the room (a Redis flush or restart without persistence):
             // write it back whole; its history is gone, so members are resynced.
-            let mut writes = checkpoint::full(&room);
-            writes.extend(held_game.map(checkpoint::game));
+            let writes = checkpoint::full(&room, held_game);
             deps.broker.reset(&id, &lease, seq, writes).await?;
             Ok::<_, ClusterError>(Reloaded::Rewritten(lease, room, seq))
         })
