@@ -106,17 +106,19 @@ async fn split(con: &ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<
             .await;
     }
     let groups: Vec<(Pipeline, Vec<usize>)> =
-        group_by(pipeline.cmd_iter().enumerate(), |(_, cmd)| tag_of(cmd))
-            .into_iter()
-            .map(|group| {
-                let mut p = redis::pipe();
-                let at = group.iter().map(|(i, _)| *i).collect();
-                for (_, cmd) in group {
-                    p.add_command(cmd.clone());
-                }
-                (p, at)
-            })
-            .collect();
+        group_by(pipeline.cmd_iter().zip(&tags).enumerate(), |(_, (_, t))| {
+            **t
+        })
+        .into_iter()
+        .map(|group| {
+            let mut p = redis::pipe();
+            let at = group.iter().map(|(i, _)| *i).collect();
+            for (_, (cmd, _)) in group {
+                p.add_command(cmd.clone());
+            }
+            (p, at)
+        })
+        .collect();
     let sent = groups.iter().map(|(p, _)| {
         let mut con = con.clone();
         async move { con.req_packed_commands(p, 0, p.len()).await }

@@ -203,7 +203,13 @@ fn by_tag(jobs: Vec<Job>, sharded: bool) -> Vec<Vec<Job>> {
     if !sharded {
         return vec![jobs];
     }
-    conn::group_by(jobs, |j| conn::tag_of(&j.cmd).to_vec())
+    // Grouped by index with the tags borrowed from the jobs: no copy of a tag per job.
+    let groups = conn::group_by(0..jobs.len(), |&i| conn::tag_of(&jobs[i].cmd));
+    let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+    groups
+        .into_iter()
+        .map(|g| g.into_iter().filter_map(|i| jobs[i].take()).collect())
+        .collect()
 }
 
 /// Sends `cmds` as one pipeline; a call Redis lacks the script of goes again once, in
