@@ -107,7 +107,6 @@ pub(crate) fn decode_histogram(s: &str) -> anyhow::Result<Histogram<u64>> {
 pub(crate) struct ProcSample {
     pub(crate) cpu_secs: f64,
     pub(crate) rss_bytes: u64,
-    pub(crate) fds: u64,
 }
 
 /// Linux reports utime/stime in USER_HZ ticks, which is 100 on every mainstream build.
@@ -121,19 +120,17 @@ fn sample_one(pid: u32) -> Option<ProcSample> {
     let utime: f64 = f.get(11)?.parse().ok()?;
     let stime: f64 = f.get(12)?.parse().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |text: &str, name: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()
-    };
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(ProcSample {
         cpu_secs: (utime + stime) / TICKS_PER_SEC,
-        rss_bytes: field(&status, "VmRSS:")? * 1024,
-        fds: open_fds(&[pid]),
+        rss_bytes: rss_kib * 1024,
     })
 }
 

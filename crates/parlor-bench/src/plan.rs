@@ -125,10 +125,13 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
     // balancer would spread creates), so each pod is home to its share of the rooms.
     let creators: Vec<Arc<Rest>> = match &a.room_via {
         Some(via) => vec![Arc::new(Rest::new(format!("http://{via}")))],
-        None => a
-            .targets
-            .iter()
-            .map(|t| Arc::new(Rest::new(format!("http://{t}"))))
+        // The first target's client is `rest`.
+        None => std::iter::once(rest.clone())
+            .chain(
+                a.targets[1..]
+                    .iter()
+                    .map(|t| Arc::new(Rest::new(format!("http://{t}")))),
+            )
             .collect(),
     };
     match a.scenario {

@@ -22,6 +22,10 @@ pub(crate) struct ServerReadings {
     /// When measuring began and ended.
     pub(crate) measure_start: Option<Vec<ProcSample>>,
     pub(crate) measure_end: Option<Vec<ProcSample>>,
+    /// Each process's open descriptors at the baseline and when measuring began: listed
+    /// only then, as listing 17,000 sockets costs the load generator CPU.
+    pub(crate) fds_base: Vec<u64>,
+    pub(crate) fds_start: Vec<u64>,
     /// (open pod fds above baseline, pod RSS) when each checkpoint was reached (connect).
     pub(crate) checkpoints: Vec<(usize, u64)>,
 }
@@ -51,11 +55,14 @@ pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
     if plan.ramp_from_ns > now + 100_000_000 {
         tokio::time::sleep(Duration::from_nanos(plan.ramp_from_ns - now - 100_000_000)).await;
     }
+    let fds =
+        |pids: &[u32]| -> Vec<u64> { pids.iter().map(|p| measure::open_fds(&[*p])).collect() };
     let mut out = ServerReadings {
         baseline: measure::sample(&pids),
+        fds_base: fds(&pids),
         ..Default::default()
     };
-    let base_fds = measure::open_fds(&pids[..pods]);
+    let base_fds: u64 = out.fds_base[..pods].iter().sum();
     let mut checkpoints: Vec<usize> = plan.args.checkpoints.clone();
     checkpoints.sort_unstable();
     let mut next = 0;
@@ -78,6 +85,7 @@ pub(crate) async fn sample_server(plan: Plan) -> ServerReadings {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     out.measure_start = measure::sample(&pids);
+    out.fds_start = fds(&pids);
     let end = plan.end_ns();
     let now = now_ns();
     if end > now {
@@ -114,7 +122,8 @@ fn per_process(plan: &Plan, server: &ServerReadings) -> Vec<ProcReport> {
             pid,
             role: if i < pods { "pod" } else { "redis" },
             cpu_secs: b[i].cpu_secs - a[i].cpu_secs,
-            fds_added: a[i].fds as i64 - base[i].fds as i64,
+            fds_added: server.fds_start.get(i).copied().unwrap_or(0) as i64
+                - server.fds_base.get(i).copied().unwrap_or(0) as i64,
             rss_bytes: a[i].rss_bytes,
             rss_added_bytes: a[i].rss_bytes as i64 - base[i].rss_bytes as i64,
         })
