@@ -568,15 +568,14 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
     drop(redis);
 }
 
-/// A flip, retried while the room moves (UNAVAILABLE, or no answer from a dead home).
-async fn flip_through_failover(c: &mut Connection, room: &str, index: u32) {
+/// A game action, retried while the room moves (UNAVAILABLE, or no answer from a dead
+/// home), for at most 40 s.
+async fn act_through_failover(c: &mut Connection, room: &str, action: v1::game_action::Action) {
     let started = std::time::Instant::now();
     loop {
         let req = v1::GameAction {
             room_id: room.to_owned(),
-            action: Some(v1::game_action::Action::Cards(v1::CardsAction {
-                action: Some(v1::cards_action::Action::Flip(v1::Flip { index })),
-            })),
+            action: Some(action.clone()),
         };
         match c
             .request(Body::GameAction(req), std::time::Duration::from_secs(8))
@@ -588,13 +587,21 @@ async fn flip_through_failover(c: &mut Connection, room: &str, index: u32) {
                 ..
             })
             | Err(parlor_client::ClientError::Timeout) => {}
-            other => panic!("flip {index}: {other:?}"),
+            other => panic!("{action:?}: {other:?}"),
         }
         assert!(
             started.elapsed() < std::time::Duration::from_secs(40),
-            "the round never came back"
+            "the room never came back"
         );
     }
+}
+
+/// A card flip, through a failover.
+async fn flip_through_failover(c: &mut Connection, room: &str, index: u32) {
+    let flip = v1::game_action::Action::Cards(v1::CardsAction {
+        action: Some(v1::cards_action::Action::Flip(v1::Flip { index })),
+    });
+    act_through_failover(c, room, flip).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -857,20 +864,10 @@ async fn a_trivia_game_goes_on_to_its_end_after_its_home_pod_is_killed() {
     .await;
     assert!(judged.timed_out && judged.user_id == a_id, "{judged:?}");
     // b answers through the new home, and the game plays to its end.
-    loop {
-        let buzz = v1::game_action::Action::Trivia(v1::TriviaAction {
-            action: Some(ta::Action::Buzz(v1::Buzz { question: 0 })),
-        });
-        match b.game_action(&room.id, buzz).await {
-            Ok(_) => break,
-            Err(parlor_client::ClientError::Server {
-                code: v1::ErrorCode::Unavailable,
-                ..
-            })
-            | Err(parlor_client::ClientError::Timeout) => {}
-            Err(e) => panic!("{e:?}"),
-        }
-    }
+    let buzz = v1::game_action::Action::Trivia(v1::TriviaAction {
+        action: Some(ta::Action::Buzz(v1::Buzz { question: 0 })),
+    });
+    act_through_failover(&mut b, &room.id, buzz).await;
     let answer = |q: u32| {
         v1::game_action::Action::Trivia(v1::TriviaAction {
             action: Some(ta::Action::Answer(v1::AnswerTrivia {
