@@ -240,6 +240,7 @@ pub async fn run_with_games(
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
         games: games.clone(),
+        rating: tokio::sync::Mutex::new(()),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();

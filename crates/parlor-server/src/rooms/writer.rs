@@ -225,6 +225,7 @@ impl Unsaved {
 /// Reads the rated players' ratings, rates the game, and writes the result with the new
 /// ratings in one store write.
 async fn record(deps: &RoomDeps, f: &Finished) -> parlor_store::Result<()> {
+    let _one_at_a_time = deps.rating.lock().await;
     let mut stored = std::collections::HashMap::new();
     for user in &f.rated {
         if let Some(r) = deps.store.ratings.rating(user, &f.record.kind).await? {
