@@ -119,14 +119,25 @@ impl ConnectionManager {
             .iter()
             .map(|(id, e)| (e.user.clone(), id.clone()))
             .collect();
+        let listing = all.clone();
         let fut = async move {
-            let listed = all.iter().map(|(u, s)| presence.online(u, s, &pod));
+            let listed = listing.iter().map(|(u, s)| presence.online(u, s, &pod));
             futures_util::future::join_all(listed).await
         };
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
             if let Some(Err(e)) = res.into_iter().find(Result::is_err) {
                 tracing::warn!(error = %e, "listing sessions again failed; the next beat retries");
                 act.relist = true;
+            }
+            // A session that ended during the relisting may have had its `offline` land
+            // before the relisting's `online`: take it off again.
+            for (user, session) in all {
+                if !act.sessions.contains_key(&session) {
+                    let (presence, pod) = (act.presence.clone(), act.pod.clone());
+                    actix::spawn(async move {
+                        let _ = presence.offline(&user, &session, &pod).await;
+                    });
+                }
             }
         }));
     }

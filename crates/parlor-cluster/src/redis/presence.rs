@@ -124,6 +124,10 @@ impl Presence for RedisBackend {
                 let r: std::result::Result<Vec<String>, _> =
                     self.con().smembers(self.pod_sessions(&pod)).await;
                 let members = self.seen(r)?;
+                // Three steps, each awaited, because on a Redis Cluster one pipeline's
+                // slots land in any order. The pod leaves `P:pods` last, so its next
+                // heartbeat reports it fresh and it lists its sessions again only after
+                // every delete of this sweep has landed.
                 let mut pipe = redis::pipe();
                 for m in &members {
                     if let Some((user, session)) = m.split_once('\t') {
@@ -131,9 +135,13 @@ impl Presence for RedisBackend {
                             .ignore();
                     }
                 }
-                pipe.del(self.pod_sessions(&pod)).ignore();
-                pipe.zrem(self.pods_key(), &pod).ignore();
-                let r: std::result::Result<(), _> = pipe.query_async(&mut self.con()).await;
+                if !members.is_empty() {
+                    let r: std::result::Result<(), _> = pipe.query_async(&mut self.con()).await;
+                    self.seen(r)?;
+                }
+                let r: std::result::Result<(), _> = self.con().del(self.pod_sessions(&pod)).await;
+                self.seen(r)?;
+                let r: std::result::Result<(), _> = self.con().zrem(self.pods_key(), &pod).await;
                 self.seen(r)?;
                 swept += members.len();
             }

@@ -956,7 +956,12 @@ impl WsSession {
             }
             if e.code == ErrorCode::Unavailable && tries > 1 {
                 ctx.run_later(Duration::from_millis(500), move |act, ctx| {
-                    act.follow(room_id, home, after, tries - 1, ctx)
+                    // A newer move, or a leave, during the pause ends this chain.
+                    let still =
+                        matches!(act.rooms.get(&room_id), Some(RoomRef::Remote(h)) if *h == home);
+                    if still {
+                        act.follow(room_id, home, after, tries - 1, ctx)
+                    }
                 });
                 return;
             }
