@@ -7,7 +7,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use parlor_core::{new_id, Limits, MemberState, Room, RoomId};
+use parlor_core::{new_id, Limits, MemberState, Room, RoomId, UserId};
 use parlor_protocol::{encode_body, frame_with_seq, v1};
 
 use crate::{
@@ -597,4 +597,151 @@ pub async fn presence(a: &dyn crate::Presence, b: &dyn crate::Presence, pod_a: &
     );
     b.offline(&user, "s3", pod_b).await.unwrap();
     assert!(a.sessions(&user).await.unwrap().is_empty());
+}
+
+/// Matchmaking queues, seen from two pods: atomic pairing, the widening window, group
+/// sizes, replacement and cancels ordered by stamp.
+pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
+    use crate::Ticket;
+    let ticket = |user: &UserId, rating: f64, (min, max): (u32, u32), stamp: u64| Ticket {
+        user: user.clone(),
+        rating,
+        min,
+        max,
+        stamp,
+        payload: format!("seat {user}"),
+    };
+    let users = |n: usize| -> Vec<UserId> { (0..n).map(|_| UserId(new_id("u_"))).collect() };
+    let names = |g: &[Ticket]| -> Vec<UserId> { g.iter().map(|t| t.user.clone()).collect() };
+    // Waits start on the queue's millisecond clock: apart, so that "oldest" is one.
+    let tick = || tokio::time::sleep(Duration::from_millis(3));
+
+    // 40 players queued through both pods, paired by both at once: 20 pairs, each player
+    // in exactly one.
+    let kind = new_id("k");
+    let many = users(40);
+    for (i, u) in many.iter().enumerate() {
+        let q = if i % 2 == 0 { a } else { b };
+        assert!(q
+            .enqueue(&kind, ticket(u, 1500.0, (2, 2), 1))
+            .await
+            .unwrap());
+    }
+    let mut seated: Vec<UserId> = Vec::new();
+    for _ in 0..5 {
+        let (ga, gb) = tokio::join!(a.pair(&kind, 100.0, 0.0), b.pair(&kind, 100.0, 0.0));
+        for g in ga.unwrap().into_iter().chain(gb.unwrap()) {
+            assert_eq!(g.len(), 2, "a pair");
+            assert_eq!(
+                g[0].payload,
+                format!("seat {}", g[0].user),
+                "tickets come back whole"
+            );
+            seated.extend(names(&g));
+        }
+    }
+    seated.sort();
+    let mut want = many.clone();
+    want.sort();
+    assert_eq!(seated, want, "every player seated exactly once");
+
+    // Far apart: no group until the window has widened to cover them.
+    let kind = new_id("k");
+    let far = users(2);
+    a.enqueue(&kind, ticket(&far[0], 1000.0, (2, 2), 1))
+        .await
+        .unwrap();
+    tick().await;
+    b.enqueue(&kind, ticket(&far[1], 2000.0, (2, 2), 1))
+        .await
+        .unwrap();
+    tick().await;
+    assert!(
+        a.pair(&kind, 100.0, 2000.0).await.unwrap().is_empty(),
+        "too far apart at first"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let g = b.pair(&kind, 100.0, 2000.0).await.unwrap();
+    assert_eq!(g.len(), 1, "the window widened");
+    assert_eq!(names(&g[0]), far, "oldest first");
+
+    // Closest in rating first; only equal group sizes group; a replaced ticket is one.
+    let kind = new_id("k");
+    let u = users(5);
+    a.enqueue(&kind, ticket(&u[0], 1500.0, (2, 2), 1))
+        .await
+        .unwrap();
+    tick().await;
+    a.enqueue(&kind, ticket(&u[0], 1500.0, (2, 2), 2))
+        .await
+        .unwrap();
+    tick().await;
+    b.enqueue(&kind, ticket(&u[1], 1590.0, (2, 2), 1))
+        .await
+        .unwrap();
+    tick().await;
+    b.enqueue(&kind, ticket(&u[2], 1510.0, (2, 2), 1))
+        .await
+        .unwrap();
+    tick().await;
+    a.enqueue(&kind, ticket(&u[3], 1500.0, (3, 4), 1))
+        .await
+        .unwrap();
+    tick().await;
+    b.enqueue(&kind, ticket(&u[4], 1500.0, (3, 4), 1))
+        .await
+        .unwrap();
+    tick().await;
+    let g = a.pair(&kind, 100.0, 0.0).await.unwrap();
+    assert_eq!(g.len(), 1, "{g:?}");
+    assert_eq!(names(&g[0]), vec![u[0].clone(), u[2].clone()]);
+    let third = users(1).remove(0);
+    a.enqueue(&kind, ticket(&third, 1450.0, (3, 4), 1))
+        .await
+        .unwrap();
+    tick().await;
+    let g = b.pair(&kind, 100.0, 0.0).await.unwrap();
+    assert_eq!(g.len(), 1, "three of 3..4 form a group: {g:?}");
+    assert_eq!(names(&g[0]), vec![u[3].clone(), u[4].clone(), third]);
+    assert!(
+        a.pair(&kind, 1000.0, 0.0).await.unwrap().is_empty(),
+        "u1 waits alone"
+    );
+
+    // Cancels: a later stamp wins, whichever arrives first.
+    let kind = new_id("k");
+    let c = users(2);
+    a.enqueue(&kind, ticket(&c[0], 1500.0, (2, 2), 10))
+        .await
+        .unwrap();
+    tick().await;
+    assert!(
+        b.cancel(&kind, &c[0], 20).await.unwrap(),
+        "queued, then cancelled"
+    );
+    assert!(
+        !a.enqueue(&kind, ticket(&c[0], 1500.0, (2, 2), 15))
+            .await
+            .unwrap(),
+        "a ticket older than a cancel already in is refused"
+    );
+    assert!(
+        !b.cancel(&kind, &c[0], 21).await.unwrap(),
+        "nothing left to cancel"
+    );
+    assert!(a
+        .enqueue(&kind, ticket(&c[0], 1500.0, (2, 2), 30))
+        .await
+        .unwrap());
+    assert!(
+        !b.cancel(&kind, &c[0], 25).await.unwrap(),
+        "an older cancel leaves it"
+    );
+    b.enqueue(&kind, ticket(&c[1], 1500.0, (2, 2), 30))
+        .await
+        .unwrap();
+    tick().await;
+    let g = a.pair(&kind, 100.0, 0.0).await.unwrap();
+    assert_eq!(g.len(), 1);
+    assert_eq!(names(&g[0]), c);
 }

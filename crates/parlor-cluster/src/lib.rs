@@ -9,6 +9,7 @@
 //! - `directory`: rooms by id and by code, and the public list.
 //! - `presence`: which sessions a user has online.
 //! - `inbox`: messages between pods.
+//! - `queues`: matchmaking queues by kind.
 //! - `redis`: the Redis implementations, and their key and channel layout.
 
 mod broker;
@@ -19,6 +20,7 @@ mod directory;
 mod inbox;
 mod lease;
 mod presence;
+mod queues;
 mod redis;
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -32,6 +34,7 @@ pub use directory::{MemoryDirectory, RoomDirectory};
 pub use inbox::{Inbox, InboxHandler, MemoryInbox};
 pub use lease::{Claim, Lease, Leases};
 pub use presence::{MemoryPresence, PodInfo, Presence};
+pub use queues::{MemoryQueues, Queues, Ticket, CANCEL_KEPT_US};
 pub use redis::{RedisBackend, RedisOptions};
 
 /// A boxed future, so that the contracts stay object-safe.
@@ -71,6 +74,8 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     /// Messages between pods.
     pub inbox: Arc<dyn Inbox>,
+    /// Matchmaking queues.
+    pub queues: Arc<dyn Queues>,
     /// Whether the shared backend is reachable and delivering.
     pub health: Arc<dyn Health>,
 }
@@ -144,6 +149,7 @@ pub async fn backends(settings: &Settings, observer: Option<Observer>) -> Result
                 directory: Arc::new(MemoryDirectory::default()),
                 presence: Arc::new(MemoryPresence::default()),
                 inbox: Arc::new(MemoryInbox::default()),
+                queues: Arc::new(MemoryQueues::default()),
                 health: broker,
             })
         }
@@ -176,6 +182,7 @@ pub async fn backends(settings: &Settings, observer: Option<Observer>) -> Result
                 directory: broker.clone(),
                 presence: broker.clone(),
                 inbox: broker.clone(),
+                queues: broker.clone(),
                 health: broker,
             })
         }

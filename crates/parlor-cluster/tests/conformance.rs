@@ -77,6 +77,8 @@ async fn memory_passes_every_suite() {
     conformance::inbox(&inbox, &inbox, "pod-a", "pod-b").await;
     let p = parlor_cluster::MemoryPresence::default();
     conformance::presence(&p, &p, "pod-a", "pod-b").await;
+    let q = parlor_cluster::MemoryQueues::default();
+    conformance::queues(&q, &q).await;
 }
 
 /// Every suite, on two pods of one Redis backend.
@@ -86,6 +88,7 @@ async fn every_suite(pods: [&(Arc<RedisBackend>, Node); 2]) {
     conformance::directory(&**da, &**db, "cards").await;
     conformance::inbox(&**da, &**db, "pod-a", "pod-b").await;
     conformance::presence(&**da, &**db, "pod-a", "pod-b").await;
+    conformance::queues(&**da, &**db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,7 @@ mod events;
 mod inbox;
 mod lease;
 mod presence;
+mod queues;
 mod scripts;
 mod timed;
 
@@ -156,6 +157,7 @@ pub struct RedisBackend {
     sub: Con,
     subs: Arc<Subs>,
     scripts: Arc<Scripts>,
+    queue_scripts: queues::QueueScripts,
     /// Serialises subscribe and unsubscribe, so that a room's channel is subscribed once.
     sub_lock: tokio::sync::Mutex<()>,
     next_sub: AtomicU64,
@@ -392,6 +394,7 @@ impl RedisBackend {
             sub,
             subs,
             scripts,
+            queue_scripts: queues::QueueScripts::new(),
             sub_lock: tokio::sync::Mutex::new(()),
             next_sub: AtomicU64::new(1),
             failed_at: AtomicU64::new(0),
