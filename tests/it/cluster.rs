@@ -35,7 +35,7 @@ impl Cluster {
     }
 
     /// `n` pods on a Redis Cluster of three masters and three replicas.
-    async fn sharded(n: usize, tweak: impl Fn(&mut parlor_server::Config)) -> Cluster {
+    pub(crate) async fn sharded(n: usize, tweak: impl Fn(&mut parlor_server::Config)) -> Cluster {
         let backing = tokio::task::spawn_blocking(RedisCluster::start)
             .await
             .unwrap();

@@ -1176,10 +1176,22 @@ async fn settled(c: &mut Connection, room: &str) -> v1::MatchSettled {
 
 #[tokio::test]
 async fn a_league_of_reported_matches_rates_agreed_and_decided_results() {
-    let s = TestServer::start().await;
-    let (mut a, wa, _) = s.user("ana").await;
-    let (mut b, wb, _) = s.user("ben").await;
-    let (mut root, _, _) = s.user("root").await;
+    league(&[TestServer::start().await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_three_pods_a_league_of_reported_matches_rates_agreed_and_decided_results() {
+    league(&super::cluster::Cluster::start(3).await.pods).await;
+}
+
+/// Two matches between two players, each on its own pod when there are several: one
+/// agreed, one disputed and decided by a moderator; then the league table.
+async fn league(pods: &[TestServer]) {
+    let on = |i: usize| &pods[i % pods.len()];
+    let s = on(0);
+    let (mut a, wa, _) = on(0).user("ana").await;
+    let (mut b, wb, _) = on(1).user("ben").await;
+    let (mut root, _, _) = on(2).user("root").await;
     let (ida, idb) = (wa.user.unwrap().id, wb.user.unwrap().id);
 
     // Match one, by invitation: both report that ana won.
@@ -1194,7 +1206,7 @@ async fn a_league_of_reported_matches_rates_agreed_and_decided_results() {
         .unwrap();
     let room = joined.room.unwrap().id;
     // A third who asks to play is seated as a watcher.
-    let (mut c, _) = s.guest("Cleo").await;
+    let (mut c, _) = on(3).guest("Cleo").await;
     let cj = c
         .join_room(v1::JoinRoom {
             code,
@@ -1470,6 +1482,44 @@ async fn the_matchmaker_seats_every_queued_player_exactly_once() {
     refused(e, v1::ErrorCode::Unauthenticated);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_players_on_three_pods_are_seated_in_twenty_matches_each_exactly_once() {
+    let cluster = super::cluster::Cluster::start(3).await;
+    let mut players = Vec::new();
+    for i in 0..40 {
+        let (c, w) = cluster.pods[i % 3].guest(&format!("P{i}")).await;
+        players.push((c, w.user.unwrap().id));
+    }
+    for (c, _) in &mut players {
+        queue(c, "match").await;
+    }
+    let mut rooms: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (c, id) in &mut players {
+        let m = matched(c).await;
+        assert!(m.players.contains(id) && m.players.len() == 2, "{m:?}");
+        rooms.entry(m.room_id.clone()).or_default().push(id.clone());
+    }
+    assert_eq!(rooms.len(), 20, "{rooms:?}");
+    for (room, seated) in &rooms {
+        assert_eq!(seated.len(), 2, "{room}: {seated:?}");
+    }
+    // Each is told once: nothing more comes within a tick or two of the queue.
+    for (c, _) in &mut players {
+        let again = c
+            .wait_for(std::time::Duration::from_millis(50), |f| {
+                matches!(f.body, Body::Matched(_)).then_some(())
+            })
+            .await;
+        assert!(again.is_err(), "matched twice");
+    }
+    // The pairs really are seated, wherever the room's home is.
+    for (c, id) in players.iter_mut().take(6) {
+        let room = rooms.iter().find(|(_, p)| p.contains(id)).unwrap().0;
+        let j = c.join_room(join_id(room)).await.unwrap();
+        assert_ne!(j.your_role, v1::RoomRole::Watcher as i32, "seated to play");
+    }
+}
+
 #[tokio::test]
 async fn players_far_apart_wait_for_the_window_and_a_cancel_leaves_the_queue() {
     let dir = tempfile::tempdir().unwrap();
@@ -1556,8 +1606,19 @@ async fn players_far_apart_wait_for_the_window_and_a_cancel_leaves_the_queue() {
 
 #[tokio::test]
 async fn seven_players_play_a_knock_out_bracket_to_its_champion() {
+    bracket_of_seven(&[TestServer::start().await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_three_pods_and_a_redis_cluster_seven_players_play_a_bracket_to_its_champion() {
+    bracket_of_seven(&super::cluster::Cluster::sharded(3, |_| {}).await.pods).await;
+}
+
+/// Seven registered players, spread over the pods, through a knock-out bracket.
+async fn bracket_of_seven(pods: &[TestServer]) {
     use parlor_client::ClientError;
-    let s = TestServer::start().await;
+    let on = |i: usize| &pods[i % pods.len()];
+    let s = on(0);
     let rest = s.rest();
     let (_, _, org) = s.user("organizer").await;
     let t = rest
@@ -1572,7 +1633,7 @@ async fn seven_players_play_a_knock_out_bracket_to_its_champion() {
     let path = |what: &str| format!("/api/v1/tournaments/{tid}{what}");
     let mut players: std::collections::HashMap<String, Connection> = Default::default();
     for i in 0..7 {
-        let (c, w, tok) = s.user(&format!("player{i}")).await;
+        let (c, w, tok) = on(i + 1).user(&format!("player{i}")).await;
         rest.post_json(
             &path("/register"),
             &serde_json::json!({}),
@@ -1593,7 +1654,7 @@ async fn seven_players_play_a_knock_out_bracket_to_its_champion() {
         .await,
         Err(ClientError::Http { status: 403, .. })
     ));
-    let (_, _, other) = s.user("bystander").await;
+    let (_, _, other) = on(2).user("bystander").await;
     assert!(matches!(
         rest.post_json(
             &path("/start"),

@@ -713,6 +713,24 @@ impl Relay {
 
     // ----- for users on other pods -----
 
+    /// Sends a frame to one session, on this pod or on another; lost if it is gone.
+    pub(crate) fn to_session(&self, pod: &str, session: &str, frame: Bytes) {
+        if *pod == *self.link.pod {
+            if let Some(s) = self.sessions.get(session) {
+                s.outbox.push(frame);
+            }
+            return;
+        }
+        self.link.send(
+            pod,
+            pod_message::Body::Deliver(v1::Deliver {
+                session_id: session.to_owned(),
+                frames: vec![frame],
+                ..Default::default()
+            }),
+        );
+    }
+
     /// Sends a private frame to a user's sessions on other pods; returns how many sessions
     /// presence lists there.
     pub(crate) async fn to_user(

@@ -248,7 +248,6 @@ pub async fn run_with_games(
         let live = live_rooms.clone();
         Supervisor::start(move |_| RoomManager::new(deps, handles, live))
     };
-    let matchmaker = crate::matchmaker::Matchmaker::new(&cfg, rooms.clone(), games.clone()).start();
     let sessions = Sessions::default();
     let relay = Relay::start(RelayParts {
         pod: cfg.server.pod_name.clone(),
@@ -265,6 +264,17 @@ pub async fn run_with_games(
     })
     .await
     .context("pod inbox")?;
+    let matchmaker = crate::matchmaker::Matchmaker::new(
+        &cfg,
+        crate::matchmaker::MatchmakerParts {
+            games: games.clone(),
+            rooms: rooms.clone(),
+            queues: cluster.queues.clone(),
+            presence: presence.clone(),
+            relay: relay.clone(),
+        },
+    )
+    .start();
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),

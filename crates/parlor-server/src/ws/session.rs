@@ -367,7 +367,7 @@ impl WsSession {
                 "sign in (a guest account will do)",
             );
         }
-        if !matches!(m.kind.as_str(), "match" | "trivia") {
+        if !crate::matchmaker::KINDS.contains(&m.kind.as_str()) {
             return self.error(
                 rid,
                 ErrorCode::WrongKind,
@@ -416,13 +416,12 @@ impl WsSession {
                 act.reply(rid, Body::Ack(v1::Ack::default()));
                 act.shared.matchmaker.do_send(Enqueue(Ticket {
                     who,
-                    outbox: act.outbox.clone(),
+                    session: act.id.clone(),
                     request_id: rid,
                     kind: m.kind,
                     min,
                     max,
                     rating,
-                    since: std::time::Instant::now(),
                     stamp: at,
                 }));
             }
