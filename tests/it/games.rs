@@ -1609,6 +1609,105 @@ async fn seven_players_play_a_knock_out_bracket_to_its_champion() {
     bracket_of_seven(&[TestServer::start().await]).await;
 }
 
+#[tokio::test]
+async fn a_pairing_left_without_a_room_opens_again_when_the_organizer_starts_again() {
+    use parlor_client::ClientError;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = store_config(dir.path(), StoreKind::MongoDb);
+    let s = TestServer::start_config(cfg.clone()).await;
+    let rest = s.rest();
+    let (_, _, org) = s.user("organizer").await;
+    let t = rest
+        .post_json(
+            "/api/v1/tournaments",
+            &serde_json::json!({"name": "Duel", "max_players": 2}),
+            Some(&org.access_token),
+        )
+        .await
+        .unwrap();
+    let tid = t["id"].as_str().unwrap().to_owned();
+    let path = |what: &str| format!("/api/v1/tournaments/{tid}{what}");
+    let mut players = Vec::new();
+    for name in ["ann", "bob"] {
+        let (c, w, tok) = s.user(name).await;
+        rest.post_json(
+            &path("/register"),
+            &serde_json::json!({}),
+            Some(&tok.access_token),
+        )
+        .await
+        .unwrap();
+        players.push((c, w.user.unwrap().id, tok));
+    }
+    let (start_path, empty) = (path("/start"), serde_json::json!({}));
+    let start = || rest.post_json(&start_path, &empty, Some(&org.access_token));
+    let started = start().await.unwrap();
+    let first_room = started["rounds"][0]["pairings"][0]["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The pod that marked the pairing open died before making its room: the record holds
+    // the mark, long ago, and no room.
+    let store = parlor_store::open(
+        &store_settings(StoreKind::MongoDb, dir.path(), &cfg),
+        Default::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut rec = store.tournaments.tournament(&tid).await.unwrap().unwrap();
+    rec.rooms[0].2 = "opening:1".into();
+    rec.version += 1;
+    assert!(store.tournaments.save_tournament(&rec).await.unwrap());
+    let t = rest.get_json(&path(""), None).await.unwrap();
+    assert!(t["rounds"][0]["pairings"][0]["room_id"].is_null(), "{t}");
+    // Only the organizer may start it again; doing so makes the room.
+    assert!(matches!(
+        rest.post_json(
+            &path("/start"),
+            &serde_json::json!({}),
+            Some(&players[0].2.access_token)
+        )
+        .await,
+        Err(ClientError::Http { status: 403, .. })
+    ));
+    let again = start().await.unwrap();
+    let room = again["rounds"][0]["pairings"][0]["room_id"]
+        .as_str()
+        .expect("a room")
+        .to_owned();
+    assert_ne!(room, first_room);
+    assert_eq!(
+        start().await.unwrap()["rounds"][0]["pairings"][0]["room_id"],
+        room.as_str(),
+        "a pairing with its room stays as it is"
+    );
+    let winner = players[0].1.clone();
+    for (c, _, _) in &mut players {
+        c.join_room(join_id(&room)).await.unwrap();
+    }
+    for (c, _, _) in &mut players {
+        c.game_action(&room, report(&winner)).await.unwrap();
+    }
+    let mut t = serde_json::Value::Null;
+    for _ in 0..100 {
+        t = rest.get_json(&path(""), None).await.unwrap();
+        if t["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (t["state"].as_str(), t["champion"].as_str()),
+        (Some("done"), Some(winner.as_str())),
+        "{t}"
+    );
+    assert!(
+        matches!(start().await, Err(ClientError::Http { status: 409, .. })),
+        "over"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_three_pods_and_a_redis_cluster_seven_players_play_a_bracket_to_its_champion() {
     bracket_of_seven(&super::cluster::Cluster::sharded(3, |_| {}).await.pods).await;
@@ -1621,7 +1720,10 @@ async fn bracket_of_seven(pods: &[TestServer]) {
     let s = on(0);
     let rest = s.rest();
     let (_, _, org) = s.user("organizer").await;
-    let t = rest
+    // Made through another pod than the one that starts it: on three pods, the watchers'
+    // room is homed apart from the match rooms, and announcements cross pods.
+    let t = on(1)
+        .rest()
         .post_json(
             "/api/v1/tournaments",
             &serde_json::json!({"name": "Cup", "max_players": 8}),
@@ -1664,6 +1766,16 @@ async fn bracket_of_seven(pods: &[TestServer]) {
         .await,
         Err(ClientError::Http { status: 403, .. })
     ));
+    // A watcher in the tournament's room, on another pod than the one that starts it.
+    let (mut watcher, _) = on(1).guest("Watcher").await;
+    let watchers_room = t["room_id"].as_str().expect("a watchers' room").to_owned();
+    watcher
+        .join_room(v1::JoinRoom {
+            role: v1::RoomRole::Watcher as i32,
+            ..join_id(&watchers_room)
+        })
+        .await
+        .unwrap();
     let started = rest
         .post_json(
             &path("/start"),
@@ -1753,6 +1865,37 @@ async fn bracket_of_seven(pods: &[TestServer]) {
     let champion = t["champion"].as_str().unwrap().to_owned();
     let unbeaten: Vec<&String> = players.keys().filter(|u| !lost.contains(*u)).collect();
     assert_eq!(unbeaten, [&champion]);
+    // The watcher saw the start and each of the six results, in order, as room events.
+    let mut news = Vec::new();
+    while news.len() < 7 {
+        let u = watcher
+            .wait_for(T, |f| match &f.body {
+                Body::GameUpdate(v1::GameUpdate {
+                    update: Some(game_update::Update::Tournament(u)),
+                    room_id,
+                }) if *room_id == watchers_room && f.seq > 0 => Some(u.clone()),
+                _ => None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(u.tournament_id, tid);
+        news.push(u);
+    }
+    assert_eq!(
+        (news[0].round, news[0].opened.len()),
+        (0, 3),
+        "{:?}",
+        news[0]
+    );
+    let rounds: Vec<u32> = news[1..].iter().map(|u| u.round).collect();
+    assert_eq!(rounds, [1, 1, 1, 2, 2, 3]);
+    let last = news.last().unwrap();
+    assert_eq!(
+        (last.winner_user_id.as_str(), last.champion_user_id.as_str()),
+        (champion.as_str(), champion.as_str())
+    );
+    let opened: usize = news.iter().map(|u| u.opened.len()).sum();
+    assert_eq!(opened, 6, "every match room was announced once");
     // Ratings changed as reported: the champion won every match they played.
     let mut stats = serde_json::Value::Null;
     for _ in 0..100 {

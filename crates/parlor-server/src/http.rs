@@ -540,7 +540,8 @@ async fn create_tournament(
     let closes = b
         .registration_closes_at_ms
         .unwrap_or_else(|| parlor_core::now_ms() + 3_600_000);
-    let t = crate::tournaments::create(&shared.store, &me, name, b.max_players, closes).await?;
+    let t =
+        crate::tournaments::create(&organizing(&shared), &me, name, b.max_players, closes).await?;
     Ok(HttpResponse::Created().json(crate::tournaments::to_json(&t)))
 }
 
@@ -570,8 +571,16 @@ async fn start_tournament(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let me = identity(&req, &shared).await?;
-    let t = crate::tournaments::start(&shared.store, &shared.rooms, &id, &me).await?;
+    let t = crate::tournaments::start(&organizing(&shared), &id, &me).await?;
     Ok(HttpResponse::Ok().json(crate::tournaments::to_json(&t)))
+}
+
+fn organizing(shared: &Shared) -> crate::tournaments::Organizing {
+    crate::tournaments::Organizing {
+        store: shared.store.clone(),
+        rooms: shared.rooms.clone(),
+        link: shared.relay.link(),
+    }
 }
 
 /// Moderators and admins only: question sets hold their answers.

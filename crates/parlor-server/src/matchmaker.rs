@@ -317,7 +317,7 @@ impl Handler<Enqueue> for Matchmaker {
                 parlor_protocol::error_envelope(
                     seat.request_id,
                     ErrorCode::Unavailable,
-                    &format!("the matchmaking queue is unavailable: {e}"),
+                    format!("the matchmaking queue is unavailable: {e}"),
                 ),
             ),
         }));

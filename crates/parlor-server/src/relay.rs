@@ -59,6 +59,13 @@ pub(crate) struct PodLink {
 }
 
 impl PodLink {
+    pub(crate) fn new(pod: &str, inbox: Arc<dyn Inbox>) -> Self {
+        Self {
+            pod: pod.into(),
+            inbox,
+        }
+    }
+
     /// Queues a message for `to`. A message the backend refuses is lost; the waiting end
     /// (a forwarded join, a session) times out or is told by its own pod.
     pub(crate) fn send(&self, to: &str, body: pod_message::Body) {
@@ -474,6 +481,34 @@ impl Relay {
                 }
             }
             Some(pod_message::Body::Call(c)) => self.on_call(from, c),
+            Some(pod_message::Body::Announce(a)) => {
+                let Some(update) = a.update.and_then(|u| u.update) else {
+                    return;
+                };
+                let (manager, live) = (self.manager.clone(), self.live.get(&a.room_id));
+                actix::spawn(async move {
+                    let room = match live {
+                        Some(addr) => Some(addr),
+                        // Not live here: a persistent room loads on its home.
+                        None => match manager
+                            .send(rooms::Resolve {
+                                room_id: a.room_id.clone(),
+                                code: String::new(),
+                            })
+                            .await
+                        {
+                            Ok(Ok((_, rooms::RoomRef::Local(addr)))) => Some(addr),
+                            _ => None,
+                        },
+                    };
+                    match room {
+                        Some(addr) => addr.do_send(rooms::Announce(update)),
+                        None => {
+                            tracing::warn!(room_id = %a.room_id, "an announcement found no room here")
+                        }
+                    }
+                });
+            }
             Some(pod_message::Body::CallDone(d)) => {
                 let waiting = self
                     .calls
@@ -712,6 +747,11 @@ impl Relay {
     }
 
     // ----- for users on other pods -----
+
+    /// Sends messages to other pods as this pod.
+    pub(crate) fn link(&self) -> Arc<PodLink> {
+        self.link.clone()
+    }
 
     /// Sends a frame to one session, on this pod or on another; lost if it is gone.
     pub(crate) fn to_session(&self, pod: &str, session: &str, frame: Bytes) {

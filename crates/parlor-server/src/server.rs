@@ -241,6 +241,10 @@ pub async fn run_with_games(
         analytics: analytics.clone(),
         games: games.clone(),
         rating: tokio::sync::Mutex::new(()),
+        link: Arc::new(crate::relay::PodLink::new(
+            &cfg.server.pod_name,
+            cluster.inbox.clone(),
+        )),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();

@@ -3,24 +3,58 @@
 //!
 //! The record lives in the store and every write names the version it follows, so pods
 //! that advance one tournament at once cannot both win. A pairing's room is made only by
-//! the writer that marked the pairing open, then recorded in a second write.
+//! the writer that marked the pairing open, then recorded in a second write. A pairing
+//! marked open whose room never came (its pod died in between, or the room could not be
+//! made) opens again on the next advance, or when the organizer starts it again.
+//!
+//! Each tournament has a watchers' room; every start and advance is announced there as a
+//! `TournamentUpdate` room event.
+
+use std::sync::Arc;
 
 use actix::Addr;
-use parlor_core::{now_ms, GlobalRole, TournamentSlot, UserId};
+use parlor_core::{now_ms, GlobalRole, RoomId, TournamentSlot, UserId};
 use parlor_games::bracket::{Bracket, Ready};
 use parlor_protocol::{v1, ErrorCode};
 use parlor_store::{Store, TournamentRecord};
 
 use crate::{
     error::{ApiError, ApiResult},
-    rooms::{Create, RoomManager},
+    relay::PodLink,
+    rooms::{self, Create, RoomManager, RoomRef},
     ws::Identity,
 };
 
 /// Tries of a read-change-write before giving up under contention.
 const TRIES: usize = 8;
-/// A pairing marked open whose room is not made yet.
-const OPENING: &str = "";
+/// A pairing marked open whose room is not made yet: this, then the time it was marked.
+const OPENING: &str = "opening:";
+/// A pairing marked open this long ago without a room is opened again.
+const REOPEN_AFTER_MS: i64 = 30_000;
+
+/// What running tournaments takes.
+#[derive(Clone)]
+pub(crate) struct Organizing {
+    pub(crate) store: Store,
+    pub(crate) rooms: Addr<RoomManager>,
+    pub(crate) link: Arc<PodLink>,
+}
+
+/// A room id recorded for a pairing, if it is a room and not a mark.
+fn made(id: &str) -> Option<&str> {
+    (!id.is_empty() && !id.starts_with(OPENING)).then_some(id)
+}
+
+/// Whether a pairing's mark is old enough to open again (an empty one is from a failed
+/// try, or from before marks had times).
+fn stale(id: &str, now: i64) -> bool {
+    match id.strip_prefix(OPENING) {
+        Some(at) => at
+            .parse::<i64>()
+            .map_or(true, |at| now - at >= REOPEN_AFTER_MS),
+        None => id.is_empty(),
+    }
+}
 
 fn bracket_of(t: &TournamentRecord) -> ApiResult<Bracket> {
     let v = t
@@ -52,9 +86,9 @@ async fn update<T>(
     Err(ApiError::unavailable("the tournament is busy; try again"))
 }
 
-/// A new tournament of `match`es.
+/// A new tournament of `match`es, with its watchers' room.
 pub(crate) async fn create(
-    store: &Store,
+    o: &Organizing,
     organizer: &Identity,
     name: String,
     max_players: u32,
@@ -72,6 +106,22 @@ pub(crate) async fn create(
             "max_players must be 2 to 256",
         ));
     }
+    let watchers = o
+        .rooms
+        .send(Create {
+            req: v1::CreateRoom {
+                name: format!("{name} · bracket"),
+                kind: "tournament".into(),
+                persistent: true,
+                ..Default::default()
+            },
+            owner: organizer.clone(),
+            tournament: None,
+        })
+        .await
+        .map_err(ApiError::from)??
+        .0;
+    let store = &o.store;
     let at = now_ms();
     let t = TournamentRecord {
         id: format!("{at:013}-{}", parlor_core::new_id("")),
@@ -85,6 +135,7 @@ pub(crate) async fn create(
         bracket: None,
         rooms: Vec::new(),
         champion: None,
+        room_id: watchers.0,
         version: 1,
         created_at_ms: at,
     };
@@ -126,31 +177,34 @@ pub(crate) async fn register(
     Ok(t)
 }
 
-/// Marks the bracket's ready pairings open; answers the ones this write opened.
+/// Marks the bracket's ready pairings open (new ones, and stale marks again); answers
+/// the ones this write opened.
 fn mark_open(t: &mut TournamentRecord, b: &Bracket) -> Vec<Ready> {
-    let open: Vec<Ready> = b
-        .ready()
-        .into_iter()
-        .filter(|r| {
-            !t.rooms
-                .iter()
-                .any(|(ro, i, _)| (*ro, *i) == (r.round as u32, r.index as u32))
-        })
-        .collect();
-    for r in &open {
-        t.rooms
-            .push((r.round as u32, r.index as u32, OPENING.into()));
+    let now = now_ms();
+    let mark = format!("{OPENING}{now}");
+    let mut open = Vec::new();
+    for r in b.ready() {
+        let key = (r.round as u32, r.index as u32);
+        match t.rooms.iter_mut().find(|(ro, i, _)| (*ro, *i) == key) {
+            None => t.rooms.push((key.0, key.1, mark.clone())),
+            Some(e) if stale(&e.2, now) => e.2 = mark.clone(),
+            Some(_) => continue,
+        }
+        open.push(r);
     }
     open
 }
 
-/// Makes the rooms of pairings this pod opened, and records them.
+/// Makes the rooms of pairings this pod opened, and records them; answers those made.
+/// A pairing whose room could not be made loses its mark, so that the next advance or
+/// start opens it again.
 async fn open_rooms(
-    store: &Store,
-    rooms: &Addr<RoomManager>,
+    o: &Organizing,
     t: &TournamentRecord,
     opened: Vec<Ready>,
-) -> ApiResult<()> {
+) -> ApiResult<Vec<(Ready, RoomId)>> {
+    let (store, rooms) = (&o.store, &o.rooms);
+    let mut out = Vec::new();
     let organizer = Identity {
         user_id: t.organizer.clone(),
         name: "organizer".into(),
@@ -175,7 +229,7 @@ async fn open_rooms(
             round: r.round as u32,
             index: r.index as u32,
         };
-        let made = rooms
+        let made_room = rooms
             .send(Create {
                 req,
                 owner: organizer.clone(),
@@ -184,15 +238,22 @@ async fn open_rooms(
             .await
             .map_err(ApiError::from)
             .and_then(|r| r);
-        let room = match made {
+        let key = (r.round as u32, r.index as u32);
+        let room = match made_room {
             Ok((room, _)) => room,
-            // The other pairings still open; this one stays marked, with no room.
+            // The other pairings still open; this one opens again later.
             Err(e) => {
                 tracing::error!(tournament = %t.id, round = r.round, index = r.index, error = %e.message, "a pairing's room was not made");
+                update(store, &t.id, |t| {
+                    if let Some(e) = t.rooms.iter_mut().find(|(ro, i, _)| (*ro, *i) == key) {
+                        e.2 = String::new();
+                    }
+                    Ok(())
+                })
+                .await?;
                 continue;
             }
         };
-        let key = (r.round as u32, r.index as u32);
         update(store, &t.id, |t| {
             if let Some(e) = t.rooms.iter_mut().find(|(ro, i, _)| (*ro, *i) == key) {
                 e.2 = room.0.clone();
@@ -200,17 +261,68 @@ async fn open_rooms(
             Ok(())
         })
         .await?;
+        out.push((r, room));
     }
-    Ok(())
+    Ok(out)
 }
 
-/// The organizer starts it: seeding by rating, byes through, the first rooms open.
-pub(crate) async fn start(
-    store: &Store,
-    rooms: &Addr<RoomManager>,
-    id: &str,
-    who: &Identity,
-) -> ApiResult<TournamentRecord> {
+/// Tells the tournament's watchers that `decided` was won and `opened` are ready. Best
+/// effort: the REST view is the record.
+async fn announce(
+    o: &Organizing,
+    t: &TournamentRecord,
+    decided: Option<(&TournamentSlot, &UserId)>,
+    opened: &[(Ready, RoomId)],
+) {
+    if t.room_id.is_empty() {
+        return;
+    }
+    let u = v1::TournamentUpdate {
+        tournament_id: t.id.clone(),
+        round: decided.map_or(0, |(s, _)| s.round + 1),
+        index: decided.map_or(0, |(s, _)| s.index + 1),
+        winner_user_id: decided.map(|(_, w)| w.0.clone()).unwrap_or_default(),
+        opened: opened
+            .iter()
+            .map(|(r, room)| v1::TournamentPairing {
+                round: r.round as u32 + 1,
+                index: r.index as u32 + 1,
+                players: r.players.iter().map(|u| u.0.clone()).collect(),
+                room_id: room.0.clone(),
+            })
+            .collect(),
+        champion_user_id: t.champion.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
+    };
+    let update = v1::game_update::Update::Tournament(u);
+    let found = o
+        .rooms
+        .send(rooms::Resolve {
+            room_id: t.room_id.clone(),
+            code: String::new(),
+        })
+        .await;
+    match found {
+        Ok(Ok((_, RoomRef::Local(addr)))) => addr.do_send(rooms::Announce(update)),
+        Ok(Ok((id, RoomRef::Remote(home)))) => o.link.send(
+            &home,
+            v1::pod_message::Body::Announce(v1::Announce {
+                room_id: id.0.clone(),
+                update: Some(v1::GameUpdate {
+                    room_id: id.0,
+                    update: Some(update),
+                }),
+            }),
+        ),
+        other => {
+            tracing::warn!(tournament = %t.id, result = ?other.map(|r| r.map(|_| ())), "the watchers' room was not found")
+        }
+    }
+}
+
+/// The organizer starts it: seeding by rating, byes through, the first rooms open. Started
+/// again while it runs, it opens the pairings left without a room.
+pub(crate) async fn start(o: &Organizing, id: &str, who: &Identity) -> ApiResult<TournamentRecord> {
+    let store = &o.store;
     let t = store
         .tournaments
         .tournament(id)
@@ -229,10 +341,14 @@ pub(crate) async fn start(
                 "only the organizer starts it",
             ));
         }
+        if t.state == "running" {
+            let b = bracket_of(t)?;
+            return Ok(mark_open(t, &b));
+        }
         if t.state != "registering" {
             return Err(ApiError::new(
                 ErrorCode::IllegalMove,
-                "the tournament has started",
+                "the tournament is over",
             ));
         }
         if seeded.len() != t.players.len() {
@@ -245,19 +361,22 @@ pub(crate) async fn start(
         Ok(opened)
     })
     .await?;
-    open_rooms(store, rooms, &t, opened).await?;
+    let made = open_rooms(o, &t, opened).await?;
+    if !made.is_empty() {
+        announce(o, &t, None, &made).await;
+    }
     Ok(store.tournaments.tournament(id).await?.unwrap_or(t))
 }
 
 /// A pairing's room settled with `winner`: the bracket advances, and the pairings it
 /// makes ready open. A pairing already advanced (a retry) changes nothing.
 pub(crate) async fn advance(
-    store: &Store,
-    rooms: &Addr<RoomManager>,
+    o: &Organizing,
     slot: &TournamentSlot,
     winner: &UserId,
 ) -> ApiResult<()> {
-    let (t, opened) = update(store, &slot.id, |t| {
+    let mut first = false;
+    let (t, opened) = update(&o.store, &slot.id, |t| {
         let mut b = bracket_of(t)?;
         let (round, index) = (slot.round as usize, slot.index as usize);
         let done = b
@@ -266,8 +385,10 @@ pub(crate) async fn advance(
             .and_then(|r| r.get(index))
             .is_some_and(|p| p.winner.is_some());
         if done {
+            first = false;
             return Ok(Vec::new());
         }
+        first = true;
         b.report(round, index, winner)?;
         let opened = mark_open(t, &b);
         if let Some(c) = b.champion() {
@@ -278,7 +399,11 @@ pub(crate) async fn advance(
         Ok(opened)
     })
     .await?;
-    open_rooms(store, rooms, &t, opened).await
+    let made = open_rooms(o, &t, opened).await?;
+    if first {
+        announce(o, &t, Some((slot, winner)), &made).await;
+    }
+    Ok(())
 }
 
 /// The tournament as REST serves it: rounds of pairings with their players, winners and
@@ -304,8 +429,7 @@ pub(crate) fn to_json(t: &TournamentRecord) -> serde_json::Value {
                                 .rooms
                                 .iter()
                                 .find(|(r, i, _)| (*r as usize, *i as usize) == (ri, pi))
-                                .map(|(_, _, id)| id.clone())
-                                .filter(|id| !id.is_empty());
+                                .and_then(|(_, _, id)| made(id));
                             serde_json::json!({
                                 "players": [slot(&p.slots[0]), slot(&p.slots[1])],
                                 "winner": p.winner.as_ref().map(|u| u.0.clone()),
@@ -323,5 +447,6 @@ pub(crate) fn to_json(t: &TournamentRecord) -> serde_json::Value {
         "state": t.state, "max_players": t.max_players,
         "registration_closes_at_ms": t.registration_closes_at_ms,
         "players": t.players, "rounds": rounds, "champion": t.champion,
+        "room_id": made(&t.room_id),
     })
 }

@@ -442,6 +442,7 @@ pub async fn tournaments(store: &Store) {
         bracket: None,
         rooms: Vec::new(),
         champion: None,
+        room_id: String::new(),
         version: 1,
         created_at_ms: 1,
     };

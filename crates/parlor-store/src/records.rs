@@ -360,6 +360,9 @@ pub struct TournamentRecord {
     pub rooms: Vec<(u32, u32, String)>,
     #[serde(default)]
     pub champion: Option<UserId>,
+    /// Its watchers' room, where each advance is announced; empty for none.
+    #[serde(default)]
+    pub room_id: String,
     /// 1 for the first write, one more for each later one.
     pub version: u64,
     pub created_at_ms: i64,

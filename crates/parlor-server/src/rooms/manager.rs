@@ -49,6 +49,8 @@ pub(crate) struct RoomDeps {
     /// Held from reading finished games' ratings to writing them, so that two games
     /// ending at once on this pod do not both start from the same rating.
     pub(crate) rating: tokio::sync::Mutex<()>,
+    /// To other pods' inboxes, as this pod (tournament announcements).
+    pub(crate) link: Arc<crate::relay::PodLink>,
 }
 
 /// The live room actors by id. Only the manager writes it; sessions read it, so that

@@ -13,4 +13,4 @@ pub(crate) use manager::{
     Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager, RoomRef,
 };
 pub(crate) use peer::{Peer, RemotePeer};
-pub(crate) use room::{Act, Action, DeleteRoom, Join, JoinSpec, Leave, RoomActor};
+pub(crate) use room::{Act, Action, Announce, DeleteRoom, Join, JoinSpec, Leave, RoomActor};

@@ -162,7 +162,7 @@ impl RoomActor {
     /// A persistent room keeps its game's public updates in the store's history beside the
     /// chat, once the event is recorded (the chat lines' path): the history export then
     /// holds every public roll and shuffle, and the seed reveals that check them.
-    fn keep_in_history(&mut self, seq: u64, body: &Body, by: Option<&UserId>) {
+    pub(super) fn keep_in_history(&mut self, seq: u64, body: &Body, by: Option<&UserId>) {
         if !self.room.as_ref().is_some_and(|r| r.info.persistent) {
             return;
         }
@@ -312,13 +312,14 @@ impl RoomActor {
             .map(|p| &p.user)
             .collect();
         if let (Some(slot), [winner]) = (slot, &firsts[..]) {
-            let (store, rooms, winner) = (
-                self.deps.store.clone(),
-                self.manager.clone(),
-                (*winner).clone(),
-            );
+            let o = crate::tournaments::Organizing {
+                store: self.deps.store.clone(),
+                rooms: self.manager.clone(),
+                link: self.deps.link.clone(),
+            };
+            let winner = (*winner).clone();
             actix::spawn(async move {
-                if let Err(e) = crate::tournaments::advance(&store, &rooms, &slot, &winner).await {
+                if let Err(e) = crate::tournaments::advance(&o, &slot, &winner).await {
                     tracing::error!(tournament = %slot.id, error = %e.message, "the bracket did not advance");
                 }
             });

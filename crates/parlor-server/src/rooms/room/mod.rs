@@ -938,6 +938,31 @@ impl Handler<DeleteRoom> for RoomActor {
     }
 }
 
+/// A server event for the room's members (a tournament's advance), published as a room
+/// event like any other.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Announce(pub(crate) v1::game_update::Update);
+
+impl Handler<Announce> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Announce, ctx: &mut Context<Self>) {
+        if self.closed || self.room.is_none() {
+            tracing::warn!(room_id = %self.id, "an announcement for a room not running here was dropped");
+            return;
+        }
+        self.guarded(ctx, |act, ctx| {
+            let body = Body::GameUpdate(v1::GameUpdate {
+                room_id: act.id.0.clone(),
+                update: Some(msg.0),
+            });
+            act.keep_in_history(act.seq + 1, &body, None);
+            act.emit(body, &[], None, None, ctx);
+        });
+    }
+}
+
 /// Hands over pending stats and writes pending chat now (shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
