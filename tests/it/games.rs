@@ -1297,6 +1297,61 @@ async fn league(pods: &[TestServer]) {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_matches_of_one_player_ending_at_once_on_two_pods_both_count() {
+    let cluster = super::cluster::Cluster::start(2).await;
+    let (p0, p1) = (&cluster.pods[0], &cluster.pods[1]);
+    let (mut x0, wx, tok) = p0.user("xena").await;
+    let (mut x1, _) = p1.connect(Some(&tok.access_token)).await;
+    let (mut y, _, _) = p0.user("yuri").await;
+    let (mut z, _, _) = p1.user("zoe").await;
+    let idx = wx.user.unwrap().id;
+    // One room homed on each pod; xena plays in both.
+    let mut rooms = Vec::new();
+    for (x, o) in [(&mut x0, &mut y), (&mut x1, &mut z)] {
+        let made = x.create_room(create("duel", "match")).await.unwrap();
+        let code = made.room.unwrap().code;
+        let j = o
+            .join_room(v1::JoinRoom {
+                code,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let room = j.room.unwrap().id;
+        x.game_action(&room, report(&idx)).await.unwrap();
+        rooms.push(room);
+    }
+    // The two deciding reports at once: both games are rated from 1000 at the same time.
+    let (ry, rz) = tokio::join!(
+        y.game_action(&rooms[0], report(&idx)),
+        z.game_action(&rooms[1], report(&idx))
+    );
+    ry.unwrap();
+    rz.unwrap();
+    let mut r = serde_json::Value::Null;
+    for _ in 0..100 {
+        let stats = p0
+            .rest()
+            .get_json(&format!("/api/v1/users/{idx}/stats"), None)
+            .await
+            .unwrap();
+        r = stats["ratings"]["match"].clone();
+        if r["games"].as_u64() == Some(2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (r["games"].as_u64(), r["wins"].as_u64()),
+        (Some(2), Some(2)),
+        "{r}"
+    );
+    // Two wins over players at 1000, one after the other: 1016, then 1031.3.
+    let value = r["rating"].as_f64().unwrap();
+    assert!((value - 1031.26).abs() < 0.1, "{r}");
+}
+
 #[tokio::test]
 async fn moderators_upload_question_sets_and_a_host_plays_one() {
     use parlor_client::ClientError;

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub unreplicated: IntCounter,
     /// Sessions of stopped pods removed from presence.
     pub sessions_swept: IntCounter,
+    /// Finished games rated again because a player's rating moved while they were rated.
+    pub rating_conflicts: IntCounter,
     /// Writes refused because a bounded buffer was full, by kind.
     pub store_refused_writes: IntCounterVec,
     /// Store round trips by operation.
@@ -303,6 +305,11 @@ impl Metrics {
                 "Sessions of stopped pods removed from presence",
             )
             .unwrap(),
+            rating_conflicts: IntCounter::new(
+                "parlor_rating_conflicts_total",
+                "Finished games rated again because a player's rating moved meanwhile",
+            )
+            .unwrap(),
             forwards: IntCounterVec::new(
                 Opts::new(
                     "cluster_forwards_total",
@@ -392,6 +399,7 @@ impl Metrics {
             Box::new(m.chat_recovered.clone()),
             Box::new(m.unreplicated.clone()),
             Box::new(m.sessions_swept.clone()),
+            Box::new(m.rating_conflicts.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
             Box::new(m.store_errors.clone()),

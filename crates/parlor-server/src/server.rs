@@ -240,7 +240,6 @@ pub async fn run_with_games(
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
         games: games.clone(),
-        rating: tokio::sync::Mutex::new(()),
         link: Arc::new(crate::relay::PodLink::new(
             &cfg.server.pod_name,
             cluster.inbox.clone(),

@@ -612,12 +612,34 @@ pub async fn ratings(store: &Store) {
     assert_eq!(mine, vec![kind.clone()]);
 
     // A late retry of an older match (a new id, as after a crash) does not undo a newer
-    // rating.
+    // rating: it follows a version that is gone.
     let mut late = rating(&a, 990.0, 1);
     late.updated_at_ms = 0;
     let stale = game(0, &b, &a);
-    r.record_match(&stale, &[late]).await.unwrap();
+    assert!(!r.record_match(&stale, &[late]).await.unwrap());
     assert_eq!(r.rating(&a, &kind).await.unwrap().unwrap().value, 1016.0);
+
+    // A game rated from a rating that moved meanwhile (another pod's game ended first):
+    // nothing is written, the match included, until it is rated again.
+    let racing = game(5, &a, &e);
+    assert!(
+        !r.record_match(&racing, &[rating(&a, 1.0, 1), rating(&e, 1.0, 2)])
+            .await
+            .unwrap(),
+        "a has one game already"
+    );
+    assert!(r.rating(&a, &kind).await.unwrap().unwrap().value == 1016.0);
+    assert!(!r
+        .matches_of(&e, None, 10)
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.id == racing.id));
+    assert!(r
+        .record_match(&racing, &[rating(&a, 1030.0, 2), rating(&e, 1002.0, 2)])
+        .await
+        .unwrap());
+    assert_eq!(r.rating(&e, &kind).await.unwrap().unwrap().games, 2);
 
     // Two pods recording one match at once: one applies, whole; never a mix.
     let m4 = game(4, &d, &c);

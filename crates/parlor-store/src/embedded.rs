@@ -786,7 +786,7 @@ fn board(txn: &ReadTransaction, kind: &str) -> Result<Vec<Rating>> {
 }
 
 impl Ratings for EmbeddedStore {
-    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<()>> {
+    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<bool>> {
         let (m, ratings) = (m.clone(), ratings.to_vec());
         self.run(move |db| {
             let bytes = encode(&m)?;
@@ -797,7 +797,18 @@ impl Ratings for EmbeddedStore {
             write(db, |txn| {
                 let mut matches = txn.open_table(MATCHES).map_err(db_err)?;
                 if matches.get(m.id.as_str()).map_err(db_err)?.is_some() {
-                    return Ok(());
+                    return Ok(true);
+                }
+                let mut table = txn.open_table(RATINGS).map_err(db_err)?;
+                for (r, _) in &encoded {
+                    let key = (r.kind.as_str(), r.user.as_str());
+                    let had = match table.get(key).map_err(db_err)? {
+                        Some(g) => decode::<Rating>("rating", g.value())?.games,
+                        None => 0,
+                    };
+                    if had + 1 != r.games {
+                        return Ok(false);
+                    }
                 }
                 matches
                     .insert(m.id.as_str(), bytes.as_slice())
@@ -808,21 +819,11 @@ impl Ratings for EmbeddedStore {
                         .insert((p.user.as_str(), m.id.as_str()), ())
                         .map_err(db_err)?;
                 }
-                let mut table = txn.open_table(RATINGS).map_err(db_err)?;
                 for (r, bytes) in &encoded {
                     let key = (r.kind.as_str(), r.user.as_str());
-                    // A late retry of an older match never overwrites a newer rating.
-                    let newer = match table.get(key).map_err(db_err)? {
-                        Some(g) => {
-                            decode::<Rating>("rating", g.value())?.updated_at_ms > r.updated_at_ms
-                        }
-                        None => false,
-                    };
-                    if !newer {
-                        table.insert(key, bytes.as_slice()).map_err(db_err)?;
-                    }
+                    table.insert(key, bytes.as_slice()).map_err(db_err)?;
                 }
-                Ok(())
+                Ok(true)
             })
         })
     }

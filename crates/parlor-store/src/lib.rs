@@ -193,8 +193,13 @@ pub type Standing = (u64, Vec<Rating>);
 /// Match results, ratings and leaderboards.
 pub trait Ratings: Send + Sync + 'static {
     /// Records a match and sets its players' ratings, in one step: a crash applies both or
-    /// neither, and recording a match id again changes nothing.
-    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<()>>;
+    /// neither, and recording a match id again changes nothing (true).
+    ///
+    /// Each rating's `games` names the version it follows: it applies only over a stored
+    /// rating of `games - 1` games, or over none when `games` is 1. If any does not, nothing
+    /// is written and the answer is false: a rating changed since the caller read it (a
+    /// game that ended at the same time on another pod), and the caller rates again.
+    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<bool>>;
     /// A user's rating in a kind.
     fn rating(&self, user: &UserId, kind: &str) -> BoxFuture<'_, Result<Option<Rating>>>;
     /// A user's ratings in every kind they have played.

@@ -109,7 +109,7 @@ impl<B: crate::Tournaments> crate::Tournaments for Metered<B> {
 
 impl<B: Ratings> Ratings for Metered<B> {
     forward! {
-        fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> ();
+        fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> bool;
         fn rating(&self, user: &UserId, kind: &str) -> Option<Rating>;
         fn ratings_of(&self, user: &UserId) -> Vec<Rating>;
         fn leaderboard(&self, kind: &str, limit: usize) -> Vec<Rating>;

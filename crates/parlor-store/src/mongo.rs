@@ -836,7 +836,7 @@ impl MongoStore {
 }
 
 impl Ratings for MongoStore {
-    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<()>> {
+    fn record_match(&self, m: &MatchRecord, ratings: &[Rating]) -> BoxFuture<'_, Result<bool>> {
         let (m, ratings) = (m.clone(), ratings.to_vec());
         Box::pin(async move {
             let mut d = to_doc("match", &m)?;
@@ -867,24 +867,29 @@ impl Ratings for MongoStore {
                 Ok(_) => {}
                 Err(e) if is_duplicate(&e) => {
                     let _ = session.abort_transaction().await;
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(e) => return Err(unavailable(e)),
             }
-            for ((id, d), r) in rated.into_iter().zip(&ratings) {
-                // A late retry of an older match never overwrites a newer rating.
+            for ((id, _), r) in rated.iter().zip(&ratings) {
                 let stored = self
                     .coll("ratings")
-                    .find_one(doc! { "_id": &id })
+                    .find_one(doc! { "_id": id })
                     .session(&mut session)
                     .await
                     .map_err(unavailable)?;
-                let newer = stored
-                    .and_then(|s| s.get_i64("updated_at_ms").ok())
-                    .is_some_and(|at| at > r.updated_at_ms);
-                if newer {
-                    continue;
+                let had = match stored {
+                    Some(s) => from_doc::<Rating>("rating", s)?.games,
+                    None => 0,
+                };
+                if had + 1 != r.games {
+                    let _ = session.abort_transaction().await;
+                    return Ok(false);
                 }
+            }
+            // Each replace also conflicts with a concurrent transaction's on the same
+            // rating, so two that both passed the check cannot both commit.
+            for (id, d) in rated {
                 self.coll("ratings")
                     .replace_one(doc! { "_id": id }, d)
                     .upsert(true)
@@ -892,7 +897,8 @@ impl Ratings for MongoStore {
                     .await
                     .map_err(unavailable)?;
             }
-            session.commit_transaction().await.map_err(unavailable)
+            session.commit_transaction().await.map_err(unavailable)?;
+            Ok(true)
         })
     }
 

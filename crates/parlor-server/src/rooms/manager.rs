@@ -46,9 +46,6 @@ pub(crate) struct RoomDeps {
     pub(crate) analytics: Addr<crate::analytics::AnalyticsTracker>,
     /// The server-run room kinds.
     pub(crate) games: Arc<parlor_games::Registry>,
-    /// Held from reading finished games' ratings to writing them, so that two games
-    /// ending at once on this pod do not both start from the same rating.
-    pub(crate) rating: tokio::sync::Mutex<()>,
     /// To other pods' inboxes, as this pod (tournament announcements).
     pub(crate) link: Arc<crate::relay::PodLink>,
 }

@@ -222,18 +222,29 @@ impl Unsaved {
     }
 }
 
+/// Tries of rating a game before its write counts as failed (and is retried later).
+const RATING_TRIES: usize = 8;
+
 /// Reads the rated players' ratings, rates the game, and writes the result with the new
-/// ratings in one store write.
+/// ratings in one store write. The write names the ratings it read; if one moved
+/// meanwhile (a game of the same player ended on another pod), it is rated again.
 async fn record(deps: &RoomDeps, f: &Finished) -> parlor_store::Result<()> {
-    let _one_at_a_time = deps.rating.lock().await;
-    let mut stored = std::collections::HashMap::new();
-    for user in &f.rated {
-        if let Some(r) = deps.store.ratings.rating(user, &f.record.kind).await? {
-            stored.insert(user.clone(), r);
+    for _ in 0..RATING_TRIES {
+        let mut stored = std::collections::HashMap::new();
+        for user in &f.rated {
+            if let Some(r) = deps.store.ratings.rating(user, &f.record.kind).await? {
+                stored.insert(user.clone(), r);
+            }
         }
+        let (record, ratings) = rate(f, &stored);
+        if deps.store.ratings.record_match(&record, &ratings).await? {
+            return Ok(());
+        }
+        deps.metrics.rating_conflicts.inc();
     }
-    let (record, ratings) = rate(f, &stored);
-    deps.store.ratings.record_match(&record, &ratings).await
+    Err(parlor_store::StoreError::Unavailable(
+        "ratings kept moving while this game was rated".into(),
+    ))
 }
 
 /// Starts a room's writer on the current arbiter, outside any actor context.
