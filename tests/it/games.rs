@@ -1390,8 +1390,16 @@ async fn moderators_upload_question_sets_and_a_host_plays_one() {
         }) => assert!(message.contains("question 1"), "{message}"),
         other => panic!("{other:?}"),
     }
-    let made = rest
+    // Staff only unless public: a host who plays a set learns its answers.
+    let staff_only = rest
         .post_json("/api/v1/question-sets", &set, Some(&admin.access_token))
+        .await
+        .unwrap();
+    assert_eq!(staff_only["public"], false);
+    let mut public = set.clone();
+    public["public"] = true.into();
+    let made = rest
+        .post_json("/api/v1/question-sets", &public, Some(&admin.access_token))
         .await
         .unwrap();
     let id = made["id"].as_str().unwrap().to_owned();
@@ -1424,6 +1432,13 @@ async fn moderators_upload_question_sets_and_a_host_plays_one() {
         host.create_room(with("no-such-set")).await,
         v1::ErrorCode::NotFound,
     );
+    let staff_id = staff_only["id"].as_str().unwrap();
+    refused(
+        host.create_room(with(staff_id)).await,
+        v1::ErrorCode::Forbidden,
+    );
+    let (mut root, _) = s.connect(Some(&admin.access_token)).await;
+    root.create_room(with(staff_id)).await.unwrap();
     let room = host.create_room(with(&id)).await.unwrap().room.unwrap().id;
     let Some(v1::game_view::View::Trivia(v)) = view(&mut host).await.view else {
         panic!()

@@ -599,6 +599,9 @@ async fn question_manager(req: &HttpRequest, shared: &Shared) -> ApiResult<UserR
 struct QuestionSetBody {
     name: String,
     questions: Vec<parlor_games::trivia::Question>,
+    /// Any host may play it (else its uploader and staff only).
+    #[serde(default)]
+    public: bool,
 }
 
 /// Validates and stores a trivia question set; a host plays it with
@@ -621,10 +624,12 @@ async fn upload_question_set(
         created_at_ms: at,
         questions: serde_json::to_value(&b.questions)
             .map_err(|e| ApiError::internal(e.to_string()))?,
+        public: b.public,
     };
     shared.store.questions.put_question_set(&record).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "id": record.id, "name": record.name, "questions": b.questions.len(),
+        "public": record.public,
     })))
 }
 
@@ -649,7 +654,7 @@ async fn question_sets(
         .map(|s| {
             serde_json::json!({
                 "id": s.id, "name": s.name, "by": s.by, "created_at_ms": s.created_at_ms,
-                "questions": s.questions.as_array().map_or(0, Vec::len),
+                "questions": s.questions.as_array().map_or(0, Vec::len), "public": s.public,
             })
         })
         .collect();

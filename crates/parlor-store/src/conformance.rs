@@ -488,6 +488,7 @@ pub async fn question_sets(store: &Store) {
         questions: serde_json::json!((0..n)
             .map(|q| serde_json::json!({"text": format!("q{q}"), "answers": ["a", "b"], "correct": 1}))
             .collect::<Vec<_>>()),
+        public: i % 2 == 0,
     }
     };
     let (one, two) = (set(1, 2), set(2, 3));

@@ -332,6 +332,10 @@ pub struct QuestionSetRecord {
     pub created_at_ms: i64,
     /// The questions.
     pub questions: serde_json::Value,
+    /// Any host may play it. Otherwise only its uploader and staff may: playing a set
+    /// reveals its answers to the host.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A single-elimination tournament. Every write names the version it follows, so two pods

@@ -313,7 +313,7 @@ async fn create(
         &parlor_core::RoomPolicy::default(),
     )?;
     let mut req = req;
-    with_question_set(&deps, &mut req).await?;
+    with_question_set(&deps, &mut req, &owner).await?;
     // A clash of 6-character codes is rare; retry a few times rather than fail.
     for _ in 0..8 {
         let mut room = Room::create(
@@ -359,7 +359,12 @@ async fn create(
 
 /// A trivia room created with `question_set_id` plays the uploaded set: its questions go
 /// into the config, so the game and its checkpoint hold them whole.
-async fn with_question_set(deps: &RoomDeps, req: &mut v1::CreateRoom) -> ApiResult<()> {
+/// A set that is not public is played only by its uploader and staff.
+async fn with_question_set(
+    deps: &RoomDeps,
+    req: &mut v1::CreateRoom,
+    host: &Identity,
+) -> ApiResult<()> {
     let Some(v1::GameConfig {
         config: Some(v1::game_config::Config::Trivia(t)),
     }) = req.game.as_mut()
@@ -375,6 +380,12 @@ async fn with_question_set(deps: &RoomDeps, req: &mut v1::CreateRoom) -> ApiResu
         .question_set(&t.question_set_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such question set"))?;
+    if !set.public && set.by != host.user_id && host.role < parlor_core::GlobalRole::Moderator {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this question set is not public: only its uploader and staff may play it",
+        ));
+    }
     let questions: Vec<parlor_games::trivia::Question> = serde_json::from_value(set.questions)
         .map_err(|e| ApiError::internal(format!("question set {}: {e}", set.id)))?;
     t.questions = questions.into_iter().map(Into::into).collect();
