@@ -15,6 +15,12 @@ pub enum Scenario {
     Churn,
     /// redis-server's own pub/sub on the fanout shape: the baseline for fanout.
     RedisFanout,
+    /// `--rooms` trivia tables of a host and `--players` bots, one game after another.
+    Trivia,
+    /// `--rooms` card tables of a master and `--players` bots, one round after another.
+    Cards,
+    /// `--clients` bots that queue for a 1v1 match, play it and queue again.
+    Match,
 }
 
 /// `parlor bench <scenario> [options]`.
@@ -63,6 +69,14 @@ pub struct BenchArgs {
     /// Players per notes room.
     #[arg(long, default_value_t = 16)]
     pub players: usize,
+    /// Trivia bots buzz within this many ms of each question (uniformly).
+    #[arg(long, default_value_t = 20)]
+    #[serde(default)]
+    pub buzz_jitter_ms: u64,
+    /// Card bots wait this long on average before each flip.
+    #[arg(long, default_value_t = 50)]
+    #[serde(default)]
+    pub think_ms: u64,
     /// Events per second each notes player sends.
     #[arg(long, default_value_t = 100)]
     pub rate: u32,

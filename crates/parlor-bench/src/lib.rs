@@ -3,6 +3,7 @@
 //! - `args`: the command line (scenarios and their knobs).
 //! - `plan`: the shared setup (accounts, rooms, start time) that every worker process reads.
 //! - `scenarios`: connect, fanout, notes, churn, and redis-fanout for the Redis baseline.
+//! - `bots`: trivia, cards and match: bots that play whole games.
 //! - `measure`: counters, HDR latency histograms, the timeline and /proc readings.
 //! - `report`: the progress line, the final table, the JSON file and the SVG plots.
 //!
@@ -11,6 +12,7 @@
 //! driving a slice of the clients, and merges their results.
 
 mod args;
+mod bots;
 mod measure;
 mod plan;
 mod report;

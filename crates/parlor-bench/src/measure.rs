@@ -31,6 +31,10 @@ pub(crate) struct Counters {
     pub(crate) delivered: AtomicU64,
     pub(crate) cycles: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Trivia buzz pairs (bots.rs, `score_fairness`).
+    pub(crate) in_order: AtomicU64,
+    pub(crate) out_of_order_close: AtomicU64,
+    pub(crate) out_of_order: AtomicU64,
     /// Wall-clock time of the latest session to be set up, to time the whole ramp.
     pub(crate) last_connect_ns: AtomicU64,
     /// Set once measurement has started; tasks only record from then on.

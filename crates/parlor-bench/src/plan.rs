@@ -47,8 +47,19 @@ impl Plan {
             Scenario::Connect | Scenario::Churn => a.clients,
             Scenario::Fanout | Scenario::RedisFanout => a.members,
             Scenario::Notes => a.rooms * a.players,
+            // Tables, each one unit of work with its seats.
+            Scenario::Trivia | Scenario::Cards => a.rooms,
+            Scenario::Match => a.clients,
         };
         n.min(a.max_connections)
+    }
+
+    /// How many connections the scenario opens: a table has its seats.
+    pub(crate) fn connections(&self) -> usize {
+        match self.args.scenario {
+            Scenario::Trivia | Scenario::Cards => self.clients() * (self.args.players + 1),
+            _ => self.clients(),
+        }
     }
 
     /// The pod address client `i` uses.
@@ -136,6 +147,13 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
     };
     match a.scenario {
         Scenario::RedisFanout => {}
+        // A table's seats are distinct accounts; tables reuse them (about 1,000 at most).
+        Scenario::Trivia | Scenario::Cards => {
+            let seats = a.players + 1;
+            let accounts = (clients * seats).min((1000 / seats).max(1) * seats);
+            plan.identities = guests(rest.clone(), accounts).await?;
+        }
+        Scenario::Match => plan.identities = guests(rest.clone(), clients).await?,
         // Idle sessions may share accounts; a user may hold many sessions.
         Scenario::Connect => plan.identities = guests(rest.clone(), clients.min(1000)).await?,
         Scenario::Fanout => {
@@ -177,7 +195,9 @@ pub(crate) async fn prepare(args: BenchArgs) -> anyhow::Result<Plan> {
         }
     }
     // Time for every worker to open its connections before load starts.
-    let ramp_secs = (clients as f64 / f64::from(a.connect_rate.max(1))).ceil() as u64 + a.settle;
+    let connections = plan.connections();
+    let ramp_secs =
+        (connections as f64 / f64::from(a.connect_rate.max(1))).ceil() as u64 + a.settle;
     drop(rest);
     // Time for worker processes to start and for setup's HTTP connections to close.
     plan.ramp_from_ns = now_ns() + 2_000_000_000;

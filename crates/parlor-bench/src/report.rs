@@ -150,6 +150,9 @@ pub(crate) fn finish(
         total.delivered += r.delivered;
         total.cycles += r.cycles;
         total.errors += r.errors;
+        total.in_order += r.in_order;
+        total.out_of_order_close += r.out_of_order_close;
+        total.out_of_order += r.out_of_order;
         if total.first_error.is_none() {
             total.first_error = r.first_error.clone();
         }
@@ -190,7 +193,7 @@ pub(crate) fn finish(
     let late_connects = ramped && last_connect > plan.start_at_ns;
     let ramp_secs = (ramped && last_connect > plan.ramp_from_ns)
         .then(|| (last_connect - plan.ramp_from_ns) as f64 / 1e9);
-    let wanted = plan.clients();
+    let wanted = plan.connections();
     let json = serde_json::json!({
         "scenario": plan.args.scenario,
         "args": plan.args,
@@ -211,6 +214,11 @@ pub(crate) fn finish(
         },
         "errors": total.errors,
         "first_error": total.first_error,
+        "buzz_pairs": {
+            "in_order": total.in_order,
+            "out_of_order_under_1ms": total.out_of_order_close,
+            "out_of_order_1ms_or_more": total.out_of_order,
+        },
         "server": {
             "cpu_secs_in_window": cpu,
             "cpu_us_per_delivered_copy": per_copy_us,
@@ -243,6 +251,38 @@ pub(crate) fn finish(
     match plan.args.scenario {
         Scenario::Churn => println!("  cycles/s             {:.0}", total.cycles as f64 / secs),
         Scenario::Connect => {}
+        Scenario::Trivia | Scenario::Cards | Scenario::Match => {
+            let what = match plan.args.scenario {
+                Scenario::Trivia => "games",
+                Scenario::Cards => "rounds",
+                _ => "matches",
+            };
+            println!(
+                "  {what:<20} {} ({:.1} a minute)",
+                total.cycles,
+                total.cycles as f64 / secs * 60.0
+            );
+            println!("  timed actions/s      {:.1}", total.sent as f64 / secs);
+            println!(
+                "  latency ms           p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}  (n={})",
+                ms(lat.value_at_quantile(0.5)),
+                ms(lat.value_at_quantile(0.9)),
+                ms(lat.value_at_quantile(0.99)),
+                ms(lat.max()),
+                lat.len()
+            );
+            let pairs = total.in_order + total.out_of_order_close + total.out_of_order;
+            if pairs > 0 {
+                println!(
+                    "  buzz pairs in order  {} of {} ({:.2}%); out of order: {} sent <1 ms apart, {} further",
+                    total.in_order,
+                    pairs,
+                    total.in_order as f64 * 100.0 / pairs as f64,
+                    total.out_of_order_close,
+                    total.out_of_order
+                );
+            }
+        }
         _ => {
             println!("  sent frames/s        {:.0}", total.sent as f64 / secs);
             println!(

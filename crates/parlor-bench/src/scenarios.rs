@@ -36,6 +36,14 @@ pub(crate) struct WorkerResult {
     pub(crate) last_connect_ns: u64,
     pub(crate) first_error: Option<String>,
     pub(crate) latency: String,
+    /// Trivia: pairs of buzzes whose order of receipt kept their order of sending, and
+    /// those that did not, sent under 1 ms apart or further.
+    #[serde(default)]
+    pub(crate) in_order: u64,
+    #[serde(default)]
+    pub(crate) out_of_order_close: u64,
+    #[serde(default)]
+    pub(crate) out_of_order: u64,
     /// (second since measuring began, delivered that second, sent that second)
     pub(crate) timeline: Vec<(u64, u64, u64)>,
 }
@@ -102,6 +110,9 @@ fn scenario_name(s: Scenario) -> &'static str {
         Scenario::Notes => "notes",
         Scenario::Churn => "churn",
         Scenario::RedisFanout => "redis-fanout",
+        Scenario::Trivia => "trivia",
+        Scenario::Cards => "cards",
+        Scenario::Match => "match",
     }
 }
 
@@ -117,7 +128,7 @@ pub(crate) async fn run_worker_process(args: &BenchArgs, plan_file: &Path) -> an
     Ok(())
 }
 
-async fn sleep_until_ns(t: u64) {
+pub(crate) async fn sleep_until_ns(t: u64) {
     let now = now_ns();
     if t > now {
         tokio::time::sleep(Duration::from_nanos(t - now)).await;
@@ -138,9 +149,12 @@ async fn run_worker(plan: &Plan, index: usize, workers: usize, progress: bool) -
                 Scenario::Notes => notes_client(&plan, i, &c).await,
                 Scenario::Churn => churn_client(&plan, i, &c).await,
                 Scenario::RedisFanout => redis_client(&plan, i, &c).await,
+                Scenario::Trivia => crate::bots::trivia_table(&plan, i, &c).await,
+                Scenario::Cards => crate::bots::cards_table(&plan, i, &c).await,
+                Scenario::Match => crate::bots::match_player(&plan, i, &c).await,
             };
             if let Err(e) = r {
-                c.error(format!("client {i}: {e}"));
+                c.error(format!("client {i}: {e:#}"));
             }
         }));
     }
@@ -158,6 +172,9 @@ async fn run_worker(plan: &Plan, index: usize, workers: usize, progress: bool) -
         last_connect_ns: c.last_connect_ns.load(Ordering::Relaxed),
         first_error: c.first_error(),
         latency: measure::encode_histogram(&c.latency()),
+        in_order: c.in_order.load(Ordering::Relaxed),
+        out_of_order_close: c.out_of_order_close.load(Ordering::Relaxed),
+        out_of_order: c.out_of_order.load(Ordering::Relaxed),
         timeline,
     }
 }
@@ -219,7 +236,7 @@ async fn timeline(
 }
 
 /// Waits for client `i`'s turn in the ramp (`--connect-rate`).
-async fn ramp(plan: &Plan, i: usize) {
+pub(crate) async fn ramp(plan: &Plan, i: usize) {
     let step = 1_000_000_000 / u64::from(plan.args.connect_rate.max(1));
     sleep_until_ns(plan.ramp_from_ns + i as u64 * step).await;
 }
@@ -233,7 +250,7 @@ fn connect_error(e: impl std::fmt::Display) -> anyhow::Error {
     }
 }
 
-async fn signed_in(plan: &Plan, i: usize) -> anyhow::Result<(Connection, String)> {
+pub(crate) async fn signed_in(plan: &Plan, i: usize) -> anyhow::Result<(Connection, String)> {
     let id = &plan.identities[i % plan.identities.len()];
     let url = format!("ws://{}/ws", plan.target(i));
     let mut conn = Connection::connect_from(&url, plan.source(i))

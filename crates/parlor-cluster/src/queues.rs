@@ -129,8 +129,14 @@ impl Queues for MemoryQueues {
 /// The grouping rule (module docs) over one queue.
 fn groups(waiting: &mut Vec<Waiting>, now: i64, window: f64, widen: f64) -> Vec<Vec<Ticket>> {
     let reach = |w: &Waiting| window + widen * (now - w.since) as f64 / 1000.0;
-    let key = |w: &Waiting| (w.since, w.t.user.0.clone());
-    waiting.sort_by_key(key);
+    waiting.sort_by(|a, b| (a.since, &a.t.user.0).cmp(&(b.since, &b.t.user.0)));
+    // Indexes by rating, so that each ticket looks only at those within its reach.
+    let mut by_rating: Vec<(f64, usize)> = waiting
+        .iter()
+        .enumerate()
+        .map(|(j, w)| (w.t.rating, j))
+        .collect();
+    by_rating.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut taken = vec![false; waiting.len()];
     let mut out = Vec::new();
     for i in 0..waiting.len() {
@@ -138,12 +144,17 @@ fn groups(waiting: &mut Vec<Waiting>, now: i64, window: f64, widen: f64) -> Vec<
             continue;
         }
         let t = &waiting[i];
-        let mut near: Vec<(f64, usize)> = (0..waiting.len())
+        let r = reach(t);
+        let lo = by_rating.partition_point(|(x, _)| *x < t.t.rating - r);
+        let hi = by_rating.partition_point(|(x, _)| *x <= t.t.rating + r);
+        let mut near: Vec<(f64, usize)> = by_rating[lo..hi]
+            .iter()
+            .map(|(_, j)| *j)
             .filter(|&j| j != i && !taken[j])
             .filter(|&j| {
                 let o = &waiting[j];
                 (o.t.min, o.t.max) == (t.t.min, t.t.max)
-                    && (o.t.rating - t.t.rating).abs() <= reach(t).min(reach(o))
+                    && (o.t.rating - t.t.rating).abs() <= r.min(reach(o))
             })
             .map(|j| ((waiting[j].t.rating - t.t.rating).abs(), j))
             .collect();
