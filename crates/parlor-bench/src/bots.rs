@@ -413,6 +413,34 @@ pub(crate) async fn match_player(plan: &Plan, i: usize, c: &Counters) -> anyhow:
     c.connected_one();
     sleep_until_ns(plan.start_at_ns).await;
     while now_ns() < plan.end_ns() {
+        match one_match(plan, &mut conn, &me, c).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            // A partner who stopped as the run ended: not an error of the run.
+            Err(e)
+                if now_ns() >= plan.end_ns()
+                    && matches!(
+                        e.downcast_ref::<parlor_client::ClientError>(),
+                        Some(parlor_client::ClientError::Timeout)
+                    ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    conn.close().await;
+    Ok(())
+}
+
+/// Queues, plays one match and leaves it; false if the run ended while queued.
+async fn one_match(
+    plan: &Plan,
+    conn: &mut Connection,
+    me: &str,
+    c: &Counters,
+) -> anyhow::Result<bool> {
+    {
         let at = now_ns();
         let queued = conn
             .request(
@@ -425,12 +453,27 @@ pub(crate) async fn match_player(plan: &Plan, i: usize, c: &Counters) -> anyhow:
             .await?;
         let rid = queued.request_id;
         c.add(&c.sent, 1);
-        let m = conn
-            .wait_for(STALL, |f| match &f.body {
+        // The last players queued as the run ends may find nobody: they leave the queue.
+        let wait = Duration::from_nanos(plan.end_ns().saturating_sub(now_ns())) + STALL / 6;
+        let m = match conn
+            .wait_for(wait.min(STALL), |f| match &f.body {
                 Body::Matched(m) if f.request_id == rid => Some(m.clone()),
                 _ => None,
             })
-            .await?;
+            .await
+        {
+            Ok(m) => m,
+            Err(parlor_client::ClientError::Timeout) if now_ns() >= plan.end_ns() => {
+                let cancel = Body::Matchmake(v1::Matchmake {
+                    kind: "match".into(),
+                    cancel: true,
+                    ..Default::default()
+                });
+                conn.request(cancel, STALL).await?;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if c.measuring.load(std::sync::atomic::Ordering::Relaxed) {
             c.record(now_ns() - at);
         }
@@ -478,6 +521,5 @@ pub(crate) async fn match_player(plan: &Plan, i: usize, c: &Counters) -> anyhow:
         }
         conn.leave_room(&m.room_id).await?;
     }
-    conn.close().await;
-    Ok(())
+    Ok(true)
 }

@@ -733,6 +733,7 @@ pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
         .enqueue(&kind, ticket(&c[0], 1500.0, (2, 2), 30))
         .await
         .unwrap());
+    tick().await;
     assert!(
         !b.cancel(&kind, &c[0], 25).await.unwrap(),
         "an older cancel leaves it"

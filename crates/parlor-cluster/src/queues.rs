@@ -5,8 +5,9 @@
 //! - tickets are looked at oldest first;
 //! - a ticket `t` takes the tickets `o` of the same group size whose rating is within
 //!   `min(reach(t), reach(o))`, where `reach = window + widen_per_sec * seconds waited`;
-//! - closest in rating first (then oldest, then by user), up to the group's most; a group
-//!   forms only if it reaches the group's least;
+//! - closest in rating first, up to the group's most (ties: the lower rating, then the
+//!   lower user id, the order of a Redis sorted set); a group forms only if it reaches
+//!   the group's least;
 //! - a formed group leaves the queue in the same step that found it.
 
 use std::{
@@ -126,52 +127,85 @@ impl Queues for MemoryQueues {
     }
 }
 
-/// The grouping rule (module docs) over one queue.
+/// The grouping rule (module docs) over one queue. Each ticket walks outward from its own
+/// rating, nearest first, so that it looks at the few tickets it could take rather than
+/// at every ticket within reach.
 fn groups(waiting: &mut Vec<Waiting>, now: i64, window: f64, widen: f64) -> Vec<Vec<Ticket>> {
     let reach = |w: &Waiting| window + widen * (now - w.since) as f64 / 1000.0;
     waiting.sort_by(|a, b| (a.since, &a.t.user.0).cmp(&(b.since, &b.t.user.0)));
-    // Indexes by rating, so that each ticket looks only at those within its reach.
+    // Indexes by rating (ties by user id), and where each index sits in that order.
     let mut by_rating: Vec<(f64, usize)> = waiting
         .iter()
         .enumerate()
         .map(|(j, w)| (w.t.rating, j))
         .collect();
-    by_rating.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut taken = vec![false; waiting.len()];
+    by_rating.sort_by(|a, b| {
+        a.0.total_cmp(&b.0)
+            .then_with(|| waiting[a.1].t.user.0.cmp(&waiting[b.1].t.user.0))
+    });
+    let mut pos = vec![0; waiting.len()];
+    for (p, (_, j)) in by_rating.iter().enumerate() {
+        pos[*j] = p;
+    }
+    let n = waiting.len();
+    // The untaken tickets in rating order, as a linked list over positions, so that a
+    // walk never steps over taken ones.
+    let mut prev: Vec<Option<usize>> = (0..n).map(|p| p.checked_sub(1)).collect();
+    let mut next: Vec<Option<usize>> = (0..n).map(|p| (p + 1 < n).then_some(p + 1)).collect();
+    let mut taken = vec![false; n];
     let mut out = Vec::new();
-    for i in 0..waiting.len() {
+    for i in 0..n {
         if taken[i] {
             continue;
         }
         let t = &waiting[i];
         let r = reach(t);
-        let lo = by_rating.partition_point(|(x, _)| *x < t.t.rating - r);
-        let hi = by_rating.partition_point(|(x, _)| *x <= t.t.rating + r);
-        let mut near: Vec<(f64, usize)> = by_rating[lo..hi]
-            .iter()
-            .map(|(_, j)| *j)
-            .filter(|&j| j != i && !taken[j])
-            .filter(|&j| {
-                let o = &waiting[j];
-                (o.t.min, o.t.max) == (t.t.min, t.t.max)
-                    && (o.t.rating - t.t.rating).abs() <= r.min(reach(o))
-            })
-            .map(|j| ((waiting[j].t.rating - t.t.rating).abs(), j))
-            .collect();
+        let most = t.t.max as usize - 1;
+        // Nearest first, the lower side first on a tie.
+        let mut near: Vec<usize> = Vec::new();
+        let (mut left, mut right) = (prev[pos[i]], next[pos[i]]);
+        while near.len() < most {
+            let dl = left.map(|l| (t.t.rating - by_rating[l].0, by_rating[l].1));
+            let dr = right.map(|r| (by_rating[r].0 - t.t.rating, by_rating[r].1));
+            let (d, j) = match (dl, dr) {
+                (Some(a), Some(b)) if a.0 <= b.0 => {
+                    left = left.and_then(|l| prev[l]);
+                    a
+                }
+                (Some(a), None) => {
+                    left = left.and_then(|l| prev[l]);
+                    a
+                }
+                (_, Some(b)) => {
+                    right = right.and_then(|r| next[r]);
+                    b
+                }
+                (None, None) => break,
+            };
+            if d > r {
+                break;
+            }
+            let o = &waiting[j];
+            if (o.t.min, o.t.max) != (t.t.min, t.t.max) || d > reach(o) {
+                continue;
+            }
+            near.push(j);
+        }
         if near.len() + 1 < t.t.min as usize {
             continue;
         }
-        // Equal distances: the lower index, which is the older ticket (sorted above).
-        near.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut group: Vec<usize> = near
-            .iter()
-            .take(t.t.max as usize - 1)
-            .map(|(_, j)| *j)
-            .collect();
+        let mut group = near;
         group.push(i);
         group.sort_unstable();
         for &j in &group {
             taken[j] = true;
+            let p = pos[j];
+            if let Some(a) = prev[p] {
+                next[a] = next[p];
+            }
+            if let Some(b) = next[p] {
+                prev[b] = prev[p];
+            }
         }
         out.push(group.into_iter().map(|j| waiting[j].t.clone()).collect());
     }

@@ -43,58 +43,69 @@ return removed
 ";
 
 // KEYS: r, t, h, g, c. ARGV: window, widen per second, cancel memory (µs). The rule is
-// the one in queues.rs; each group comes back as its tickets, oldest first.
+// the one in queues.rs, walking outward from each ticket by rating, nearest first. The
+// queue is read in three calls, and only the tickets of groups are touched one by one.
+// Each group comes back as its tickets, oldest first.
 const PAIR: &str = r"
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local window, widen = tonumber(ARGV[1]), tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. string.format('%.0f', ms * 1000 - tonumber(ARGV[3])))
 local function reach(since) return window + widen * (ms - since) / 1000 end
-local order = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+local rs = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local ts = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+local gs = redis.call('HGETALL', KEYS[4])
+local n = #rs / 2
+local user, rating, pos, since, size = {}, {}, {}, {}, {}
+-- The untaken tickets in rating order, linked, so that a walk never steps over taken ones.
+local prev, nxt = {}, {}
+for k = 1, n do
+  user[k] = rs[2 * k - 1]
+  rating[k] = tonumber(rs[2 * k])
+  pos[user[k]] = k
+  prev[k], nxt[k] = k - 1, k + 1
+end
+for k = 1, #ts, 2 do since[ts[k]] = tonumber(ts[k + 1]) end
+for k = 1, #gs, 2 do size[gs[k]] = string.match(gs[k + 1], '^(%d+:%d+):') end
 local taken, out = {}, {}
-for i = 1, #order, 2 do
-  local u = order[i]
+for i = 1, #ts, 2 do
+  local u = ts[i]
   if not taken[u] then
-    local su = tonumber(order[i + 1])
-    local ru = tonumber(redis.call('ZSCORE', KEYS[1], u))
-    local gu = string.match(redis.call('HGET', KEYS[4], u), '^(%d+:%d+):')
+    local p, ru, gu = pos[u], rating[pos[u]], size[u]
     local least, most = string.match(gu, '(%d+):(%d+)')
-    least, most = tonumber(least), tonumber(most)
-    local ru_reach = reach(su)
-    local cand = redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%.17g', ru - ru_reach),
-      string.format('%.17g', ru + ru_reach), 'WITHSCORES')
-    local near = {}
-    for j = 1, #cand, 2 do
-      local o = cand[j]
-      if o ~= u and not taken[o] then
-        local go = string.match(redis.call('HGET', KEYS[4], o), '^(%d+:%d+):')
-        local so = tonumber(redis.call('ZSCORE', KEYS[2], o))
-        local d = math.abs(tonumber(cand[j + 1]) - ru)
-        if go == gu and d <= math.min(ru_reach, reach(so)) then
-          near[#near + 1] = {d, so, o}
-        end
+    least, most = tonumber(least), tonumber(most) - 1
+    local reach_u = reach(since[u])
+    local near, l, h = {}, prev[p], nxt[p]
+    while (l >= 1 or h <= n) and #near < most do
+      local k
+      if l >= 1 and (h > n or ru - rating[l] <= rating[h] - ru) then
+        k = l; l = prev[l]
+      else
+        k = h; h = nxt[h]
       end
+      local d = math.abs(rating[k] - ru)
+      if d > reach_u then break end
+      local o = user[k]
+      if size[o] == gu and d <= reach(since[o]) then near[#near + 1] = o end
     end
     if #near + 1 >= least then
-      table.sort(near, function(a, b)
-        if a[1] ~= b[1] then return a[1] < b[1] end
-        if a[2] ~= b[2] then return a[2] < b[2] end
-        return a[3] < b[3]
-      end)
-      local group = {{su, u}}
-      for k = 1, math.min(#near, most - 1) do group[#group + 1] = {near[k][2], near[k][3]} end
+      local group = {u}
+      for _, o in ipairs(near) do group[#group + 1] = o end
       table.sort(group, function(a, b)
-        if a[1] ~= b[1] then return a[1] < b[1] end
-        return a[2] < b[2]
+        if since[a] ~= since[b] then return since[a] < since[b] end
+        return a < b
       end)
       local tickets = {}
       for _, m in ipairs(group) do
-        taken[m[2]] = true
-        tickets[#tickets + 1] = redis.call('HGET', KEYS[3], m[2])
-        redis.call('ZREM', KEYS[1], m[2])
-        redis.call('ZREM', KEYS[2], m[2])
-        redis.call('HDEL', KEYS[3], m[2])
-        redis.call('HDEL', KEYS[4], m[2])
+        taken[m] = true
+        local q = pos[m]
+        if prev[q] >= 1 then nxt[prev[q]] = nxt[q] end
+        if nxt[q] <= n then prev[nxt[q]] = prev[q] end
+        tickets[#tickets + 1] = redis.call('HGET', KEYS[3], m)
+        redis.call('ZREM', KEYS[1], m)
+        redis.call('ZREM', KEYS[2], m)
+        redis.call('HDEL', KEYS[3], m)
+        redis.call('HDEL', KEYS[4], m)
       end
       out[#out + 1] = tickets
     end
