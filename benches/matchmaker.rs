@@ -58,7 +58,7 @@ async fn run(q: &dyn Queues) -> Run {
     let start = Instant::now();
     let mut seated = 0;
     while seated < QUEUED {
-        let groups = q.pair(&kind, 100.0, 0.0).await.unwrap();
+        let groups = q.pair(&kind, 100.0, 0.0).await.unwrap().groups;
         assert!(!groups.is_empty(), "a pairing step seated nobody");
         seated += groups.iter().map(Vec::len).sum::<usize>();
     }
@@ -81,7 +81,7 @@ async fn run(q: &dyn Queues) -> Run {
             .await
             .unwrap();
         let t = Instant::now();
-        let groups = q.pair(&kind, 100.0, 0.0).await.unwrap();
+        let groups = q.pair(&kind, 100.0, 0.0).await.unwrap().groups;
         steps.push(t.elapsed().as_secs_f64() * 1e3);
         assert_eq!(groups.len(), 1, "exactly the arriving pair");
     }

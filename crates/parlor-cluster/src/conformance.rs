@@ -630,7 +630,7 @@ pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
     let mut seated: Vec<UserId> = Vec::new();
     for _ in 0..5 {
         let (ga, gb) = tokio::join!(a.pair(&kind, 100.0, 0.0), b.pair(&kind, 100.0, 0.0));
-        for g in ga.unwrap().into_iter().chain(gb.unwrap()) {
+        for g in ga.unwrap().groups.into_iter().chain(gb.unwrap().groups) {
             assert_eq!(g.len(), 2, "a pair");
             assert_eq!(
                 g[0].payload,
@@ -657,11 +657,15 @@ pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
         .unwrap();
     tick().await;
     assert!(
-        a.pair(&kind, 100.0, 2000.0).await.unwrap().is_empty(),
+        a.pair(&kind, 100.0, 2000.0)
+            .await
+            .unwrap()
+            .groups
+            .is_empty(),
         "too far apart at first"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let g = b.pair(&kind, 100.0, 2000.0).await.unwrap();
+    let g = b.pair(&kind, 100.0, 2000.0).await.unwrap().groups;
     assert_eq!(g.len(), 1, "the window widened");
     assert_eq!(names(&g[0]), far, "oldest first");
 
@@ -692,7 +696,7 @@ pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
         .await
         .unwrap();
     tick().await;
-    let g = a.pair(&kind, 100.0, 0.0).await.unwrap();
+    let g = a.pair(&kind, 100.0, 0.0).await.unwrap().groups;
     assert_eq!(g.len(), 1, "{g:?}");
     assert_eq!(names(&g[0]), vec![u[0].clone(), u[2].clone()]);
     let third = users(1).remove(0);
@@ -700,13 +704,12 @@ pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
         .await
         .unwrap();
     tick().await;
-    let g = b.pair(&kind, 100.0, 0.0).await.unwrap();
+    let g = b.pair(&kind, 100.0, 0.0).await.unwrap().groups;
     assert_eq!(g.len(), 1, "three of 3..4 form a group: {g:?}");
     assert_eq!(names(&g[0]), vec![u[3].clone(), u[4].clone(), third]);
-    assert!(
-        a.pair(&kind, 1000.0, 0.0).await.unwrap().is_empty(),
-        "u1 waits alone"
-    );
+    let left = a.pair(&kind, 1000.0, 0.0).await.unwrap();
+    assert!(left.groups.is_empty(), "u1 waits alone");
+    assert_eq!(left.waiting, 1, "and is counted as waiting");
 
     // Cancels: a later stamp wins, whichever arrives first.
     let kind = new_id("k");
@@ -742,7 +745,7 @@ pub async fn queues(a: &dyn crate::Queues, b: &dyn crate::Queues) {
         .await
         .unwrap();
     tick().await;
-    let g = a.pair(&kind, 100.0, 0.0).await.unwrap();
+    let g = a.pair(&kind, 100.0, 0.0).await.unwrap().groups;
     assert_eq!(g.len(), 1);
     assert_eq!(names(&g[0]), c);
 }

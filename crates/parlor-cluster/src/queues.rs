@@ -53,12 +53,14 @@ pub trait Queues: Send + Sync + 'static {
     fn cancel(&self, kind: &str, user: &UserId, stamp: u64) -> BoxFuture<'_, Result<bool>>;
     /// Takes out every group that can form now (module docs), oldest first, each oldest
     /// ticket first.
-    fn pair(
-        &self,
-        kind: &str,
-        window: f64,
-        widen_per_sec: f64,
-    ) -> BoxFuture<'_, Result<Vec<Vec<Ticket>>>>;
+    fn pair(&self, kind: &str, window: f64, widen_per_sec: f64) -> BoxFuture<'_, Result<Paired>>;
+}
+
+/// What a pairing step took out, and how many tickets are left waiting.
+#[derive(Debug, Default)]
+pub struct Paired {
+    pub groups: Vec<Vec<Ticket>>,
+    pub waiting: usize,
 }
 
 /// A queued ticket and when its wait started (ms since the epoch).
@@ -109,21 +111,20 @@ impl Queues for MemoryQueues {
         ready(Ok(q.waiting.len() != before))
     }
 
-    fn pair(
-        &self,
-        kind: &str,
-        window: f64,
-        widen_per_sec: f64,
-    ) -> BoxFuture<'_, Result<Vec<Vec<Ticket>>>> {
+    fn pair(&self, kind: &str, window: f64, widen_per_sec: f64) -> BoxFuture<'_, Result<Paired>> {
         let mut all = self.lock();
         let Some(q) = all.get_mut(kind) else {
-            return ready(Ok(Vec::new()));
+            return ready(Ok(Paired::default()));
         };
         let now = now_ms();
         let oldest = u64::try_from(now).unwrap_or(0) * 1000;
         q.cancels
             .retain(|_, stamp| *stamp + CANCEL_KEPT_US > oldest);
-        ready(Ok(groups(&mut q.waiting, now, window, widen_per_sec)))
+        let groups = groups(&mut q.waiting, now, window, widen_per_sec);
+        ready(Ok(Paired {
+            groups,
+            waiting: q.waiting.len(),
+        }))
     }
 }
 

@@ -7,7 +7,8 @@
 //!
 //! The queues are the cluster's (`Backends::queues`): in memory on one pod, on Redis in
 //! cluster mode, where one script takes a group out, so that two pods never seat a player
-//! twice. Every pod pairs every kind on each tick.
+//! twice. A pod pairs a kind after it queues a ticket, and on each tick while that kind's
+//! queue is not empty.
 
 use std::{
     collections::HashSet,
@@ -112,6 +113,8 @@ pub(crate) struct Matchmaker {
     widen: f64,
     /// Kinds with a pairing in flight: a slow Redis gets one at a time per kind.
     pairing: HashSet<&'static str>,
+    /// Kinds whose queue had tickets at this pod's last look: paired on each tick.
+    active: HashSet<&'static str>,
 }
 
 impl Matchmaker {
@@ -122,6 +125,7 @@ impl Matchmaker {
             window: cfg.rooms.matchmaking_window,
             widen: cfg.rooms.matchmaking_widen_per_sec,
             pairing: HashSet::new(),
+            active: HashSet::new(),
         }
     }
 
@@ -136,8 +140,11 @@ impl Matchmaker {
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.pairing.remove(kind);
             match res {
-                Ok(groups) => {
-                    for g in groups {
+                Ok(paired) => {
+                    if paired.waiting == 0 {
+                        act.active.remove(kind);
+                    }
+                    for g in paired.groups {
                         act.seat(kind, g, ctx);
                     }
                 }
@@ -263,7 +270,8 @@ impl Actor for Matchmaker {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(TICK, |act, ctx| {
-            for kind in KINDS {
+            let kinds: Vec<&'static str> = act.active.iter().copied().collect();
+            for kind in kinds {
                 act.pair(kind, ctx);
             }
         });
@@ -308,7 +316,10 @@ impl Handler<Enqueue> for Matchmaker {
         let fut = async move { queues.enqueue(kind, ticket).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             // Queued: pair at once rather than at the next tick.
-            Ok(true) => act.pair(kind, ctx),
+            Ok(true) => {
+                act.active.insert(kind);
+                act.pair(kind, ctx)
+            }
             // A later cancel came first.
             Ok(false) => {}
             Err(e) => relay.to_session(

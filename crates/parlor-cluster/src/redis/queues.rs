@@ -9,7 +9,7 @@
 use parlor_core::UserId;
 
 use super::{scripts::Lua, RedisBackend};
-use crate::{BoxFuture, ClusterError, Queues, Result, Ticket};
+use crate::{BoxFuture, ClusterError, Paired, Queues, Result, Ticket};
 
 // KEYS: r, t, h, g, c. ARGV: user, rating, "min:max:stamp", ticket, stamp.
 const ENQUEUE: &str = r"
@@ -67,7 +67,7 @@ for k = 1, n do
 end
 for k = 1, #ts, 2 do since[ts[k]] = tonumber(ts[k + 1]) end
 for k = 1, #gs, 2 do size[gs[k]] = string.match(gs[k + 1], '^(%d+:%d+):') end
-local taken, out = {}, {}
+local taken, out, n_taken = {}, {}, 0
 for i = 1, #ts, 2 do
   local u = ts[i]
   if not taken[u] then
@@ -108,10 +108,11 @@ for i = 1, #ts, 2 do
         redis.call('HDEL', KEYS[4], m)
       end
       out[#out + 1] = tickets
+      n_taken = n_taken + #group
     end
   end
 end
-return out
+return {out, n - n_taken}
 ";
 
 pub(super) struct QueueScripts {
@@ -171,12 +172,7 @@ impl Queues for RedisBackend {
         })
     }
 
-    fn pair(
-        &self,
-        kind: &str,
-        window: f64,
-        widen_per_sec: f64,
-    ) -> BoxFuture<'_, Result<Vec<Vec<Ticket>>>> {
+    fn pair(&self, kind: &str, window: f64, widen_per_sec: f64) -> BoxFuture<'_, Result<Paired>> {
         let keys = self.queue_keys(kind);
         Box::pin(async move {
             let keys = keys?;
@@ -186,10 +182,10 @@ impl Queues for RedisBackend {
                 widen_per_sec.to_string(),
                 crate::queues::CANCEL_KEPT_US.to_string(),
             ];
-            let r: std::result::Result<Vec<Vec<String>>, _> =
+            let r: std::result::Result<(Vec<Vec<String>>, usize), _> =
                 s.run(&mut self.con(), s.call(&keys, &args)).await;
-            let groups = self.seen(r)?;
-            groups
+            let (groups, waiting) = self.seen(r)?;
+            let groups = groups
                 .into_iter()
                 .map(|g| {
                     g.iter()
@@ -197,7 +193,8 @@ impl Queues for RedisBackend {
                         .collect::<std::result::Result<Vec<Ticket>, _>>()
                 })
                 .collect::<std::result::Result<_, _>>()
-                .map_err(|e| ClusterError::Unavailable(format!("a queued ticket: {e}")))
+                .map_err(|e| ClusterError::Unavailable(format!("a queued ticket: {e}")))?;
+            Ok(Paired { groups, waiting })
         })
     }
 }
