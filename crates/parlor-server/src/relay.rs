@@ -227,6 +227,8 @@ impl EventSink for RemoteSink {
 pub(crate) struct RelayParts {
     pub(crate) pod: String,
     pub(crate) inbox: Arc<dyn Inbox>,
+    /// Sends to other pods' inboxes, shared with the rooms (RoomDeps).
+    pub(crate) link: Arc<PodLink>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) leases: Arc<dyn Leases>,
     /// How often homes are checked is a third of this.
@@ -262,10 +264,7 @@ impl Relay {
     pub(crate) async fn start(p: RelayParts) -> anyhow::Result<Arc<Relay>> {
         let (pod, inbox, lease_time) = (p.pod, p.inbox, p.lease_time);
         let relay = Arc::new(Relay {
-            link: Arc::new(PodLink {
-                pod: pod.as_str().into(),
-                inbox: inbox.clone(),
-            }),
+            link: p.link,
             broker: p.broker,
             leases: p.leases,
             metrics: p.metrics,
@@ -485,25 +484,11 @@ impl Relay {
                 let Some(update) = a.update.and_then(|u| u.update) else {
                     return;
                 };
-                let (manager, live) = (self.manager.clone(), self.live.get(&a.room_id));
+                let room = self.local_room(a.room_id.clone());
                 actix::spawn(async move {
-                    let room = match live {
-                        Some(addr) => Some(addr),
-                        // Not live here: a persistent room loads on its home.
-                        None => match manager
-                            .send(rooms::Resolve {
-                                room_id: a.room_id.clone(),
-                                code: String::new(),
-                            })
-                            .await
-                        {
-                            Ok(Ok((_, rooms::RoomRef::Local(addr)))) => Some(addr),
-                            _ => None,
-                        },
-                    };
-                    match room {
-                        Some(addr) => addr.do_send(rooms::Announce(update)),
-                        None => {
+                    match room.await {
+                        Ok(rooms::RoomRef::Local(addr)) => addr.do_send(rooms::Announce(update)),
+                        _ => {
                             tracing::warn!(room_id = %a.room_id, "an announcement found no room here")
                         }
                     }
@@ -656,30 +641,38 @@ impl Relay {
         }
     }
 
+    /// The room, live here or loaded through the manager (a persistent room loads on its
+    /// home); for messages from other pods that name a room homed here.
+    fn local_room(
+        &self,
+        room_id: String,
+    ) -> impl std::future::Future<Output = ApiResult<rooms::RoomRef>> + 'static {
+        let (manager, live) = (self.manager.clone(), self.live.get(&room_id));
+        async move {
+            match live {
+                Some(addr) => Ok(rooms::RoomRef::Local(addr)),
+                None => manager
+                    .send(rooms::Resolve {
+                        room_id,
+                        code: String::new(),
+                    })
+                    .await
+                    .map_err(ApiError::from)
+                    .and_then(|r| r.map(|(_, room)| room)),
+            }
+        }
+    }
+
     /// A REST call from another pod on a room homed here; answered with CallDone.
     fn on_call(self: &Arc<Self>, from: String, c: v1::Call) {
-        let (manager, live, link) = (
-            self.manager.clone(),
-            self.live.get(&c.room_id),
-            self.link.clone(),
-        );
+        let (room, link) = (self.local_room(c.room_id.clone()), self.link.clone());
         actix::spawn(async move {
             let by = Identity {
                 user_id: UserId(c.user_id),
                 name: c.name,
                 role: GlobalRole::from_proto(c.role).unwrap_or(GlobalRole::Visitor),
             };
-            let room = match live {
-                Some(addr) => Ok(rooms::RoomRef::Local(addr)),
-                None => manager
-                    .send(rooms::Resolve {
-                        room_id: c.room_id,
-                        code: String::new(),
-                    })
-                    .await
-                    .map_err(ApiError::from)
-                    .and_then(|r| r.map(|(_, room)| room)),
-            };
+            let room = room.await;
             let done = match (room, c.kind) {
                 (Ok(rooms::RoomRef::Local(addr)), Some(v1::call::Kind::DeleteRoom(_))) => addr
                     .send(rooms::DeleteRoom { by })

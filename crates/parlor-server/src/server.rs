@@ -228,6 +228,10 @@ pub async fn run_with_games(
     let arbiters: Vec<Arbiter> = (0..threads(cfg.server.room_shards))
         .map(|_| Arbiter::new())
         .collect();
+    let link = Arc::new(crate::relay::PodLink::new(
+        &cfg.server.pod_name,
+        cluster.inbox.clone(),
+    ));
     let deps = Arc::new(RoomDeps {
         cfg: cfg.clone(),
         limits: cfg.core_limits(),
@@ -240,10 +244,7 @@ pub async fn run_with_games(
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
         games: games.clone(),
-        link: Arc::new(crate::relay::PodLink::new(
-            &cfg.server.pod_name,
-            cluster.inbox.clone(),
-        )),
+        link: link.clone(),
     });
     let handles = arbiters.iter().map(|a| a.handle()).collect();
     let live_rooms = LiveRooms::default();
@@ -255,6 +256,7 @@ pub async fn run_with_games(
     let relay = Relay::start(RelayParts {
         pod: cfg.server.pod_name.clone(),
         inbox: cluster.inbox.clone(),
+        link,
         broker: cluster.broker.clone(),
         leases: cluster.leases.clone(),
         lease_time: Duration::from_millis(cfg.cluster.lease_ms),
