@@ -117,9 +117,9 @@ impl Queues for MemoryQueues {
             return ready(Ok(Paired::default()));
         };
         let now = now_ms();
-        let oldest = u64::try_from(now).unwrap_or(0) * 1000;
+        let now_us = u64::try_from(now).unwrap_or(0) * 1000;
         q.cancels
-            .retain(|_, stamp| *stamp + CANCEL_KEPT_US > oldest);
+            .retain(|_, stamp| *stamp + CANCEL_KEPT_US > now_us);
         let groups = groups(&mut q.waiting, now, window, widen_per_sec);
         ready(Ok(Paired {
             groups,
