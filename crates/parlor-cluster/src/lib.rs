@@ -34,7 +34,7 @@ pub use directory::{MemoryDirectory, RoomDirectory};
 pub use inbox::{Inbox, InboxHandler, MemoryInbox};
 pub use lease::{Claim, Lease, Leases};
 pub use presence::{MemoryPresence, PodInfo, Presence};
-pub use queues::{MemoryQueues, Paired, Queues, Ticket, CANCEL_KEPT_US};
+pub use queues::{MemoryQueues, Paired, Queues, Ticket};
 pub use redis::{RedisBackend, RedisOptions};
 
 /// A boxed future, so that the contracts stay object-safe.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ready, BoxFuture, Result};
 
 /// How long a cancel is remembered, for a ticket still on its way behind it (µs).
-pub const CANCEL_KEPT_US: u64 = 60_000_000;
+pub(crate) const CANCEL_KEPT_US: u64 = 60_000_000;
 
 /// One player waiting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -187,7 +187,10 @@ impl Matchmaker {
                 .collect();
             if here.len() < min {
                 for (t, _) in &here {
-                    let _ = queues.enqueue(kind, t.clone()).await;
+                    if let Err(e) = queues.enqueue(kind, t.clone()).await {
+                        // Their session still waits for Matched: it times out and queues again.
+                        tracing::warn!(kind, error = %e, "a player could not be queued again");
+                    }
                 }
                 return (here, None);
             }
