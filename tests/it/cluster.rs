@@ -334,6 +334,20 @@ impl ProcPod {
 
     async fn guest_tokens(&self, name: &str) -> (Connection, parlor_client::Tokens) {
         let tokens = self.rest().guest(name).await.unwrap();
+        self.signed_in(tokens).await
+    }
+
+    /// A registered account, connected and welcomed.
+    async fn user(&self, login: &str) -> Connection {
+        let rest = self.rest();
+        let tokens = rest.register(login, "correct horse battery", login);
+        self.signed_in(tokens.await.unwrap()).await.0
+    }
+
+    async fn signed_in(
+        &self,
+        tokens: parlor_client::Tokens,
+    ) -> (Connection, parlor_client::Tokens) {
         let mut c = Connection::connect(&format!("ws://{}/ws", self.public))
             .await
             .unwrap();
@@ -1499,7 +1513,8 @@ async fn a_new_home_saves_the_chat_lines_its_killed_home_had_not() {
         _ => Vec::new(),
     })
     .await;
-    let mut owner = pods[0].guest("owner").await;
+    // Persistent rooms are for registered accounts.
+    let mut owner = pods[0].user("owner").await;
     let room = open_room(
         &mut owner,
         v1::CreateRoom {

@@ -1,3 +1,4 @@
+mod abuse;
 mod auth;
 mod bad_input;
 mod cluster;

@@ -33,6 +33,14 @@ pub(crate) fn test_config(dir: &Path) -> Config {
     cfg.server.pod_name = "test-pod".into();
     cfg.stats.flush_interval_ms = 100;
     cfg.auth.admins = vec!["root".into()];
+    // Every test client shares 127.0.0.1 and signs in and connects far faster than one
+    // person; the abuse tests (tests/it/abuse.rs) put the defaults back.
+    let g = &mut cfg.guard;
+    (g.rest_per_min, g.auth_per_min, g.ws_handshakes_per_min) = (1 << 30, 1 << 30, 1 << 30);
+    (g.login_failures_per_min, g.join_failures_per_min) = (1 << 30, 1 << 30);
+    (g.ws_per_addr, g.hash_queue) = (1 << 20, 1 << 20);
+    cfg.limits.rooms_per_user = 1 << 20;
+    cfg.limits.persistent_rooms_per_user = 1 << 20;
     cfg
 }
 

@@ -66,6 +66,23 @@ impl Connection {
         Self::connect_from(url, None).await
     }
 
+    /// Opens a WebSocket that carries `access_token` in `Sec-WebSocket-Protocol`
+    /// (`parlor.v1, parlor.bearer.<token>`) rather than in the URL, where proxies log it.
+    /// Hello may then leave its token empty.
+    pub async fn connect_with_token(url: &str, access_token: &str) -> Result<Connection> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request()?;
+        let protocols = format!("parlor.v1, parlor.bearer.{access_token}")
+            .parse()
+            .map_err(|_| ClientError::Unexpected("the token is not a header value".into()))?;
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocols);
+        // tungstenite refuses a handshake whose answer selects no offered protocol.
+        let (ws, _response) =
+            tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true).await?;
+        Ok(Self::wrap(ws))
+    }
+
     /// Like [`Connection::connect`], with the socket bound to `local` first (e.g.
     /// 127.0.0.2), so that many clients are not limited by one source address's ports.
     pub async fn connect_from(url: &str, local: Option<std::net::IpAddr>) -> Result<Connection> {

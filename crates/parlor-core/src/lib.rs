@@ -9,6 +9,7 @@
 
 mod error;
 mod ids;
+mod inbound;
 mod limits;
 mod permissions;
 mod rate;
@@ -16,7 +17,10 @@ mod roles;
 mod room;
 
 pub use error::CoreError;
-pub use ids::{new_id, new_room_code, RoomId, UserId};
+pub use ids::{
+    new_id, new_room_code, normalize_code, RoomId, UserId, ROOM_CODE_LEN, VISITOR_PREFIX,
+};
+pub use inbound::{check_inbound, ID_BYTES, TOKEN_BYTES};
 pub use limits::{validate_kind, validate_name, Limits};
 pub use permissions::{check, Action, RoomPolicy};
 pub use rate::TokenBucket;

@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 
 use parlor_protocol::{v1, ErrorCode};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use crate::{
     check, validate_kind, validate_name, Action, CoreError, GlobalRole, Limits, RoomId, RoomPolicy,
@@ -28,8 +27,8 @@ pub struct RoomInfo {
     pub kind: String,
     /// Listed and joinable without the code.
     pub public: bool,
-    /// Empty when the room has none. Room passwords are shared join secrets, not account
-    /// credentials, so they are kept as given and compared in constant time.
+    /// Empty when the room has none; else its keyed hash, which the pod checks (the
+    /// server's `RoomPasswords`). Never the password itself, and never sent to clients.
     pub password: String,
     /// Most members at once (owner, players and watchers together).
     pub max_members: u32,
@@ -267,13 +266,14 @@ impl Room {
         self.members.len() >= self.info.max_members as usize
     }
 
-    /// Decides whether a non-member may join, and with which role.
+    /// Decides whether a non-member may join, and with which role. `password_ok` says
+    /// whether the password given matched (true when the room has none).
     pub fn admit(
         &self,
         user: &UserId,
         global: GlobalRole,
         want: RoomRole,
-        password: &str,
+        password_ok: bool,
     ) -> Result<RoomRole, CoreError> {
         let is_owner = &self.info.owner_id == user;
         let action = match want {
@@ -294,10 +294,7 @@ impl Room {
             ));
         }
         let exempt = is_owner || global.is_staff();
-        if !self.info.password.is_empty()
-            && !exempt
-            && !bool::from(self.info.password.as_bytes().ct_eq(password.as_bytes()))
-        {
+        if !self.info.password.is_empty() && !exempt && !password_ok {
             return Err(CoreError::new(
                 ErrorCode::WrongPassword,
                 "wrong room password",
@@ -456,23 +453,23 @@ mod tests {
         let mut r = room("pw", 2);
         let u = GlobalRole::User;
         assert_eq!(
-            r.admit(&"a".into(), u, RoomRole::Player, "no")
+            r.admit(&"a".into(), u, RoomRole::Player, false)
                 .unwrap_err()
                 .code,
             ErrorCode::WrongPassword
         );
         assert_eq!(
-            r.admit(&"a".into(), u, RoomRole::Player, "pw"),
+            r.admit(&"a".into(), u, RoomRole::Player, true),
             Ok(RoomRole::Player)
         );
         assert_eq!(
-            r.admit(&"owner".into(), u, RoomRole::Watcher, ""),
+            r.admit(&"owner".into(), u, RoomRole::Watcher, false),
             Ok(RoomRole::Owner)
         );
         r.members.push(member("owner", RoomRole::Owner));
         r.members.push(member("a", RoomRole::Player));
         assert_eq!(
-            r.admit(&"b".into(), u, RoomRole::Player, "pw")
+            r.admit(&"b".into(), u, RoomRole::Player, true)
                 .unwrap_err()
                 .code,
             ErrorCode::RoomFull
@@ -480,7 +477,7 @@ mod tests {
         r.bans.insert("c".into());
         r.members.pop();
         assert_eq!(
-            r.admit(&"c".into(), u, RoomRole::Player, "pw")
+            r.admit(&"c".into(), u, RoomRole::Player, true)
                 .unwrap_err()
                 .code,
             ErrorCode::Banned

@@ -23,7 +23,7 @@ impl ErrorInfo for ErrorCode {
             | AlreadyWelcomed | TooLong | InvalidArgument | BadRequest => 400,
             FrameTooLarge | BodyTooLarge => 413,
             Unauthenticated | TokenExpired | TokenInvalid | InvalidCredentials => 401,
-            Forbidden | Banned | Muted | ChatDisabled | WrongPassword => 403,
+            Forbidden | Banned | Muted | ChatDisabled | WrongPassword | QuotaExceeded => 403,
             RoomNotFound | UserNotFound | NotFound => 404,
             NameTaken | NotInRoom | RoomFull | NotYourTurn | IllegalMove | WrongKind => 409,
             RateLimited => 429,

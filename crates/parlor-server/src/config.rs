@@ -21,8 +21,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Room retention and timers.
     pub rooms: RoomsConfig,
-    /// Size limits on client input.
+    /// Size limits on client input, and quotas.
     pub limits: LimitsConfig,
+    /// Abuse limits: rate limits, socket caps, failure budgets, trusted proxies, origins.
+    pub guard: GuardConfig,
     /// Which cluster backend, and its Redis.
     pub cluster: ClusterConfig,
     /// Which store, and how to reach it.
@@ -114,6 +116,12 @@ pub struct AuthConfig {
     pub magic_ttl_secs: u64,
     /// Logins that get the admin role when they register. Default none.
     pub admins: Vec<String>,
+    /// The `iss` of every token the pods issue, and the only one they accept. Default
+    /// `parlor`.
+    pub issuer: String,
+    /// The `aud` of every token the pods issue, and the only one they accept. Default
+    /// `parlor`.
+    pub audience: String,
 }
 
 /// Room retention and timers.
@@ -156,6 +164,49 @@ pub struct LimitsConfig {
     pub event_payload_bytes: usize,
     /// Most members per room. Default 5000.
     pub max_members: u32,
+    /// Live rooms one account may own on a pod at once. Default 5.
+    pub rooms_per_user: usize,
+    /// Persistent rooms one registered account may own. Guests own none. Default 3.
+    pub persistent_rooms_per_user: usize,
+    /// Bans, and mutes, one room holds. Default 1000 each.
+    pub bans_per_room: usize,
+    /// Users one account may block from private messages. Default 1000.
+    pub blocks_per_user: usize,
+}
+
+/// Abuse limits (docs/security.md). Each is per pod, so behind a load balancer of N pods
+/// one address gets up to N times a limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Proxies whose `X-Forwarded-For` is believed, as CIDR ranges or addresses
+    /// (`["10.0.0.0/8"]`). A request from anywhere else is keyed by its peer address, so a
+    /// client cannot choose its own. Default none.
+    pub trusted_proxies: Vec<String>,
+    /// REST requests per address per minute (bursts of as many). Default 100.
+    pub rest_per_min: u32,
+    /// Sign-in requests (guest, register, login, refresh, magic redeem) per address per
+    /// minute, on top of `rest_per_min`. Default 10.
+    pub auth_per_min: u32,
+    /// Failed logins one account takes per minute from addresses it has not signed in
+    /// from; past it they are refused (429) until the budget refills. Default 10.
+    pub login_failures_per_min: u32,
+    /// Wrong room codes and passwords per address per minute; past it joins by code or
+    /// password are refused (429). Each session also gets a fifth of it. Default 20.
+    pub join_failures_per_min: u32,
+    /// Open WebSockets per address. Default 32.
+    pub ws_per_addr: u32,
+    /// Open WebSockets per pod; 0 (default): 90% of the descriptor limit, less 64.
+    pub ws_max: u32,
+    /// WebSocket handshakes per address per minute. Default 60.
+    pub ws_handshakes_per_min: u32,
+    /// Password hashes at once; 0 (default): one per core.
+    pub hash_concurrency: usize,
+    /// Sign-ins waiting for a hash slot; past it they are refused (503). Default 32.
+    pub hash_queue: usize,
+    /// Browser origins allowed to open /ws and call REST (CORS), as
+    /// `https://host[:port]`; `["*"]` allows any. Empty (default): the pod's own origin.
+    pub allowed_origins: Vec<String>,
 }
 
 /// The cluster backend.
@@ -273,6 +324,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             rooms: RoomsConfig::default(),
             limits: LimitsConfig::default(),
+            guard: GuardConfig::default(),
             cluster: ClusterConfig::default(),
             store: StoreConfig::default(),
             stats: StatsConfig::default(),
@@ -327,6 +379,8 @@ impl Default for AuthConfig {
             resume_ttl_secs: 600,
             magic_ttl_secs: 900,
             admins: Vec::new(),
+            issuer: "parlor".into(),
+            audience: "parlor".into(),
         }
     }
 }
@@ -354,7 +408,43 @@ impl Default for LimitsConfig {
             chat_bytes: l.chat_bytes,
             event_payload_bytes: l.event_payload_bytes,
             max_members: l.max_members,
+            rooms_per_user: 5,
+            persistent_rooms_per_user: 3,
+            bans_per_room: 1000,
+            blocks_per_user: 1000,
         }
+    }
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            rest_per_min: 100,
+            auth_per_min: 10,
+            login_failures_per_min: 10,
+            join_failures_per_min: 20,
+            ws_per_addr: 32,
+            ws_max: 0,
+            ws_handshakes_per_min: 60,
+            hash_concurrency: 0,
+            hash_queue: 32,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+impl GuardConfig {
+    /// The trusted proxies, parsed; an address alone is a range of one.
+    pub(crate) fn proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{p:?} is not an address or CIDR range"))
+            })
+            .collect()
     }
 }
 
@@ -481,6 +571,9 @@ impl Config {
                 "and refresh_ttl_secs must be > 0",
             ));
         }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            return Err(field("auth.issuer", "and auth.audience must not be empty"));
+        }
         if self.cluster.history_events == 0 {
             return Err(field("cluster.history_events", "must be > 0"));
         }
@@ -497,6 +590,42 @@ impl Config {
                 "rooms.join_or_create_seats",
                 "must be 1 to limits.max_members",
             ));
+        }
+        if let Err(e) = self.guard.proxies() {
+            return Err(field("guard.trusted_proxies", &e));
+        }
+        for (name, v) in [
+            ("guard.rest_per_min", self.guard.rest_per_min),
+            ("guard.auth_per_min", self.guard.auth_per_min),
+            (
+                "guard.login_failures_per_min",
+                self.guard.login_failures_per_min,
+            ),
+            (
+                "guard.join_failures_per_min",
+                self.guard.join_failures_per_min,
+            ),
+            ("guard.ws_per_addr", self.guard.ws_per_addr),
+            (
+                "guard.ws_handshakes_per_min",
+                self.guard.ws_handshakes_per_min,
+            ),
+        ] {
+            if v == 0 {
+                return Err(field(name, "must be > 0"));
+            }
+        }
+        for o in &self.guard.allowed_origins {
+            let ok = o == "*"
+                || ((o.starts_with("https://") || o.starts_with("http://"))
+                    && !o.ends_with('/')
+                    && !o[o.find("//").map_or(0, |i| i + 2)..].contains('/'));
+            if !ok {
+                return Err(field(
+                    "guard.allowed_origins",
+                    "entries must be \"*\" or scheme://host[:port], with no path",
+                ));
+            }
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return Err(field("log_format", "must be \"json\" or \"pretty\""));

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Human-readable detail.
     pub message: String,
+    /// When to try again, for a refusal that will pass later (`Retry-After` over HTTP).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -22,7 +24,15 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    /// The same refusal, saying when to retry (in whole seconds, at least one).
+    pub(crate) fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after_secs = Some(secs.max(1));
+        self
     }
 
     /// An internal failure; the detail goes to the log, not the client.
@@ -80,7 +90,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({
+        let mut res = HttpResponse::build(self.status_code());
+        if let Some(secs) = self.retry_after_secs {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(serde_json::json!({
             "error": { "code": self.code.name(), "message": self.message }
         }))
     }

@@ -12,9 +12,15 @@ use parlor_protocol::ErrorCode;
 use parlor_store::{StatsSubject, UserRecord};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
+use actix_web::dev::Service as _;
+use futures_util::future::Either;
+
 use crate::{
     auth::TokenKind,
     error::{ApiError, ApiResult},
+    guard::Guard,
     server::Shared,
     users::{self, PublicUser},
     ws::{ws_route, Identity},
@@ -54,8 +60,34 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     api.into()
 }
 
+/// The sign-in routes, limited by `guard.auth_per_min` on top of the general REST limit.
+const AUTH_ROUTES: [&str; 5] = [
+    "/api/v1/auth/guest",
+    "/api/v1/auth/register",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/magic/redeem",
+];
+
+/// CORS for the configured origins. Same-origin pages need none; requests from an origin
+/// that is not allowed were refused before this (see `public_routes`).
+fn cors(guard: Arc<Guard>) -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allowed_origin_fn(move |origin, head| {
+            let host = head
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            origin.to_str().is_ok_and(|o| guard.origin_allowed(o, host))
+        })
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::RETRY_AFTER])
+        .max_age(3600)
+}
+
 /// Registers the public routes.
-pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
+pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard: Arc<Guard>) {
     cfg.app_data(
         web::JsonConfig::default()
             .limit(max_body)
@@ -73,6 +105,19 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize) {
     .route("/.well-known/jwks.json", web::get().to(jwks))
     .service(
         web::scope("/api/v1")
+            .wrap(cors(guard.clone()))
+            // Outermost: an origin that is not allowed, or an address over its limit, is
+            // refused before any other work, in the one error format.
+            .wrap_fn(move |req, srv| {
+                let auth = AUTH_ROUTES.contains(&req.path());
+                let verdict = guard
+                    .check_origin(req.request())
+                    .and_then(|()| guard.rest(guard.client(req.request()), auth));
+                match verdict {
+                    Ok(()) => Either::Left(srv.call(req)),
+                    Err(e) => Either::Right(std::future::ready(Err(e.into()))),
+                }
+            })
             .route("/auth/guest", web::post().to(guest))
             .route("/auth/register", web::post().to(register))
             .route("/auth/login", web::post().to(login))
@@ -169,13 +214,18 @@ struct LoginBody {
     password: String,
 }
 
-async fn login(shared: Data<Shared>, body: Json<LoginBody>) -> ApiResult<HttpResponse> {
+async fn login(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<LoginBody>,
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let t = shared
         .users
         .send(users::Login {
             login: b.login,
             password: b.password,
+            from: shared.guard.client(&req),
         })
         .await??;
     track(&shared, "login", &t);
@@ -714,6 +764,7 @@ async fn create_room(
                 role: me.role,
             },
             tournament: None,
+            quota: true,
         })
         .await??;
     let room = shared

@@ -9,6 +9,7 @@
 //! - `relay`: this pod's end of the pod inboxes (requests to and answers from other pods).
 //! - `stats`: StatsTracker, batching activity counters into the Store.
 //! - `http`: REST under /api/v1, JWKS, and the admin routes.
+//! - `guard`: abuse limits at the edge (rate limits, socket caps, failure budgets).
 //! - `auth`, `error`, `metrics`, `telemetry`: the supporting pieces.
 //! - `bench_support` (feature `bench`, off by default): hot-path pieces for benchmarks.
 
@@ -17,6 +18,7 @@ mod auth;
 mod config;
 mod connections;
 mod error;
+mod guard;
 mod http;
 mod matchmaker;
 mod metrics;
@@ -30,7 +32,7 @@ mod users;
 mod ws;
 
 pub use auth::{generate_pem, mint_token, write_private, KeyError};
-pub use config::{service_link_vars, Config, ConfigError};
+pub use config::{service_link_vars, Config, ConfigError, GuardConfig};
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use server::{run, run_with_games, Listeners};

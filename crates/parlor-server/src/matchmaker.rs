@@ -265,6 +265,7 @@ fn create(kind: &str, group: &[(parlor_cluster::Ticket, Seat)]) -> Create {
             role: seat.role,
         },
         tournament: None,
+        quota: false,
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Metrics {
     pub chat_unsaved: IntGauge,
     /// Store calls that failed, by operation.
     pub store_errors: IntCounterVec,
+    /// Requests and sockets refused by an abuse limit, by limit (docs/security.md).
+    pub refused: IntCounterVec,
     pub(crate) frame_in: Vec<IntCounter>,
     pub(crate) frame_time: Vec<Histogram>,
     pub(crate) out_room_event: IntCounter,
@@ -178,6 +180,14 @@ impl Metrics {
             outbound_over_soft: IntGauge::new(
                 "outbound_over_soft",
                 "Connections whose outbound queue is above the soft limit",
+            )
+            .unwrap(),
+            refused: IntCounterVec::new(
+                Opts::new(
+                    "refused_total",
+                    "Requests and sockets refused by an abuse limit, by limit",
+                ),
+                &["limit"],
             )
             .unwrap(),
             auth_failures: IntCounterVec::new(
@@ -404,6 +414,7 @@ impl Metrics {
             Box::new(m.store_seconds.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.chat_unsaved.clone()),
+            Box::new(m.refused.clone()),
         ] {
             r.register(c).expect("metric names are unique");
         }

@@ -41,6 +41,8 @@ pub struct Listeners {
 /// What request handlers share.
 pub(crate) struct Shared {
     pub(crate) cfg: Config,
+    /// `cfg`'s limits on client input, as the domain checks take them.
+    pub(crate) limits: parlor_core::Limits,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) keys: Arc<Keyring>,
     pub(crate) store: Store,
@@ -62,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: Sessions,
     /// Which pods are alive, and where each user's sessions are.
     pub(crate) presence: Arc<dyn parlor_cluster::Presence>,
+    /// Abuse limits.
+    pub(crate) guard: Arc<crate::guard::Guard>,
     draining: AtomicBool,
 }
 
@@ -115,6 +119,17 @@ pub async fn run_with_games(
 ) -> anyhow::Result<()> {
     let games = Arc::new(games);
     let metrics = Arc::new(Metrics::new());
+    let guard = crate::guard::Guard::new(&cfg, metrics.clone());
+    {
+        let guard = guard.clone();
+        actix::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                guard.tidy();
+            }
+        });
+    }
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("server.data_dir {}", cfg.server.data_dir.display()))?;
     let observe: parlor_store::Observer = {
@@ -132,10 +147,12 @@ pub async fn run_with_games(
         .await
         .context("store")?;
     let keys = Arc::new(
-        Keyring::load(
+        Keyring::load_for(
             &cfg.auth.signing_key,
             &cfg.auth.verify_keys,
             &cfg.server.data_dir,
+            &cfg.auth.issuer,
+            &cfg.auth.audience,
         )
         .context("auth keys")?,
     );
@@ -155,6 +172,7 @@ pub async fn run_with_games(
         .context("cluster")?;
     let (directory, presence) = (cluster.directory.clone(), cluster.presence.clone());
 
+    let passwords = keys.room_passwords();
     for mut room in store
         .rooms
         .load_rooms()
@@ -162,6 +180,16 @@ pub async fn run_with_games(
         .context("loading persistent rooms")?
     {
         room.members.clear();
+        // A password an older version kept in the clear is hashed now, once.
+        let pw = &room.info.password;
+        if !pw.is_empty() && !crate::auth::RoomPasswords::is_hashed(pw) {
+            room.info.password = passwords.hash(pw);
+            store
+                .rooms
+                .save_room(&room)
+                .await
+                .context("hashing a room password")?;
+        }
         directory.put(&room).await.context("room directory")?;
     }
 
@@ -211,7 +239,8 @@ pub async fn run_with_games(
             metrics.clone(),
             user_cache.clone(),
         );
-        Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics, cache))
+        let guard = guard.clone();
+        Supervisor::start(move |_| UserManager::new(store, keys, cfg, metrics, cache, guard))
     };
     let conns = {
         let (pod, stats, metrics) = (
@@ -241,6 +270,7 @@ pub async fn run_with_games(
         directory: directory.clone(),
         store: store.clone(),
         user_stats: user_stats.clone(),
+        passwords: Arc::new(keys.room_passwords()),
         room_stats: room_stats.clone(),
         analytics: analytics.clone(),
         games: games.clone(),
@@ -283,6 +313,7 @@ pub async fn run_with_games(
 
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
+        limits: cfg.core_limits(),
         metrics,
         keys,
         store,
@@ -299,6 +330,7 @@ pub async fn run_with_games(
         relay,
         sessions,
         presence,
+        guard,
         draining: AtomicBool::new(false),
     });
 
@@ -311,6 +343,7 @@ pub async fn run_with_games(
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
     let max_body = cfg.server.max_body_bytes;
     let data = Data::from(shared.clone());
+    let guard = shared.guard.clone();
     // Built from actix-http's parts rather than HttpServer, for the upgrade hook: /ws
     // sockets leave the HTTP/1 dispatcher and its fixed buffers (ws/conn.rs).
     let stall = cfg.idle_timeout();
@@ -322,9 +355,10 @@ pub async fn run_with_games(
             let data = data.clone();
             move || {
                 let app = || {
+                    let guard = guard.clone();
                     let app = App::new()
                         .app_data(data.clone())
-                        .configure(|c| http::public_routes(c, max_body));
+                        .configure(|c| http::public_routes(c, max_body, guard));
                     map_config(app.into_factory(), |_| AppConfig::default())
                 };
                 HttpService::build()

@@ -117,6 +117,7 @@ pub(crate) async fn create(
             },
             owner: organizer.clone(),
             tournament: None,
+            quota: false,
         })
         .await
         .map_err(ApiError::from)??
@@ -234,6 +235,7 @@ async fn open_rooms(
                 req,
                 owner: organizer.clone(),
                 tournament: Some(slot),
+                quota: false,
             })
             .await
             .map_err(ApiError::from)

@@ -60,6 +60,7 @@ struct Deps {
     keys: Arc<Keyring>,
     cfg: Config,
     metrics: Arc<Metrics>,
+    guard: Arc<crate::guard::Guard>,
 }
 
 /// Accounts recently checked. Only the manager writes it; sessions read it, so that a
@@ -93,6 +94,7 @@ impl UserManager {
         cfg: Config,
         metrics: Arc<Metrics>,
         cache: UserCache,
+        guard: Arc<crate::guard::Guard>,
     ) -> Self {
         Self {
             deps: Arc::new(Deps {
@@ -100,6 +102,7 @@ impl UserManager {
                 keys,
                 cfg,
                 metrics,
+                guard,
             }),
             cache,
             deleted: std::collections::HashSet::new(),
@@ -288,7 +291,7 @@ impl Handler<Register> for UserManager {
         Box::pin(async move {
             let (store, cfg) = (&d.store, &d.cfg);
             let login = validate_login(&msg.login)?;
-            if !(8..=256).contains(&msg.password.len()) {
+            if !(8..=PASSWORD_MAX).contains(&msg.password.len()) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidArgument,
                     "password must be 8 to 256 bytes",
@@ -301,9 +304,10 @@ impl Handler<Register> for UserManager {
             };
             let name = validate_name("name", &name, cfg.limits.name_chars)?;
             let password = msg.password;
-            let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-                .await
-                .map_err(ApiError::internal)?
+            let hash = d
+                .guard
+                .hash(move || hash_password(&password))
+                .await?
                 .map_err(ApiError::internal)?;
             let role = if cfg
                 .auth
@@ -344,7 +348,13 @@ impl Handler<Register> for UserManager {
 pub(crate) struct Login {
     pub(crate) login: String,
     pub(crate) password: String,
+    /// Where the attempt comes from, for the account's failure budget.
+    pub(crate) from: Option<crate::guard::Addr>,
 }
+
+/// The longest password accepted: registration's limit, so that no login makes the pod
+/// hash more than that.
+const PASSWORD_MAX: usize = 256;
 
 impl Handler<Login> for UserManager {
     type Result = ResponseFuture<ApiResult<Tokens>>;
@@ -361,19 +371,28 @@ impl Handler<Login> for UserManager {
                 ApiError::new(ErrorCode::InvalidCredentials, "wrong login or password")
             };
             let login = msg.login.trim().to_ascii_lowercase();
+            if msg.password.len() > PASSWORD_MAX || login.len() > 64 {
+                return Err(ApiError::new(
+                    ErrorCode::TooLong,
+                    format!("a password is at most {PASSWORD_MAX} bytes"),
+                ));
+            }
+            d.guard.login_allowed(&login, msg.from)?;
             let user = store.accounts.find_user_by_login(&login).await?;
             let hash = user.as_ref().and_then(|u| u.password_hash.clone());
             let password = msg.password;
             // Hash even for an unknown login so that timing does not reveal which logins exist.
-            let ok = tokio::task::spawn_blocking(move || match hash {
-                Some(h) => verify_password(&password, &h),
-                None => {
-                    let _ = hash_password(&password);
-                    false
-                }
-            })
-            .await
-            .map_err(ApiError::internal)?;
+            let ok = d
+                .guard
+                .hash(move || match hash {
+                    Some(h) => verify_password(&password, &h),
+                    None => {
+                        let _ = hash_password(&password);
+                        false
+                    }
+                })
+                .await?;
+            d.guard.login_done(&login, msg.from, ok);
             let user = user.filter(|_| ok).ok_or_else(refused)?;
             issue(&d, &user, None).await
         })
@@ -464,8 +483,8 @@ impl Handler<IssueMagic> for UserManager {
                 }
             }
             .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such account"))?;
-            // 12 characters of a 32-letter alphabet: 60 bits, single use, short-lived.
-            let code: String = (0..2).map(|_| parlor_core::new_room_code()).collect();
+            // A room code's 12 characters of a 32-letter alphabet: 60 bits, single use, short-lived.
+            let code = parlor_core::new_room_code();
             let expires = now_ms() + (cfg.auth.magic_ttl_secs as i64) * 1000;
             store
                 .accounts

@@ -759,6 +759,9 @@ pub async fn rooms(store: &Store) {
     let b = room(&b_id, &owner);
     store.rooms.save_room(&a).await.expect("save a");
     store.rooms.save_room(&b).await.expect("save b");
+    assert_eq!(store.rooms.count_rooms_owned(&owner).await.unwrap(), 2);
+    let stranger = UserId(new_id("u_"));
+    assert_eq!(store.rooms.count_rooms_owned(&stranger).await.unwrap(), 0);
     let mut want = vec![a.clone(), b.clone()];
     want.sort_by(|x, y| x.info.id.cmp(&y.info.id));
     assert_eq!(

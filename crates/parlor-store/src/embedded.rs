@@ -455,6 +455,22 @@ impl RoomRecords for EmbeddedStore {
             })
         })
     }
+
+    fn count_rooms_owned(&self, owner: &UserId) -> BoxFuture<'_, Result<u64>> {
+        let owner = owner.clone();
+        self.run(move |db| {
+            read(db, |txn| {
+                let rooms = txn.open_table(ROOMS).map_err(db_err)?;
+                let mut n = 0;
+                for entry in rooms.iter().map_err(db_err)? {
+                    let (_, v) = entry.map_err(db_err)?;
+                    let room: Room = decode("room", v.value())?;
+                    n += u64::from(room.info.owner_id == owner);
+                }
+                Ok(n)
+            })
+        })
+    }
 }
 
 impl ChatHistory for EmbeddedStore {

@@ -137,6 +137,8 @@ pub trait RoomRecords: Send + Sync + 'static {
     fn delete_room(&self, id: &RoomId) -> BoxFuture<'_, Result<()>>;
     /// Every persistent room.
     fn load_rooms(&self) -> BoxFuture<'_, Result<Vec<Room>>>;
+    /// How many persistent rooms `owner` owns, for the per-user quota.
+    fn count_rooms_owned(&self, owner: &UserId) -> BoxFuture<'_, Result<u64>>;
 }
 
 /// Rooms' chat history.

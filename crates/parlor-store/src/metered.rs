@@ -66,6 +66,7 @@ impl<B: RoomRecords> RoomRecords for Metered<B> {
         fn save_room(&self, room: &Room) -> ();
         fn delete_room(&self, id: &RoomId) -> ();
         fn load_rooms(&self) -> Vec<Room>;
+        fn count_rooms_owned(&self, owner: &UserId) -> u64;
     }
 }
 

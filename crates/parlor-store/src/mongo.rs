@@ -131,6 +131,10 @@ impl MongoStore {
             .create_index(index(doc! { "players.user": 1, "_id": -1 }, None))
             .await
             .map_err(unavailable)?;
+        self.coll("rooms")
+            .create_index(index(doc! { "info.owner_id": 1 }, None))
+            .await
+            .map_err(unavailable)?;
         for name in ["refresh", "revoked_families", "magic", "chat"] {
             self.coll(name)
                 .create_index(index(doc! { "expires_at": 1 }, Some(ttl())))
@@ -398,6 +402,16 @@ impl RoomRecords for MongoStore {
             let by_id = doc! { "_id": 1 };
             self.find_records("rooms", "room", doc! {}, by_id, usize::MAX)
                 .await
+        })
+    }
+
+    fn count_rooms_owned(&self, owner: &UserId) -> BoxFuture<'_, Result<u64>> {
+        let owner = owner.clone();
+        Box::pin(async move {
+            self.coll("rooms")
+                .count_documents(doc! { "info.owner_id": owner.as_str() })
+                .await
+                .map_err(unavailable)
         })
     }
 }

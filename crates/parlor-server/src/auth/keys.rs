@@ -45,14 +45,26 @@ pub(crate) fn kid_of(public: &VerifyingKey) -> String {
     hex::encode(&Sha256::digest(public.as_bytes())[..8])
 }
 
-fn read_public(path: &Path) -> Result<VerifyingKey, KeyError> {
+/// A verify-only key, and its private half when the file holds one.
+fn read_public(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>), KeyError> {
     let pem = std::fs::read_to_string(path)
         .map_err(|e| KeyError(format!("read {}: {e}", path.display())))?;
     if let Ok(sk) = SigningKey::from_pkcs8_pem(&pem) {
-        return Ok(sk.verifying_key());
+        return Ok((sk.verifying_key(), Some(sk)));
     }
     VerifyingKey::from_public_key_pem(&pem)
+        .map(|k| (k, None))
         .map_err(|e| KeyError(format!("{} is not an Ed25519 PEM key: {e}", path.display())))
+}
+
+/// A 32-byte key for one purpose (`info`), derived from a signing key with HKDF-SHA256, so
+/// that no two uses share key material and none can be turned back into the signing key.
+fn derive(signing: &SigningKey, info: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(b"parlor"), &signing.to_bytes());
+    // 32 bytes is far below HKDF-SHA256's limit of 8160, so expand cannot fail.
+    let _ = hk.expand(info, &mut out);
+    out
 }
 
 /// The signing key plus every key whose tokens are accepted, by `kid`.
@@ -68,6 +80,11 @@ pub(crate) struct Keyring {
     /// Access and resume tokens already verified, so that a reconnect storm verifies
     /// each token once (see `Keyring::verify`).
     pub(crate) verified: super::tokens::VerifiedCache,
+    /// Room passwords' keys: one derived from each signing key whose private half is here.
+    room_passwords: HashMap<String, [u8; 32]>,
+    /// The `iss` and `aud` every token carries and must carry.
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
     jwks: serde_json::Value,
 }
 
@@ -77,6 +94,17 @@ impl Keyring {
         signing: &Path,
         verify: &[std::path::PathBuf],
         data_dir: &Path,
+    ) -> Result<Keyring, KeyError> {
+        Self::load_for(signing, verify, data_dir, "parlor", "parlor")
+    }
+
+    /// `load`, with the `iss` and `aud` of this cluster's tokens.
+    pub(crate) fn load_for(
+        signing: &Path,
+        verify: &[std::path::PathBuf],
+        data_dir: &Path,
+        issuer: &str,
+        audience: &str,
     ) -> Result<Keyring, KeyError> {
         let signing_path = if signing.as_os_str().is_empty() {
             let path = data_dir.join("keys").join("signing.pem");
@@ -109,10 +137,15 @@ impl Keyring {
             .to_pkcs8_der()
             .map_err(|e| KeyError(format!("encode signing key: {e}")))?;
         let mut publics = vec![key.verifying_key()];
-        for path in verify {
-            publics.push(read_public(path)?);
-        }
         let kid = kid_of(&publics[0]);
+        let mut room_passwords = HashMap::from([(kid.clone(), derive(&key, b"room passwords v1"))]);
+        for path in verify {
+            let (public, private) = read_public(path)?;
+            if let Some(sk) = private {
+                room_passwords.insert(kid_of(&public), derive(&sk, b"room passwords v1"));
+            }
+            publics.push(public);
+        }
         let mut decoding = HashMap::new();
         let mut jwks = Vec::new();
         for public in &publics {
@@ -127,10 +160,7 @@ impl Keyring {
                 "x": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(public.as_bytes()),
             }));
         }
-        let resume_secret = Sha256::new()
-            .chain_update(b"parlor resume-token key v1")
-            .chain_update(key.to_bytes())
-            .finalize();
+        let resume_secret = derive(&key, b"resume tokens v1");
         Ok(Keyring {
             kid,
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
@@ -138,8 +168,16 @@ impl Keyring {
             resume_encoding: EncodingKey::from_secret(&resume_secret),
             resume_decoding: DecodingKey::from_secret(&resume_secret),
             verified: Default::default(),
+            room_passwords,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
             jwks: serde_json::json!({ "keys": jwks }),
         })
+    }
+
+    /// The room-password hasher of these keys.
+    pub(crate) fn room_passwords(&self) -> super::RoomPasswords {
+        super::RoomPasswords::new(self.kid.clone(), self.room_passwords.clone())
     }
 
     /// The public keys as a JWKS document.

@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::Keyring;
 
-const ISSUER: &str = "parlor";
-
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +21,9 @@ pub(crate) enum TokenKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Claims {
     pub(crate) iss: String,
+    /// Who the token is for: this cluster (`auth.audience`), so that a token another
+    /// service issues under the same key is not taken.
+    pub(crate) aud: String,
     pub(crate) sub: String,
     pub(crate) name: String,
     pub(crate) role: GlobalRole,
@@ -44,6 +45,8 @@ pub(crate) enum TokenError {
     BadSignature,
     Expired,
     WrongType,
+    WrongIssuer,
+    WrongAudience,
 }
 
 impl TokenError {
@@ -55,6 +58,8 @@ impl TokenError {
             TokenError::BadSignature => "bad_signature",
             TokenError::Expired => "expired",
             TokenError::WrongType => "wrong_type",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
         }
     }
 
@@ -133,7 +138,8 @@ impl Keyring {
     ) -> (String, Claims) {
         let iat = now_secs();
         let claims = Claims {
-            iss: ISSUER.into(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
             sub: user.into(),
             name: name.into(),
             role,
@@ -154,7 +160,7 @@ impl Keyring {
         (token, claims)
     }
 
-    /// Verifies signature, algorithm, `kid`, expiry, issuer and type. An access or resume
+    /// Verifies signature, algorithm, `kid`, expiry, issuer, audience and type. An access or resume
     /// token seen before skips the signature check (`VerifiedCache`); refresh tokens are
     /// rare and always checked in full.
     pub(crate) fn verify(&self, token: &str, want: TokenKind) -> Result<Claims, TokenError> {
@@ -196,10 +202,13 @@ impl Keyring {
         };
         let mut v = Validation::new(alg);
         v.leeway = LEEWAY;
-        v.set_issuer(&[ISSUER]);
-        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&self.audience]);
+        v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         let data = decode::<Claims>(token, key, &v).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+            ErrorKind::InvalidAudience => TokenError::WrongAudience,
             ErrorKind::InvalidSignature => TokenError::BadSignature,
             ErrorKind::InvalidAlgorithm => TokenError::BadAlgorithm,
             _ => TokenError::Malformed,
@@ -364,5 +373,40 @@ mod tests {
         assert_eq!(a.kid, b.kid);
         assert_eq!(a.jwks()["keys"][0]["kid"], a.kid.as_str());
         assert_eq!(a.jwks()["keys"][0]["crv"], "Ed25519");
+    }
+
+    #[test]
+    fn tokens_for_another_issuer_or_audience_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |iss: &str, aud: &str| {
+            Keyring::load_for("".as_ref(), &[], dir.path(), iss, aud).unwrap()
+        };
+        // One signing key, shared by three services that differ in iss or aud.
+        let ours = load("parlor", "parlor");
+        let other_aud = load("parlor", "billing");
+        let other_iss = load("accounts", "parlor");
+        let issue = |k: &Keyring, typ| k.issue(typ, "u_1", "Ann", GlobalRole::User, 60, None).0;
+        for typ in [TokenKind::Access, TokenKind::Refresh, TokenKind::Resume] {
+            assert!(ours.verify(&issue(&ours, typ), typ).is_ok());
+            assert_eq!(
+                ours.verify(&issue(&other_aud, typ), typ),
+                Err(TokenError::WrongAudience)
+            );
+            assert_eq!(
+                ours.verify(&issue(&other_iss, typ), typ),
+                Err(TokenError::WrongIssuer)
+            );
+        }
+        // A token with no aud at all (signed before audiences existed) is refused too.
+        let mut claims = ours
+            .verify(&issue(&ours, TokenKind::Access), TokenKind::Access)
+            .unwrap();
+        claims.aud = String::new();
+        let mut v = serde_json::to_value(&claims).unwrap();
+        v.as_object_mut().unwrap().remove("aud");
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(ours.kid.clone());
+        let bare = encode(&header, &v, &ours.encoding).unwrap();
+        assert!(ours.verify(&bare, TokenKind::Access).is_err());
     }
 }

@@ -40,6 +40,8 @@ pub(crate) struct RoomDeps {
     pub(crate) store: Store,
     /// Users' counters.
     pub(crate) user_stats: Addr<StatsTracker>,
+    /// Room passwords' hashing and checks.
+    pub(crate) passwords: Arc<crate::auth::RoomPasswords>,
     /// Rooms' counters.
     pub(crate) room_stats: Addr<StatsTracker>,
     /// The analytics stream.
@@ -74,6 +76,10 @@ pub(crate) struct RoomManager {
     live: LiveRooms,
     /// The lease of each room this pod is home to.
     leases: HashMap<RoomId, Lease>,
+    /// Live rooms that clients created here, by owner (`limits.rooms_per_user`)...
+    owned: HashMap<parlor_core::UserId, usize>,
+    /// ...and the owner each such room counts against until it closes.
+    counted: HashMap<RoomId, parlor_core::UserId>,
 }
 
 /// A room ready to run here: its state as of `seq`, and the lease that makes this pod its
@@ -128,6 +134,18 @@ impl RoomManager {
             shards,
             live,
             leases: HashMap::new(),
+            owned: HashMap::new(),
+            counted: HashMap::new(),
+        }
+    }
+
+    /// Gives back one of `owner`'s live-room places.
+    fn release(&mut self, owner: &parlor_core::UserId) {
+        if let Some(n) = self.owned.get_mut(owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owned.remove(owner);
+            }
         }
     }
 
@@ -218,6 +236,9 @@ pub(crate) struct Create {
     pub(crate) owner: Identity,
     /// The tournament pairing the room plays (the server's tournaments only).
     pub(crate) tournament: Option<parlor_core::TournamentSlot>,
+    /// A client asked for it, so the owner's quotas apply; rooms the server makes for
+    /// matches and tournaments are not counted.
+    pub(crate) quota: bool,
 }
 
 /// Finds a live room by id or by code, starting its actor if needed.
@@ -305,6 +326,7 @@ async fn create(
     req: v1::CreateRoom,
     owner: Identity,
     tournament: Option<parlor_core::TournamentSlot>,
+    quota: bool,
 ) -> ApiResult<Homed> {
     parlor_core::check(
         parlor_core::Action::CreateRoom,
@@ -312,8 +334,13 @@ async fn create(
         None,
         &parlor_core::RoomPolicy::default(),
     )?;
+    if req.persistent && quota {
+        persistent_allowed(&deps, &owner).await?;
+    }
     let mut req = req;
     with_question_set(&deps, &mut req, &owner).await?;
+    parlor_core::Limits::check_len("password", req.password.len(), deps.limits.text_field_bytes)?;
+    req.password = deps.passwords.hash(&req.password);
     // A clash of 6-character codes is rare; retry a few times rather than fail.
     for _ in 0..8 {
         let mut room = Room::create(
@@ -355,6 +382,30 @@ async fn create(
         return Ok(homed);
     }
     Err(ApiError::unavailable("could not allocate a room code"))
+}
+
+/// A persistent room outlives everyone in it, so only registered accounts make them, and
+/// each at most `limits.persistent_rooms_per_user` (staff: any number). The count is
+/// checked, not reserved: two creates at once on two pods may pass it by one.
+async fn persistent_allowed(deps: &RoomDeps, owner: &Identity) -> ApiResult<()> {
+    if owner.role < parlor_core::GlobalRole::User {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only registered accounts may create persistent rooms",
+        ));
+    }
+    if owner.role.is_staff() {
+        return Ok(());
+    }
+    let cap = deps.cfg.limits.persistent_rooms_per_user;
+    let n = deps.store.rooms.count_rooms_owned(&owner.user_id).await?;
+    if n >= cap as u64 {
+        return Err(ApiError::new(
+            ErrorCode::QuotaExceeded,
+            format!("you own {n} persistent rooms; the most one account may own is {cap}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A trivia room created with `question_set_id` plays the uploaded set: its questions go
@@ -430,12 +481,38 @@ impl Handler<Create> for RoomManager {
 
     fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
         let deps = self.deps.clone();
+        let owner = msg.owner.user_id.clone();
+        // Counted here, on the pod that creates (and first homes) the room: the place is
+        // taken before the create starts, so that creates racing each other cannot pass it.
+        let counted = msg.quota && !msg.owner.role.is_staff();
+        if counted {
+            let n = self.owned.get(&owner).copied().unwrap_or(0);
+            let cap = deps.cfg.limits.rooms_per_user;
+            if n >= cap {
+                return Box::pin(actix::fut::ready(Err(ApiError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!("you own {n} live rooms; the most one account may own is {cap}"),
+                ))));
+            }
+            *self.owned.entry(owner.clone()).or_default() += 1;
+        }
         Box::pin(
-            create(deps, msg.req, msg.owner, msg.tournament)
+            create(deps, msg.req, msg.owner, msg.tournament, msg.quota)
                 .into_actor(self)
-                .map(|res, act, ctx| {
-                    let homed = res?;
+                .map(move |res, act, ctx| {
+                    let homed = match res {
+                        Ok(h) => h,
+                        Err(e) => {
+                            if counted {
+                                act.release(&owner);
+                            }
+                            return Err(e);
+                        }
+                    };
                     let id = homed.room.info.id.clone();
+                    if counted {
+                        act.counted.insert(id.clone(), owner);
+                    }
                     Ok((id, RoomRef::Local(act.spawn(homed, ctx.address()))))
                 }),
         )
@@ -458,7 +535,8 @@ impl Handler<Resolve> for RoomManager {
             let id = if !msg.room_id.is_empty() {
                 RoomId(msg.room_id)
             } else if !msg.code.is_empty() {
-                deps.directory.find_code(&msg.code).await?.ok_or_else(|| {
+                let code = parlor_core::normalize_code(&msg.code);
+                deps.directory.find_code(&code).await?.ok_or_else(|| {
                     ApiError::new(ErrorCode::RoomNotFound, "no room with that code")
                 })?
             } else {
@@ -518,7 +596,7 @@ impl Handler<FindOrCreate> for RoomManager {
                     max_members: deps.cfg.rooms.join_or_create_seats,
                     ..Default::default()
                 };
-                let made = create(deps.clone(), req, msg.who.clone(), None).await;
+                let made = create(deps.clone(), req, msg.who.clone(), None, false).await;
                 let _ = deps.directory.unlock(&lock, pod).await;
                 return made.map(|h| (h.room.info.id.clone(), Opened::New(Box::new(h))));
             }
@@ -579,6 +657,10 @@ impl Handler<Closed> for RoomManager {
             live.remove(&msg.room_id);
             self.leases.remove(&msg.room_id);
             self.deps.metrics.rooms.dec();
+            drop(live);
+            if let Some(owner) = self.counted.remove(&msg.room_id) {
+                self.release(&owner);
+            }
         }
     }
 }

@@ -273,7 +273,11 @@ where
     } else {
         Payload::None
     };
-    let (req, _) = req.replace_payload(payload);
+    let (mut req, _) = req.replace_payload(payload);
+    // The abuse limits key on the peer; the upgrade path must carry it like any request.
+    if req.head().peer_addr.is_none() {
+        req.head_mut().peer_addr = conn.io.peer_addr().ok();
+    }
     let res: Response<BoxBody> = match app.call(req).await {
         Ok(res) => res.into(),
         Err(e) => e.error_response().into(),

@@ -101,7 +101,27 @@ pub(crate) struct WsSession {
     closing: bool,
     frames: parlor_core::TokenBucket,
     strikes: u32,
+    /// The client's address, for the limits keyed by it.
+    from: Option<crate::guard::Addr>,
+    /// Wrong room codes and passwords this session has sent.
+    wrong_guesses: u32,
+    /// This socket's place under the pod's and the address's caps.
+    _admitted: crate::guard::SocketPermit,
 }
+
+/// How a join is tried: how many times (a room found full is looked for again), and
+/// whether it names a code or a password, so that a wrong one spends the guess budgets.
+#[derive(Clone, Copy)]
+struct Attempt {
+    tries: usize,
+    guess: bool,
+}
+
+/// The subprotocol a client offers, and the pod selects, on /ws.
+const SUBPROTOCOL: &str = "parlor.v1";
+/// A subprotocol entry that carries the access token: `parlor.bearer.<token>`. Browsers
+/// cannot set headers on a WebSocket, and a token in the URL ends up in proxy logs.
+const BEARER_PROTOCOL: &str = "parlor.bearer.";
 
 /// GET /ws: upgrades to a WebSocket. A token in `?token=` or `Authorization: Bearer` is
 /// checked here, so a bad one is refused with 401 before the upgrade.
@@ -114,12 +134,24 @@ pub(crate) async fn ws_route(
     if shared.is_draining() {
         return Err(ApiError::new(ErrorCode::Unavailable, "pod is draining"));
     }
-    let token = crate::http::bearer(&req).or_else(|| query_token(&req));
+    shared.guard.check_origin(&req)?;
+    let from = shared.guard.client(&req);
+    let admitted = shared.guard.admit_socket(from)?;
+    let (offered, protocol_token) = subprotocols(&req);
+    let token = crate::http::bearer(&req)
+        .or(protocol_token)
+        .or_else(|| query_token(&req));
     if let Some(t) = &token {
         shared.verify_token(t, TokenKind::Access)?;
     }
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    let (mut response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
+    if offered {
+        response.headers_mut().insert(
+            actix_web::http::header::SEC_WEBSOCKET_PROTOCOL,
+            actix_web::http::header::HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
     let max = shared.cfg.ws.max_frame_bytes;
     let stream = stream
         .max_frame_size(max)
@@ -160,10 +192,31 @@ pub(crate) async fn ws_route(
             closing: false,
             frames: parlor_core::TokenBucket::new(rate, rate.saturating_mul(2), Instant::now()),
             strikes: 0,
+            from,
+            wrong_guesses: 0,
+            _admitted: admitted,
         }
     });
     let body = outbound.ok_or_else(|| ApiError::internal("session did not start"))?;
     Ok(head.set_body(BoxBody::new(BodyStream::new(body))))
+}
+
+/// Whether the client offered `parlor.v1`, and the token of a `parlor.bearer.` entry.
+fn subprotocols(req: &HttpRequest) -> (bool, Option<String>) {
+    let mut offered = false;
+    let mut token = None;
+    let values = req
+        .headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok());
+    for p in values.flat_map(|v| v.split(',')).map(str::trim) {
+        if p == SUBPROTOCOL {
+            offered = true;
+        } else if let Some(t) = p.strip_prefix(BEARER_PROTOCOL).filter(|t| !t.is_empty()) {
+            token = Some(t.to_owned());
+        }
+    }
+    (offered, token)
 }
 
 fn query_token(req: &HttpRequest) -> Option<String> {
@@ -464,6 +517,10 @@ impl WsSession {
         };
         let kind = body_kind(&body);
         self.shared.metrics.frame_in[kind].inc();
+        if let Err(e) = parlor_core::check_inbound(&body, &self.shared.limits) {
+            self.error(request_id, e.code, &e.message);
+            return;
+        }
         if !self.frames.try_take(started) {
             self.strikes += 1;
             self.error(
@@ -515,11 +572,23 @@ impl WsSession {
                         req: req.clone(),
                         owner: owner.clone(),
                         tournament: None,
+                        quota: true,
                     })
                 };
-                self.enter_room(rid, who, create, 1, rooms::JoinSpec::default(), ctx);
+                let once = Attempt {
+                    tries: 1,
+                    guess: false,
+                };
+                self.enter_room(rid, who, create, once, rooms::JoinSpec::default(), ctx);
             }
             Body::JoinRoom(req) => {
+                // A code or a password can be guessed; a room id cannot (96 random bits).
+                let guess = !req.code.is_empty() || !req.password.is_empty();
+                if guess {
+                    if let Err(e) = self.guess_allowed() {
+                        return self.api_error(rid, &e);
+                    }
+                }
                 let spec = rooms::JoinSpec {
                     role: parlor_core::RoomRole::requested(req.role),
                     password: req.password.clone(),
@@ -529,7 +598,8 @@ impl WsSession {
                 if let Some(room) = self.shared.live_rooms.get(&req.room_id) {
                     let found = (RoomId(req.room_id), RoomRef::Local(room));
                     let live = move || std::future::ready(Ok(Ok(found.clone())));
-                    return self.enter_room(rid, self.me(), live, 1, spec, ctx);
+                    let once = Attempt { tries: 1, guess };
+                    return self.enter_room(rid, self.me(), live, once, spec, ctx);
                 }
                 let manager = self.shared.rooms.clone();
                 let resolve = move || {
@@ -538,7 +608,8 @@ impl WsSession {
                         code: req.code.clone(),
                     })
                 };
-                self.enter_room(rid, self.me(), resolve, 1, spec, ctx);
+                let once = Attempt { tries: 1, guess };
+                self.enter_room(rid, self.me(), resolve, once, spec, ctx);
             }
             Body::JoinOrCreate(req) => {
                 let spec = rooms::JoinSpec {
@@ -554,7 +625,11 @@ impl WsSession {
                         who: who.clone(),
                     })
                 };
-                self.enter_room(rid, self.me(), find, JOIN_OR_CREATE_TRIES, spec, ctx);
+                let tries = Attempt {
+                    tries: JOIN_OR_CREATE_TRIES,
+                    guess: false,
+                };
+                self.enter_room(rid, self.me(), find, tries, spec, ctx);
             }
             Body::LeaveRoom(req) => {
                 let room_id = RoomId(req.room_id);
@@ -744,7 +819,7 @@ impl WsSession {
         };
         let Some((token, kind)) = token else {
             let who = Identity {
-                user_id: UserId(format!("v_{}", &self.id[2..])),
+                user_id: UserId(format!("{}{}", parlor_core::VISITOR_PREFIX, &self.id[2..])),
                 name: "visitor".into(),
                 role: GlobalRole::Visitor,
             };
@@ -856,7 +931,7 @@ impl WsSession {
         rid: u64,
         who: Identity,
         mut resolve: impl FnMut() -> F + 'static,
-        tries: usize,
+        Attempt { tries, guess }: Attempt,
         spec: rooms::JoinSpec,
         ctx: &mut actix::Context<Self>,
     ) {
@@ -905,8 +980,33 @@ impl WsSession {
             Ok((room_id, room)) => {
                 act.rooms.insert(room_id, room);
             }
-            Err(e) => act.api_error(rid, &e),
+            Err(e) => {
+                if guess && matches!(e.code, ErrorCode::RoomNotFound | ErrorCode::WrongPassword) {
+                    act.wrong_guesses += 1;
+                    if let Some(a) = act.from {
+                        act.shared.guard.guesses.fail(&a);
+                    }
+                }
+                act.api_error(rid, &e)
+            }
         }));
+    }
+
+    /// A join by code or password: refused once this session, or its address, has sent
+    /// too many wrong ones.
+    fn guess_allowed(&self) -> ApiResult<()> {
+        if self.wrong_guesses >= self.shared.guard.session_guesses {
+            self.shared
+                .metrics
+                .refused
+                .with_label_values(&["room_guess"])
+                .inc();
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many wrong room codes or passwords on this connection",
+            ));
+        }
+        self.shared.guard.guess_allowed(self.from)
     }
 
     /// Joins a room at its new home from `after`, trying again while that home answers

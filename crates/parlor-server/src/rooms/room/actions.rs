@@ -384,6 +384,12 @@ impl RoomActor {
     ) -> Result<(), CoreError> {
         self.allowed(Perm::UpdateRoom, m)?;
         let limits = self.deps.limits;
+        let mut u = u;
+        // Length first: the hash is longer than the password.
+        if let Some(pw) = u.password.as_mut() {
+            parlor_core::Limits::check_len("password", pw.len(), limits.text_field_bytes)?;
+            *pw = self.deps.passwords.hash(pw);
+        }
         let room = self.room.as_mut().expect("checked by on_act");
         room.apply_update(&u, &limits)?;
         let rate = room.settings.event_rate_limit;
@@ -420,7 +426,7 @@ impl RoomActor {
         let action = MA::try_from(req.action).unwrap_or(MA::Unspecified);
         let perm = match action {
             MA::Kick => Perm::Kick,
-            MA::Ban => Perm::Ban,
+            MA::Ban | MA::Unban => Perm::Ban,
             MA::Mute => Perm::Mute,
             MA::Unmute => Perm::Unmute,
             MA::Unspecified => {
@@ -454,6 +460,18 @@ impl RoomActor {
                 "that user is not in this room",
             ));
         }
+        let cap = self.deps.cfg.limits.bans_per_room;
+        let full = match action {
+            MA::Ban => room.bans.len() >= cap && !room.bans.contains(&target),
+            MA::Mute => room.mutes.len() >= cap && !room.mutes.contains(&target),
+            _ => false,
+        };
+        if full {
+            return Err(CoreError::new(
+                ErrorCode::QuotaExceeded,
+                format!("this room's list holds {cap} users already; lift one first"),
+            ));
+        }
         match action {
             MA::Ban => {
                 room.bans.insert(target.clone());
@@ -464,13 +482,16 @@ impl RoomActor {
             MA::Unmute => {
                 room.mutes.remove(&target);
             }
+            MA::Unban => {
+                room.bans.remove(&target);
+            }
             _ => {}
         }
         let muted_update = matches!(action, MA::Mute | MA::Unmute)
             .then(|| target_member.as_ref().map(|t| room.member_proto(t)))
             .flatten();
         let list = match action {
-            MA::Ban => vec![Part::Bans],
+            MA::Ban | MA::Unban => vec![Part::Bans],
             MA::Mute | MA::Unmute => vec![Part::Mutes],
             _ => Vec::new(),
         };
@@ -508,6 +529,7 @@ impl RoomActor {
             MA::Kick => "room.kick",
             MA::Ban => "room.ban",
             MA::Mute => "room.mute",
+            MA::Unban => "room.unban",
             _ => "room.unmute",
         };
         let _ = self

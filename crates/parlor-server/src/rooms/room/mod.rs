@@ -392,6 +392,8 @@ impl RoomActor {
             let (rooms, users): (Vec<_>, Vec<_>) = self
                 .pending_stats
                 .drain()
+                // A visitor is one session of no one: counting it would leave a row forever.
+                .filter(|(subject, _)| !matches!(subject, StatsSubject::User(u) if u.is_visitor()))
                 .map(|(subject, add)| StatsDelta { subject, add })
                 .partition(|d| matches!(d.subject, StatsSubject::Room(_)));
             if !users.is_empty() {
@@ -627,7 +629,10 @@ impl RoomActor {
                 recorded,
             });
         }
-        let role = room.admit(&who.user_id, who.role, msg.spec.role, &msg.spec.password)?;
+        let stored = &room.info.password;
+        let password_ok =
+            stored.is_empty() || self.deps.passwords.matches(stored, &msg.spec.password);
+        let role = room.admit(&who.user_id, who.role, msg.spec.role, password_ok)?;
         let role = self.game_admits(who, role)?;
         let room = self.room.as_mut().expect("checked above");
         let member = MemberState {
