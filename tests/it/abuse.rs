@@ -808,3 +808,84 @@ async fn room_passwords_are_kept_only_as_keyed_hashes() {
         assert!(r.info.password.starts_with("h1$"), "{}", r.info.password);
     }
 }
+
+async fn private(c: &mut Connection, to: &str, text: &str) -> v1::ErrorCode {
+    let req = Body::Chat(v1::Chat {
+        to_user_id: to.into(),
+        text: text.into(),
+        ..Default::default()
+    });
+    // A delivered line comes back to the sender as its acknowledgement.
+    let rid = c.send(req).await.unwrap();
+    c.wait_for(T, |f| match &f.body {
+        Body::Error(e) if f.request_id == rid => Some(code(e)),
+        Body::ChatMessage(m) if m.to_user_id == to && m.text == text => {
+            Some(v1::ErrorCode::Unspecified)
+        }
+        _ => None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_messages_are_never_empty_never_to_visitors_and_obey_block_lists() {
+    let s = TestServer::with(|c| c.limits.blocks_per_user = 1).await;
+    let (mut ann, aw, _) = s.user("ann").await;
+    let (mut bob, bw, bob_tokens) = s.user("bob").await;
+    let (_carl, cw, _) = s.user("carl").await;
+    let (_visitor, vw) = s.connect(None).await;
+    let (ann_id, bob_id) = (aw.user.unwrap().id, bw.user.unwrap().id);
+    assert_eq!(
+        private(&mut ann, &bob_id, "hi").await,
+        v1::ErrorCode::Unspecified
+    );
+    bob.wait_for(T, |f| {
+        matches!(&f.body, Body::ChatMessage(m) if m.text == "hi").then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        private(&mut ann, &bob_id, "  ").await,
+        v1::ErrorCode::InvalidArgument
+    );
+    let visitor_id = vw.user.unwrap().id;
+    assert_eq!(
+        private(&mut ann, &visitor_id, "hi").await,
+        v1::ErrorCode::Forbidden
+    );
+
+    // Bob blocks Ann: her lines are refused, and nobody else's are.
+    let rest = s.rest();
+    let bearer = Some(bob_tokens.access_token.as_str());
+    let blocks = |id: &str| format!("/api/v1/me/blocks/{id}");
+    let put = |path: String| {
+        let s = &s;
+        let t = bob_tokens.access_token.clone();
+        async move { raw_http("PUT", &format!("{}{path}", s.http_url()), Some(&t)).await }
+    };
+    assert_eq!(put(blocks(&ann_id)).await.0, 200);
+    assert_eq!(
+        private(&mut ann, &bob_id, "hi again").await,
+        v1::ErrorCode::Forbidden
+    );
+    let listed = rest.get_json("/api/v1/me/blocks", bearer).await.unwrap();
+    assert_eq!(listed["blocked"], serde_json::json!([ann_id]));
+    // The list is bounded (one here).
+    let (status, body) = put(blocks(&cw.user.unwrap().id)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("QUOTA_EXCEEDED"), "{body}");
+    // Unblocked, she gets through again.
+    let (status, _) = raw_http(
+        "DELETE",
+        &format!("{}{}", s.http_url(), blocks(&ann_id)),
+        bearer,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        private(&mut ann, &bob_id, "friends").await,
+        v1::ErrorCode::Unspecified
+    );
+    s.stop().await;
+}

@@ -136,6 +136,9 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard
             .route("/me", web::get().to(me))
             .route("/me", web::delete().to(delete_me))
             .route("/me/stats", web::get().to(my_stats))
+            .route("/me/blocks", web::get().to(my_blocks))
+            .route("/me/blocks/{id}", web::put().to(block))
+            .route("/me/blocks/{id}", web::delete().to(unblock))
             .route("/admin/audit", web::get().to(audit_log))
             .route("/admin/pods", web::get().to(admin_pods))
             .route("/admin/analytics", web::get().to(analytics_stream))
@@ -797,6 +800,46 @@ async fn delete_me(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResp
         .conns
         .do_send(crate::connections::CloseUser { user_id: me.id });
     Ok(HttpResponse::NoContent().finish())
+}
+
+async fn my_blocks(req: HttpRequest, shared: Data<Shared>) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "blocked": me.blocked })))
+}
+
+async fn set_block(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    target: String,
+    blocked: bool,
+) -> ApiResult<HttpResponse> {
+    let me = caller(&req, &shared).await?;
+    parlor_core::Limits::check_len("user id", target.len(), parlor_core::ID_BYTES)?;
+    let list = shared
+        .users
+        .send(users::SetBlock {
+            user: me.id,
+            target: UserId(target),
+            blocked,
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "blocked": list })))
+}
+
+async fn block(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    set_block(req, shared, id.into_inner(), true).await
+}
+
+async fn unblock(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    set_block(req, shared, id.into_inner(), false).await
 }
 
 /// Admins only: the cluster's live pods, with their sessions.

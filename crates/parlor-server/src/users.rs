@@ -85,7 +85,13 @@ pub(crate) struct UserManager {
     cache: UserCache,
     /// Accounts deleted through this pod, so that a lookup racing the delete is refused.
     deleted: std::collections::HashSet<UserId>,
+    /// Recently read block lists, by account, with when they were read.
+    blocks: HashMap<UserId, (std::time::Instant, Arc<Vec<UserId>>)>,
 }
+
+/// How long a block list read here is used before it is read again: a block made
+/// through another pod holds here within this.
+const BLOCKS_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl UserManager {
     pub(crate) fn new(
@@ -106,6 +112,7 @@ impl UserManager {
             }),
             cache,
             deleted: std::collections::HashSet::new(),
+            blocks: HashMap::new(),
         }
     }
 
@@ -229,6 +236,103 @@ impl UserManager {
     }
 }
 
+/// Whether `to` takes private messages from `from` (it has not blocked them).
+#[derive(Message)]
+#[rtype(result = "ApiResult<bool>")]
+pub(crate) struct Accepts {
+    pub(crate) to: UserId,
+    pub(crate) from: UserId,
+}
+
+impl UserManager {
+    fn remember_blocks(&mut self, user: UserId, blocked: Vec<UserId>) {
+        if self.blocks.len() >= CACHE_MAX {
+            self.blocks.clear();
+        }
+        let at = std::time::Instant::now();
+        self.blocks.insert(user, (at, Arc::new(blocked)));
+    }
+}
+
+impl Handler<Accepts> for UserManager {
+    type Result = ResponseActFuture<Self, ApiResult<bool>>;
+
+    fn handle(&mut self, msg: Accepts, _: &mut Context<Self>) -> Self::Result {
+        if let Some((at, list)) = self.blocks.get(&msg.to) {
+            if at.elapsed() < BLOCKS_FRESH {
+                return Box::pin(actix::fut::ready(Ok(!list.contains(&msg.from))));
+            }
+        }
+        let store = self.deps.store.clone();
+        let to = msg.to.clone();
+        Box::pin(
+            async move { store.accounts.get_user(&to).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let user = res?
+                        .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such account"))?;
+                    let accepts = !user.blocked.contains(&msg.from);
+                    act.remember_blocks(msg.to, user.blocked);
+                    Ok(accepts)
+                }),
+        )
+    }
+}
+
+/// Blocks (or unblocks) private messages from `target` to `user`; answers the new list.
+#[derive(Message)]
+#[rtype(result = "ApiResult<Vec<UserId>>")]
+pub(crate) struct SetBlock {
+    pub(crate) user: UserId,
+    pub(crate) target: UserId,
+    pub(crate) blocked: bool,
+}
+
+impl Handler<SetBlock> for UserManager {
+    type Result = ResponseActFuture<Self, ApiResult<Vec<UserId>>>;
+
+    fn handle(&mut self, msg: SetBlock, _: &mut Context<Self>) -> Self::Result {
+        let d = self.deps.clone();
+        // Read, change and write in this one actor, so that two blocks through this pod
+        // at once do not undo each other.
+        let fut = async move {
+            if msg.target == msg.user || msg.target.as_str().is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    "name another account to block",
+                ));
+            }
+            let mut user = d
+                .store
+                .accounts
+                .get_user(&msg.user)
+                .await?
+                .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such account"))?;
+            let had = user.blocked.contains(&msg.target);
+            let cap = d.cfg.limits.blocks_per_user;
+            match (msg.blocked, had) {
+                (true, false) if user.blocked.len() >= cap => {
+                    return Err(ApiError::new(
+                        ErrorCode::QuotaExceeded,
+                        format!("you block {cap} accounts already; unblock one first"),
+                    ))
+                }
+                (true, false) => user.blocked.push(msg.target.clone()),
+                (false, true) => user.blocked.retain(|u| *u != msg.target),
+                _ => return Ok(user),
+            }
+            d.store.accounts.update_user(&user).await?;
+            Ok(user)
+        };
+        Box::pin(fut.into_actor(self).map(|res, act, _| {
+            let user = res?;
+            act.remember(&user);
+            act.remember_blocks(user.id.clone(), user.blocked.clone());
+            Ok(user.blocked)
+        }))
+    }
+}
+
 /// Creates a guest account and signs it in.
 #[derive(Message)]
 #[rtype(result = "ApiResult<Tokens>")]
@@ -251,6 +355,7 @@ impl Handler<Guest> for UserManager {
                 password_hash: None,
                 role: GlobalRole::Guest,
                 created_at_ms: now_ms(),
+                blocked: Vec::new(),
             };
             store.accounts.create_user(&user).await?;
             issue(&d, &user, None).await
@@ -326,6 +431,7 @@ impl Handler<Register> for UserManager {
                 password_hash: Some(hash),
                 role,
                 created_at_ms: now_ms(),
+                blocked: Vec::new(),
             };
             store
                 .accounts

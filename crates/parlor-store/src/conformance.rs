@@ -64,6 +64,7 @@ fn user(login: Option<&str>) -> UserRecord {
         password_hash: login.map(|_| "$argon2id$v=19$stub".to_owned()),
         role: GlobalRole::User,
         created_at_ms: 1_700_000_000_000,
+        blocked: Vec::new(),
     }
 }
 
@@ -145,6 +146,7 @@ pub async fn users(store: &Store) {
     renamed.name = "Alicia".into();
     renamed.login = Some(new_login.clone());
     renamed.role = GlobalRole::Moderator;
+    renamed.blocked = vec![UserId("u_pest".into())];
     store.accounts.update_user(&renamed).await.expect("update");
     assert_eq!(
         store.accounts.get_user(&alice.id).await.unwrap(),

@@ -1135,6 +1135,7 @@ mod tests {
             password_hash: Some("$argon2id$stub".into()),
             role: GlobalRole::Admin,
             created_at_ms: 42,
+            blocked: Vec::new(),
         };
         let room = Room {
             info: RoomInfo {

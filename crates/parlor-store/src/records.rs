@@ -16,6 +16,9 @@ pub struct UserRecord {
     pub role: GlobalRole,
     /// Creation time, ms since the epoch.
     pub created_at_ms: i64,
+    /// Accounts this one takes no private messages from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<UserId>,
 }
 
 /// One issued refresh token. Tokens of one login form a family; reusing a used token

@@ -1096,6 +1096,23 @@ impl WsSession {
         if req.to_user_id.is_empty() {
             return self.error(rid, ErrorCode::InvalidArgument, "set room_id or to_user_id");
         }
+        if req.text.trim().is_empty() {
+            return self.error(
+                rid,
+                ErrorCode::InvalidArgument,
+                "a private message must not be empty",
+            );
+        }
+        if req.to_user_id == who.user_id.0 {
+            return self.error(rid, ErrorCode::InvalidArgument, "that is you");
+        }
+        if UserId(req.to_user_id.clone()).is_visitor() {
+            return self.error(
+                rid,
+                ErrorCode::Forbidden,
+                "visitors have no account and take no private messages",
+            );
+        }
         if let Err(e) = parlor_core::Limits::check_len(
             "chat",
             req.text.len(),
@@ -1116,17 +1133,33 @@ impl WsSession {
             }),
         );
         let to = UserId(req.to_user_id);
-        let local = self.shared.conns.send(crate::connections::DirectMessage {
-            to: to.clone(),
-            frame: frame.clone(),
-        });
         let shared = self.shared.clone();
         let sent = frame.clone();
+        let from = who.user_id;
         // Sessions here get it at once; those on other pods through their pods' inboxes.
         let fut = async move {
-            let here = local.await?;
+            let accepts = shared
+                .users
+                .send(crate::users::Accepts {
+                    to: to.clone(),
+                    from,
+                })
+                .await??;
+            if !accepts {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "that user takes no private messages from you",
+                ));
+            }
+            let here = shared
+                .conns
+                .send(crate::connections::DirectMessage {
+                    to: to.clone(),
+                    frame: sent.clone(),
+                })
+                .await?;
             let there = shared.relay.to_user(&*shared.presence, &to, sent).await;
-            Ok::<_, actix::MailboxError>(here + there)
+            Ok::<_, ApiError>(here + there)
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
             Ok(0) => act.error(rid, ErrorCode::UserNotFound, "that user is not online"),
@@ -1134,7 +1167,7 @@ impl WsSession {
                 // The sender gets its own copy as the acknowledgement.
                 act.outbox.push(frame);
             }
-            Err(e) => act.api_error(rid, &e.into()),
+            Err(e) => act.api_error(rid, &e),
         }));
     }
 }
