@@ -889,3 +889,168 @@ async fn private_messages_are_never_empty_never_to_visitors_and_obey_block_lists
     );
     s.stop().await;
 }
+
+/// A small deterministic generator (xorshift64*), so that a failing run can be repeated.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// Random bytes, or a real frame with bytes flipped, cut, or spliced in.
+    fn frame(&mut self, seeds: &[Vec<u8>]) -> Vec<u8> {
+        if self.below(4) == 0 {
+            let n = self.below(300);
+            return (0..n).map(|_| self.next() as u8).collect();
+        }
+        let mut f = seeds[self.below(seeds.len())].clone();
+        for _ in 0..1 + self.below(4) {
+            match self.below(4) {
+                0 if !f.is_empty() => {
+                    let i = self.below(f.len());
+                    f[i] ^= 1 << self.below(8);
+                }
+                1 if !f.is_empty() => f.truncate(self.below(f.len())),
+                2 => {
+                    let i = self.below(f.len() + 1);
+                    f.insert(i, self.next() as u8);
+                }
+                _ => {
+                    let i = self.below(f.len() + 1);
+                    let n = self.below(8);
+                    f.splice(i..i, std::iter::repeat_n(0xff, n));
+                }
+            }
+        }
+        f
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_and_mutated_frames_from_many_connections_leave_the_room_serving() {
+    use parlor_client::tungstenite::Message;
+    use parlor_protocol::encode_envelope;
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("Speaker").await;
+    let (mut b, _) = s.guest("Listener").await;
+    let room = a.create_room(create("jam", "piano")).await.unwrap();
+    let room = room.room.unwrap().id;
+    b.join_room(join_id(&room)).await.unwrap();
+    let r = || room.clone();
+    let seeds: Vec<Vec<u8>> = [
+        Body::Chat(v1::Chat {
+            room_id: r(),
+            text: "hi".into(),
+            ..Default::default()
+        }),
+        Body::GameEvent(v1::GameEvent {
+            room_id: r(),
+            r#type: "note_on".into(),
+            payload: vec![60, 100].into(),
+            ..Default::default()
+        }),
+        Body::PresenceUpdate(v1::PresenceUpdate {
+            room_id: r(),
+            cursor_x: Some(0.5),
+            ..Default::default()
+        }),
+        Body::UpdateRoom(v1::UpdateRoom {
+            room_id: r(),
+            name: Some("x".into()),
+            ..Default::default()
+        }),
+        Body::Moderate(v1::Moderate {
+            room_id: r(),
+            user_id: "u_x".into(),
+            action: 2,
+            reason: "r".into(),
+        }),
+        Body::JoinRoom(join_id(&room)),
+        Body::LeaveRoom(v1::LeaveRoom { room_id: r() }),
+        Body::CreateRoom(create("fuzzed", "dice")),
+        Body::ListRooms(Default::default()),
+        Body::Hello(v1::Hello::default()),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, b)| encode_envelope(i as u64 + 1, 0, b).to_vec())
+    .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let mut fuzzers = Vec::new();
+    for n in 0..8u64 {
+        let (seeds, room, ws) = (seeds.clone(), room.clone(), s.ws_url());
+        let tokens = s.rest().guest("Fuzzer").await.unwrap();
+        fuzzers.push(tokio::spawn(async move {
+            let mut noise = Noise(0x9e37_79b9_7f4a_7c15 ^ (n + 1));
+            let mut sent = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                let Ok(mut c) = Connection::connect(&ws).await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                if c.hello(Some(&tokens.access_token)).await.is_err() {
+                    continue;
+                }
+                let _ = c.join_room(join_id(&room)).await;
+                // Until the pod closes this socket (flooding, a text frame) or time is up.
+                while tokio::time::Instant::now() < deadline {
+                    let msg = match noise.below(20) {
+                        0 => Message::Text("{\"hello\":1}".into()),
+                        _ => Message::Binary(noise.frame(&seeds).into()),
+                    };
+                    if c.send_raw(msg).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    // Read what came back, so that this socket is never a slow consumer.
+                    while c.next_frame(Duration::from_millis(1)).await.is_ok() {}
+                    if noise.below(8) == 0 {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            sent
+        }));
+    }
+    // Meanwhile a member keeps talking, and another keeps hearing every line, in order.
+    let mut said = 0;
+    while tokio::time::Instant::now() < deadline {
+        a.chat(&room, &format!("tick {said}")).await.unwrap();
+        said += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut heard = 0;
+    while heard < said {
+        let want = format!("tick {heard}");
+        b.wait_for(T, |f| match &f.body {
+            Body::ChatMessage(m) if m.text.starts_with("tick ") => Some(m.text.clone()),
+            _ => None,
+        })
+        .await
+        .map(|got| assert_eq!(got, want))
+        .unwrap();
+        heard += 1;
+    }
+    let mut sent = 0;
+    for f in fuzzers {
+        sent += f.await.unwrap();
+    }
+    assert!(sent > 500, "only {sent} frames were sent");
+    // No actor panicked, and the pod still serves.
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(&m, r#"parlor_actor_restarts_total{actor="room"}"#),
+        0.0
+    );
+    let (mut late, _) = s.guest("Late").await;
+    late.join_room(join_id(&room)).await.unwrap();
+    s.stop().await;
+}

@@ -1,5 +1,6 @@
 mod abuse;
 mod auth;
+mod authz;
 mod bad_input;
 mod cluster;
 mod games;

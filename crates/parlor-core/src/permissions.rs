@@ -165,12 +165,14 @@ pub fn check(
             deny(ErrorCode::Forbidden, "guests may not send private messages")
         }
         PrivateChat => Ok(()),
+        // Everything below acts in a room from inside it: staff too join (as watchers) to
+        // moderate, so that their actions come through the room like everyone's.
+        _ if !member => deny(ErrorCode::NotInRoom, "join the room first"),
         UpdateRoom | Kick | Ban | Mute | Unmute if owner || global.is_staff() => Ok(()),
         UpdateRoom | Kick | Ban | Mute | Unmute => deny(
             ErrorCode::Forbidden,
             "only the room owner or a moderator may do that",
         ),
-        _ if !member => deny(ErrorCode::NotInRoom, "join the room first"),
         Chat if !policy.allow_chat => deny(ErrorCode::ChatDisabled, "chat is off in this room"),
         Chat if policy.owner_only_chat && !owner => {
             deny(ErrorCode::ChatDisabled, "only the owner chats in this room")
@@ -197,16 +199,16 @@ mod tests {
         (Action::CreateRoom, ".... 1111 1111 1111 1111"),
         (Action::JoinAsPlayer, ".... 1111 1111 1111 1111"),
         (Action::JoinAsWatcher, "1111 1111 1111 1111 1111"),
-        (Action::UpdateRoom, ".... .1.. .1.. 1111 1111"),
+        (Action::UpdateRoom, ".... .1.. .1.. .111 .111"),
         (Action::Chat, ".... .111 .111 .111 .111"),
         (Action::PrivateChat, ".... .... 1111 1111 1111"),
         (Action::SendGameEvent, ".... .11. .11. .11. .11."),
         (Action::GameAction, ".... .111 .111 .111 .111"),
         (Action::UpdatePresence, ".... .111 .111 .111 .111"),
-        (Action::Kick, ".... .1.. .1.. 1111 1111"),
-        (Action::Ban, ".... .1.. .1.. 1111 1111"),
-        (Action::Mute, ".... .1.. .1.. 1111 1111"),
-        (Action::Unmute, ".... .1.. .1.. 1111 1111"),
+        (Action::Kick, ".... .1.. .1.. .111 .111"),
+        (Action::Ban, ".... .1.. .1.. .111 .111"),
+        (Action::Mute, ".... .1.. .1.. .111 .111"),
+        (Action::Unmute, ".... .1.. .1.. .111 .111"),
         (Action::IssueMagicCode, ".... .... .... .... 1111"),
         (Action::DeleteRoom, ".... .1.. .1.. .1.. 1111"),
         (Action::ReadHistory, ".... 1111 1111 1111 1111"),

@@ -197,7 +197,11 @@ struct RegisterBody {
     name: String,
 }
 
-async fn register(shared: Data<Shared>, body: Json<RegisterBody>) -> ApiResult<HttpResponse> {
+async fn register(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<RegisterBody>,
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let t = shared
         .users
@@ -205,6 +209,7 @@ async fn register(shared: Data<Shared>, body: Json<RegisterBody>) -> ApiResult<H
             login: b.login,
             password: b.password,
             name: b.name,
+            from: shared.guard.client(&req),
         })
         .await??;
     track(&shared, "signup", &t);

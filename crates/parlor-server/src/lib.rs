@@ -64,6 +64,7 @@ pub mod bench_support {
     impl Fanout {
         /// `members` outboxes with the default queue limits.
         pub fn new(members: usize) -> Fanout {
+            use crate::config::Parts as _;
             let limits = crate::Config::default().queue_limits();
             let metrics = Arc::new(Metrics::new());
             let mut queues = Vec::with_capacity(members);

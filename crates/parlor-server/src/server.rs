@@ -20,6 +20,7 @@ use parlor_store::Store;
 use crate::{
     analytics::AnalyticsTracker,
     auth::{Claims, Keyring, TokenKind},
+    config::Parts as _,
     connections::{self, ConnectionManager},
     error::{ApiError, ApiResult},
     http,

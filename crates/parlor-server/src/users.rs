@@ -370,6 +370,9 @@ pub(crate) struct Register {
     pub(crate) login: String,
     pub(crate) password: String,
     pub(crate) name: String,
+    /// Where it comes from: an address that registered an account may log into it
+    /// while the account's failure budget is spent.
+    pub(crate) from: Option<crate::guard::Addr>,
 }
 
 fn validate_login(login: &str) -> ApiResult<String> {
@@ -443,6 +446,9 @@ impl Handler<Register> for UserManager {
                     }
                     e => e.into(),
                 })?;
+            if let Some(login) = &user.login {
+                d.guard.login_done(login, msg.from, true);
+            }
             issue(&d, &user, None).await
         })
     }

@@ -89,7 +89,9 @@ pub(crate) struct Keyring {
 }
 
 impl Keyring {
-    /// Loads the signing key (or generates one into `data_dir/keys`) and the verify-only keys.
+    /// Loads the signing key (or generates one into `data_dir/keys`) and the verify-only
+    /// keys, for tokens of the default issuer and audience.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn load(
         signing: &Path,
         verify: &[std::path::PathBuf],

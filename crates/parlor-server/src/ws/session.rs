@@ -29,6 +29,7 @@ use parlor_protocol::{
 use super::outbox::{self, Out, Outbox};
 use crate::{
     auth::TokenKind,
+    config::Parts as _,
     error::{ApiError, ApiResult},
     rooms::{self, RoomRef},
     server::Shared,

@@ -600,7 +600,14 @@ impl RoomActor {
         };
         if let Some(existing) = room.member(&who.user_id) {
             // The same user from a new session takes the seat over; the room sees no change.
+            // It keeps its seat's role, but asking for a role it may not have is refused
+            // as a first join would be (a visitor watching may not ask to play).
             let role = existing.role;
+            let asked = match msg.spec.role {
+                RoomRole::Watcher => parlor_core::Action::JoinAsWatcher,
+                _ => parlor_core::Action::JoinAsPlayer,
+            };
+            parlor_core::check(asked, who.role, Some(role), &room.policy())?;
             if let Some(old) = self.locals.get(&who.user_id) {
                 if old.session != msg.session {
                     old.dismiss(&self.fanout, &self.id, v1::LeaveReason::Replaced);
