@@ -67,6 +67,26 @@ class Pod:
         c.close()
         return r.status
 
+    def upgrade(self, source, keep=False):
+        """A WebSocket handshake from `source`: its status, and the socket if kept."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                        source_address=(source, 0))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        status = int(head.split(b" ")[1]) if head else 0
+        if keep and status == 101:
+            return status, sock
+        sock.close()
+        return (status, None) if keep else status
+
     def peak_rss_mib(self):
         """The pod's peak resident memory so far (VmHWM), then stops it."""
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -110,6 +130,21 @@ def main():
         pod.request("POST", "/api/v1/auth/login", {"login": "victim", "password": "guess"},
                     source="127.0.0.9", headers={"X-Forwarded-For": f"10.1.{i // 250}.{i % 250}"})
         for i in range(1000)])
+    timed("100 WebSocket handshakes, one address, each closed at once",
+          lambda: [pod.upgrade("127.0.0.7") for _ in range(100)])
+    held = []
+
+    def hold():
+        out = []
+        for _ in range(40):
+            status, sock = pod.upgrade("127.0.0.8", keep=True)
+            out.append(status)
+            if sock:
+                held.append(sock)
+        return out
+    timed("40 WebSockets held open, one address", hold)
+    for sock in held:
+        sock.close()
     home = pod.request("POST", "/api/v1/auth/login", owner, source="127.0.0.3")
     print(f"| after both: the owner's login from the address they registered from | {home} | |")
     away = pod.request("POST", "/api/v1/auth/login", owner, source="127.0.0.6")
