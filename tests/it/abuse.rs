@@ -510,6 +510,25 @@ async fn wrong_room_codes_and_passwords_spend_a_budget_per_session_and_per_addre
         join_code(&mut c, &code, "sesame").await,
         v1::ErrorCode::RateLimited
     );
+    // The refusal says when the address's budget has room again.
+    let again = c
+        .join_room(v1::JoinRoom {
+            code: code.clone(),
+            password: "sesame".into(),
+            ..Default::default()
+        })
+        .await;
+    match again {
+        Err(parlor_client::ClientError::Server {
+            code: v1::ErrorCode::RateLimited,
+            retry_after: Some(wait),
+            ..
+        }) => assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(4),
+            "{wait:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
     // Someone else, who knows the code and the password, gets in.
     let mut c = guesser("127.0.0.3").await;
     assert_eq!(

@@ -40,7 +40,8 @@ async fn malformed_unknown_and_server_only_frames_get_typed_errors_and_the_sessi
             rid,
             v1::Error {
                 code: v1::ErrorCode::AlreadyWelcomed as i32,
-                message: "Hello was already accepted".into()
+                message: "Hello was already accepted".into(),
+                retry_after_ms: 0,
             }
         )
     );

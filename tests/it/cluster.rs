@@ -553,6 +553,7 @@ async fn killing_the_home_pod_moves_the_room_and_loses_nothing() {
                 Body::Error(e) => Err(parlor_client::ClientError::Server {
                     code: v1::ErrorCode::try_from(e.code).unwrap(),
                     message: e.message,
+                    retry_after: None,
                 }),
                 other => Ok(other),
             });

@@ -34,6 +34,8 @@ pub enum ClientError {
         code: ErrorCode,
         /// The server's message.
         message: String,
+        /// When a retry may pass (a rate limit, a full pod), if the server said.
+        retry_after: Option<std::time::Duration>,
     },
     /// The HTTP API (or a refused WebSocket upgrade) answered with a non-2xx status.
     #[error("http {status} {code}: {message}")]

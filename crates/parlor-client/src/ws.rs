@@ -414,6 +414,8 @@ fn server_error(e: v1::Error) -> ClientError {
     ClientError::Server {
         code: ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Unspecified),
         message: e.message,
+        retry_after: (e.retry_after_ms > 0)
+            .then(|| std::time::Duration::from_millis(u64::from(e.retry_after_ms))),
     }
 }
 

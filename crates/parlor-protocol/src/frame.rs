@@ -77,12 +77,23 @@ pub fn frame_request_id(frame: &[u8]) -> u64 {
 
 /// Encodes an Error frame answering `request_id`.
 pub fn error_envelope(request_id: u64, code: ErrorCode, message: impl Into<String>) -> Bytes {
+    error_envelope_after(request_id, code, message, 0)
+}
+
+/// An Error frame saying when a retry may pass (`retry_after_ms`, 0 for no hint).
+pub fn error_envelope_after(
+    request_id: u64,
+    code: ErrorCode,
+    message: impl Into<String>,
+    retry_after_ms: u32,
+) -> Bytes {
     encode_envelope(
         request_id,
         0,
         Body::Error(Error {
             code: code as i32,
             message: message.into(),
+            retry_after_ms,
         }),
     )
 }

@@ -16,8 +16,8 @@ pub mod v1 {
 
 pub use codes::{close, ErrorInfo};
 pub use frame::{
-    decode_envelope, encode_body, encode_envelope, error_envelope, frame_request_id, frame_seq,
-    frame_with_seq, FrameError,
+    decode_envelope, encode_body, encode_envelope, error_envelope, error_envelope_after,
+    frame_request_id, frame_seq, frame_with_seq, FrameError,
 };
 pub use v1::ErrorCode;
 

@@ -28,6 +28,13 @@ impl ApiError {
         }
     }
 
+    /// The retry hint in milliseconds, 0 for none (the wire form).
+    pub(crate) fn retry_after_ms(&self) -> u32 {
+        self.retry_after_secs.map_or(0, |s| {
+            u32::try_from(s.saturating_mul(1000)).unwrap_or(u32::MAX)
+        })
+    }
+
     /// The same refusal, saying when to retry (in whole seconds, at least one).
     pub(crate) fn retry_after(mut self, wait: std::time::Duration) -> Self {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

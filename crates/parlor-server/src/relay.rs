@@ -691,6 +691,7 @@ impl Relay {
                     call_id: c.call_id,
                     error: done.err().map(|e| v1::Error {
                         code: e.code as i32,
+                        retry_after_ms: e.retry_after_ms(),
                         message: e.message,
                     }),
                 }),

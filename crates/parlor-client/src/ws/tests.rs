@@ -127,7 +127,7 @@ async fn hello_request_push_error_and_close_code() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ClientError::Server { code: ErrorCode::RoomNotFound, message } if message == "nope"),
+        matches!(&err, ClientError::Server { code: ErrorCode::RoomNotFound, message, .. } if message == "nope"),
         "{err:?}"
     );
 

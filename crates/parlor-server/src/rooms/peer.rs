@@ -111,6 +111,7 @@ impl Peer {
                 v1::notice::Kind::JoinFailed(v1::Error {
                     code: e.code as i32,
                     message: e.message.clone(),
+                    retry_after_ms: e.retry_after_ms(),
                 }),
             );
         }

@@ -21,7 +21,7 @@ use actix_ws::{AggregatedMessage, ProtocolError};
 use bytes::Bytes;
 use parlor_core::{new_id, now_ms, GlobalRole, RoomId, UserId};
 use parlor_protocol::{
-    close, decode_envelope, encode_envelope, error_envelope,
+    close, decode_envelope, encode_envelope, error_envelope, error_envelope_after,
     v1::{self, envelope::Body},
     ErrorCode, PROTOCOL_VERSION,
 };
@@ -405,7 +405,9 @@ impl WsSession {
     }
 
     fn api_error(&self, request_id: u64, e: &ApiError) {
-        self.error(request_id, e.code, &e.message);
+        self.shared.metrics.error(e.code);
+        let frame = error_envelope_after(request_id, e.code, &e.message, e.retry_after_ms());
+        self.outbox.push(frame);
     }
 
     /// Queues the caller for a group of a seated kind (or cancels), answering with an Ack;
@@ -524,11 +526,14 @@ impl WsSession {
         }
         if !self.frames.try_take(started) {
             self.strikes += 1;
-            self.error(
+            let wait = self.frames.wait_hint().as_millis().max(1);
+            self.outbox.push(error_envelope_after(
                 request_id,
                 ErrorCode::RateLimited,
                 "too many frames; slow down",
-            );
+                u32::try_from(wait).unwrap_or(u32::MAX),
+            ));
+            self.shared.metrics.error(ErrorCode::RateLimited);
             if self.strikes >= self.shared.cfg.ws.flood_strikes {
                 self.close_with(ctx, close::FLOOD, "flooding after rate limit");
             }
