@@ -288,8 +288,12 @@ async fn password_hashing_is_bounded_and_a_full_queue_answers_503() {
     s.stop().await;
 }
 
-fn status_of(e: &parlor_client::ClientError) -> String {
-    e.to_string()
+/// The HTTP status of a refused WebSocket upgrade.
+fn status_of(e: &parlor_client::ClientError) -> u16 {
+    match e {
+        parlor_client::ClientError::Http { status, .. } => *status,
+        other => panic!("expected a refused upgrade, got {other:?}"),
+    }
 }
 
 async fn ws_from(s: &TestServer, from: &str) -> parlor_client::Result<Connection> {
@@ -310,13 +314,13 @@ async fn websocket_admission_caps_sockets_per_address_and_per_pod_and_handshake_
         open.push(c);
     }
     let err = ws_from(&s, "127.0.0.2").await.unwrap_err();
-    assert!(status_of(&err).contains("429"), "{err}");
+    assert_eq!(status_of(&err), 429, "{err}");
     // Other addresses fill the pod to its cap; past it, the pod is full.
     for from in ["127.0.0.3", "127.0.0.4"] {
         open.push(ws_from(&s, from).await.unwrap());
     }
     let err = ws_from(&s, "127.0.0.5").await.unwrap_err();
-    assert!(status_of(&err).contains("503"), "{err}");
+    assert_eq!(status_of(&err), 503, "{err}");
     // A socket that closes frees its places.
     open.remove(0).close().await;
     let mut again = None;
@@ -338,7 +342,7 @@ async fn websocket_admission_caps_sockets_per_address_and_per_pod_and_handshake_
         ws_from(&s, "127.0.0.6").await.unwrap().close().await;
     }
     let err = ws_from(&s, "127.0.0.6").await.unwrap_err();
-    assert!(status_of(&err).contains("429"), "{err}");
+    assert_eq!(status_of(&err), 429, "{err}");
     assert!(ws_from(&s, "127.0.0.7").await.is_ok());
     let m = s.metrics().await;
     assert!(metric(&m, r#"parlor_refused_total{limit="ws_handshake"}"#) >= 1.0);
@@ -432,7 +436,7 @@ async fn a_token_in_the_websocket_subprotocol_signs_the_session_in() {
     let err = Connection::connect_with_token(&s.ws_url(), "not.a.token")
         .await
         .unwrap_err();
-    assert!(status_of(&err).contains("401"), "{err}");
+    assert_eq!(status_of(&err), 401, "{err}");
     s.stop().await;
 }
 
@@ -705,6 +709,14 @@ async fn over_long_strings_and_unknown_enum_values_are_refused_whole() {
                 role: 12,
             }),
             v1::ErrorCode::InvalidArgument,
+        ),
+        (
+            Body::Chat(v1::Chat {
+                to_user_id: "u_anyone".into(),
+                text: long.clone(),
+                ..Default::default()
+            }),
+            v1::ErrorCode::TooLong,
         ),
     ];
     for (body, want) in cases {

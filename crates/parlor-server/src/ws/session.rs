@@ -1119,13 +1119,6 @@ impl WsSession {
                 "visitors have no account and take no private messages",
             );
         }
-        if let Err(e) = parlor_core::Limits::check_len(
-            "chat",
-            req.text.len(),
-            self.shared.cfg.limits.chat_bytes,
-        ) {
-            return self.api_error(rid, &e.into());
-        }
         let frame = encode_envelope(
             0,
             0,
