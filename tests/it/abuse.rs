@@ -269,8 +269,10 @@ async fn password_hashing_is_bounded_and_a_full_queue_answers_503() {
     let busy: Vec<&Answer> = answers.iter().filter(|a| a.status == 503).collect();
     let tried = answers.iter().filter(|a| a.status == 401).count();
     assert_eq!(busy.len() + tried, 24, "only 401 and 503 are expected");
+    // How many are tried depends on when the one thread takes the first job off the queue
+    // of one (the second may find it still full): at least one.
     assert!(
-        !busy.is_empty() && tried >= 2,
+        !busy.is_empty() && tried >= 1,
         "{} busy, {tried} tried",
         busy.len()
     );
