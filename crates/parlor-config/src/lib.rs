@@ -126,6 +126,93 @@ pub struct AuthConfig {
     /// The `aud` of every token the pods issue, and the only one they accept. Default
     /// `parlor`.
     pub audience: String,
+    /// Third-party sign-in providers (OpenID Connect, authorization code with PKCE).
+    /// Default none.
+    pub oidc: Vec<OidcProvider>,
+    /// How long a third-party sign-in may take from its start to its callback.
+    /// Default 600 s.
+    pub oidc_state_ttl_secs: u64,
+}
+
+/// One OpenID Connect provider that accounts can sign in with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcProvider {
+    /// The provider's name in routes (`/api/v1/auth/oidc/<name>/start`): 1 to 32 of a-z,
+    /// 0-9, `-`, `_`. Required.
+    pub name: String,
+    /// The issuer URL; its discovery document is read from
+    /// `<issuer>/.well-known/openid-configuration`. Required.
+    pub issuer: String,
+    /// The client id registered at the provider. Required.
+    pub client_id: String,
+    /// The client secret; empty (default) for a public client. Prefer
+    /// `client_secret_file`, which keeps it out of the config.
+    pub client_secret: String,
+    /// A file holding the client secret (a mounted Secret). Default none.
+    pub client_secret_file: PathBuf,
+    /// This cluster's callback URL as registered at the provider, ending in
+    /// `/api/v1/auth/oidc/<name>/callback`. Required.
+    pub redirect_uri: String,
+    /// Scopes asked for; `openid` is always sent. Default `openid`, `profile`, `email`.
+    pub scopes: Vec<String>,
+    /// Where the callback sends the browser, with a one-time login code in the fragment
+    /// (`#login_code=...`, redeemed at `/api/v1/auth/magic/redeem`): a path on this pod,
+    /// or an absolute URL. Empty (default): the callback answers with the tokens as JSON.
+    pub return_to: String,
+}
+
+impl Default for OidcProvider {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: PathBuf::new(),
+            redirect_uri: String::new(),
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            return_to: String::new(),
+        }
+    }
+}
+
+fn http_url(v: &str) -> bool {
+    (v.starts_with("https://") || v.starts_with("http://"))
+        && v.len() > "https://".len()
+        && !v.chars().any(char::is_whitespace)
+}
+
+impl OidcProvider {
+    fn validate(&self, i: usize) -> Result<(), ConfigError> {
+        let f = |k: &str| format!("auth.oidc[{i}].{k}");
+        let slug = (1..=32).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !slug {
+            return Err(field(&f("name"), "must be 1 to 32 of a-z, 0-9, '-', '_'"));
+        }
+        if !http_url(&self.issuer) {
+            return Err(field(&f("issuer"), "must be an http(s) URL"));
+        }
+        if self.client_id.is_empty() {
+            return Err(field(&f("client_id"), "must not be empty"));
+        }
+        let callback = format!("/api/v1/auth/oidc/{}/callback", self.name);
+        if !http_url(&self.redirect_uri) || !self.redirect_uri.ends_with(&callback) {
+            return Err(field(
+                &f("redirect_uri"),
+                &format!("must be an http(s) URL ending in {callback}"),
+            ));
+        }
+        let ret = &self.return_to;
+        if !(ret.is_empty() || http_url(ret) || (ret.starts_with('/') && !ret.starts_with("//"))) {
+            return Err(field(&f("return_to"), "must be empty, a path or a URL"));
+        }
+        Ok(())
+    }
 }
 
 /// Room retention and timers.
@@ -385,6 +472,8 @@ impl Default for AuthConfig {
             admins: Vec::new(),
             issuer: "parlor".into(),
             audience: "parlor".into(),
+            oidc: Vec::new(),
+            oidc_state_ttl_secs: 600,
         }
     }
 }
@@ -589,6 +678,15 @@ impl Config {
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return Err(field("auth.issuer", "and auth.audience must not be empty"));
         }
+        for (i, p) in self.auth.oidc.iter().enumerate() {
+            p.validate(i)?;
+            if self.auth.oidc[..i].iter().any(|q| q.name == p.name) {
+                return Err(field(&format!("auth.oidc[{i}].name"), "is not unique"));
+            }
+        }
+        if self.auth.oidc_state_ttl_secs == 0 {
+            return Err(field("auth.oidc_state_ttl_secs", "must be > 0"));
+        }
         if self.cluster.history_events == 0 {
             return Err(field("cluster.history_events", "must be > 0"));
         }
@@ -752,6 +850,45 @@ mod tests {
     }
 
     #[test]
+    fn oidc_providers_load_from_toml_and_bad_ones_name_their_field() {
+        let good = r#"
+            [[auth.oidc]]
+            name = "local"
+            issuer = "https://id.example"
+            client_id = "parlor"
+            redirect_uri = "https://play.example/api/v1/auth/oidc/local/callback"
+        "#;
+        let cfg = Config::from_toml(good).unwrap();
+        assert_eq!(cfg.auth.oidc[0].scopes, ["openid", "profile", "email"]);
+        let cases = [
+            ("name = \"local\"", "name = \"Local!\"", "auth.oidc[0].name"),
+            ("https://id.example", "id.example", "auth.oidc[0].issuer"),
+            (
+                "client_id = \"parlor\"",
+                "client_id = \"\"",
+                "auth.oidc[0].client_id",
+            ),
+            (
+                "/local/callback",
+                "/other/callback",
+                "auth.oidc[0].redirect_uri",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let err = Config::from_toml(&good.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("`{key}`")), "{from} -> {to}: {err}");
+        }
+        let err = Config::from_toml(&format!("{good}{good}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`auth.oidc[1].name` is not unique"), "{err}");
+        let unknown = format!("{good}\nsecret = \"x\"\n");
+        assert!(Config::from_toml(&unknown).is_err());
+    }
+
+    #[test]
     // figment::Jail's closure type returns figment's (large) Error; not ours to shrink.
     #[allow(clippy::result_large_err)]
     fn file_then_env_then_cli_and_errors_name_fields() {
@@ -877,6 +1014,12 @@ mod readme {
         keys(
             "",
             &serde_json::to_value(Config::default()).unwrap(),
+            &mut all,
+        );
+        // Each provider's keys too, which an empty list does not show.
+        keys(
+            "auth.oidc[]",
+            &serde_json::to_value(OidcProvider::default()).unwrap(),
             &mut all,
         );
         assert!(all.len() > 30);

@@ -11,9 +11,9 @@ use parlor_core::{
 
 use crate::ChatRetention;
 use crate::{
-    AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord, Rating,
-    RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject, Store, StoreError,
-    UserRecord,
+    identity_key, AnalyticsEvent, AuditRecord, ChatRecord, LoginState, MagicRecord, MatchPlayer,
+    MatchRecord, Rating, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta, StatsSubject,
+    Store, StoreError, UserRecord,
 };
 
 /// Lines the suites expect a store to keep per room: build stores under test with
@@ -44,6 +44,8 @@ pub async fn run_all(store: &Store) {
     users(store).await;
     refresh(store).await;
     magic(store).await;
+    identities(store).await;
+    login_states(store).await;
     purge(store).await;
     audit(store).await;
     analytics(store).await;
@@ -65,6 +67,7 @@ fn user(login: Option<&str>) -> UserRecord {
         role: GlobalRole::User,
         created_at_ms: 1_700_000_000_000,
         blocked: Vec::new(),
+        identities: Vec::new(),
     }
 }
 
@@ -338,6 +341,105 @@ pub async fn magic(store: &Store) {
     assert_eq!(
         store.accounts.take_magic(&other.code_hash).await.unwrap(),
         Some(other)
+    );
+}
+
+/// Third-party identities: each held by at most one account, found by key, moved and freed
+/// with the account.
+pub async fn identities(store: &Store) {
+    let a_key = identity_key("https://id.example", &new_id("sub_"));
+    let b_key = identity_key("https://id.example", &new_id("sub_"));
+    let mut a = user(None);
+    a.identities = vec![a_key.clone()];
+    store.accounts.create_user(&a).await.expect("create a");
+    let found = store.accounts.find_user_by_identity(&a_key).await.unwrap();
+    assert_eq!(found.as_ref().map(|u| &u.id), Some(&a.id));
+    assert_eq!(
+        store.accounts.find_user_by_identity(&b_key).await.unwrap(),
+        None
+    );
+    // The same subject at another issuer is another person.
+    let elsewhere = a_key.replace("https://id.example", "https://other.example");
+    assert_eq!(
+        store
+            .accounts
+            .find_user_by_identity(&elsewhere)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let mut b = user(None);
+    b.identities = vec![a_key.clone()];
+    assert!(matches!(
+        store.accounts.create_user(&b).await,
+        Err(StoreError::Conflict(_))
+    ));
+    b.identities = vec![b_key.clone()];
+    store.accounts.create_user(&b).await.expect("create b");
+    // Taking a's identity by update is refused too, and changes nothing.
+    b.identities.push(a_key.clone());
+    assert!(matches!(
+        store.accounts.update_user(&b).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = store.accounts.find_user_by_identity(&a_key).await.unwrap();
+    assert_eq!(found.map(|u| u.id), Some(a.id.clone()));
+
+    // Unlinking frees the identity for another account.
+    a.identities.clear();
+    store.accounts.update_user(&a).await.expect("unlink");
+    assert_eq!(
+        store.accounts.find_user_by_identity(&a_key).await.unwrap(),
+        None
+    );
+    store.accounts.update_user(&b).await.expect("link to b");
+    let found = store.accounts.find_user_by_identity(&a_key).await.unwrap();
+    assert_eq!(found.map(|u| u.id), Some(b.id.clone()));
+
+    // Deleting the account frees both.
+    assert!(store.accounts.delete_user(&b.id).await.unwrap());
+    for key in [&a_key, &b_key] {
+        assert_eq!(
+            store.accounts.find_user_by_identity(key).await.unwrap(),
+            None
+        );
+    }
+    let mut c = user(None);
+    c.identities = vec![a_key, b_key];
+    store
+        .accounts
+        .create_user(&c)
+        .await
+        .expect("identities freed");
+}
+
+/// Sign-in states: taken at most once.
+pub async fn login_states(store: &Store) {
+    let state = LoginState {
+        state_hash: new_id("h_"),
+        provider: "example".into(),
+        nonce: new_id("n_"),
+        pkce_verifier: new_id("v_"),
+        binding_hash: new_id("b_"),
+        link_to: Some(UserId(new_id("u_"))),
+        expires_at_ms: tomorrow(),
+    };
+    store
+        .accounts
+        .put_login_state(&state)
+        .await
+        .expect("put state");
+    let take = || store.accounts.take_login_state(&state.state_hash);
+    assert_eq!(take().await.unwrap(), Some(state.clone()));
+    assert_eq!(take().await.unwrap(), None);
+    assert_eq!(
+        store
+            .accounts
+            .take_login_state(&new_id("h_"))
+            .await
+            .unwrap(),
+        None
     );
 }
 
@@ -709,7 +811,7 @@ pub async fn analytics(store: &Store) {
     assert!(all.iter().all(|e| left.contains(e)));
 }
 
-/// Expired refresh tokens and magic codes are purged; live ones stay.
+/// Expired refresh tokens, magic codes and sign-in states are purged; live ones stay.
 pub async fn purge(store: &Store) {
     let now = parlor_core::now_ms();
     let token = |expires_at_ms| RefreshRecord {
@@ -732,9 +834,25 @@ pub async fn purge(store: &Store) {
     for c in [&old_c, &live_c] {
         store.accounts.put_magic(c).await.unwrap();
     }
+    let state = |expires_at_ms| LoginState {
+        state_hash: new_id("h_"),
+        provider: "example".into(),
+        nonce: new_id("n_"),
+        pkce_verifier: new_id("v_"),
+        binding_hash: new_id("b_"),
+        link_to: None,
+        expires_at_ms,
+    };
+    let (old_s, live_s) = (state(now - 60_000), state(now + 86_400_000));
+    for s in [&old_s, &live_s] {
+        store.accounts.put_login_state(s).await.unwrap();
+    }
     let purged = store.accounts.purge_expired(now).await.unwrap();
     // A TTL index may have taken some already.
-    assert!(purged <= 2, "purged {purged}");
+    assert!(purged <= 3, "purged {purged}");
+    let take = |s: &LoginState| store.accounts.take_login_state(&s.state_hash);
+    assert_eq!(take(&old_s).await.unwrap(), None);
+    assert_eq!(take(&live_s).await.unwrap(), Some(live_s.clone()));
     assert_eq!(
         store.accounts.use_refresh(&old_t.id).await.unwrap(),
         RefreshUse::Unknown

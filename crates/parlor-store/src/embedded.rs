@@ -11,15 +11,19 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
     records::leaderboard_order, Accounts, Analytics, AnalyticsEvent, AuditLog, AuditRecord,
-    BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, MagicRecord, MatchRecord, Rating,
-    Ratings, RefreshRecord, RefreshUse, Result, RoomRecords, Standing, Stats, StatsBatch,
-    StatsRecords, StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
+    BoxFuture, ChatHistory, ChatRecord, ChatRetention, Health, LoginState, MagicRecord,
+    MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result, RoomRecords, Standing, Stats,
+    StatsBatch, StatsRecords, StatsSubject, StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// User id -> `UserRecord`.
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// Lowercased login -> user id. Written in the same transaction as `USERS`.
 const LOGINS: TableDefinition<&str, &str> = TableDefinition::new("logins");
+/// Identity key (`identity_key`) -> user id. Written in the same transaction as `USERS`.
+const IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("identities");
+/// State hash -> `LoginState`.
+const LOGIN_STATES: TableDefinition<&str, &[u8]> = TableDefinition::new("login_states");
 /// Refresh token id (`jti`) -> `RefreshRecord`.
 const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh");
 /// Refresh token families revoked after a replay.
@@ -97,6 +101,8 @@ impl EmbeddedStore {
         write(&db, |txn| {
             txn.open_table(USERS).map_err(db_err)?;
             txn.open_table(LOGINS).map_err(db_err)?;
+            txn.open_table(IDENTITIES).map_err(db_err)?;
+            txn.open_table(LOGIN_STATES).map_err(db_err)?;
             txn.open_table(REFRESH).map_err(db_err)?;
             txn.open_table(REVOKED_FAMILIES).map_err(db_err)?;
             txn.open_table(MAGIC).map_err(db_err)?;
@@ -212,6 +218,7 @@ impl Accounts for EmbeddedStore {
                         .insert(key.as_str(), user.id.as_str())
                         .map_err(db_err)?;
                 }
+                claim_identities(txn, &user)?;
                 users
                     .insert(user.id.as_str(), bytes.as_slice())
                     .map_err(db_err)?;
@@ -251,6 +258,26 @@ impl Accounts for EmbeddedStore {
         })
     }
 
+    fn find_user_by_identity(&self, key: &str) -> BoxFuture<'_, Result<Option<UserRecord>>> {
+        let key = key.to_owned();
+        self.run(move |db| {
+            read(db, |txn| {
+                let identities = txn.open_table(IDENTITIES).map_err(db_err)?;
+                let Some(id) = identities.get(key.as_str()).map_err(db_err)? else {
+                    return Ok(None);
+                };
+                let users = txn.open_table(USERS).map_err(db_err)?;
+                match users.get(id.value()).map_err(db_err)? {
+                    Some(g) => decode("user", g.value()).map(Some),
+                    None => Err(StoreError::Corrupt(format!(
+                        "identity {key:?} points at missing user {}",
+                        id.value()
+                    ))),
+                }
+            })
+        })
+    }
+
     fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
         let user = user.clone();
         self.run(move |db| {
@@ -278,6 +305,15 @@ impl Accounts for EmbeddedStore {
                         remove_login_if_owned(&mut logins, key, &user.id)?;
                     }
                 }
+                claim_identities(txn, &user)?;
+                let mut identities = txn.open_table(IDENTITIES).map_err(db_err)?;
+                for key in old
+                    .identities
+                    .iter()
+                    .filter(|k| !user.identities.contains(k))
+                {
+                    remove_login_if_owned(&mut identities, key, &user.id)?;
+                }
                 users
                     .insert(user.id.as_str(), bytes.as_slice())
                     .map_err(db_err)?;
@@ -297,17 +333,26 @@ impl Accounts for EmbeddedStore {
                 let old = decode::<UserRecord>("user", removed.value());
                 drop(removed);
                 let mut logins = txn.open_table(LOGINS).map_err(db_err)?;
+                let mut identities = txn.open_table(IDENTITIES).map_err(db_err)?;
                 match old {
                     Ok(old) => {
                         if let Some(login) = &old.login {
                             remove_login_if_owned(&mut logins, &login_key(login), &id)?;
                         }
+                        for key in &old.identities {
+                            remove_login_if_owned(&mut identities, key, &id)?;
+                        }
                     }
-                    // The record is unreadable, so its login is unknown: sweep the index
+                    // The record is unreadable, so its login is unknown: sweep the indexes
                     // rather than leave the name taken forever.
-                    Err(_) => logins
-                        .retain(|_, owner| owner != id.as_str())
-                        .map_err(db_err)?,
+                    Err(_) => {
+                        logins
+                            .retain(|_, owner| owner != id.as_str())
+                            .map_err(db_err)?;
+                        identities
+                            .retain(|_, owner| owner != id.as_str())
+                            .map_err(db_err)?;
+                    }
                 }
                 Ok(true)
             })
@@ -381,6 +426,33 @@ impl Accounts for EmbeddedStore {
         })
     }
 
+    fn put_login_state(&self, state: &LoginState) -> BoxFuture<'_, Result<()>> {
+        let state = state.clone();
+        self.run(move |db| {
+            let bytes = encode(&state)?;
+            write(db, |txn| {
+                let mut states = txn.open_table(LOGIN_STATES).map_err(db_err)?;
+                states
+                    .insert(state.state_hash.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn take_login_state(&self, state_hash: &str) -> BoxFuture<'_, Result<Option<LoginState>>> {
+        let state_hash = state_hash.to_owned();
+        self.run(move |db| {
+            write(db, |txn| {
+                let mut states = txn.open_table(LOGIN_STATES).map_err(db_err)?;
+                let removed = states.remove(state_hash.as_str()).map_err(db_err)?;
+                removed
+                    .map(|g| decode("login state", g.value()))
+                    .transpose()
+            })
+        })
+    }
+
     fn purge_expired(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
         self.run(move |db| {
             write(db, |txn| {
@@ -399,6 +471,15 @@ impl Accounts for EmbeddedStore {
                 magic
                     .retain(|_, v| {
                         let expired = serde_json::from_slice::<MagicRecord>(v)
+                            .is_ok_and(|m| m.expires_at_ms < now_ms);
+                        purged += u64::from(expired);
+                        !expired
+                    })
+                    .map_err(db_err)?;
+                let mut states = txn.open_table(LOGIN_STATES).map_err(db_err)?;
+                states
+                    .retain(|_, v| {
+                        let expired = serde_json::from_slice::<LoginState>(v)
                             .is_ok_and(|m| m.expires_at_ms < now_ms);
                         purged += u64::from(expired);
                         !expired
@@ -979,6 +1060,22 @@ impl Health for EmbeddedStore {
 }
 
 /// Frees `key` in the login index unless another account has claimed it since.
+/// Indexes the account's identities; `Conflict` if another account holds one.
+fn claim_identities(txn: &WriteTransaction, user: &UserRecord) -> Result<()> {
+    let mut identities = txn.open_table(IDENTITIES).map_err(db_err)?;
+    for key in &user.identities {
+        let owner = identities.get(key.as_str()).map_err(db_err)?;
+        if owner.is_some_and(|o| o.value() != user.id.as_str()) {
+            return Err(StoreError::Conflict(format!("identity {key:?}")));
+        }
+        identities
+            .insert(key.as_str(), user.id.as_str())
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Removes an index entry (a login or an identity) if it points at `id`.
 fn remove_login_if_owned(
     logins: &mut redb::Table<'_, &'static str, &'static str>,
     key: &str,
@@ -1136,6 +1233,7 @@ mod tests {
             role: GlobalRole::Admin,
             created_at_ms: 42,
             blocked: Vec::new(),
+            identities: Vec::new(),
         };
         let room = Room {
             info: RoomInfo {

@@ -21,9 +21,9 @@ pub use embedded::EmbeddedStore;
 pub use metered::Observer;
 pub use mongo::{MongoOptions, MongoStore};
 pub use records::{
-    AnalyticsEvent, AuditRecord, ChatRecord, MagicRecord, MatchPlayer, MatchRecord,
-    QuestionSetRecord, Rating, RefreshRecord, RefreshUse, Stats, StatsBatch, StatsDelta,
-    StatsSubject, TournamentRecord, UserRecord, APPLIED_BATCHES_KEPT,
+    identity_key, AnalyticsEvent, AuditRecord, ChatRecord, LoginState, MagicRecord, MatchPlayer,
+    MatchRecord, QuestionSetRecord, Rating, RefreshRecord, RefreshUse, Stats, StatsBatch,
+    StatsDelta, StatsSubject, TournamentRecord, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 use parlor_core::{Room, RoomId, UserId};
@@ -90,6 +90,7 @@ pub const SCHEMA: &[(&str, u32)] = &[
     ("users", 1),
     ("refresh", 1),
     ("magic", 1),
+    ("login_state", 1),
     ("rooms", 1),
     ("chat", 1),
     ("stats", 1),
@@ -101,15 +102,17 @@ pub const SCHEMA: &[(&str, u32)] = &[
 
 /// Accounts and what logs into them: refresh-token families and magic codes.
 pub trait Accounts: Send + Sync + 'static {
-    /// Creates an account; `Conflict` if its id is taken, or if `login` is set and already
-    /// taken (case-insensitive).
+    /// Creates an account; `Conflict` if its id is taken, if `login` is set and already
+    /// taken (case-insensitive), or if another account holds one of its `identities`.
     fn create_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
     /// The account with this id.
     fn get_user(&self, id: &UserId) -> BoxFuture<'_, Result<Option<UserRecord>>>;
     /// The registered account with this login name (case-insensitive).
     fn find_user_by_login(&self, login: &str) -> BoxFuture<'_, Result<Option<UserRecord>>>;
+    /// The account that holds this third-party identity (`identity_key`).
+    fn find_user_by_identity(&self, key: &str) -> BoxFuture<'_, Result<Option<UserRecord>>>;
     /// Replaces an existing account; `NotFound` if there is none, `Conflict` if it takes a
-    /// login another account holds.
+    /// login or an identity another account holds.
     fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>>;
     /// Deletes an account and frees its login; returns whether it existed.
     fn delete_user(&self, id: &UserId) -> BoxFuture<'_, Result<bool>>;
@@ -124,7 +127,12 @@ pub trait Accounts: Send + Sync + 'static {
     fn put_magic(&self, code: &MagicRecord) -> BoxFuture<'_, Result<()>>;
     /// Atomically removes and returns the magic code with this hash.
     fn take_magic(&self, code_hash: &str) -> BoxFuture<'_, Result<Option<MagicRecord>>>;
-    /// Deletes refresh tokens and magic codes that expired before `now_ms`; returns how
+    /// Records a third-party sign-in in progress (by its state's hash).
+    fn put_login_state(&self, state: &LoginState) -> BoxFuture<'_, Result<()>>;
+    /// Atomically removes and returns the sign-in with this state hash, so that a state is
+    /// used at most once, whichever pod takes the callback.
+    fn take_login_state(&self, state_hash: &str) -> BoxFuture<'_, Result<Option<LoginState>>>;
+    /// Deletes refresh tokens, magic codes and sign-in states that expired before `now_ms`; returns how
     /// many. (MongoDB's TTL indexes do this too, about once a minute.)
     fn purge_expired(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>>;
 }

@@ -7,8 +7,8 @@ use parlor_core::{Room, RoomId, UserId};
 
 use crate::{
     Accounts, Analytics, AnalyticsEvent, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord,
-    Health, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse, Result,
-    RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject, UserRecord,
+    Health, LoginState, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse,
+    Result, RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject, UserRecord,
 };
 
 /// Told of every store call when it ends: the operation, its duration, and whether it
@@ -51,12 +51,15 @@ impl<B: Accounts> Accounts for Metered<B> {
         fn create_user(&self, user: &UserRecord) -> ();
         fn get_user(&self, id: &UserId) -> Option<UserRecord>;
         fn find_user_by_login(&self, login: &str) -> Option<UserRecord>;
+        fn find_user_by_identity(&self, key: &str) -> Option<UserRecord>;
         fn update_user(&self, user: &UserRecord) -> ();
         fn delete_user(&self, id: &UserId) -> bool;
         fn put_refresh(&self, token: &RefreshRecord) -> ();
         fn use_refresh(&self, id: &str) -> RefreshUse;
         fn put_magic(&self, code: &MagicRecord) -> ();
         fn take_magic(&self, code_hash: &str) -> Option<MagicRecord>;
+        fn put_login_state(&self, state: &LoginState) -> ();
+        fn take_login_state(&self, state_hash: &str) -> Option<LoginState>;
         fn purge_expired(&self, now_ms: i64) -> u64;
     }
 }

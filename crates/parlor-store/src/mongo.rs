@@ -20,9 +20,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
     Accounts, Analytics, AnalyticsEvent, AuditLog, AuditRecord, BoxFuture, ChatHistory, ChatRecord,
-    ChatRetention, Health, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord, RefreshUse,
-    Result, RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject, StoreError,
-    UserRecord, APPLIED_BATCHES_KEPT,
+    ChatRetention, Health, LoginState, MagicRecord, MatchRecord, Rating, Ratings, RefreshRecord,
+    RefreshUse, Result, RoomRecords, Standing, Stats, StatsBatch, StatsRecords, StatsSubject,
+    StoreError, UserRecord, APPLIED_BATCHES_KEPT,
 };
 
 /// How to reach MongoDB.
@@ -119,6 +119,14 @@ impl MongoStore {
             ))
             .await
             .map_err(unavailable)?;
+        // A multikey index: unique across accounts, over every element of the array.
+        self.coll("users")
+            .create_index(index(
+                doc! { "identities": 1 },
+                Some(IndexOptions::builder().unique(true).sparse(true).build()),
+            ))
+            .await
+            .map_err(unavailable)?;
         self.coll("chat")
             .create_index(index(doc! { "room": 1, "seq": 1 }, Some(unique)))
             .await
@@ -135,7 +143,13 @@ impl MongoStore {
             .create_index(index(doc! { "info.owner_id": 1 }, None))
             .await
             .map_err(unavailable)?;
-        for name in ["refresh", "revoked_families", "magic", "chat"] {
+        for name in [
+            "refresh",
+            "revoked_families",
+            "magic",
+            "login_state",
+            "chat",
+        ] {
             self.coll(name)
                 .create_index(index(doc! { "expires_at": 1 }, Some(ttl())))
                 .await
@@ -203,6 +217,7 @@ impl Accounts for MongoStore {
                 // The server names the index that refused it: ours, or `_id_`.
                 Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(match login {
                     Some(l) if e.to_string().contains("login_key") => format!("login {l:?}"),
+                    _ if e.to_string().contains("identities") => "an identity".to_owned(),
                     _ => format!("user {id}"),
                 })),
                 Err(e) => Err(unavailable(e)),
@@ -234,6 +249,18 @@ impl Accounts for MongoStore {
         })
     }
 
+    fn find_user_by_identity(&self, key: &str) -> BoxFuture<'_, Result<Option<UserRecord>>> {
+        let key = key.to_owned();
+        Box::pin(async move {
+            let found = self
+                .coll("users")
+                .find_one(doc! { "identities": key })
+                .await
+                .map_err(unavailable)?;
+            found.map(|d| from_doc("user", d)).transpose()
+        })
+    }
+
     fn update_user(&self, user: &UserRecord) -> BoxFuture<'_, Result<()>> {
         let d = user_doc(user);
         let (id, login) = (user.id.clone(), user.login.clone());
@@ -245,6 +272,9 @@ impl Accounts for MongoStore {
             {
                 Ok(r) if r.matched_count == 0 => Err(StoreError::NotFound(format!("user {id}"))),
                 Ok(_) => Ok(()),
+                Err(e) if is_duplicate(&e) && e.to_string().contains("identities") => {
+                    Err(StoreError::Conflict("an identity".to_owned()))
+                }
                 Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(format!(
                     "login {:?}",
                     login.unwrap_or_default()
@@ -345,10 +375,36 @@ impl Accounts for MongoStore {
         })
     }
 
+    fn put_login_state(&self, state: &LoginState) -> BoxFuture<'_, Result<()>> {
+        let state = state.clone();
+        Box::pin(async move {
+            let mut d = to_doc("login state", &state)?;
+            d.insert("_id", state.state_hash.as_str());
+            d.insert("expires_at", expires(state.expires_at_ms));
+            self.coll("login_state")
+                .insert_one(d)
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn take_login_state(&self, state_hash: &str) -> BoxFuture<'_, Result<Option<LoginState>>> {
+        let state_hash = state_hash.to_owned();
+        Box::pin(async move {
+            let found = self
+                .coll("login_state")
+                .find_one_and_delete(doc! { "_id": state_hash })
+                .await
+                .map_err(unavailable)?;
+            found.map(|d| from_doc("login state", d)).transpose()
+        })
+    }
+
     fn purge_expired(&self, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
             let mut purged = 0;
-            for name in ["refresh", "magic"] {
+            for name in ["refresh", "magic", "login_state"] {
                 let r = self
                     .coll(name)
                     .delete_many(doc! { "expires_at": { "$lt": expires(now_ms) } })

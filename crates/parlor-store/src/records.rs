@@ -19,6 +19,36 @@ pub struct UserRecord {
     /// Accounts this one takes no private messages from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<UserId>,
+    /// Third-party identities that sign into this account, each `"<issuer> <subject>"`
+    /// (`identity_key`); no two accounts share one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
+}
+
+/// The key of an OpenID Connect identity: its issuer and its subject, which together
+/// name one person at one provider (a subject alone is only unique per issuer).
+pub fn identity_key(issuer: &str, subject: &str) -> String {
+    format!("{issuer} {subject}")
+}
+
+/// A third-party sign-in between its start and its callback: single use, short-lived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginState {
+    /// Hex SHA-256 of the `state` parameter sent to the provider.
+    pub state_hash: String,
+    /// The configured provider's name.
+    pub provider: String,
+    /// The nonce the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier that the code exchange sends.
+    pub pkce_verifier: String,
+    /// Hex SHA-256 of the cookie set on the browser that started the sign-in, so that a
+    /// callback from another browser is refused.
+    pub binding_hash: String,
+    /// An account to link the identity to, rather than signing in.
+    pub link_to: Option<UserId>,
+    /// Expiry, ms since the epoch.
+    pub expires_at_ms: i64,
 }
 
 /// One issued refresh token. Tokens of one login form a family; reusing a used token
