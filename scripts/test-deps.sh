@@ -39,3 +39,16 @@ else
   "$venv/bin/pip" install --quiet --disable-pip-version-check "secantusdb==$SECANTUS_VERSION"
   [ -x "$venv/bin/secantusd-py" ] || { echo "secantusd-py missing after install" >&2; exit 1; }
 fi
+
+# oidc-provider (npm) for the OIDC sign-in test: a real OpenID Provider on Node, which a
+# new machine has. Installed from the committed lockfile into tests/oidc/node_modules.
+oidc_dir="$(dirname "$0")/../tests/oidc"
+want=$(sed -n 's/.*"oidc-provider": "\(.*\)".*/\1/p' "$oidc_dir/package.json")
+have=$(sed -n 's/^  "version": "\(.*\)".*/\1/p' "$oidc_dir/node_modules/oidc-provider/package.json" 2>/dev/null || true)
+if [ -n "$want" ] && [ "$want" = "$have" ]; then
+  echo "oidc-provider: present in tests/oidc"
+else
+  command -v npm >/dev/null || { echo "node and npm are required (Node 20)" >&2; exit 1; }
+  echo "oidc-provider: npm ci in tests/oidc"
+  (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -4,6 +4,7 @@ mod authz;
 mod bad_input;
 mod cluster;
 mod games;
+mod oidc;
 mod ops;
 mod release;
 mod scenarios;

@@ -101,8 +101,21 @@ impl TestServer {
         cfg: Config,
         games: fn() -> parlor_games::Registry,
     ) -> TestServer {
-        cfg.validate().unwrap();
         let public = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on(cfg, games, public).await
+    }
+
+    /// A pod on a listener bound before its config was made (`Reserved`).
+    pub(crate) async fn start_reserved(cfg: Config, at: Reserved) -> TestServer {
+        Self::start_on(cfg, parlor_games::Registry::builtin, at.listener).await
+    }
+
+    async fn start_on(
+        cfg: Config,
+        games: fn() -> parlor_games::Registry,
+        public: TcpListener,
+    ) -> TestServer {
+        cfg.validate().unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -385,6 +398,19 @@ pub(crate) fn spawn_pod(
         .spawn()
         .unwrap();
     (child, public, admin)
+}
+
+/// A public listener bound ahead of its pod, for a config that names the pod's own URL
+/// (a callback registered elsewhere).
+pub(crate) struct Reserved {
+    listener: TcpListener,
+    pub(crate) url: String,
+}
+
+pub(crate) fn reserve() -> Reserved {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    Reserved { listener, url }
 }
 
 pub(crate) fn free_port() -> std::net::SocketAddr {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-pub use parlor_config::{service_link_vars, Config, ConfigError, GuardConfig};
+pub use parlor_config::{service_link_vars, Config, ConfigError, GuardConfig, OidcProvider};
 
 /// The parts of the server a Config sets up.
 pub(crate) trait Parts {

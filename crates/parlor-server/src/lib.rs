@@ -32,7 +32,7 @@ mod users;
 mod ws;
 
 pub use auth::{generate_pem, mint_token, write_private, KeyError};
-pub use config::{service_link_vars, Config, ConfigError, GuardConfig};
+pub use config::{service_link_vars, Config, ConfigError, GuardConfig, OidcProvider};
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use server::{run, run_with_games, Listeners};

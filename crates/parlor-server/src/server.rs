@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) presence: Arc<dyn parlor_cluster::Presence>,
     /// Abuse limits.
     pub(crate) guard: Arc<crate::guard::Guard>,
+    /// Third-party sign-in providers.
+    pub(crate) oidc: crate::auth::oidc::Oidc,
     draining: AtomicBool,
 }
 
@@ -312,6 +314,7 @@ pub async fn run_with_games(
     )
     .start();
 
+    let oidc = crate::auth::oidc::Oidc::new(&cfg, store.clone(), metrics.clone())?;
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
         limits: cfg.core_limits(),
@@ -332,6 +335,7 @@ pub async fn run_with_games(
         sessions,
         presence,
         guard,
+        oidc,
         draining: AtomicBool::new(false),
     });
 

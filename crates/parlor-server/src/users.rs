@@ -356,6 +356,7 @@ impl Handler<Guest> for UserManager {
                 role: GlobalRole::Guest,
                 created_at_ms: now_ms(),
                 blocked: Vec::new(),
+                identities: Vec::new(),
             };
             store.accounts.create_user(&user).await?;
             issue(&d, &user, None).await
@@ -435,6 +436,7 @@ impl Handler<Register> for UserManager {
                 role,
                 created_at_ms: now_ms(),
                 blocked: Vec::new(),
+                identities: Vec::new(),
             };
             store
                 .accounts
@@ -595,18 +597,124 @@ impl Handler<IssueMagic> for UserManager {
                 }
             }
             .ok_or_else(|| ApiError::new(ErrorCode::UserNotFound, "no such account"))?;
-            // A room code's 12 characters of a 32-letter alphabet: 60 bits, single use, short-lived.
-            let code = parlor_core::new_room_code();
-            let expires = now_ms() + (cfg.auth.magic_ttl_secs as i64) * 1000;
-            store
-                .accounts
-                .put_magic(&MagicRecord {
-                    code_hash: hash_code(&code),
-                    user_id: user.id.clone(),
-                    expires_at_ms: expires,
-                })
-                .await?;
+            let (code, expires) = magic_code(store, cfg, &user.id).await?;
             Ok((code, expires, user.id))
+        })
+    }
+}
+
+/// Records a new magic code for an account: the code, and when it expires.
+async fn magic_code(store: &Store, cfg: &Config, user: &UserId) -> ApiResult<(String, i64)> {
+    // A room code's 12 characters of a 32-letter alphabet: 60 bits, single use, short-lived.
+    let code = parlor_core::new_room_code();
+    let expires = now_ms() + (cfg.auth.magic_ttl_secs as i64) * 1000;
+    store
+        .accounts
+        .put_magic(&MagicRecord {
+            code_hash: hash_code(&code),
+            user_id: user.clone(),
+            expires_at_ms: expires,
+        })
+        .await?;
+    Ok((code, expires))
+}
+
+/// How a third-party sign-in ends.
+pub(crate) enum SignedIn {
+    Tokens(Tokens),
+    /// A magic code, for a browser sent on to `return_to`, which redeems it.
+    Code(String),
+}
+
+/// Signs in with a verified third-party identity: the account that holds it, or a new
+/// account holding it. With `link_to`, adds it to that account instead.
+#[derive(Message)]
+#[rtype(result = "ApiResult<SignedIn>")]
+pub(crate) struct ExternalLogin {
+    pub(crate) identity: String,
+    pub(crate) name: Option<String>,
+    pub(crate) link_to: Option<UserId>,
+    /// Answer with a magic code rather than tokens.
+    pub(crate) code: bool,
+}
+
+/// A display name from a provider's claims, made to fit the name rules.
+fn external_name(name: Option<&str>, max_chars: usize) -> String {
+    let name: String = name
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect();
+    let name = name.trim();
+    if name.is_empty() {
+        "player".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+impl Handler<ExternalLogin> for UserManager {
+    type Result = ResponseFuture<ApiResult<SignedIn>>;
+
+    fn handle(&mut self, msg: ExternalLogin, _: &mut Context<Self>) -> Self::Result {
+        let d = self.deps.clone();
+        Box::pin(async move {
+            let (store, cfg) = (&d.store, &d.cfg);
+            let taken = || {
+                ApiError::new(
+                    ErrorCode::Forbidden,
+                    "that identity signs into another account",
+                )
+            };
+            let holder = store.accounts.find_user_by_identity(&msg.identity).await?;
+            let user = match (msg.link_to, holder) {
+                (Some(id), Some(holder)) if holder.id != id => return Err(taken()),
+                (_, Some(holder)) => holder,
+                (Some(id), None) => {
+                    let mut user =
+                        store.accounts.get_user(&id).await?.ok_or_else(|| {
+                            ApiError::new(ErrorCode::UserNotFound, "no such account")
+                        })?;
+                    user.identities.push(msg.identity);
+                    store
+                        .accounts
+                        .update_user(&user)
+                        .await
+                        .map_err(|e| match e {
+                            parlor_store::StoreError::Conflict(_) => taken(),
+                            e => e.into(),
+                        })?;
+                    user
+                }
+                (None, None) => {
+                    let user = UserRecord {
+                        id: UserId(new_id("u_")),
+                        name: external_name(msg.name.as_deref(), cfg.limits.name_chars),
+                        login: None,
+                        password_hash: None,
+                        role: GlobalRole::User,
+                        created_at_ms: now_ms(),
+                        blocked: Vec::new(),
+                        identities: vec![msg.identity.clone()],
+                    };
+                    match store.accounts.create_user(&user).await {
+                        Ok(()) => user,
+                        // Another pod created it first, from a callback of the same person.
+                        Err(parlor_store::StoreError::Conflict(_)) => store
+                            .accounts
+                            .find_user_by_identity(&msg.identity)
+                            .await?
+                            .ok_or_else(taken)?,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            };
+            if msg.code {
+                Ok(SignedIn::Code(magic_code(store, cfg, &user.id).await?.0))
+            } else {
+                Ok(SignedIn::Tokens(issue(&d, &user, None).await?))
+            }
         })
     }
 }

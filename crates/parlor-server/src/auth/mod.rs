@@ -1,6 +1,7 @@
 //! Authentication: keys, tokens, passwords and the REST routes under /api/v1/auth.
 
 mod keys;
+pub(crate) mod oidc;
 mod password;
 mod room_passwords;
 mod tokens;

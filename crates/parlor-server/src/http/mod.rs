@@ -37,6 +37,8 @@ pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+mod oidc;
+
 /// The signed-in caller, or 401.
 async fn caller(req: &HttpRequest, shared: &Shared) -> ApiResult<UserRecord> {
     let token = bearer(req)
@@ -109,7 +111,8 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard
             // Outermost: an origin that is not allowed, or an address over its limit, is
             // refused before any other work, in the one error format.
             .wrap_fn(move |req, srv| {
-                let auth = AUTH_ROUTES.contains(&req.path());
+                let auth = AUTH_ROUTES.contains(&req.path())
+                    || req.path().starts_with("/api/v1/auth/oidc/");
                 let verdict = guard
                     .check_origin(req.request())
                     .and_then(|()| guard.rest(guard.client(req.request()), auth));
@@ -124,6 +127,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard
             .route("/auth/refresh", web::post().to(refresh))
             .route("/auth/magic", web::post().to(magic))
             .route("/auth/magic/redeem", web::post().to(redeem))
+            .configure(oidc::routes)
             .route("/rooms", web::get().to(list_rooms))
             .route("/rooms", web::post().to(create_room))
             .route("/rooms/{id}", web::get().to(get_room))
