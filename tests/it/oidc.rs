@@ -161,12 +161,22 @@ async fn begin(issuer: &str, pod: &str, provider: &str, who: &str) -> AtCallback
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
-    let mut jar = HashMap::new();
-    keep_cookies(&mut jar, &resp);
     let auth_url = resp.headers()[header::LOCATION]
         .to_str()
         .unwrap()
         .to_owned();
+    to_callback(issuer, pod, binding(&resp), &auth_url).await
+}
+
+/// The binding cookie that the pod's answer beginning a sign-in set.
+fn binding(resp: &reqwest::Response) -> String {
+    let mut jar = HashMap::new();
+    keep_cookies(&mut jar, resp);
+    format!("parlor_oidc={}", jar["parlor_oidc"])
+}
+
+/// A browser holding `cookie`, sent to the provider's `auth_url` and through it.
+async fn to_callback(issuer: &str, pod: &str, cookie: String, auth_url: &str) -> AtCallback {
     assert!(auth_url.starts_with(issuer), "{auth_url}");
     for part in [
         "code_challenge_method=S256",
@@ -177,8 +187,8 @@ async fn begin(issuer: &str, pod: &str, provider: &str, who: &str) -> AtCallback
         assert!(auth_url.contains(part), "{auth_url} lacks {part}");
     }
     AtCallback {
-        url: through_provider(issuer, pod, &auth_url).await,
-        cookie: format!("parlor_oidc={}", jar["parlor_oidc"]),
+        url: through_provider(issuer, pod, auth_url).await,
+        cookie,
     }
 }
 
@@ -344,15 +354,15 @@ async fn link(issuer: &str, pod: &str, token: &str, who: &str) -> (u16, String, 
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let mut jar = HashMap::new();
-    keep_cookies(&mut jar, &resp);
+    let cookie = binding(&resp);
     let body: Value = resp.json().await.unwrap();
     let auth_url = format!("{}&login_hint={who}", body["url"].as_str().unwrap());
-    let at = AtCallback {
-        url: through_provider(issuer, pod, &auth_url).await,
-        cookie: format!("parlor_oidc={}", jar["parlor_oidc"]),
-    };
-    finish(&at, true, None).await
+    finish(
+        &to_callback(issuer, pod, cookie, &auth_url).await,
+        true,
+        None,
+    )
+    .await
 }
 
 /// Any pod takes the callback: the sign-in starts on one pod and ends on another of the

@@ -170,6 +170,20 @@ async fn issue(d: &Deps, user: &UserRecord, family: Option<String>) -> ApiResult
     })
 }
 
+/// A new account with a fresh id and nothing to sign in with yet.
+fn new_account(name: String, role: GlobalRole) -> UserRecord {
+    UserRecord {
+        id: UserId(new_id("u_")),
+        name,
+        login: None,
+        password_hash: None,
+        role,
+        created_at_ms: now_ms(),
+        blocked: Vec::new(),
+        identities: Vec::new(),
+    }
+}
+
 fn hash_code(code: &str) -> String {
     hex::encode(Sha256::digest(code.trim().to_ascii_uppercase().as_bytes()))
 }
@@ -348,16 +362,7 @@ impl Handler<Guest> for UserManager {
         Box::pin(async move {
             let (store, cfg) = (&d.store, &d.cfg);
             let name = validate_name("name", &msg.name, cfg.limits.name_chars)?;
-            let user = UserRecord {
-                id: UserId(new_id("u_")),
-                name,
-                login: None,
-                password_hash: None,
-                role: GlobalRole::Guest,
-                created_at_ms: now_ms(),
-                blocked: Vec::new(),
-                identities: Vec::new(),
-            };
+            let user = new_account(name, GlobalRole::Guest);
             store.accounts.create_user(&user).await?;
             issue(&d, &user, None).await
         })
@@ -429,14 +434,9 @@ impl Handler<Register> for UserManager {
                 GlobalRole::User
             };
             let user = UserRecord {
-                id: UserId(new_id("u_")),
-                name,
                 login: Some(login),
                 password_hash: Some(hash),
-                role,
-                created_at_ms: now_ms(),
-                blocked: Vec::new(),
-                identities: Vec::new(),
+                ..new_account(name, role)
             };
             store
                 .accounts
@@ -688,15 +688,10 @@ impl Handler<ExternalLogin> for UserManager {
                     user
                 }
                 (None, None) => {
+                    let name = external_name(msg.name.as_deref(), cfg.limits.name_chars);
                     let user = UserRecord {
-                        id: UserId(new_id("u_")),
-                        name: external_name(msg.name.as_deref(), cfg.limits.name_chars),
-                        login: None,
-                        password_hash: None,
-                        role: GlobalRole::User,
-                        created_at_ms: now_ms(),
-                        blocked: Vec::new(),
                         identities: vec![msg.identity.clone()],
+                        ..new_account(name, GlobalRole::User)
                     };
                     match store.accounts.create_user(&user).await {
                         Ok(()) => user,

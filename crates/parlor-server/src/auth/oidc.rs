@@ -275,10 +275,17 @@ impl Oidc {
         Ok((url.to_string(), binding))
     }
 
-    /// Uses up a sign-in's state without completing it (the provider refused it).
-    pub(crate) async fn discard(&self, state: &str) -> ApiResult<()> {
-        self.store.accounts.take_login_state(&hash(state)).await?;
-        Ok(())
+    /// The provider answered `error` instead of a code: the state is used up, so that it
+    /// cannot be tried again, and the refusal is counted like the others.
+    pub(crate) async fn abandon(&self, state: &str, error: &str) -> ApiError {
+        if let Err(e) = self.store.accounts.take_login_state(&hash(state)).await {
+            return e.into();
+        }
+        self.metrics
+            .auth_failures
+            .with_label_values(&["oidc_denied"])
+            .inc();
+        refused(format!("the provider answered {error:?}"))
     }
 
     /// Completes a sign-in from the provider's callback. The state is used up whatever the

@@ -62,14 +62,9 @@ fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     api.into()
 }
 
-/// The sign-in routes, limited by `guard.auth_per_min` on top of the general REST limit.
-const AUTH_ROUTES: [&str; 5] = [
-    "/api/v1/auth/guest",
-    "/api/v1/auth/register",
-    "/api/v1/auth/login",
-    "/api/v1/auth/refresh",
-    "/api/v1/auth/magic/redeem",
-];
+/// The sign-in routes (guest, register, login, refresh, magic codes, third-party
+/// sign-in): limited by `guard.auth_per_min` on top of the general REST limit.
+const AUTH_PREFIX: &str = "/api/v1/auth/";
 
 /// CORS for the configured origins. Same-origin pages need none; requests from an origin
 /// that is not allowed were refused before this (see `public_routes`).
@@ -111,8 +106,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard
             // Outermost: an origin that is not allowed, or an address over its limit, is
             // refused before any other work, in the one error format.
             .wrap_fn(move |req, srv| {
-                let auth = AUTH_ROUTES.contains(&req.path())
-                    || req.path().starts_with("/api/v1/auth/oidc/");
+                let auth = req.path().starts_with(AUTH_PREFIX);
                 let verdict = guard
                     .check_origin(req.request())
                     .and_then(|()| guard.rest(guard.client(req.request()), auth));

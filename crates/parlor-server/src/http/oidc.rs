@@ -110,34 +110,25 @@ async fn callback(
 ) -> ApiResult<HttpResponse> {
     let q = q.into_inner();
     let binding = req.cookie(BINDING_COOKIE).map(|c| c.value().to_owned());
-    let outcome = async {
-        if let Some(error) = &q.error {
-            // Used up, so that the same state cannot be tried again.
-            let _ = shared.oidc.discard(&q.state).await;
-            return Err(ApiError::new(
-                ErrorCode::TokenInvalid,
-                format!("sign-in refused: the provider answered {error:?}"),
-            ));
-        }
-        if q.code.is_empty() || q.state.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                "the callback needs code and state",
-            ));
-        }
-        shared
-            .oidc
-            .finish(
-                &path,
-                &q.code,
-                &q.state,
-                q.iss.as_deref(),
-                binding.as_deref(),
-            )
-            .await
+    if let Some(error) = &q.error {
+        return Err(shared.oidc.abandon(&q.state, error).await);
     }
-    .await;
-    let verified = outcome?;
+    if q.code.is_empty() || q.state.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "the callback needs code and state",
+        ));
+    }
+    let verified = shared
+        .oidc
+        .finish(
+            &path,
+            &q.code,
+            &q.state,
+            q.iss.as_deref(),
+            binding.as_deref(),
+        )
+        .await?;
     let return_to = verified.return_to.clone();
     let signed_in = shared
         .users
