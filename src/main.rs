@@ -36,6 +36,16 @@ enum Command {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
+    /// Probe a running pod's admin port, for a container HEALTHCHECK: exits 0 when
+    /// /health/live (or, with --ready, /health/ready) answers 200, else 1.
+    Health {
+        /// Check readiness instead of liveness.
+        #[arg(long)]
+        ready: bool,
+        /// The admin address; by default the configured `server.admin_addr` on loopback.
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
+    },
     /// Run a bounded load scenario against pods (or redis-server, for the baseline).
     #[cfg(feature = "loadgen")]
     Bench(Box<parlor_bench::BenchArgs>),
@@ -134,6 +144,21 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(load(cli.config.as_ref(), &args)?),
         #[cfg(feature = "loadgen")]
         Command::Bench(args) => parlor_bench::main(*args),
+        Command::Health { ready, addr } => {
+            let addr = match addr {
+                Some(a) => a,
+                None => {
+                    let mut a = load(cli.config.as_ref(), &ServeArgs::default())?
+                        .server
+                        .admin_addr;
+                    if a.ip().is_unspecified() {
+                        a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    a
+                }
+            };
+            health(addr, ready)
+        }
         Command::Keygen { out } => {
             std::fs::create_dir_all(&out)?;
             let (private, public) = parlor_server::generate_pem()?;
@@ -168,6 +193,33 @@ fn main() -> anyhow::Result<()> {
             };
             verify::run(&export, deck.as_deref(), limits, commitment.as_deref()).map(drop)
         }
+    }
+}
+
+/// One GET on the admin port, with a deadline: a hung pod fails the check too.
+fn health(addr: std::net::SocketAddr, ready: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let path = if ready {
+        "/health/ready"
+    } else {
+        "/health/live"
+    };
+    let limit = std::time::Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, limit)?;
+    s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut status = [0u8; 12];
+    s.read_exact(&mut status)?;
+    match &status[9..] {
+        b"200" => Ok(()),
+        other => anyhow::bail!(
+            "{path} on {addr} answered {}",
+            String::from_utf8_lossy(other)
+        ),
     }
 }
 

@@ -322,7 +322,7 @@ async fn join_or_creates_fill_rooms_in_turn(cluster: Cluster) {
 }
 
 /// A real `parlor serve` process in a cluster.
-struct ProcPod {
+pub(crate) struct ProcPod {
     child: tokio::process::Child,
     public: std::net::SocketAddr,
 }
@@ -359,6 +359,32 @@ impl ProcPod {
         parlor_client::Rest::new(format!("http://{}", self.public))
     }
 
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.public)
+    }
+
+    /// A guest, connected, with its Welcome (for the resume token).
+    pub(crate) async fn welcomed(&self, name: &str) -> (Connection, v1::Welcome) {
+        let tokens = self.rest().guest(name).await.unwrap();
+        let mut c = Connection::connect(&self.ws_url()).await.unwrap();
+        let welcome = c.hello(Some(&tokens.access_token)).await.unwrap();
+        (c, welcome)
+    }
+
+    /// SIGTERM, then the exit status, which must come `within`.
+    pub(crate) async fn term(mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the pod is running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the pod did not exit within its drain budget")
+            .unwrap()
+    }
+
     /// SIGKILL: no drain, no flush, no lease released.
     async fn kill(&mut self) {
         self.child.start_kill().unwrap();
@@ -373,7 +399,7 @@ async fn proc_cluster(n: usize, redis: &RedisServer, dir: &std::path::Path) -> V
 }
 
 /// As `proc_cluster`, with more environment for pod `i` from `extra(i)`.
-async fn proc_cluster_with(
+pub(crate) async fn proc_cluster_with(
     n: usize,
     redis: &RedisServer,
     dir: &std::path::Path,

@@ -3,6 +3,7 @@ mod auth;
 mod authz;
 mod bad_input;
 mod cluster;
+mod drain;
 mod games;
 mod oidc;
 mod ops;

@@ -62,7 +62,8 @@ pub struct Metrics {
     pub tracker_records: IntCounterVec,
     /// Store writes that failed and will be retried, by kind.
     pub store_retries: IntCounterVec,
-    /// Room leases, by outcome: claimed, lost, refused (another pod is home).
+    /// Room leases, by outcome: claimed, lost, elsewhere (another pod is home), released
+    /// (handed over by a draining pod).
     pub leases: IntCounterVec,
     /// Room events the cluster backend refused or could not record, by reason.
     pub publish_failures: IntCounterVec,
@@ -104,6 +105,8 @@ pub struct Metrics {
     pub store_refused_writes: IntCounterVec,
     /// Store round trips by operation.
     pub store_seconds: HistogramVec,
+    /// From a home numbering a room event to its being recorded: what an answer waits for.
+    pub event_record_seconds: Histogram,
     /// Chat lines that room writers hold because the store refused them.
     pub chat_unsaved: IntGauge,
     /// Store calls that failed, by operation.
@@ -114,6 +117,9 @@ pub struct Metrics {
     pub(crate) frame_time: Vec<Histogram>,
     pub(crate) out_room_event: IntCounter,
     pub(crate) out_direct: IntCounter,
+    /// Every registered family's name and labels, which /metrics omits for a labelled
+    /// family until one of its children is used.
+    families: Vec<(String, Vec<String>)>,
 }
 
 impl Metrics {
@@ -152,7 +158,7 @@ impl Metrics {
             .collect();
         let out_room_event = frames_out.with_label_values(&["room_event"]);
         let out_direct = frames_out.with_label_values(&["direct"]);
-        let m = Metrics {
+        let mut m = Metrics {
             connections: IntGauge::new("connections", "Open WebSocket connections").unwrap(),
             rooms: IntGauge::new("rooms", "Live rooms on this pod").unwrap(),
             members: IntGauge::new("members", "Room memberships of local connections").unwrap(),
@@ -316,7 +322,7 @@ impl Metrics {
             )
             .unwrap(),
             rating_conflicts: IntCounter::new(
-                "parlor_rating_conflicts_total",
+                "rating_conflicts_total",
                 "Finished games rated again because a player's rating moved meanwhile",
             )
             .unwrap(),
@@ -354,6 +360,17 @@ impl Metrics {
                 &["op"],
             )
             .unwrap(),
+            event_record_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "event_record_seconds",
+                    "Time from numbering a room event to its being recorded",
+                )
+                .buckets(vec![
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5,
+                ]),
+            )
+            .unwrap(),
             chat_unsaved: IntGauge::new(
                 "chat_unsaved",
                 "Chat lines that room writers hold because the store refused them",
@@ -372,7 +389,9 @@ impl Metrics {
             frame_time,
             out_room_event,
             out_direct,
+            families: Vec::new(),
         };
+        let mut families = Vec::new();
         let r = &m.registry;
         for c in [
             Box::new(m.connections.clone()) as Box<dyn prometheus::core::Collector>,
@@ -412,13 +431,25 @@ impl Metrics {
             Box::new(m.rating_conflicts.clone()),
             Box::new(m.store_refused_writes.clone()),
             Box::new(m.store_seconds.clone()),
+            Box::new(m.event_record_seconds.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.chat_unsaved.clone()),
             Box::new(m.refused.clone()),
         ] {
+            families.extend(
+                c.desc()
+                    .iter()
+                    .map(|d| (d.fq_name.clone(), d.variable_labels.clone())),
+            );
             r.register(c).expect("metric names are unique");
         }
+        m.families = families;
         m
+    }
+
+    /// Every metric family's full name and label names, registered or not yet exposed.
+    pub fn families(&self) -> &[(String, Vec<String>)] {
+        &self.families
     }
 
     /// Brings the subscriber's running totals into the counters.

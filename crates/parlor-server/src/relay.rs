@@ -323,33 +323,76 @@ impl Relay {
             .map(|(r, rr)| (r.clone(), rr.home.clone()))
             .collect();
         for (room, home) in rooms {
-            let holder = match self.leases.holder(&room).await {
-                Ok(h) => h,
+            if !self.watch(&room, &home).await {
                 // Redis is down: nothing can move meanwhile.
-                Err(_) => return,
-            };
-            match holder {
-                Some(l) if l.pod == home => {}
-                Some(l) => self.rehome(&room, l.pod).await,
-                None => {
-                    // The home stopped renewing: claim the room (another pod may win).
-                    let found = self
-                        .manager
-                        .send(rooms::Resolve {
-                            room_id: room.0.clone(),
-                            code: String::new(),
-                        })
-                        .await;
-                    match found {
-                        Ok(Ok((_, rooms::RoomRef::Local(addr)))) => self.adopt(&room, addr).await,
-                        Ok(Ok((_, rooms::RoomRef::Remote(pod)))) => self.rehome(&room, pod).await,
-                        Ok(Err(e)) => {
-                            tracing::warn!(room_id = %room, error = %e, "room takeover failed")
-                        }
-                        Err(_) => {}
+                return;
+            }
+        }
+    }
+
+    /// Follows one remote room's home; false if the lease could not be read.
+    async fn watch(self: &Arc<Self>, room: &RoomId, home: &Arc<str>) -> bool {
+        let holder = match self.leases.holder(room).await {
+            Ok(h) => h,
+            Err(_) => return false,
+        };
+        match holder {
+            Some(l) if l.pod == *home => {}
+            Some(l) => self.rehome(room, l.pod).await,
+            None => {
+                // The home stopped renewing: claim the room (another pod may win).
+                let found = self
+                    .manager
+                    .send(rooms::Resolve {
+                        room_id: room.0.clone(),
+                        code: String::new(),
+                    })
+                    .await;
+                match found {
+                    Ok(Ok((_, rooms::RoomRef::Local(addr)))) => self.adopt(room, addr).await,
+                    Ok(Ok((_, rooms::RoomRef::Remote(pod)))) => self.rehome(room, pod).await,
+                    Ok(Err(e)) => {
+                        tracing::warn!(room_id = %room, error = %e, "room takeover failed")
                     }
+                    Err(_) => {}
                 }
             }
+        }
+        true
+    }
+
+    /// A draining pod released these rooms: those this pod follows are taken over now.
+    async fn on_released(self: &Arc<Self>, from: &str, rooms: Vec<String>) {
+        let followed: Vec<RoomId> = {
+            let remote = self.remote.lock().await;
+            rooms
+                .into_iter()
+                .map(RoomId)
+                .filter(|r| remote.get(r).is_some_and(|rr| *rr.home == *from))
+                .collect()
+        };
+        let from: Arc<str> = from.into();
+        for room in followed {
+            let (me, from) = (self.clone(), from.clone());
+            actix::spawn(async move {
+                me.watch(&room, &from).await;
+            });
+        }
+    }
+
+    /// Tells every other live pod which rooms this draining pod released.
+    pub(crate) async fn released(&self, presence: &dyn Presence, rooms: Vec<RoomId>) {
+        let Ok(pods) = presence.pods().await else {
+            return;
+        };
+        let room_ids: Vec<String> = rooms.into_iter().map(|r| r.0).collect();
+        for pod in pods.iter().filter(|p| *p.name != *self.link.pod) {
+            self.link.send(
+                &pod.name,
+                pod_message::Body::Released(v1::Released {
+                    room_ids: room_ids.clone(),
+                }),
+            );
         }
     }
 
@@ -480,6 +523,7 @@ impl Relay {
                 }
             }
             Some(pod_message::Body::Call(c)) => self.on_call(from, c),
+            Some(pod_message::Body::Released(r)) => self.on_released(&from, r.room_ids).await,
             Some(pod_message::Body::Announce(a)) => {
                 let Some(update) = a.update.and_then(|u| u.update) else {
                     return;

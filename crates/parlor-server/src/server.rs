@@ -398,6 +398,14 @@ pub async fn run_with_games(
     tracing::info!("draining");
     shared.draining.store(true, Ordering::Release);
     public_handle.pause().await;
+    // Rooms move before their members are told to go, so that members who reconnect to
+    // another pod find their rooms taken over there (docs/operations.md, the drain).
+    let released = rooms
+        .send(crate::rooms::HandOverAll)
+        .await
+        .unwrap_or_default();
+    let handed_over = released.len();
+    shared.relay.released(&*shared.presence, released).await;
     let told = conns
         .send(connections::Drain {
             reason: "server shutting down".into(),
@@ -417,7 +425,12 @@ pub async fn run_with_games(
             .send(crate::analytics::FlushAnalytics)
             .await
             .unwrap_or(false);
-    tracing::info!(clients_told = told, stats_flushed = flushed, "drained");
+    tracing::info!(
+        rooms_handed_over = handed_over,
+        clients_told = told,
+        stats_flushed = flushed,
+        "drained"
+    );
     public_handle.stop(true).await;
     admin_handle.stop(true).await;
     let _ = public_task.await;

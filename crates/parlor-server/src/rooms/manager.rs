@@ -21,7 +21,7 @@ use parlor_core::{new_id, new_room_code, now_ms, Room, RoomId};
 use parlor_protocol::{v1, ErrorCode};
 use parlor_store::Store;
 
-use super::room::{Recheck, RoomActor};
+use super::room::{HandOver, Recheck, RoomActor};
 use crate::{
     error::{ApiError, ApiResult},
     stats::StatsTracker,
@@ -80,6 +80,8 @@ pub(crate) struct RoomManager {
     owned: HashMap<parlor_core::UserId, usize>,
     /// ...and the owner each such room counts against until it closes.
     counted: HashMap<RoomId, parlor_core::UserId>,
+    /// The pod is draining: it homes no room any more (HandOverAll).
+    draining: bool,
 }
 
 /// A room ready to run here: its state as of `seq`, and the lease that makes this pod its
@@ -136,6 +138,7 @@ impl RoomManager {
             leases: HashMap::new(),
             owned: HashMap::new(),
             counted: HashMap::new(),
+            draining: false,
         }
     }
 
@@ -480,6 +483,9 @@ impl Handler<Create> for RoomManager {
     type Result = ResponseActFuture<Self, Found>;
 
     fn handle(&mut self, msg: Create, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.draining {
+            return Box::pin(actix::fut::ready(Err(draining())));
+        }
         let deps = self.deps.clone();
         let owner = msg.owner.user_id.clone();
         // Counted here, on the pod that creates (and first homes) the room: the place is
@@ -530,6 +536,9 @@ impl Handler<Resolve> for RoomManager {
                 RoomRef::Local(addr),
             ))));
         }
+        if self.draining {
+            return Box::pin(actix::fut::ready(Err(draining())));
+        }
         let deps = self.deps.clone();
         let fut = async move {
             let id = if !msg.room_id.is_empty() {
@@ -563,6 +572,9 @@ impl Handler<FindOrCreate> for RoomManager {
     type Result = ResponseActFuture<Self, Found>;
 
     fn handle(&mut self, msg: FindOrCreate, _ctx: &mut Context<Self>) -> Self::Result {
+        if self.draining {
+            return Box::pin(actix::fut::ready(Err(draining())));
+        }
         let deps = self.deps.clone();
         let live = self.live.clone();
         let fut = async move {
@@ -662,6 +674,50 @@ impl Handler<Closed> for RoomManager {
                 self.release(&owner);
             }
         }
+    }
+}
+
+/// What a draining pod answers instead of homing a room.
+fn draining() -> ApiError {
+    ApiError::unavailable("this pod is shutting down; reconnect to another")
+}
+
+/// The pod is draining: from now on it homes no room, and every live room hands over
+/// (room::HandOver). Answers the rooms whose leases were released, for the other pods
+/// to take over at once.
+#[derive(Message)]
+#[rtype(result = "Vec<RoomId>")]
+pub(crate) struct HandOverAll;
+
+impl Handler<HandOverAll> for RoomManager {
+    type Result = actix::ResponseFuture<Vec<RoomId>>;
+
+    fn handle(&mut self, _: HandOverAll, _ctx: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        let rooms: Vec<(RoomId, Addr<RoomActor>)> = self
+            .live
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, a)| (id.clone(), a.clone()))
+            .collect();
+        let metrics = self.deps.metrics.clone();
+        Box::pin(async move {
+            let asked = rooms.into_iter().map(|(id, room)| async move {
+                room.send(HandOver).await.unwrap_or(false).then_some(id)
+            });
+            let released: Vec<RoomId> = futures_util::future::join_all(asked)
+                .await
+                .into_iter()
+                .flatten()
+                .collect();
+            metrics
+                .leases
+                .with_label_values(&["released"])
+                .inc_by(released.len() as u64);
+            released
+        })
     }
 }
 

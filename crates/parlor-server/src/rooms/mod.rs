@@ -10,7 +10,7 @@ mod writer;
 
 pub(crate) use fanout::LocalFanout;
 pub(crate) use manager::{
-    Create, FindOrCreate, FlushAll, LiveRooms, Resolve, RoomDeps, RoomManager, RoomRef,
+    Create, FindOrCreate, FlushAll, HandOverAll, LiveRooms, Resolve, RoomDeps, RoomManager, RoomRef,
 };
 pub(crate) use peer::{Peer, RemotePeer};
 pub(crate) use room::{Act, Action, Announce, DeleteRoom, Join, JoinSpec, Leave, RoomActor};

@@ -389,7 +389,9 @@ impl Handler<SessionNotice> for WsSession {
                     0,
                     Body::Reconnect(v1::Reconnect {
                         reason: reason.clone(),
-                        retry_after_ms: 1000,
+                        // Spread out, so that a drained pod's clients do not all arrive at
+                        // once; their rooms have moved already.
+                        retry_after_ms: rand::random_range(100..1000),
                     }),
                 ));
                 self.close_with(ctx, close::GOING_AWAY, &reason);

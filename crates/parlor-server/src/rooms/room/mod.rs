@@ -35,7 +35,7 @@ mod takeover;
 
 use applied::Applied;
 use recording::Published;
-pub(crate) use recording::Recheck;
+pub(crate) use recording::{HandOver, Recheck};
 
 use std::{
     collections::{HashMap, VecDeque},

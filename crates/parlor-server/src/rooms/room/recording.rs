@@ -46,6 +46,16 @@ impl RoomActor {
             .deps
             .broker
             .publish(&self.id, &self.lease, seq, frame, origin, writes);
+        let (numbered, metrics) = (Instant::now(), self.deps.metrics.clone());
+        let recorded = Box::pin(async move {
+            let r = recorded.await;
+            if r.is_ok() {
+                metrics
+                    .event_record_seconds
+                    .observe(numbered.elapsed().as_secs_f64());
+            }
+            r
+        });
         Published { seq, recorded }
     }
 
@@ -313,6 +323,66 @@ impl RoomActor {
                 let _ = deps.broker.unsubscribe(&id, sub).await;
             });
         }
+    }
+}
+
+/// How long a room that hands over waits for the publishes it has in flight.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(2);
+
+/// The pod is draining. The room stops taking actions (they are refused as unavailable, as
+/// during a reload), waits for its publishes in flight, hands its pending writes to the
+/// store, and releases its lease, so that another pod takes it over at once instead of
+/// after the lease lapses. Answers whether the lease was released.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct HandOver;
+
+impl Handler<HandOver> for RoomActor {
+    type Result = actix::ResponseFuture<bool>;
+
+    fn handle(&mut self, _: HandOver, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closed || self.room.take().is_none() {
+            return Box::pin(async { false });
+        }
+        self.stale = None;
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        let deadline = Instant::now() + HAND_OVER_WAIT;
+        // Polled rather than awaited: the publishes settle in this actor's own context.
+        let poll = ctx.run_interval(Duration::from_millis(5), move |act, ctx| {
+            if act.recorded < act.seq && Instant::now() < deadline {
+                return;
+            }
+            if let Some(tx) = tx.take() {
+                act.step_down(tx, ctx);
+            }
+        });
+        self.timers.push(poll);
+        Box::pin(async move { rx.await.unwrap_or(false) })
+    }
+}
+
+impl RoomActor {
+    fn step_down(&mut self, done: oneshot::Sender<bool>, ctx: &mut Context<Self>) {
+        if self.recorded < self.seq {
+            tracing::warn!(room_id = %self.id, seq = self.seq, recorded = self.recorded,
+                "handing over with publishes unanswered; their senders were not answered");
+        }
+        let sub = self.stop(ctx);
+        let (deps, id, lease) = (self.deps.clone(), self.id.clone(), self.lease.clone());
+        let (flushed, landed) = oneshot::channel();
+        let _ = self.writer.send(Write::Barrier(flushed));
+        actix::spawn(async move {
+            let _ = landed.await;
+            if let Some(sub) = sub {
+                let _ = deps.broker.unsubscribe(&id, sub).await;
+            }
+            let released = deps.leases.release(&id, &lease).await;
+            if let Err(e) = &released {
+                tracing::warn!(room_id = %id, error = %e, "lease release failed; it lapses instead");
+            }
+            let _ = done.send(released.is_ok());
+        });
     }
 }
 
