@@ -1341,3 +1341,105 @@ async fn analytics_stream(kind: StoreKind) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The metrics reference in docs/operations.md: each row's name, type and labels.
+fn metrics_reference() -> std::collections::HashMap<String, (String, Vec<String>)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let section = doc
+        .split("\n## Metrics reference\n")
+        .nth(1)
+        .expect("docs/operations.md has a metrics reference");
+    let mut rows = std::collections::HashMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `parlor_")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let labels = cells[3]
+            .split(',')
+            .map(|l| l.trim().trim_matches('`').to_owned())
+            .filter(|l| !l.is_empty())
+            .collect();
+        let name = cells[1].trim_matches('`').to_owned();
+        assert!(
+            rows.insert(name.clone(), (cells[2].to_owned(), labels))
+                .is_none(),
+            "{name} is in the reference twice"
+        );
+    }
+    rows
+}
+
+#[tokio::test]
+async fn every_metric_on_metrics_is_in_the_reference() {
+    let reference = metrics_reference();
+    // Every registered family, labelled ones included, and nothing the pod lacks.
+    let families = parlor_server::Metrics::new().families().to_vec();
+    for (name, labels) in &families {
+        let (_, documented) = reference
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is missing from the metrics reference"));
+        assert_eq!(documented, labels, "the labels of {name}");
+    }
+    for name in reference.keys() {
+        assert!(
+            families.iter().any(|(n, _)| n == name),
+            "the reference lists {name}, which the pod does not have"
+        );
+    }
+
+    // What a live pod exposes, with the types it says.
+    let s = TestServer::start().await;
+    let (mut a, _) = s.guest("a").await;
+    let room = open_room(&mut a, create("m", "piano")).await;
+    a.chat(&room.id, "hi").await.unwrap();
+    let _ = a.join_room(join_id("no-such-room")).await;
+    let m = s.metrics().await;
+    let mut typed = 0;
+    for line in m.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            let (documented, _) = reference
+                .get(name)
+                .unwrap_or_else(|| panic!("/metrics has {name}, which the reference lacks"));
+            assert_eq!(documented, kind, "the type of {name}");
+            typed += 1;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let series = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| series.strip_suffix(s))
+                .filter(|f| reference.get(*f).is_some_and(|(k, _)| k == "histogram"))
+                .unwrap_or(series);
+            assert!(reference.contains_key(family), "/metrics has {series}");
+        }
+    }
+    assert!(typed >= 20, "only {typed} families exposed:\n{m}");
+}
+
+#[tokio::test]
+async fn the_health_command_probes_the_admin_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, admin) = spawn_pod(dir.path(), &[], std::process::Stdio::null());
+    let probe = |args: &[&str]| {
+        parlor()
+            .arg("health")
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let addr = admin.to_string();
+    let mut ready = false;
+    for _ in 0..400 {
+        if probe(&["--ready", "--addr", &addr]) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the pod never answered ready");
+    assert!(probe(&["--addr", &addr]), "live");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    assert!(!probe(&["--addr", &addr]), "a stopped pod passed");
+}

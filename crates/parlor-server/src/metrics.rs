@@ -6,6 +6,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// The registry's prefix, which it puts before every name when it renders.
+const PREFIX: &str = "parlor";
+
 /// Inbound frame types, the bounded values of the `type` label. `FRAME_TYPES[i]` names
 /// `Metrics::frame_in[i]` and `Metrics::frame_time[i]`.
 pub(crate) const FRAME_TYPES: [&str; 15] = [
@@ -126,7 +129,7 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Metrics {
         let registry =
-            Registry::new_custom(Some("parlor".into()), None).expect("a constant prefix is valid");
+            Registry::new_custom(Some(PREFIX.into()), None).expect("a constant prefix is valid");
         let frames_in = IntCounterVec::new(
             Opts::new("frames_in_total", "Inbound frames by message type"),
             &["type"],
@@ -439,7 +442,7 @@ impl Metrics {
             families.extend(
                 c.desc()
                     .iter()
-                    .map(|d| (d.fq_name.clone(), d.variable_labels.clone())),
+                    .map(|d| (format!("{PREFIX}_{}", d.fq_name), d.variable_labels.clone())),
             );
             r.register(c).expect("metric names are unique");
         }
