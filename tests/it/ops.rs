@@ -1439,6 +1439,16 @@ async fn the_health_command_probes_the_admin_port() {
     }
     assert!(ready, "the pod never answered ready");
     assert!(probe(&["--addr", &addr]), "live");
+    // Without --addr, as the image's HEALTHCHECK runs it: the configured admin address.
+    let configured = parlor()
+        .arg("health")
+        .env(
+            "PARLOR_SERVER__ADMIN_ADDR",
+            format!("0.0.0.0:{}", admin.port()),
+        )
+        .status()
+        .unwrap();
+    assert!(configured.success(), "the configured admin address");
     child.start_kill().unwrap();
     let _ = child.wait().await;
     assert!(!probe(&["--addr", &addr]), "a stopped pod passed");

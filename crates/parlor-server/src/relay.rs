@@ -152,6 +152,9 @@ pub(crate) struct Relay {
     /// REST calls made to other pods, waiting for their answer, by call id.
     calls: Mutex<HashMap<u64, oneshot::Sender<ApiResult<()>>>>,
     next_call: std::sync::atomic::AtomicU64,
+    /// Rooms whose home is being checked now: one check at a time per room, so that the
+    /// periodic check and a Released message do not both move the same members.
+    watching: Mutex<std::collections::HashSet<RoomId>>,
 }
 
 /// Forwarded requests other than joins with no answer yet, by origin: the session's id,
@@ -278,6 +281,7 @@ impl Relay {
             unanswered: Arc::default(),
             calls: Mutex::new(HashMap::new()),
             next_call: std::sync::atomic::AtomicU64::new(1),
+            watching: Mutex::default(),
         });
         // One task reads the inbox in order; the handler only queues.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
@@ -332,12 +336,27 @@ impl Relay {
 
     /// Follows one remote room's home; false if the lease could not be read.
     async fn watch(self: &Arc<Self>, room: &RoomId, home: &Arc<str>) -> bool {
+        let watching = || self.watching.lock().unwrap_or_else(PoisonError::into_inner);
+        if !watching().insert(room.clone()) {
+            return true;
+        }
+        let ok = self.watch_one(room, home).await;
+        watching().remove(room);
+        ok
+    }
+
+    async fn watch_one(self: &Arc<Self>, room: &RoomId, home: &Arc<str>) -> bool {
         let holder = match self.leases.holder(room).await {
             Ok(h) => h,
             Err(_) => return false,
         };
         match holder {
             Some(l) if l.pod == *home => {}
+            // Claimed here since the room was listed (a join through this pod).
+            Some(l) if *l.pod == *self.link.pod => match self.live.get(&room.0) {
+                Some(addr) => self.adopt(room, addr).await,
+                None => self.rehome(room, l.pod).await,
+            },
             Some(l) => self.rehome(room, l.pod).await,
             None => {
                 // The home stopped renewing: claim the room (another pod may win).

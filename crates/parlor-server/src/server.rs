@@ -394,15 +394,23 @@ pub async fn run_with_games(
     tracing::info!(%public_addr, %admin_addr, pod = %cfg.server.pod_name, "parlor pod serving");
 
     shutdown.await;
-    let deadline = Instant::now() + grace;
+    // The budget: rooms hand over within half of it, clients leave by three quarters, and
+    // the final flush takes the rest, so that the pod exits within it.
+    let started = Instant::now();
+    let (handed_by, clients_by) = (started + grace / 2, started + grace * 3 / 4);
+    let deadline = started + grace;
     tracing::info!("draining");
     shared.draining.store(true, Ordering::Release);
     public_handle.pause().await;
     // Rooms move before their members are told to go, so that members who reconnect to
     // another pod find their rooms taken over there (docs/operations.md, the drain).
-    let released = rooms
-        .send(crate::rooms::HandOverAll)
+    let released = tokio::time::timeout_at(handed_by.into(), rooms.send(crate::rooms::HandOverAll))
         .await
+        .unwrap_or_else(|_| {
+            // Those released are claimed at the other pods' next lease check instead.
+            tracing::warn!("rooms did not all hand over within half the drain budget");
+            Ok(Vec::new())
+        })
         .unwrap_or_default();
     let handed_over = released.len();
     shared.relay.released(&*shared.presence, released).await;
@@ -412,26 +420,35 @@ pub async fn run_with_games(
         })
         .await
         .unwrap_or(0);
-    while Instant::now() < deadline {
-        if conns.send(connections::Count).await.unwrap_or(0) == 0 {
+    let mut left = told;
+    while Instant::now() < clients_by {
+        left = conns.send(connections::Count).await.unwrap_or(0);
+        if left == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = rooms.send(crate::rooms::FlushAll).await;
-    let flushed = user_stats.send(stats::Flush).await.unwrap_or(false)
-        & room_stats.send(stats::Flush).await.unwrap_or(false)
-        & analytics
-            .send(crate::analytics::FlushAnalytics)
-            .await
-            .unwrap_or(false);
+    let flush = async {
+        let _ = rooms.send(crate::rooms::FlushAll).await;
+        user_stats.send(stats::Flush).await.unwrap_or(false)
+            & room_stats.send(stats::Flush).await.unwrap_or(false)
+            & analytics
+                .send(crate::analytics::FlushAnalytics)
+                .await
+                .unwrap_or(false)
+    };
+    let flushed = tokio::time::timeout_at(deadline.into(), flush)
+        .await
+        .unwrap_or(false);
     tracing::info!(
         rooms_handed_over = handed_over,
         clients_told = told,
+        clients_left_open = left,
         stats_flushed = flushed,
         "drained"
     );
-    public_handle.stop(true).await;
+    // Sockets still open at this point are closed, not waited for.
+    public_handle.stop(left == 0).await;
     admin_handle.stop(true).await;
     let _ = public_task.await;
     let _ = admin_task.await;

@@ -516,10 +516,19 @@ impl Handler<Create> for RoomManager {
                         }
                     };
                     let id = homed.room.info.id.clone();
+                    let room = match act.start(homed, ctx) {
+                        Ok(room) => room,
+                        Err(e) => {
+                            if counted {
+                                act.release(&owner);
+                            }
+                            return Err(e);
+                        }
+                    };
                     if counted {
                         act.counted.insert(id.clone(), owner);
                     }
-                    Ok((id, RoomRef::Local(act.spawn(homed, ctx.address()))))
+                    Ok((id, RoomRef::Local(room)))
                 }),
         )
     }
@@ -563,7 +572,7 @@ impl Handler<Resolve> for RoomManager {
         };
         Box::pin(
             fut.into_actor(self)
-                .map(|res, act, ctx| res.map(|(id, o)| act.place(id, o, ctx))),
+                .map(|res, act, ctx| res.and_then(|(id, o)| act.place(id, o, ctx))),
         )
     }
 }
@@ -618,7 +627,7 @@ impl Handler<FindOrCreate> for RoomManager {
         };
         Box::pin(
             fut.into_actor(self)
-                .map(|res, act, ctx| res.map(|(id, o)| act.place(id, o, ctx))),
+                .map(|res, act, ctx| res.and_then(|(id, o)| act.place(id, o, ctx))),
         )
     }
 }
@@ -642,10 +651,10 @@ enum Opened {
 
 impl RoomManager {
     /// Starts a room that became homed here; says where the others run.
-    fn place(&mut self, id: RoomId, o: Opened, ctx: &mut Context<Self>) -> (RoomId, RoomRef) {
+    fn place(&mut self, id: RoomId, o: Opened, ctx: &mut Context<Self>) -> Found {
         let at = match o {
             Opened::Live(addr) => RoomRef::Local(addr),
-            Opened::New(homed) => RoomRef::Local(self.spawn(*homed, ctx.address())),
+            Opened::New(homed) => RoomRef::Local(self.start(*homed, ctx)?),
             Opened::Remote(pod) => {
                 self.deps
                     .metrics
@@ -655,7 +664,20 @@ impl RoomManager {
                 RoomRef::Remote(pod)
             }
         };
-        (id, at)
+        Ok((id, at))
+    }
+
+    /// Starts a room homed here, unless the pod began draining while its lease was being
+    /// claimed: then the lease goes back at once, for another pod to take.
+    fn start(&mut self, homed: Homed, ctx: &mut Context<Self>) -> ApiResult<Addr<RoomActor>> {
+        if self.draining {
+            let leases = self.deps.leases.clone();
+            actix::spawn(async move {
+                let _ = leases.release(&homed.room.info.id, &homed.lease).await;
+            });
+            return Err(draining());
+        }
+        Ok(self.spawn(homed, ctx.address()))
     }
 }
 

@@ -59,11 +59,7 @@ impl RoomActor {
             action,
         } = msg;
         if self.closed {
-            return self.err(
-                &reply,
-                rid,
-                &CoreError::new(ErrorCode::RoomNotFound, "room closed"),
-            );
+            return self.err(&reply, rid, &self.closed_error());
         }
         if self.room.is_none() {
             return self.err(

@@ -248,6 +248,10 @@ pub(crate) struct RoomActor {
     acting: Origin,
     /// A reload is under way (its retries included).
     reloading: bool,
+    /// A hand-over asked for while the room was reloading, begun once the reload is done.
+    hand_over: Option<oneshot::Sender<bool>>,
+    /// The room was handed over to another pod (closed here, but not gone).
+    handed_over: bool,
     /// A server-run room's game; None for a relay room.
     game: Option<parlor_games::Host>,
     /// The game changed since its state was last written with an event.
@@ -296,6 +300,8 @@ impl RoomActor {
             applied: Applied::default(),
             acting: Origin::default(),
             reloading: false,
+            hand_over: None,
+            handed_over: false,
             game,
             game_dirty: false,
             game_timers: HashMap::new(),
@@ -407,6 +413,18 @@ impl RoomActor {
             let lines = std::mem::take(&mut self.pending_chat);
             self.backlog.handed(lines.len());
             let _ = self.writer.send(Write::Chat(lines));
+        }
+    }
+
+    /// What a closed room answers: a room that moved is retried, one that closed is gone.
+    fn closed_error(&self) -> CoreError {
+        if self.handed_over {
+            CoreError::new(
+                ErrorCode::Unavailable,
+                "the room is moving to another pod; try again",
+            )
+        } else {
+            CoreError::new(ErrorCode::RoomNotFound, "room closed")
         }
     }
 
@@ -582,7 +600,8 @@ impl RoomActor {
 
     fn on_join(&mut self, msg: Join, ctx: &mut Context<Self>) -> Result<Joining, ApiError> {
         if self.closed {
-            return Err(ApiError::new(ErrorCode::RoomNotFound, "room closed"));
+            let e = self.closed_error();
+            return Err(ApiError::new(e.code, e.message));
         }
         let room = self
             .room

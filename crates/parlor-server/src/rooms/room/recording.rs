@@ -259,6 +259,11 @@ impl RoomActor {
             act.stale = None;
             act.reloading = false;
             act.room = Some(room);
+            if let Some(done) = act.hand_over.take() {
+                // The pod began draining meanwhile: the room goes on elsewhere.
+                act.room = None;
+                return act.begin_hand_over(done, ctx);
+            }
             act.learn_applied(ctx);
             act.hold_absent(ctx);
             act.arm_game_timers(ctx);
@@ -341,12 +346,27 @@ impl Handler<HandOver> for RoomActor {
     type Result = actix::ResponseFuture<bool>;
 
     fn handle(&mut self, _: HandOver, ctx: &mut Context<Self>) -> Self::Result {
-        if self.closed || self.room.take().is_none() {
+        if self.closed {
             return Box::pin(async { false });
         }
-        self.stale = None;
         let (tx, rx) = oneshot::channel();
-        let mut tx = Some(tx);
+        if self.room.take().is_some() {
+            self.begin_hand_over(tx, ctx);
+        } else {
+            // Reloading (after a failed publish or a panic): hand over once it is back,
+            // rather than let the reload claim the lease again here.
+            self.hand_over = Some(tx);
+        }
+        Box::pin(async move { rx.await.unwrap_or(false) })
+    }
+}
+
+impl RoomActor {
+    /// The room is taken out (actions are refused as unavailable); once its publishes in
+    /// flight are answered, it steps down.
+    fn begin_hand_over(&mut self, done: oneshot::Sender<bool>, ctx: &mut Context<Self>) {
+        self.stale = None;
+        let mut tx = Some(done);
         let deadline = Instant::now() + HAND_OVER_WAIT;
         // Polled rather than awaited: the publishes settle in this actor's own context.
         let poll = ctx.run_interval(Duration::from_millis(5), move |act, ctx| {
@@ -358,16 +378,14 @@ impl Handler<HandOver> for RoomActor {
             }
         });
         self.timers.push(poll);
-        Box::pin(async move { rx.await.unwrap_or(false) })
     }
-}
 
-impl RoomActor {
     fn step_down(&mut self, done: oneshot::Sender<bool>, ctx: &mut Context<Self>) {
         if self.recorded < self.seq {
             tracing::warn!(room_id = %self.id, seq = self.seq, recorded = self.recorded,
                 "handing over with publishes unanswered; their senders were not answered");
         }
+        self.handed_over = true;
         let sub = self.stop(ctx);
         let (deps, id, lease) = (self.deps.clone(), self.id.clone(), self.lease.clone());
         let (flushed, landed) = oneshot::channel();
