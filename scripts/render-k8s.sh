@@ -5,7 +5,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-HELM="${PARLOR_TOOLS:-$HOME/.cache/parlor/tools}/bin/helm"
+HELM="${OPS_TOOLS:-$HOME/.cache/parlor/tools}/bin/helm"
 
 check=0
 case "${1:-}" in
