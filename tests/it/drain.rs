@@ -99,7 +99,11 @@ async fn resume(url: &str, welcome: &v1::Welcome, room: &str, seen: &Seen) -> Co
         })
         .await
         .unwrap();
-    assert!(back.resumed && !back.resync, "{back:?}");
+    assert!(
+        back.resumed && !back.resync,
+        "after seq {:?}: {back:?}",
+        seen.seqs.last()
+    );
     c
 }
 

@@ -461,10 +461,8 @@ impl Relay {
     async fn adopt(self: &Arc<Self>, room: &RoomId, addr: actix::Addr<rooms::RoomActor>) {
         tracing::info!(room_id = %room, "took the room over; members join it here");
         for (s, at) in self.take_members(room, None).await {
-            s.notify.do_send(SessionNotice::Rehomed {
-                room_id: room.clone(),
-                room: rooms::RoomRef::Local(addr.clone()),
-            });
+            // The join goes first: once the session hears of the move it sends its
+            // requests straight to the room, and they must find the member seated.
             addr.do_send(rooms::Join {
                 who: s.who.clone(),
                 session: s.no,
@@ -478,6 +476,10 @@ impl Relay {
                     last_seq: at,
                 },
                 request_id: 0,
+            });
+            s.notify.do_send(SessionNotice::Rehomed {
+                room_id: room.clone(),
+                room: rooms::RoomRef::Local(addr.clone()),
             });
         }
     }

@@ -77,6 +77,9 @@ use crate::{
     ws::Identity,
 };
 
+/// Events a room's own fan-out keeps for members seated just behind it.
+const RESUME_WINDOW: usize = 64;
+
 /// The game-event type that panics a room when `debug.fault_injection` is on.
 const PANIC_EVENT: &str = "parlor.debug.panic";
 
@@ -273,7 +276,9 @@ impl RoomActor {
             game,
         } = homed;
         let (writer, backlog) = spawn_writer(deps.clone(), room.info.id.clone());
-        let fanout = LocalFanout::new(deps.metrics.clone());
+        // The newest events are kept for a member who resumes while a publish is in
+        // flight: the replay reads what is recorded, and the kept events bring the rest.
+        let fanout = LocalFanout::keeping(deps.metrics.clone(), RESUME_WINDOW);
         fanout.set_echo(room.settings.echo_events);
         Self {
             id: room.info.id.clone(),
@@ -874,8 +879,9 @@ impl Handler<Join> for RoomActor {
                 .as_ref()
                 .ok_or_else(|| ApiError::unavailable("room is reloading"))?;
             let snap = match replay {
-                // The client keeps its state as of `since`; the events below bring it up to date.
-                Some(Replay::Events(ref ev)) if !ev.is_empty() || since == last => v1::RoomJoined {
+                // The client keeps its state as of `since`; the events below bring it up to
+                // what is recorded, and the fan-out brings the rest (a publish in flight).
+                Some(Replay::Events(_)) => v1::RoomJoined {
                     room: Some(room.summary()),
                     settings: None,
                     members: Vec::new(),
@@ -897,6 +903,12 @@ impl Handler<Join> for RoomActor {
                 Some(Replay::Events(ev)) if snap.resumed => ev,
                 _ => Vec::new(),
             };
+            // Where the member's state is once the frames below are applied.
+            let at = if snap.resumed {
+                since + events.len() as u64
+            } else {
+                last
+            };
             let mut frames = Vec::with_capacity(events.len() + 1);
             frames.push(encode_envelope(rid, 0, Body::RoomJoined(snap)));
             frames.extend(events);
@@ -904,8 +916,8 @@ impl Handler<Join> for RoomActor {
             frames.extend(act.game_view(&user));
             local.peer.push_all(frames);
             match local.peer.outbox() {
-                Some(outbox) => act.fanout.insert(user.clone(), outbox.clone(), last),
-                None => local.peer.seated(&act.id, &user, last, rid),
+                Some(outbox) => act.fanout.insert(user.clone(), outbox.clone(), at),
+                None => local.peer.seated(&act.id, &user, at, rid),
             }
             act.locals.insert(user, local);
             Ok(())
