@@ -220,9 +220,10 @@ import json, re, sys
 readme, schema = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
 table = readme.split("| key | default | meaning |", 1)[1].split("\n\n", 1)[0]
 documented = set(re.findall(r"^\| `([^`]+)` \|", table, re.M))
-# Set by the chart from its own values, or for tests only.
+# Set by the chart from its own values, or for development and tests only (the image
+# carries its web client built in, so server.web_dir has nothing to point at).
 owned = {"server.public_addr", "server.admin_addr", "server.data_dir", "server.pod_name",
-         "server.shutdown_grace_secs", "auth.signing_key", "auth.verify_keys", "cluster.kind",
+         "server.shutdown_grace_secs", "server.web_dir", "auth.signing_key", "auth.verify_keys", "cluster.kind",
          "cluster.redis_mode", "cluster.redis_url", "cluster.redis_urls", "store.kind",
          "store.mongodb_uri", "sentry_dsn", "debug.fault_injection"}
 keys = set()

@@ -11,3 +11,4 @@ mod release;
 mod scenarios;
 mod slow;
 mod support;
+mod web;

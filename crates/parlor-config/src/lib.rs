@@ -67,6 +67,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Largest REST request body in bytes. Default 65536.
     pub max_body_bytes: usize,
+    /// Serve the web client from this folder instead of the copy built into the binary
+    /// (for working on web/). Default empty: the built-in copy.
+    pub web_dir: PathBuf,
 }
 
 /// WebSocket limits and timers.
@@ -439,6 +442,7 @@ impl Default for ServerConfig {
             pod_name: std::env::var("HOSTNAME").unwrap_or_else(|_| "parlor".into()),
             shutdown_grace_secs: 10,
             max_body_bytes: 64 * 1024,
+            web_dir: PathBuf::new(),
         }
     }
 }

@@ -566,6 +566,29 @@ impl Handler<Refresh> for UserManager {
     }
 }
 
+/// Uses up a refresh token without issuing another (sign-out). A token that does not verify,
+/// or was used already, has nothing left to end.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct EndSession {
+    pub(crate) token: String,
+}
+
+impl Handler<EndSession> for UserManager {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: EndSession, _: &mut Context<Self>) -> Self::Result {
+        let d = self.deps.clone();
+        Box::pin(async move {
+            if let Ok(claims) = d.keys.verify(&msg.token, TokenKind::Refresh) {
+                if let Err(e) = d.store.accounts.use_refresh(&claims.jti).await {
+                    tracing::warn!(error = %e, "sign-out could not use up its refresh token");
+                }
+            }
+        })
+    }
+}
+
 /// Issues a one-time login code for an account (admins only; checked by the caller).
 #[derive(Message)]
 #[rtype(result = "ApiResult<(String, i64, UserId)>")]

@@ -38,6 +38,8 @@ pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
 }
 
 mod oidc;
+mod session;
+mod site;
 
 /// The signed-in caller, or 401.
 async fn caller(req: &HttpRequest, shared: &Shared) -> ApiResult<UserRecord> {
@@ -122,6 +124,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard
             .route("/auth/magic", web::post().to(magic))
             .route("/auth/magic/redeem", web::post().to(redeem))
             .configure(oidc::routes)
+            .configure(session::routes)
             .route("/rooms", web::get().to(list_rooms))
             .route("/rooms", web::post().to(create_room))
             .route("/rooms/{id}", web::get().to(get_room))
@@ -153,6 +156,7 @@ pub(crate) fn public_routes(cfg: &mut web::ServiceConfig, max_body: usize, guard
             .route("/tournaments/{id}/start", web::post().to(start_tournament))
             .route("/users/{id}/stats", web::get().to(user_stats)),
     )
+    .configure(site::routes)
     .default_service(web::to(not_found));
 }
 
@@ -176,7 +180,11 @@ struct GuestBody {
     name: String,
 }
 
-async fn guest(shared: Data<Shared>, body: Json<GuestBody>) -> ApiResult<HttpResponse> {
+async fn guest(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<GuestBody>,
+) -> ApiResult<HttpResponse> {
     let t = shared
         .users
         .send(users::Guest {
@@ -184,7 +192,7 @@ async fn guest(shared: Data<Shared>, body: Json<GuestBody>) -> ApiResult<HttpRes
         })
         .await??;
     track(&shared, "signup", &t);
-    Ok(HttpResponse::Ok().json(t))
+    Ok(session::signed_in(&req, &shared, t))
 }
 
 #[derive(Deserialize)]
@@ -211,7 +219,7 @@ async fn register(
         })
         .await??;
     track(&shared, "signup", &t);
-    Ok(HttpResponse::Ok().json(t))
+    Ok(session::signed_in(&req, &shared, t))
 }
 
 #[derive(Deserialize)]
@@ -235,7 +243,7 @@ async fn login(
         })
         .await??;
     track(&shared, "login", &t);
-    Ok(HttpResponse::Ok().json(t))
+    Ok(session::signed_in(&req, &shared, t))
 }
 
 #[derive(Deserialize)]
@@ -302,7 +310,11 @@ struct RedeemBody {
     code: String,
 }
 
-async fn redeem(shared: Data<Shared>, body: Json<RedeemBody>) -> ApiResult<HttpResponse> {
+async fn redeem(
+    req: HttpRequest,
+    shared: Data<Shared>,
+    body: Json<RedeemBody>,
+) -> ApiResult<HttpResponse> {
     let t = shared
         .users
         .send(users::RedeemMagic {
@@ -310,7 +322,7 @@ async fn redeem(shared: Data<Shared>, body: Json<RedeemBody>) -> ApiResult<HttpR
         })
         .await??;
     track(&shared, "login", &t);
-    Ok(HttpResponse::Ok().json(t))
+    Ok(session::signed_in(&req, &shared, t))
 }
 
 #[derive(Deserialize)]
