@@ -12,7 +12,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export function parlorBin() {
   if (process.env.PARLOR_BIN) return process.env.PARLOR_BIN;
-  const candidates = ["/work/main/target/debug/parlor"];
+  const candidates = [];
   if (process.env.CARGO_TARGET_DIR) candidates.push(join(process.env.CARGO_TARGET_DIR, "debug", "parlor"));
   candidates.push(resolve(here, "../../../target/debug/parlor"));
   const found = candidates.find((p) => existsSync(p));
