@@ -215,6 +215,7 @@ export class ParlorClient extends Emitter<ClientEvents> {
     this.pingTimeout = opts.pingTimeoutMs ?? this.timeoutMs;
     this.backoff = opts.reconnect === false ? false : { ...DEFAULT_RECONNECT, ...opts.reconnect };
     this.chatLimit = opts.chatLimit ?? 200;
+    this.watchNetwork();
     const f = opts.fetch ?? globalThis.fetch;
     this.auth = new Auth({
       base: this.base,
@@ -254,13 +255,25 @@ export class ParlorClient extends Emitter<ClientEvents> {
   }
 
   guest(name: string): Promise<User> {
-    return this.auth.signIn("/api/v1/auth/guest", { name });
+    return this.signIn(this.auth.signIn("/api/v1/auth/guest", { name }));
   }
   register(login: string, password: string, name: string): Promise<User> {
-    return this.auth.signIn("/api/v1/auth/register", { login, password, name });
+    return this.signIn(this.auth.signIn("/api/v1/auth/register", { login, password, name }));
   }
   login(login: string, password: string): Promise<User> {
-    return this.auth.signIn("/api/v1/auth/login", { login, password });
+    return this.signIn(this.auth.signIn("/api/v1/auth/login", { login, password }));
+  }
+  /** A socket opened as someone else (a visitor, before signing in) is closed, so that the
+   * next connect() says Hello as the new user. */
+  private async signIn(signedIn: Promise<User>): Promise<User> {
+    const user = await signedIn;
+    if (this.welcomeUser && this.welcomeUser.id !== user.id && this.state !== "idle") {
+      this.close();
+      this.resumeToken = "";
+      this.welcomeUser = null;
+      this.state = "idle";
+    }
+    return user;
   }
   /** New tokens now. In cookie mode, also how a reloaded page gets its session back. */
   refresh(): Promise<User> {
@@ -268,10 +281,14 @@ export class ParlorClient extends Emitter<ClientEvents> {
   }
   /** Signs out (cookie mode: clears the cookie) and closes the connection. */
   async logout(): Promise<void> {
-    this.close();
+    // Signed out before the socket closes, so that "closed" comes with no user.
     this.resumeToken = "";
     this.welcomeUser = null;
-    await this.auth.logout();
+    try {
+      await this.auth.logout();
+    } finally {
+      this.close();
+    }
   }
   /** Tokens mode: adopt tokens kept from an earlier run. */
   useTokens(t: { accessToken: string; refreshToken?: string; expiresAt?: number }, user: User | null = null): void {
@@ -819,6 +836,30 @@ export class ParlorClient extends Emitter<ClientEvents> {
       if (i >= 0) this.settle(this.privateWaiters.splice(i, 1)[0]!.id, line);
     }
     this.emit("private_message", line);
+  }
+
+  /** In a browser: going offline drops the socket at once (an open socket can survive an
+   * outage unnoticed until pings time out), and coming back online retries at once. */
+  private watchNetwork(): void {
+    const w = globalThis as unknown as {
+      addEventListener?: (type: string, fn: () => void) => void;
+      navigator?: { onLine?: boolean };
+    };
+    if (typeof w.addEventListener !== "function" || w.navigator?.onLine === undefined) return;
+    w.addEventListener("offline", () => {
+      const sock = this.socket;
+      if (sock && this.state === "open") {
+        this.detach(sock);
+        this.onClose(sock, 1006, "the network went offline");
+      }
+    });
+    w.addEventListener("online", () => {
+      if (this.sleeper) {
+        clearTimeout(this.sleeper.timer);
+        this.sleeper.wake();
+        this.sleeper = undefined;
+      }
+    });
   }
 
   private onClose(sock: WebSocketLike, code: number, reason: string): void {

@@ -39,6 +39,17 @@ test("a guest signs in over REST and connects", { timeout: 15_000 }, async () =>
   await connected;
 });
 
+test("a socket opened as a visitor is replaced by one of the account signed in after it", { timeout: 15_000 }, async () => {
+  const c = make();
+  const visitor = await c.connect();
+  const user = await c.guest("Late");
+  assert.notEqual(visitor.user.id, user.id);
+  const w = await c.connect();
+  assert.equal(w.user.id, user.id, "Hello again, as the guest");
+  const room = await c.createRoom({ name: "signed in", kind: "piano" });
+  assert.equal(room.yourRole, "owner");
+});
+
 test("two clients share a room: chat and member lists on both", { timeout: 15_000 }, async () => {
   const a = make();
   const b = make();

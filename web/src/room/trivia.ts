@@ -48,6 +48,7 @@ export function triviaPanel(ctx: RoomCtx, ownerId: () => string): KindPanel {
     }
   };
 
+  const hostHint = h("p", { class: "hint" }, "You are the host: you start the game and do not play.");
   const buzz = h(
     "button",
     {
@@ -137,13 +138,16 @@ export function triviaPanel(ctx: RoomCtx, ownerId: () => string): KindPanel {
     );
     const canBuzz =
       !watcher &&
-      !host &&
+      (!host || isPlayerSeat(t)) &&
       !!q &&
       (phase === TriviaView_Phase.BUZZING || phase === TriviaView_Phase.ANSWERING) &&
       !buzzedOn.has(ctx.me) &&
       (windowClosesAt === 0 || ctx.serverNow() < windowClosesAt);
     buzz.disabled = !canBuzz;
     buzz.hidden = watcher || (host && !isPlayerSeat(t));
+    hostHint.textContent = isPlayerSeat(t)
+      ? "You are the host: you start the game, and you play too."
+      : "You are the host: you start the game and do not play.";
     start.hidden = !host || !(phase === TriviaView_Phase.LOBBY || phase === TriviaView_Phase.UNSPECIFIED || phase === TriviaView_Phase.OVER);
     start.textContent = phase === TriviaView_Phase.OVER ? "Play again" : "Start the game";
 
@@ -247,7 +251,7 @@ export function triviaPanel(ctx: RoomCtx, ownerId: () => string): KindPanel {
     "section",
     { class: "panel", "aria-labelledby": "trivia-h" },
     h("h2", { id: "trivia-h" }, "Trivia"),
-    host ? h("p", { class: "hint" }, "You are the host: you start the game and do not play.") : null,
+    host ? hostHint : null,
     watcher ? h("p", { class: "hint" }, "You are watching.") : null,
     phaseEl,
     h("div", { class: "row" }, start, buzz, timerText),
