@@ -2,7 +2,7 @@
 // dice, cards, trivia, match) in play, from the owner's side and from a player's side.
 // Any violation of impact serious or critical fails the test; every one found is listed.
 import assert from "node:assert/strict";
-import { axeViolations, createRoom, formatViolations, joinByCode, say, scenario, signInGuest, until, waitForMembers } from "./support.js";
+import { axeViolations, createRoom, formatViolations, joinAndList, joinByCode, say, scenario, signInGuest, until, waitForMembers } from "./support.js";
 
 scenario("a11y: no serious or critical axe violations on any page", { timeout: 90_000 }, async (h, t) => {
   const pod = await h.pod({ name: "a11y" });
@@ -30,13 +30,7 @@ scenario("a11y: no serious or critical axe violations on any page", { timeout: 9
 
   const meet = async (kind, name, extra = {}) => {
     const room = await createRoom(ann, { name, kind, ...extra });
-    await joinByCode(bob, room);
-    const both = [
-      { userId: ann.id, role: "owner" },
-      { userId: bob.id, role: "player" },
-    ];
-    await waitForMembers(ann.page, both);
-    await waitForMembers(bob.page, both);
+    await joinAndList(ann, bob, room);
     await say(ann, `Welcome to the ${kind} room`);
     await bob.page.getByTestId("chat-message").filter({ hasText: `Welcome to the ${kind} room` }).waitFor();
     return room;

@@ -1,7 +1,7 @@
 // Scenario 3: a roll of 2d20kh1+5 shows every die (two d20s, one kept and one dropped),
 // the constant and the total in both browsers, and the two browsers agree on all of it.
 import assert from "node:assert/strict";
-import { createRoom, joinByCode, scenario, signInGuest, until, waitForMembers } from "./support.js";
+import { createRoom, joinAndList, scenario, signInGuest, until } from "./support.js";
 
 /** Every roll in the page's dice log, as shown. */
 async function rolls(page) {
@@ -59,13 +59,7 @@ scenario("dice: 2d20kh1+5 shows every die and the same total in both browsers", 
   await signInGuest(ann, pod.url, "Ann");
   await signInGuest(bob, pod.url, "Bob");
   const room = await createRoom(ann, { name: "Dungeon night", kind: "dice" });
-  await joinByCode(bob, room);
-  const both = [
-    { userId: ann.id, role: "owner" },
-    { userId: bob.id, role: "player" },
-  ];
-  await waitForMembers(ann.page, both);
-  await waitForMembers(bob.page, both);
+  await joinAndList(ann, bob, room);
 
   // Bob (a player) rolls with the form; Ann (the DM) rolls the same notation after him.
   for (const [roller, n] of [

@@ -1,7 +1,7 @@
 // Scenario 1: two guests meet in a piano room, and a note played in one browser lights up
 // in the other: once with the mouse held on a key, once with a mapped computer key.
 import assert from "node:assert/strict";
-import { CHROMIUM_FLAGS, createRoom, joinByCode, scenario, signInGuest, waitForMembers } from "./support.js";
+import { CHROMIUM_FLAGS, createRoom, joinAndList, scenario, signInGuest } from "./support.js";
 
 /** Waits until `page`'s key for `note` is lit (or not) with the class `cls`. */
 async function keyIs(page, note, active, cls) {
@@ -28,13 +28,7 @@ scenario("piano: a note played in one browser lights up in the other", async (h)
   await signInGuest(ann, pod.url, "Ann");
   await signInGuest(bob, pod.url, "Bob");
   const room = await createRoom(ann, { name: "Jam session", kind: "piano" });
-  await joinByCode(bob, room);
-  const both = [
-    { userId: ann.id, role: "owner" },
-    { userId: bob.id, role: "player" },
-  ];
-  await waitForMembers(ann.page, both);
-  await waitForMembers(bob.page, both);
+  await joinAndList(ann, bob, room);
 
   // Ann holds E4 down with the mouse: lit as hers at home, as theirs at Bob's.
   const e4 = ann.page.getByTestId("piano-key-64");

@@ -3,7 +3,7 @@
 // two Chromiums, chat, notes held, rolls, flips, a trivia question being answered.
 import fs from "node:fs";
 import path from "node:path";
-import { createRoom, Harness, inRoom, joinByCode, REPO, say, signInGuest, until, waitForMembers } from "./support.js";
+import { createRoom, Harness, inRoom, joinAndList, joinByCode, REPO, say, signInGuest, until, waitForMembers } from "./support.js";
 
 const OUT = path.join(REPO, "docs/screenshots");
 const SAMPLE = JSON.parse(fs.readFileSync(path.join(REPO, "crates/parlor-games/src/trivia/sample.json"), "utf8"));
@@ -33,13 +33,7 @@ async function leave(...users) {
 
 async function meet(ann, bob, opts) {
   const room = await createRoom(ann, opts);
-  await joinByCode(bob, room);
-  const both = [
-    { userId: ann.id, role: "owner" },
-    { userId: bob.id, role: "player" },
-  ];
-  await waitForMembers(ann.page, both);
-  await waitForMembers(bob.page, both);
+  await joinAndList(ann, bob, room);
   return room;
 }
 

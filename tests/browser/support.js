@@ -581,6 +581,18 @@ export async function joinByCode(user, room, { password = "", watch = false } = 
 }
 
 /** Says `text` in the room's chat, and waits until the line is in the sender's own log. */
+/** `guest` joins `owner`'s room by its code, and both pages list both: owner and player. */
+export async function joinAndList(owner, guest, room) {
+  await joinByCode(guest, room);
+  const both = [
+    { userId: owner.id, role: "owner" },
+    { userId: guest.id, role: "player" },
+  ];
+  await waitForMembers(owner.page, both);
+  await waitForMembers(guest.page, both);
+  return both;
+}
+
 export async function say(user, text) {
   const { page } = user;
   await page.getByTestId("chat-input").fill(text);
