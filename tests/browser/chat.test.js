@@ -2,7 +2,7 @@
 // browsers list both members with their roles, and every line said shows on both sides,
 // with the same sequence numbers in the same order.
 import assert from "node:assert/strict";
-import { chatLines, createRoom, inRoom, memberList, say, scenario, signInGuest, until, waitForChat, waitForMembers } from "./support.js";
+import { chatLines, createRoom, inRoom, joinAndList, memberList, say, scenario, signInGuest, until, waitForChat, waitForMembers } from "./support.js";
 
 scenario("chat: a line and the member list show on both sides", async (h) => {
   const pod = await h.pod({ name: "chat" });
@@ -83,4 +83,19 @@ scenario("chat: a line and the member list show on both sides", async (h) => {
   await waitForMembers(ann.page, [{ userId: ann.id, role: "owner" }]);
   await ann.page.getByTestId("chat-system").filter({ hasText: "Bob left." }).waitFor();
   assert.equal((await memberList(ann.page)).length, 1);
+});
+
+scenario("chat: a kick is told once, with who did it, and the kicked page says so", async (h) => {
+  const pod = await h.pod({ name: "kick" });
+  const ann = await h.user("ann");
+  const bob = await h.user("bob");
+  await signInGuest(ann, pod.url, "Ann");
+  await signInGuest(bob, pod.url, "Bob");
+  const room = await createRoom(ann, { name: "Strict table", kind: "cards" });
+  await joinAndList(ann, bob, room);
+  await ann.page.locator(`[data-testid=member][data-user-id="${bob.id}"] [data-testid=member-kick]`).click();
+  await bob.page.locator('[data-testid=room-left][data-reason="kicked"]').waitFor();
+  await waitForMembers(ann.page, [{ userId: ann.id, role: "owner" }]);
+  const told = (await ann.page.getByTestId("chat-system").allTextContents()).filter((l) => l.includes("Bob"));
+  assert.deepEqual(told, ["Bob joined.", "Bob was kicked by Ann."], `Ann's system lines: ${told}`);
 });

@@ -265,6 +265,8 @@ export function roomPage(root: HTMLElement, id: string, params: URLSearchParams)
       members.render();
       panel?.membersChanged?.();
     };
+    /** Members whose kick or ban the chat has told, and whose leaving it need not tell. */
+    const removedBy = new Set<string>();
     offs.push(
       r.on("member_joined", (m) => {
         rememberName(m.userId, m.name);
@@ -272,6 +274,8 @@ export function roomPage(root: HTMLElement, id: string, params: URLSearchParams)
         membersChanged();
       }),
       r.on("member_left", (e) => {
+        // A kick or ban was already told, with who did it, by its moderated line.
+        if (removedBy.delete(e.userId)) return membersChanged();
         const who = e.member?.name ?? nameOf(e.userId);
         chat.system(`${who} ${e.reason === "kicked" ? "was removed" : e.reason === "banned" ? "was banned" : e.reason === "disconnected" ? "dropped out" : "left"}.`);
         membersChanged();
@@ -285,6 +289,7 @@ export function roomPage(root: HTMLElement, id: string, params: URLSearchParams)
         membersChanged();
       }),
       r.on("moderated", (m) => {
+        if (m.action === "kick" || m.action === "ban") removedBy.add(m.userId);
         chat.system(`${nameOf(m.userId)} was ${m.action === "kick" ? "kicked" : m.action === "ban" ? "banned" : m.action === "mute" ? "muted" : m.action === "unmute" ? "unmuted" : "unbanned"} by ${nameOf(m.byUserId)}${m.reason ? `: ${m.reason}` : ""}.`);
       }),
       r.on("game_event", (e) => panel?.event?.(e)),
