@@ -5,7 +5,7 @@
 use std::{collections::HashMap, process::Stdio, time::Duration};
 
 use parlor_server::{Config, OidcProvider};
-use reqwest::{header, redirect, StatusCode};
+use reqwest::{header, StatusCode};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -89,13 +89,6 @@ fn provider_cfg(cfg: &mut Config, pod: &str, issuer: &str, name: &str) {
         },
         ..OidcProvider::default()
     });
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 /// `name=value` of each Set-Cookie, into `jar`.

@@ -455,3 +455,12 @@ pub(crate) fn inherited_parlor_vars() -> Vec<String> {
 pub(crate) async fn open_room(c: &mut Connection, req: v1::CreateRoom) -> v1::RoomSummary {
     c.create_room(req).await.unwrap().room.unwrap()
 }
+
+/// An HTTP client that shows redirects instead of following them, as a test of what a
+/// browser is sent needs.
+pub(crate) fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}

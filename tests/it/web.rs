@@ -4,14 +4,7 @@
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 
-use super::support::TestServer;
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
+use super::support::{http, TestServer};
 
 async fn error_code(resp: reqwest::Response) -> String {
     let v: Value = resp.json().await.unwrap();

@@ -7,6 +7,7 @@ use actix_web::{
     web::{self, Data},
     HttpResponse,
 };
+use bytes::Bytes;
 use parlor_protocol::ErrorCode;
 
 use crate::{
@@ -65,16 +66,19 @@ async fn serve(shared: &Shared, name: &str) -> ApiResult<HttpResponse> {
         return Err(missing());
     }
     let dir = &shared.cfg.server.web_dir;
-    let body: Vec<u8> = if dir.as_os_str().is_empty() {
+    // The built-in files are served from the binary as they are, never copied.
+    let body = if dir.as_os_str().is_empty() {
         match WEB_ASSETS.iter().find(|(n, _)| *n == name) {
-            Some((_, bytes)) => bytes.to_vec(),
-            None if name == "index.html" => NOT_BUILT.as_bytes().to_vec(),
+            Some((_, bytes)) => Bytes::from_static(bytes),
+            None if name == "index.html" => Bytes::from_static(NOT_BUILT.as_bytes()),
             None => return Err(missing()),
         }
     } else {
-        tokio::fs::read(dir.join(name))
-            .await
-            .map_err(|_| missing())?
+        Bytes::from(
+            tokio::fs::read(dir.join(name))
+                .await
+                .map_err(|_| missing())?,
+        )
     };
     // Assets carry a content hash in their names; the index names the current ones.
     let cache = if name.starts_with("assets/") {

@@ -822,7 +822,7 @@ impl Handler<Join> for RoomActor {
             let seq = match recorded {
                 Some(p) => {
                     p.recorded.await.map_err(|e| (true, e))?;
-                    Some(p.seq)
+                    Some((p.seq, p.at))
                 }
                 None => None,
             };
@@ -865,9 +865,8 @@ impl Handler<Join> for RoomActor {
                     return Err(e.into());
                 }
             };
-            if let Some(seq) = seq {
-                act.deps.metrics.events_published.inc();
-                act.recorded = act.recorded.max(seq);
+            if let Some((seq, at)) = seq {
+                act.was_recorded(seq, at);
             }
             if let Some((sub, position)) = sub {
                 act.sub = Some(sub);

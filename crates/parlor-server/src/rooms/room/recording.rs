@@ -19,6 +19,8 @@ pub(super) enum Reloaded {
 /// A publish in flight: its seq, and the broker's answer once the event is recorded.
 pub(super) struct Published {
     pub(super) seq: u64,
+    /// When it was numbered, for `parlor_event_record_seconds`.
+    pub(super) at: Instant,
     pub(super) recorded: BoxFuture<'static, Result<(), ClusterError>>,
 }
 
@@ -46,17 +48,11 @@ impl RoomActor {
             .deps
             .broker
             .publish(&self.id, &self.lease, seq, frame, origin, writes);
-        let (numbered, metrics) = (Instant::now(), self.deps.metrics.clone());
-        let recorded = Box::pin(async move {
-            let r = recorded.await;
-            if r.is_ok() {
-                metrics
-                    .event_record_seconds
-                    .observe(numbered.elapsed().as_secs_f64());
-            }
-            r
-        });
-        Published { seq, recorded }
+        Published {
+            seq,
+            at: Instant::now(),
+            recorded,
+        }
     }
 
     /// Publishes an event; `who` hears of a failure, and `answer` goes to it once the event
@@ -82,30 +78,41 @@ impl RoomActor {
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
-        let Published { seq, mut recorded } = p;
+        let Published {
+            seq,
+            at,
+            mut recorded,
+        } = p;
         match (&mut recorded).now_or_never() {
-            Some(r) => self.settled(r.map(|()| seq), who, answer, ctx),
+            Some(r) => self.settled(r.map(|()| (seq, at)), who, answer, ctx),
             None => {
                 ctx.spawn(
-                    recorded
-                        .into_actor(self)
-                        .map(move |r, act, ctx| act.settled(r.map(|()| seq), who, answer, ctx)),
+                    recorded.into_actor(self).map(move |r, act, ctx| {
+                        act.settled(r.map(|()| (seq, at)), who, answer, ctx)
+                    }),
                 );
             }
         }
     }
 
+    /// Event `seq`, numbered at `at`, is recorded.
+    pub(super) fn was_recorded(&mut self, seq: u64, at: Instant) {
+        let m = &self.deps.metrics;
+        m.events_published.inc();
+        m.event_record_seconds.observe(at.elapsed().as_secs_f64());
+        self.recorded = self.recorded.max(seq);
+    }
+
     pub(super) fn settled(
         &mut self,
-        r: Result<u64, ClusterError>,
+        r: Result<(u64, Instant), ClusterError>,
         who: Option<(Peer, u64)>,
         answer: Option<bytes::Bytes>,
         ctx: &mut Context<Self>,
     ) {
         match r {
-            Ok(seq) => {
-                self.deps.metrics.events_published.inc();
-                self.recorded = self.recorded.max(seq);
+            Ok((seq, at)) => {
+                self.was_recorded(seq, at);
                 while self.unrecorded_chat.front().is_some_and(|(s, _)| *s <= seq) {
                     let (_, line) = self.unrecorded_chat.pop_front().expect("checked");
                     self.pending_chat.push(line);
