@@ -44,7 +44,10 @@ async fn health_and_metrics_on_the_admin_port_only() {
     assert!(metric(&m, "parlor_frames_out_total{kind=\"room_event\"}") >= 3.0);
     assert!(metric(&m, "parlor_fanout_size_count") >= 2.0);
     // The join and the chat line, each timed from numbering to recorded.
-    assert!(metric(&m, "parlor_event_record_seconds_count") >= 2.0, "{m}");
+    assert!(
+        metric(&m, "parlor_event_record_seconds_count") >= 2.0,
+        "{m}"
+    );
     assert!(metric(&m, "parlor_frame_handle_seconds_count{type=\"hello\"}") >= 2.0);
     for line in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         assert!(line.starts_with("parlor_"), "unprefixed metric: {line}");
